@@ -1,0 +1,133 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The pure profile model: what every stage hands to the next. No I/O here.
+
+Data flow: the receiver produces ``RawSample`` (addresses only); the symbolizer turns
+addresses into ``Frame``; ``profile.builder`` groups samples per process into a
+``Profile``; processors edit ``Resource.attributes``; exporters encode a ``Profile``
+(OTLP, pprof, folded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+# profile.frame.type values, as the OTel eBPF profiler names them.
+FRAME_KERNEL = 'kernel'
+FRAME_NATIVE = 'native'
+FRAME_GO = 'go'
+FRAME_JIT = 'jit'  # resolved from /tmp/perf-PID.map
+FRAME_ABORT = 'abort'  # marks a truncated stack
+
+BUILD_ID_GNU = 'gnu'
+BUILD_ID_GO = 'go'
+BUILD_ID_HTLHASH = 'htlhash'
+
+
+@dataclass(frozen=True)
+class ValueType:
+    type: str
+    unit: str
+
+
+CPU_SAMPLES = ValueType('samples', 'count')
+OFF_CPU_TIME = ValueType('off_cpu', 'nanoseconds')
+CPU_PERIOD = ValueType('cpu', 'nanoseconds')
+
+
+@dataclass(frozen=True)
+class RawSample:
+    """One aggregated key drained from the kernel: addresses only, leaf first."""
+
+    pid: int  # tgid
+    tid: int
+    comm: str
+    user_stack: Tuple[int, ...]  # absolute virtual addresses in the process, leaf first
+    kernel_stack: Tuple[int, ...]  # kernel addresses, leaf first
+    count: int  # samples (on-CPU) or nanoseconds (off-CPU)
+    value_type: ValueType = CPU_SAMPLES
+    truncated: bool = False  # the user stack was cut (depth limit or copy size)
+    user_stack_lost: bool = False  # the stack id was lost (map full / collision)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A file mapped in a process. ``file_offset`` is the offset of ``start`` in the file."""
+
+    start: int
+    limit: int
+    file_offset: int
+    filename: str
+    build_id: str = ''  # hex
+    build_id_kind: str = ''  # BUILD_ID_GNU | BUILD_ID_GO | BUILD_ID_HTLHASH
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One location of a stack. ``function`` is '' when the symbolizer found nothing:
+    the frame then keeps ``mapping`` + ``address`` so a backend can symbolize it."""
+
+    function: str
+    address: int  # absolute virtual address (kernel address for kernel frames)
+    kind: str = FRAME_NATIVE
+    mapping: Optional[Mapping] = None
+    source_file: str = ''
+    line: int = 0
+
+    @property
+    def display_name(self) -> str:
+        if self.function:
+            return self.function
+        if self.mapping is not None:
+            return '{}+0x{:x}'.format(self.mapping.filename.rsplit('/', 1)[-1], self.file_address)
+        return '[unknown]'
+
+    @property
+    def file_address(self) -> int:
+        """The address as an offset into the mapped file (what backends symbolize)."""
+        if self.mapping is None:
+            return self.address
+        return self.address - self.mapping.start + self.mapping.file_offset
+
+
+@dataclass(frozen=True)
+class Sample:
+    frames: Tuple[Frame, ...]  # leaf first
+    value: int
+    thread_id: int = 0
+    thread_name: str = ''
+    truncated: bool = False
+
+
+@dataclass
+class Resource:
+    """One profiled process (resource attributes use OTel semantic conventions)."""
+
+    attributes: Dict[str, Any]
+    samples: List[Sample] = field(default_factory=list)  # CPU samples
+    off_cpu_samples: List[Sample] = field(default_factory=list)  # values in nanoseconds
+
+    @property
+    def pid(self) -> int:
+        return int(self.attributes.get('process.pid', 0))
+
+
+@dataclass
+class Profile:
+    """One export interval of the whole host."""
+
+    time_unix_nano: int
+    duration_nano: int
+    period_nano: int  # 1e9 / samples_per_second
+    resources: List[Resource] = field(default_factory=list)
+    sample_type: ValueType = CPU_SAMPLES
+    period_type: ValueType = CPU_PERIOD
+
+    @property
+    def total_samples(self) -> int:
+        return sum(s.value for r in self.resources for s in r.samples)
+
+    @property
+    def has_off_cpu(self) -> bool:
+        return any(r.off_cpu_samples for r in self.resources)
