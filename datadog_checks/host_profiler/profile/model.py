@@ -107,6 +107,9 @@ class Resource:
     attributes: Dict[str, Any]
     samples: List[Sample] = field(default_factory=list)  # CPU samples
     off_cpu_samples: List[Sample] = field(default_factory=list)  # values in nanoseconds
+    # The process name (/proc/PID/comm) used by the folded/pprof outputs. Not exported as an
+    # OTLP resource attribute (OTel has no semantic convention for it).
+    comm: str = ''
 
     @property
     def pid(self) -> int:

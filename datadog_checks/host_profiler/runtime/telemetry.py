@@ -65,3 +65,13 @@ class Telemetry:
     def total(self, name: str) -> float:
         with self._lock:
             return sum(v for (n, _), v in self._totals.items() if n == name)
+
+    def gauges(self) -> Dict[str, float]:
+        """Last value of every gauge, keyed 'name{tag,tag}' like totals(); does not reset anything."""
+        with self._lock:
+            return {n + ('{' + ','.join(t) + '}' if t else ''): v for (n, t), v in self._gauges.items()}
+
+    def gauge_sum(self, name: str) -> float:
+        """Sum of the last values of a gauge over all its tag sets (0 when never set)."""
+        with self._lock:
+            return sum(v for (n, _), v in self._gauges.items() if n == name)

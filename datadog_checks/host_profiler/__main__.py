@@ -1,0 +1,8 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The Agent check: a thin adapter between ``ProfilerPipeline`` and the Agent.
+
+The first run starts the sampler thread (inside the pipeline's receiver); every run drains,
+builds, processes and exports one profile, then submits the profiler's own telemetry,
+service checks, inventory metadata and the flare diagnostics file.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any, Dict, List, Optional
+
+from datadog_checks.base import AgentCheck
+from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
+
+from .__about__ import __version__
+from .pipeline import ProfilerPipeline, RunResult
+from .runtime.telemetry import COUNT, Metric, Telemetry
+
+SERVICE_CHECK_SAMPLE = 'can_sample'
+SERVICE_CHECK_EXPORT = 'can_export'
+_LEVELS = {'ok': AgentCheck.OK, 'warning': AgentCheck.WARNING, 'critical': AgentCheck.CRITICAL}
+
+
+class HostProfilerCheck(AgentCheck):
+    __NAMESPACE__ = 'host_profiler'
+
+    def __init__(self, name: str, init_config: Dict[str, Any], instances: List[Dict[str, Any]]) -> None:
+        super().__init__(name, init_config, instances)
+        self.telemetry = Telemetry()
+        self.mode = ''
+        self.pipeline: Optional[ProfilerPipeline] = None
+        self.last_result: Optional[RunResult] = None
+        self.process_metrics: Any = None
+        self.bpf_stats: Any = None
+        self.diagnostics: Any = None
+        self.health_metrics: Any = None
+        self._metadata_sent = False
+        # The converter must run before the config models validate the instance.
+        self.check_initializations.appendleft(self._normalize_instance)
+        self.check_initializations.append(self._build)
+
+    # -- initialisation ---------------------------------------------------------------------
+    def _normalize_instance(self) -> None:
+        from .config.loader import load_instance, resolve_mode
+        from .runtime.scrub import secrets_in
+
+        requested = self.instance.get('mode', 'auto')
+        if requested in (None, '', 'auto'):
+            requested = 'agent' if AGENT_RUNNING else 'standalone'
+        self.mode = resolve_mode(requested, self.instance)
+        instance, warnings = load_instance(dict(self.instance), self.mode)
+        for secret in secrets_in(instance):
+            self.register_secret(secret)
+        for message in warnings:
+            self.warning(message)
+        self.instance = instance
+        self.instances = [instance]
+
+    def _build(self) -> None:
+        from .runtime.bpf_stats import BpfStats
+        from .runtime.diagnostics import Diagnostics
+        from .runtime.process_metrics import ProcessMetrics
+        from .runtime.scrub import secrets_in
+
+        interval = float(self.instance.get('min_collection_interval') or 15)
+        self.pipeline = ProfilerPipeline(
+            self.instance,
+            mode=self.mode,
+            telemetry=self.telemetry,
+            http_factory=lambda _conf: self.http,
+            log=self.log,
+            hostname=datadog_agent.get_hostname,
+            interval_s=interval,
+        )
+        self.process_metrics = ProcessMetrics(self.telemetry)
+        self.bpf_stats = BpfStats(self.telemetry, self._bpf_program_ids,
+                                  enable_bpf_stats=bool(self.instance.get('enable_bpf_stats', False)), log=self.log)
+        self.diagnostics = Diagnostics(self.instance.get('diagnostics_dir') or None, self.telemetry,
+                                       secrets=secrets_in(self.instance))
+        self.diagnostics.set_config(self.instance)
+        health = self.instance.get('health_metrics') or {}
+        if self.mode == 'standalone' and health.get('enabled', True) and health.get('endpoint'):
+            from .runtime.otlp_metrics import OtlpMetricsExporter
+
+            self.health_metrics = OtlpMetricsExporter(health['endpoint'], session=self.http, telemetry=self.telemetry,
+                                                      log=self.log, version=__version__)
+
+    def _bpf_program_ids(self):
+        receiver = self.pipeline.receiver if self.pipeline else None
+        return receiver.program_ids() if receiver is not None else {}
+
+    # -- the run ----------------------------------------------------------------------------
+    def check(self, _: Any) -> None:
+        started = time.monotonic()
+        result = self.pipeline.run_once()
+        self.last_result = result
+        self._service_checks(result)
+        self._send_metadata()
+        self.process_metrics.collect()
+        self.bpf_stats.collect()
+        self.telemetry.gauge('check.duration', time.monotonic() - started)
+        self._submit_telemetry()
+        self._update_diagnostics(result)
+
+    def _service_checks(self, result: RunResult) -> None:
+        tags = list(self.instance.get('tags') or [])
+        if result.sampling:
+            self.service_check(SERVICE_CHECK_SAMPLE, self.OK, tags=tags)
+        else:
+            self.service_check(SERVICE_CHECK_SAMPLE, self.CRITICAL, tags=tags,
+                               message=result.sampler_error or 'the sampler is not running')
+        if not result.exporter_statuses:
+            return
+        worst = max(result.exporter_statuses, key=lambda s: _LEVELS.get(s[1], self.UNKNOWN))
+        status = _LEVELS.get(worst[1], self.UNKNOWN)
+        message = '; '.join('{}: {}'.format(name, msg) for name, level, msg in result.exporter_statuses
+                            if level != 'ok' and msg)
+        self.service_check(SERVICE_CHECK_EXPORT, status, tags=tags,
+                           message=None if status == self.OK else (message or None))
+
+    def _submit_telemetry(self) -> None:
+        tags = list(self.instance.get('tags') or [])
+        metrics: List[Metric] = self.telemetry.snapshot()
+        for metric in metrics:
+            submit = self.count if metric.type == COUNT else self.gauge
+            submit(metric.name, metric.value, tags=tags + list(metric.tags))
+        if self.health_metrics is not None:
+            self.health_metrics.export(metrics)
+
+    def _send_metadata(self) -> None:
+        if self._metadata_sent:
+            return
+        from .runtime.bpf_stats import bcc_version
+
+        receiver_conf = self.instance.get('receiver') or {}
+        features = ['cpu']
+        if float(receiver_conf.get('off_cpu_threshold') or 0) > 0:
+            features.append('off_cpu')
+        if (receiver_conf.get('symbol_uploader') or {}).get('enabled'):
+            features.append('symbol_upload')
+        features.append('unwinding:' + str(receiver_conf.get('unwinding') or 'auto'))
+        self.set_metadata('version', __version__)
+        self.set_metadata('bcc_version', bcc_version() or 'unknown')
+        self.set_metadata('kernel_release', platform.release())
+        self.set_metadata('mode', self.mode)
+        self.set_metadata('samples_per_second', str(receiver_conf.get('samples_per_second') or 20))
+        self.set_metadata('features', ','.join(features))
+        self._metadata_sent = True
+
+    def _update_diagnostics(self, result: RunResult) -> None:
+        from .profile.folded import folded_counts
+
+        if result.sampler_error:
+            self.diagnostics.record_error(result.sampler_error)
+        for name, level, message in result.exporter_statuses:
+            if level != 'ok':
+                self.diagnostics.record_error('{}: {}'.format(name, message))
+        receiver = self.pipeline.receiver
+        self.diagnostics.set_sampler_state({
+            'running': bool(receiver is not None and receiver.running),
+            'mode': self.mode,
+            'error': result.sampler_error,
+        })
+        if result.profile is not None and result.profile.resources:
+            self.diagnostics.set_top_stacks(folded_counts([result.profile]))
+        self.diagnostics.maybe_write()
+
+    def cancel(self) -> None:
+        """Thread-safe and non-blocking: the threads detach BPF programs and exit on their own."""
+        if self.pipeline is not None:
+            self.pipeline.close()
+        if self.process_metrics is not None:
+            self.process_metrics.close()
+        if self.bpf_stats is not None:
+            self.bpf_stats.close()

@@ -1,0 +1,263 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""``host-profiler``: the same check, without the Agent.
+
+    host-profiler run   [--config F] [--duration S] [--frequency HZ] [--interval S] [--output DIR]
+    host-profiler check [--config F] [--times N] [--json]
+    host-profiler flare [--config F] [--output ZIP] [--duration S]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+DEFAULT_OUTPUT = 'host-profiler-output'
+MERGE_EVERY = 20  # profiles kept before merging: bounds memory of long runs
+FLUSH_TIMEOUT_S = 30.0
+
+
+def _read_config(path: Optional[str]) -> Dict[str, Any]:
+    from .config.loader import read_instance
+
+    return read_instance(path) if path else {}
+
+
+def _make_check(instance: Dict[str, Any]):
+    from .check import HostProfilerCheck
+
+    instance = dict(instance)
+    instance.setdefault('mode', 'standalone')
+    check = HostProfilerCheck('host_profiler', {}, [instance])
+    # Run the initialisations (converter, config models, pipeline) now, so that a bad config
+    # is reported with its key path before anything starts.
+    check.run_check_initializations()
+    return check
+
+
+def _config_error(e: Exception) -> int:
+    path = getattr(e, 'key_path', '')
+    print('host-profiler: configuration error{}: {}'.format(' at ' + path if path else '', e), file=sys.stderr)
+    return 2
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from datadog_checks.base import ConfigurationError
+
+    from .profile import flamegraph, pprof
+    from .profile.folded import folded_counts, format_folded
+    from .profile.merge import merge_profiles
+    from .profile.summary import summarize
+    from .runtime.status_line import StatusLine
+
+    instance = _read_config(args.config)
+    receiver = instance.setdefault('receiver', {})
+    if args.frequency:
+        receiver['samples_per_second'] = args.frequency
+    instance['min_collection_interval'] = args.interval
+    exporters = instance.setdefault('exporters', {})
+    has_exporter = any(exporters.get(k) for k in ('otlp_http', 'otlphttp', 'debug', 'file'))
+    output = args.output or (None if has_exporter else DEFAULT_OUTPUT)
+    if output:
+        os.makedirs(output, exist_ok=True)
+        # --output adds a local file exporter beside any configured exporter.
+        if not exporters.get('file'):
+            exporters['file'] = {'directory': os.path.join(output, 'profiles'), 'formats': ['otlp']}
+    try:
+        check = _make_check(instance)
+    except ConfigurationError as e:
+        return _config_error(e)
+
+    status = StatusLine(check.telemetry)
+    profiles: List[Any] = []
+    try:
+        check.run()  # first run: starts the sampler thread
+        if not check.last_result or not check.last_result.sampling:
+            error = check.last_result.sampler_error if check.last_result else 'initialisation failed'
+            print('host-profiler: cannot sample: {}'.format(error), file=sys.stderr)
+            return 1
+        # --duration counts sampling time, not start-up.
+        sampling_started = time.monotonic()
+        deadline = sampling_started + args.duration
+        while True:
+            now = time.monotonic()
+            time.sleep(max(0.0, min(args.interval, deadline - now)))
+            error = check.run()
+            if error:
+                print('host-profiler: check run failed: {}'.format(error), file=sys.stderr)
+            result = check.last_result
+            if result is not None and result.profile is not None and result.profile.resources:
+                profiles.append(result.profile)
+                if len(profiles) > MERGE_EVERY:
+                    profiles = [merge_profiles(profiles)]
+            if sys.stderr.isatty() or args.status:
+                status.write(sys.stderr)
+            if time.monotonic() >= deadline:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        flushed = check.pipeline.flush(FLUSH_TIMEOUT_S) if check.pipeline else True
+        check.cancel()
+    if not flushed:
+        print('host-profiler: some exports could not be delivered within {:.0f} s'.format(FLUSH_TIMEOUT_S),
+              file=sys.stderr)
+    if output:
+        _write_outputs(output, profiles, check, pprof, flamegraph, folded_counts, format_folded, merge_profiles,
+                       summarize)
+        print('host-profiler: wrote {}'.format(output), file=sys.stderr)
+    return 0
+
+
+def _write_outputs(output, profiles, check, pprof, flamegraph, folded_counts, format_folded, merge_profiles,
+                   summarize) -> None:
+    merged = [merge_profiles(profiles)] if profiles else []
+    counts = folded_counts(merged) if merged else {}
+    with open(os.path.join(output, 'stacks.folded'), 'w') as f:
+        f.write(format_folded(counts))
+    if merged:
+        pprof.write(os.path.join(output, 'profile.pb.gz'), merged)
+    flamegraph.write(os.path.join(output, 'flamegraph.html'), counts, title='host_profiler: {}'.format(
+        os.uname().nodename))
+    summary = summarize(merged, check.telemetry.totals())
+    with open(os.path.join(output, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2, sort_keys=True)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the check as ``datadog-agent check`` does and print what it submitted."""
+    from datadog_checks.base import ConfigurationError
+    from datadog_checks.base.stubs import aggregator, datadog_agent
+
+    instance = _read_config(args.config)
+    instance.setdefault('min_collection_interval', args.interval)
+    aggregator.reset()
+    try:
+        check = _make_check(instance)
+    except ConfigurationError as e:
+        return _config_error(e)
+    errors = []
+    try:
+        for i in range(args.times):
+            if i:
+                time.sleep(args.pause)
+            error = check.run()
+            if error:
+                errors.append(json.loads(error))
+    finally:
+        check.cancel()
+    metrics = []
+    for name in sorted(aggregator._metrics):
+        for m in aggregator._metrics[name]:
+            metrics.append({'metric': m.name, 'type': _TYPE_NAMES.get(m.type, m.type), 'value': m.value,
+                            'tags': list(m.tags)})
+    service_checks = []
+    for name in sorted(aggregator._service_checks):
+        for sc in aggregator._service_checks[name]:
+            service_checks.append({'check': sc.name, 'status': _STATUS_NAMES.get(sc.status, sc.status),
+                                   'tags': list(sc.tags), 'message': sc.message})
+    metadata = dict(datadog_agent._metadata) if hasattr(datadog_agent, '_metadata') else {}
+    report = {'metrics': metrics, 'service_checks': service_checks, 'errors': errors,
+              'metadata': {str(k): v for k, v in metadata.items()}}
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        for m in metrics:
+            print('{metric:<50} {type:<6} {value:>14.4f}  {tags}'.format(**dict(m, tags=','.join(m['tags']))))
+        for sc in service_checks:
+            print('service check {check}: {status} {message}'.format(**dict(sc, message=sc['message'] or '')))
+        for e in errors:
+            print('error: {}'.format(e), file=sys.stderr)
+    return 1 if errors else 0
+
+
+_TYPE_NAMES = {0: 'gauge', 1: 'rate', 2: 'count', 3: 'monotonic_count', 4: 'counter', 5: 'histogram',
+               6: 'historate'}
+_STATUS_NAMES = {0: 'OK', 1: 'WARNING', 2: 'CRITICAL', 3: 'UNKNOWN'}
+
+
+def cmd_flare(args: argparse.Namespace) -> int:
+    """A diagnostics zip: scrubbed config, probes, counters, errors and a short live profile."""
+    from datadog_checks.base import ConfigurationError
+
+    from .profile.folded import folded_counts
+    from .profile.merge import merge_profiles
+    from .runtime.flare import build_flare
+
+    instance = _read_config(args.config)
+    instance.setdefault('min_collection_interval', 1)
+    instance['exporters'] = {}  # the live profile stays local
+    try:
+        check = _make_check(instance)
+    except ConfigurationError as e:
+        return _config_error(e)
+    profiles = []
+    try:
+        check.run()
+        deadline = time.monotonic() + args.duration
+        while check.last_result and check.last_result.sampling and time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            check.run()
+            if check.last_result.profile is not None and check.last_result.profile.resources:
+                profiles.append(check.last_result.profile)
+    finally:
+        check.cancel()
+    live = folded_counts([merge_profiles(profiles)]) if profiles else None
+    output = args.output or 'host-profiler-flare-{}.zip'.format(time.strftime('%Y%m%d-%H%M%S'))
+    logs = [check.diagnostics.path] if check.diagnostics and os.path.exists(check.diagnostics.path) else []
+    build_flare(output, instance=copy.deepcopy(check.instance),
+                diagnostics_payload=check.diagnostics.payload() if check.diagnostics else None,
+                live_profile_folded=live, logs=logs)
+    print(output)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='host-profiler', description='Whole-host continuous profiler (eBPF).')
+    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    run = sub.add_parser('run', help='profile this host and write/export profiles')
+    run.add_argument('--config', help='conf.yaml (the check instance); standalone converter rules apply')
+    run.add_argument('--duration', type=float, default=60.0, help='sampling time in seconds (default 60)')
+    run.add_argument('--frequency', type=int, default=0, help='samples per second per CPU (default: config, 20)')
+    run.add_argument('--interval', type=float, default=10.0, help='export interval in seconds (default 10)')
+    run.add_argument('--output', help='directory for local outputs (default {} when no exporter is configured)'
+                     .format(DEFAULT_OUTPUT))
+    run.add_argument('--status', action='store_true', help='print the status line even when not on a terminal')
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser('check', help='run the check as `datadog-agent check` does')
+    check.add_argument('--config')
+    check.add_argument('--times', type=int, default=1)
+    check.add_argument('--pause', type=float, default=1.0, help='seconds between runs')
+    check.add_argument('--interval', type=float, default=15.0)
+    check.add_argument('--json', action='store_true')
+    check.set_defaults(func=cmd_check)
+
+    flare = sub.add_parser('flare', help='write a diagnostics zip')
+    flare.add_argument('--config')
+    flare.add_argument('--output')
+    flare.add_argument('--duration', type=float, default=5.0, help='seconds of live profile (default 5)')
+    flare.set_defaults(func=cmd_flare)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    from .runtime.scrub import install_log_scrubbing
+
+    install_log_scrubbing(logging.getLogger())
+    return args.func(args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,223 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""One profiling pipeline: receiver → profile → processors → exporters (+ symbol uploader).
+
+The check and the standalone command both drive this class; it owns every component and
+knows nothing of the Agent. ``run_once()`` is what one check run does.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from .__about__ import __version__
+from .profile.builder import build_profile
+from .profile.model import Profile
+from .runtime.telemetry import Telemetry
+
+LOG = logging.getLogger(__name__)
+
+HttpFactory = Callable[[dict], Any]
+
+
+@dataclass
+class RunResult:
+    profile: Optional[Profile]
+    sampling: bool
+    sampler_error: str = ''
+    exporter_statuses: List[Tuple[str, str, str]] = field(default_factory=list)  # (name, level, message)
+
+
+class ProfilerPipeline:
+    """Builds and drives every stage for one normalised instance (see ``config.loader``)."""
+
+    def __init__(
+        self,
+        instance: Dict[str, Any],
+        *,
+        mode: str,
+        telemetry: Optional[Telemetry] = None,
+        http_factory: Optional[HttpFactory] = None,
+        log: Optional[logging.Logger] = None,
+        hostname: Optional[Callable[[], str]] = None,
+        tagger: Any = None,
+        interval_s: float = 15.0,
+    ) -> None:
+        from .exporters import build_exporters
+        from .processors.pipeline import build_processors
+        from .symbols.symbolizer import Symbolizer
+
+        self.instance = instance
+        self.mode = mode
+        self.telemetry = telemetry or Telemetry()
+        self.log = log or LOG
+        self.interval_s = float(interval_s)
+        receiver_conf = instance.get('receiver') or {}
+        self.receiver_conf = receiver_conf
+        self.samples_per_second = int(receiver_conf.get('samples_per_second') or 20)
+        symbolizer_conf = receiver_conf.get('symbolizer') or {}
+        self.symbolizer = Symbolizer(
+            self.telemetry,
+            memory_budget_bytes=int(symbolizer_conf.get('memory_budget_mb') or 256) << 20,
+            debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
+            perf_map=bool(symbolizer_conf.get('perf_map', True)),
+        )
+        self.processors = build_processors(
+            instance, mode, http=http_factory({}) if http_factory else None, log=self.log,
+            telemetry=self.telemetry, version=__version__, tagger=tagger, hostname=hostname,
+        )
+        self.exporters = build_exporters(
+            instance.get('exporters') or {}, http_factory=http_factory, telemetry=self.telemetry,
+            mode=mode, version=__version__, log=self.log,
+        )
+        self.uploader = self._build_uploader(http_factory)
+        self.receiver: Any = None
+        self.sampler_error = ''
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def _build_uploader(self, http_factory: Optional[HttpFactory]) -> Any:
+        conf = self.receiver_conf.get('symbol_uploader') or {}
+        if not conf.get('enabled'):
+            return None
+        from .uploader import SymbolUploader
+
+        return SymbolUploader(conf, telemetry=self.telemetry, mode=self.mode, version=__version__,
+                              http_factory=http_factory, log=self.log)
+
+    def start_components(self) -> None:
+        """Start the processors' and uploader's background work (idempotent)."""
+        if self._started:
+            return
+        from .processors.pipeline import start_processors
+
+        start_processors(self.processors)
+        if self.uploader is not None:
+            self.uploader.start()
+        self._started = True
+
+    def ensure_sampler(self) -> bool:
+        """Start the sampler thread if it is not running. Returns True when sampling.
+
+        A start-up failure is kept as ``sampler_error`` (one line: cause and fix) and is
+        retried on the next run, never raised: the check keeps reporting its own metrics.
+        """
+        from .receiver.kernel import SamplerError
+        from .receiver.receiver import Receiver
+
+        if self._closed:
+            return False
+        if self.receiver is not None and self.receiver.running:
+            self.receiver.heartbeat()
+            return True
+        try:
+            self.receiver = Receiver(self.receiver_conf, telemetry=self.telemetry,
+                                     lock_file=self.instance.get('lock_file') or None,
+                                     heartbeat_timeout_s=3 * self.interval_s, log=self.log)
+            self.receiver.start()
+        except SamplerError as e:
+            self.receiver = None
+            if str(e) != self.sampler_error:
+                self.log.error('host_profiler cannot sample: %s', e)
+            self.sampler_error = str(e)
+            return False
+        self.sampler_error = ''
+        return True
+
+    def close(self) -> None:
+        """Thread-safe and non-blocking: signals every background thread to stop."""
+        from .processors.pipeline import close_processors
+
+        with self._lock:
+            self._closed = True
+            receiver, self.receiver = self.receiver, None
+        if receiver is not None:
+            receiver.stop(block=False)
+        close_processors(self.processors)
+        if self.uploader is not None:
+            self.uploader.close()
+        for exporter in self.exporters:
+            exporter.close()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait (bounded) until every exporter queue is delivered; used before exiting."""
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for exporter in self.exporters:
+            ok = exporter.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    # -- one run ----------------------------------------------------------------------------
+    def run_once(self) -> RunResult:
+        sampling = self.ensure_sampler()
+        self.start_components()
+        profile = None
+        if sampling:
+            profile = self._collect_profile()
+            if profile is not None:
+                for exporter in self.exporters:
+                    try:
+                        exporter.export(profile)
+                    except Exception as e:  # an exporter must never break the run
+                        self.telemetry.count('export.errors', 1, ['reason:internal', 'exporter:' + exporter.name])
+                        self.log.warning('exporter %s failed: %s', exporter.name, e)
+        return RunResult(profile=profile, sampling=sampling, sampler_error=self.sampler_error,
+                         exporter_statuses=self.exporter_statuses())
+
+    def _collect_profile(self) -> Optional[Profile]:
+        from .processors.pipeline import run_processors
+
+        receiver = self.receiver
+        if receiver is None:
+            return None
+        collected = receiver.collect()
+        processes = collected.processes
+        profile = build_profile(
+            collected.samples,
+            processes.get,
+            self.symbolizer.symbolize_user,
+            self.symbolizer.symbolize_kernel,
+            time_unix_nano=collected.start_ns,
+            duration_nano=max(0, collected.end_ns - collected.start_ns),
+            period_nano=int(1e9 // self.samples_per_second),
+        )
+        profile = run_processors(self.processors, profile)
+        if self.uploader is not None:
+            self._report_executables(profile, processes)
+        self.telemetry.gauge('profile.resources', len(profile.resources))
+        return profile
+
+    def _report_executables(self, profile: Profile, processes: Any) -> None:
+        """Hand every mapped file seen in a native frame to the symbol uploader (O(1) each)."""
+        seen = set()
+        for resource in profile.resources:
+            process = processes.get(resource.pid)
+            if process is None:
+                continue
+            for sample in resource.samples:
+                for frame in sample.frames:
+                    mapping = frame.mapping
+                    if mapping is None or frame.kind not in ('native', 'go'):
+                        continue
+                    key = (resource.pid, mapping.filename)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    proc_mapping = process.find_mapping(frame.address)
+                    if proc_mapping is not None:
+                        self.uploader.report(process, proc_mapping)
+
+    def exporter_statuses(self) -> List[Tuple[str, str, str]]:
+        out = []
+        for exporter in self.exporters:
+            status = exporter.status()
+            if status is not None:
+                level, message = status
+                out.append((exporter.name, level, message))
+        return out

@@ -1,0 +1,193 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""RawSample (addresses) -> Profile (frames, one Resource per process). Pure: no I/O.
+
+The process registry and the symbolizer are passed in as callables, so this module can be
+tested without /proc, ELF files or root.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .model import FRAME_ABORT, FRAME_KERNEL, FRAME_NATIVE, OFF_CPU_TIME, Frame, Profile, RawSample, Resource, Sample
+
+# Marker frames placed at the root of a stack that is known to be incomplete.
+TRUNCATED_FRAME = Frame(function='[truncated]', address=0, kind=FRAME_ABORT)
+USER_STACK_LOST_FRAME = Frame(function='[user stack lost]', address=0, kind=FRAME_ABORT)
+
+# Environment variables of the profiled process -> OTel resource attributes. The first
+# variable present wins (DD_SERVICE before OTEL_SERVICE_NAME).
+ENV_ATTRIBUTES: Sequence[Tuple[str, Tuple[str, ...]]] = (
+    ('service.name', ('DD_SERVICE', 'OTEL_SERVICE_NAME')),
+    ('deployment.environment.name', ('DD_ENV',)),
+    ('service.version', ('DD_VERSION',)),
+)
+
+ResolveProcess = Callable[[int], Any]  # pid -> ProcessInfo | None
+SymbolizeUser = Callable[[Any, Sequence[int]], List[Frame]]  # (ProcessInfo | None, addresses) -> frames
+SymbolizeKernel = Callable[[Sequence[int]], List[Frame]]  # addresses -> frames
+
+_DELETED = ' (deleted)'
+
+
+def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
+    """OTel resource attributes of one process. ``process`` may be None (it vanished)."""
+    attrs: Dict[str, Any] = {'process.pid': int(pid)}
+    exe = (getattr(process, 'exe', '') or '') if process is not None else ''
+    name = ''
+    if exe:
+        attrs['process.executable.path'] = exe
+        base = exe[: -len(_DELETED)] if exe.endswith(_DELETED) else exe
+        name = os.path.basename(base)
+    if not name:
+        name = (getattr(process, 'comm', '') or '') if process is not None else ''
+    attrs['process.executable.name'] = name or comm
+    if process is not None:
+        container_id = getattr(process, 'container_id', '') or ''
+        if container_id:
+            attrs['container.id'] = container_id
+        env = getattr(process, 'env', None) or {}
+        for attr, variables in ENV_ATTRIBUTES:
+            for var in variables:
+                value = env.get(var)
+                if value:
+                    attrs[attr] = value
+                    break
+    return attrs
+
+
+def _unknown_frames(addresses: Sequence[int], kind: str) -> List[Frame]:
+    return [Frame('', a, kind) for a in addresses]
+
+
+def _symbolize(
+    addresses: Tuple[int, ...], cache: Dict[int, Frame], symbolize: Callable, args: Tuple, kind: str
+) -> Tuple[Frame, ...]:
+    """Frames of one stack, asking the symbolizer only for addresses not seen yet.
+
+    The per-address cache also makes equal frames the same object, which the OTLP encoder
+    exploits (it looks frames up by identity first). A symbolizer that returns a different
+    number of frames than addresses (inline expansion) gets the whole stack, uncached.
+    """
+    cached = list(map(cache.get, addresses))
+    if None not in cached:
+        return tuple(cached)
+    missing = list(dict.fromkeys(a for a, f in zip(addresses, cached) if f is None))
+    try:
+        frames = list(symbolize(*args, missing))
+    except Exception:  # symbolizers should not raise; the frames stay unknown
+        frames = _unknown_frames(missing, kind)
+    if len(frames) != len(missing):
+        try:
+            return tuple(symbolize(*args, addresses))
+        except Exception:
+            return tuple(_unknown_frames(addresses, kind))
+    cache.update(zip(missing, frames))
+    return tuple(map(cache.__getitem__, addresses))
+
+
+def build_profile(
+    samples: Iterable[RawSample],
+    resolve_process: ResolveProcess,
+    symbolize_user: SymbolizeUser,
+    symbolize_kernel: SymbolizeKernel,
+    *,
+    time_unix_nano: int,
+    duration_nano: int,
+    period_nano: int,
+) -> Profile:
+    """Group raw samples per process, symbolize each distinct stack once, and return a Profile.
+
+    - Stacks are leaf first: kernel frames (leaf first) on top of user frames (leaf first).
+    - A truncated user stack, or a lost user stack id, ends (at the root) with an ``abort``
+      frame so that it is never mistaken for a complete stack.
+    - Raw samples with the same key (pid, tid, comm, stacks, flags, value type) are merged.
+    - Samples whose value type is ``OFF_CPU_TIME`` go to ``Resource.off_cpu_samples``.
+    - ``resolve_process`` is called once per pid. The symbolizers are called at most once
+      per distinct (pid, user stack) / kernel stack, and only with the addresses not
+      resolved yet in this build. A symbolizer that raises (it should not) leaves the
+      frames unknown instead of failing the build.
+    """
+    # 1. Merge identical keys (the kernel aggregates per drain; two drains may repeat keys).
+    merged: Dict[Tuple, int] = {}
+    for s in samples:
+        key = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.truncated, s.user_stack_lost, s.value_type)
+        merged[key] = merged.get(key, 0) + s.count
+
+    processes: Dict[int, Any] = {}
+    comms: Dict[int, str] = {}
+    user_cache: Dict[Tuple[int, Tuple[int, ...]], Tuple[Frame, ...]] = {}
+    kernel_cache: Dict[Tuple[int, ...], Tuple[Frame, ...]] = {}
+    kernel_addr: Dict[int, Frame] = {}  # address -> frame
+    user_addr: Dict[int, Dict[int, Frame]] = {}  # pid -> address -> frame
+    stack_cache: Dict[Tuple, Tuple[Frame, ...]] = {}
+    resources: Dict[int, Resource] = {}
+
+    for (pid, tid, comm, ustack, kstack, truncated, lost, value_type), value in merged.items():
+        if value <= 0:
+            continue
+        if pid not in processes:
+            try:
+                processes[pid] = resolve_process(pid)
+            except Exception:  # the registry should not raise; a vanished process is None
+                processes[pid] = None
+        process = processes[pid]
+        # Process name: the registry's, else the main thread's comm, else any thread's.
+        if pid not in comms:
+            comms[pid] = _registry_comm(process) or comm
+        elif tid == pid and not _registry_comm(process):
+            comms[pid] = comm
+
+        skey = (pid, ustack, kstack, truncated, lost)
+        frames = stack_cache.get(skey)
+        if frames is None:
+            kframes = kernel_cache.get(kstack) if kstack else ()
+            if kframes is None:
+                kframes = kernel_cache[kstack] = _symbolize(
+                    kstack, kernel_addr, symbolize_kernel, (), FRAME_KERNEL
+                )
+            ukey = (pid, ustack)
+            uframes = user_cache.get(ukey) if ustack else ()
+            if uframes is None:
+                addr_cache = user_addr.get(pid)
+                if addr_cache is None:
+                    addr_cache = user_addr[pid] = {}
+                uframes = user_cache[ukey] = _symbolize(
+                    ustack, addr_cache, symbolize_user, (process,), FRAME_NATIVE
+                )
+            frames = kframes + uframes
+            if lost:
+                frames += (USER_STACK_LOST_FRAME,)
+            elif truncated:
+                frames += (TRUNCATED_FRAME,)
+            stack_cache[skey] = frames
+
+        resource = resources.get(pid)
+        if resource is None:
+            resource = resources[pid] = Resource(attributes={})
+        sample = Sample(frames=frames, value=value, thread_id=tid, thread_name=comm, truncated=truncated or lost)
+        if value_type == OFF_CPU_TIME:
+            resource.off_cpu_samples.append(sample)
+        else:
+            resource.samples.append(sample)
+
+    out: List[Resource] = []
+    for pid in sorted(resources):
+        resource = resources[pid]
+        resource.comm = comms.get(pid, '')
+        resource.attributes = resource_attributes(pid, resource.comm, processes.get(pid))
+        out.append(resource)
+    return Profile(
+        time_unix_nano=int(time_unix_nano),
+        duration_nano=int(duration_nano),
+        period_nano=int(period_nano),
+        resources=out,
+    )
+
+
+def _registry_comm(process: Optional[Any]) -> str:
+    if process is None:
+        return ''
+    return getattr(process, 'comm', '') or ''

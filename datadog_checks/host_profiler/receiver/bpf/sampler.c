@@ -1,0 +1,308 @@
+// (C) Datadog, Inc. 2026-present
+// All rights reserved
+// Licensed under a 3-clause BSD style license (see LICENSE)
+//
+// host_profiler sampler: compiled by BCC at start-up (see receiver/sampler.py).
+//
+// Parameters come from -D flags set by sampler.py:
+//   STACK_STORAGE_SIZE, COUNTS_SIZE          sizes of each CPU stack/counts map (x2: double buffer)
+//   SEND_IDLE                                1 = keep pid 0 (idle) samples
+//   FILTER_PIDS, PID_FILTER_SIZE             1 = only tgids present in `pid_filter`
+//   OFF_CPU, OFF_CPU_THRESHOLD               1 = sched_switch program; threshold is p * 2^32
+//   OFF_CPU_STACK_SIZE, OFF_CPU_START_SIZE   off-CPU maps sizes
+//   EVENTS_PAGES                             exec/exit ring buffer size in pages (power of 2)
+//
+// Double buffering: `active[0]` holds a generation number that user space increments on each
+// drain; the programs write into set (gen & 1) of every double-buffered map, and user space reads
+// and clears set (old_gen & 1) once in-flight programs are done (see Sampler.drain).
+
+#include <uapi/linux/ptrace.h>
+#include <uapi/linux/bpf_perf_event.h>
+
+// Indices of the per-CPU `stats` counters. Keep in sync with STATS in sampler.py.
+#define ST_USER_EEXIST 0
+#define ST_USER_ENOMEM 1
+#define ST_USER_OTHER 2
+#define ST_KERN_EEXIST 3
+#define ST_KERN_ENOMEM 4
+#define ST_KERN_OTHER 5
+#define ST_COUNTS_FULL 6
+#define ST_PID_FILTERED 7
+#define ST_OFF_USER_EEXIST 8
+#define ST_OFF_USER_ENOMEM 9
+#define ST_OFF_USER_OTHER 10
+#define ST_OFF_KERN_EEXIST 11
+#define ST_OFF_KERN_ENOMEM 12
+#define ST_OFF_KERN_OTHER 13
+#define ST_OFF_COUNTS_FULL 14
+#define ST_OFF_START_FULL 15
+#define ST_EVENTS_LOST 16
+#define ST_SAMPLES 17
+#define ST_OFF_EVENTS 18
+#define N_STATS 19
+
+#define EV_EXEC 1
+#define EV_EXIT 2
+
+// EFAULT: "no stack here" (user stack of a kernel thread, kernel stack of a sample taken in user
+// mode). It is not a loss. The error values are spelled out so no errno header is needed.
+#define E_FAULT 14
+#define E_EXIST 17
+#define E_NOMEM 12
+
+struct key_t {
+    u32 tgid;
+    u32 tid;
+    s32 ustack;  // stack id, or -errno
+    s32 kstack;  // stack id, or -errno
+    u32 gen;     // off-CPU only: generation of the stack maps the ids belong to; 0 for CPU samples
+    char comm[16];
+};
+
+struct event_t {
+    u32 type;
+    u32 tgid;
+    u32 pid;
+    u32 pad;
+    u64 ts;
+    char comm[16];
+};
+
+BPF_ARRAY(active, u32, 1);
+BPF_PERCPU_ARRAY(stats, u64, N_STATS);
+
+BPF_HASH(counts0, struct key_t, u64, COUNTS_SIZE);
+BPF_HASH(counts1, struct key_t, u64, COUNTS_SIZE);
+BPF_STACK_TRACE(stacks0, STACK_STORAGE_SIZE);
+BPF_STACK_TRACE(stacks1, STACK_STORAGE_SIZE);
+
+#if FILTER_PIDS
+BPF_HASH(pid_filter, u32, u8, PID_FILTER_SIZE);
+#endif
+
+BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
+
+static __always_inline void stat_inc(u32 idx) {
+    u64 *v = stats.lookup(&idx);
+    if (v)
+        (*v)++;  // per-CPU slot: no atomic needed
+}
+
+static __always_inline void stack_error(s32 id, u32 base) {
+    if (id >= 0 || id == -E_FAULT)
+        return;
+    if (id == -E_EXIST)
+        stat_inc(base);
+    else if (id == -E_NOMEM)
+        stat_inc(base + 1);
+    else
+        stat_inc(base + 2);
+}
+
+// Returns 0 when the sample should be dropped (idle or filtered out).
+static __always_inline int keep_task(u32 tgid, u32 filtered_stat) {
+#if !SEND_IDLE
+    if (tgid == 0)
+        return 0;
+#endif
+#if FILTER_PIDS
+    if (!pid_filter.lookup(&tgid)) {
+        stat_inc(filtered_stat);  // N_STATS: not counted
+        return 0;
+    }
+#endif
+    return 1;
+}
+
+static __always_inline u32 current_gen(void) {
+    u32 zero = 0;
+    u32 *g = active.lookup(&zero);
+    return g ? *g : 0;
+}
+
+int on_cpu_sample(struct bpf_perf_event_data *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    u32 tgid = id >> 32;
+    if (!keep_task(tgid, ST_PID_FILTERED))
+        return 0;
+
+    struct key_t key = {};
+    key.tgid = tgid;
+    key.tid = (u32)id;
+    bpf_get_current_comm(&key.comm, sizeof(key.comm));
+    u32 gen = current_gen();
+    u64 one = 1;
+    u64 *c;
+    int err;
+
+    stat_inc(ST_SAMPLES);
+    // The stack ids and the count always go to the same set, in the same invocation, so a
+    // count never refers to a stack map of another generation.
+    if (gen & 1) {
+        key.ustack = stacks1.get_stackid(ctx, BPF_F_USER_STACK);
+        key.kstack = stacks1.get_stackid(ctx, 0);
+        c = counts1.lookup(&key);
+        if (c) {
+            __sync_fetch_and_add(c, 1);
+        } else {
+            err = counts1.insert(&key, &one);
+            if (err == -E_EXIST) {
+                c = counts1.lookup(&key);
+                if (c)
+                    __sync_fetch_and_add(c, 1);
+            } else if (err) {
+                stat_inc(ST_COUNTS_FULL);
+            }
+        }
+    } else {
+        key.ustack = stacks0.get_stackid(ctx, BPF_F_USER_STACK);
+        key.kstack = stacks0.get_stackid(ctx, 0);
+        c = counts0.lookup(&key);
+        if (c) {
+            __sync_fetch_and_add(c, 1);
+        } else {
+            err = counts0.insert(&key, &one);
+            if (err == -E_EXIST) {
+                c = counts0.lookup(&key);
+                if (c)
+                    __sync_fetch_and_add(c, 1);
+            } else if (err) {
+                stat_inc(ST_COUNTS_FULL);
+            }
+        }
+    }
+    stack_error(key.ustack, ST_USER_EEXIST);
+    stack_error(key.kstack, ST_KERN_EEXIST);
+    return 0;
+}
+
+// Process lifecycle: exec (metadata must be read at once) and exit of the whole thread group.
+TRACEPOINT_PROBE(sched, sched_process_exec) {
+    struct event_t e = {};
+    u64 id = bpf_get_current_pid_tgid();
+    e.type = EV_EXEC;
+    e.tgid = id >> 32;
+    e.pid = (u32)id;
+    e.ts = bpf_ktime_get_ns();
+    bpf_get_current_comm(&e.comm, sizeof(e.comm));
+    if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
+        stat_inc(ST_EVENTS_LOST);
+    return 0;
+}
+
+TRACEPOINT_PROBE(sched, sched_process_exit) {
+    // group_dead: the last thread of the group is exiting (the leader may have gone before).
+    if (!args->group_dead)
+        return 0;
+    struct event_t e = {};
+    u64 id = bpf_get_current_pid_tgid();
+    e.type = EV_EXIT;
+    e.tgid = id >> 32;
+    e.pid = (u32)id;
+    e.ts = bpf_ktime_get_ns();
+    bpf_get_current_comm(&e.comm, sizeof(e.comm));
+    if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
+        stat_inc(ST_EVENTS_LOST);
+    return 0;
+}
+
+#if OFF_CPU
+// Off-CPU time. At sched_switch the current task is `prev`: its stacks are captured at
+// switch-out (into the active generation's off-CPU stack maps) and kept with a timestamp; when
+// that task is switched back in (it is `next` of a later sched_switch) the time it spent off
+// CPU is added to the active off-CPU counts map. The key carries the generation the stack ids
+// belong to, because a task may sleep across several drains: user space keeps the stacks of
+// older generations that pending records still refer to (see Sampler._drain_off_cpu).
+struct start_t {
+    u64 ts;
+    u32 gen;
+    u32 tgid;
+    s32 ustack;
+    s32 kstack;
+    char comm[16];
+};
+
+BPF_TABLE("lru_hash", u32, struct start_t, offcpu_start, OFF_CPU_START_SIZE);
+BPF_HASH(offcpu_counts0, struct key_t, u64, COUNTS_SIZE);
+BPF_HASH(offcpu_counts1, struct key_t, u64, COUNTS_SIZE);
+BPF_STACK_TRACE(offcpu_stacks0, OFF_CPU_STACK_SIZE);
+BPF_STACK_TRACE(offcpu_stacks1, OFF_CPU_STACK_SIZE);
+
+TRACEPOINT_PROBE(sched, sched_switch) {
+    u32 gen = current_gen();
+    u64 now = bpf_ktime_get_ns();
+    u32 prev = args->prev_pid;
+
+    if (prev != 0 && (u64)bpf_get_prandom_u32() < (u64)OFF_CPU_THRESHOLD) {
+        u32 tgid = bpf_get_current_pid_tgid() >> 32;
+        if (keep_task(tgid, N_STATS)) {
+            struct start_t s = {};
+            s.ts = now;
+            s.gen = gen;
+            s.tgid = tgid;
+            bpf_get_current_comm(&s.comm, sizeof(s.comm));
+            if (gen & 1) {
+                s.ustack = offcpu_stacks1.get_stackid(args, BPF_F_USER_STACK);
+                s.kstack = offcpu_stacks1.get_stackid(args, 0);
+            } else {
+                s.ustack = offcpu_stacks0.get_stackid(args, BPF_F_USER_STACK);
+                s.kstack = offcpu_stacks0.get_stackid(args, 0);
+            }
+            stack_error(s.ustack, ST_OFF_USER_EEXIST);
+            stack_error(s.kstack, ST_OFF_KERN_EEXIST);
+            if (offcpu_start.update(&prev, &s) != 0)
+                stat_inc(ST_OFF_START_FULL);
+        }
+    }
+
+    u32 next = args->next_pid;
+    if (next == 0)
+        return 0;
+    struct start_t *sp = offcpu_start.lookup(&next);
+    if (!sp)
+        return 0;
+    struct key_t key = {};
+    key.tgid = sp->tgid;
+    key.tid = next;
+    key.ustack = sp->ustack;
+    key.kstack = sp->kstack;
+    key.gen = sp->gen;
+    __builtin_memcpy(&key.comm, sp->comm, sizeof(key.comm));
+    u64 delta = now > sp->ts ? now - sp->ts : 0;
+    offcpu_start.delete(&next);
+    stat_inc(ST_OFF_EVENTS);
+
+    u64 *c;
+    int err;
+    if (gen & 1) {
+        c = offcpu_counts1.lookup(&key);
+        if (c) {
+            __sync_fetch_and_add(c, delta);
+        } else {
+            err = offcpu_counts1.insert(&key, &delta);
+            if (err == -E_EXIST) {
+                c = offcpu_counts1.lookup(&key);
+                if (c)
+                    __sync_fetch_and_add(c, delta);
+            } else if (err) {
+                stat_inc(ST_OFF_COUNTS_FULL);
+            }
+        }
+    } else {
+        c = offcpu_counts0.lookup(&key);
+        if (c) {
+            __sync_fetch_and_add(c, delta);
+        } else {
+            err = offcpu_counts0.insert(&key, &delta);
+            if (err == -E_EXIST) {
+                c = offcpu_counts0.lookup(&key);
+                if (c)
+                    __sync_fetch_and_add(c, delta);
+            } else if (err) {
+                stat_inc(ST_OFF_COUNTS_FULL);
+            }
+        }
+    }
+    return 0;
+}
+#endif

@@ -1,0 +1,156 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Probes of what the sampler needs from the host: privileges, kernel headers, tracefs, BCC.
+
+Each failure becomes a ``SamplerError`` whose message is one line: the cause, then the fix.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import List, Optional
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+TRACEFS_PATHS = ('/sys/kernel/tracing', '/sys/kernel/debug/tracing')
+
+
+class SamplerError(Exception):
+    """The sampler cannot start (or run). ``str(err)`` is one line: cause and fix."""
+
+
+def effective_capabilities(status_path: str = '/proc/self/status') -> int:
+    try:
+        with open(status_path) as f:
+            for line in f:
+                if line.startswith('CapEff:'):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def check_privileges() -> None:
+    if os.geteuid() == 0:
+        return
+    caps = effective_capabilities()
+    has = lambda c: bool(caps & (1 << c))  # noqa: E731
+    if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
+        return
+    raise SamplerError(
+        'missing privileges to load eBPF programs (uid {}, no CAP_BPF+CAP_PERFMON): '
+        'run the Agent/host-profiler as root or grant CAP_BPF,CAP_PERFMON,CAP_SYS_RESOURCE '
+        '(e.g. setcap or systemd AmbientCapabilities)'.format(os.geteuid())
+    )
+
+
+def kernel_release() -> str:
+    return os.uname().release
+
+
+def headers_dir(release: Optional[str] = None) -> Optional[str]:
+    """The kernel headers BCC will use, or None. BCC looks at $BCC_KERNEL_SOURCE, then
+    /lib/modules/<release>/{build,source}."""
+    release = release or kernel_release()
+    env = os.environ.get('BCC_KERNEL_SOURCE')
+    candidates = [env] if env else []
+    candidates += ['/lib/modules/{}/build'.format(release), '/lib/modules/{}/source'.format(release)]
+    for c in candidates:
+        if c and os.path.isdir(os.path.join(c, 'include')):
+            return c
+    return None
+
+
+def headers_error(detail: str = '') -> SamplerError:
+    release = kernel_release()
+    return SamplerError(
+        'cannot compile the eBPF sampler: kernel headers for {} not found or unusable{}: '
+        'run scripts/setup.sh, or install linux-headers (linux-headers-$(uname -r) or the '
+        'distribution\'s generic headers) and create /lib/modules/{}/build pointing at them'.format(
+            release, (' (' + detail + ')') if detail else '', release
+        )
+    )
+
+
+def check_headers() -> str:
+    d = headers_dir()
+    if d is None:
+        raise headers_error()
+    return d
+
+
+def tracefs_dir() -> Optional[str]:
+    for p in TRACEFS_PATHS:
+        if os.path.isdir(os.path.join(p, 'events', 'sched')):
+            return p
+    return None
+
+
+def ensure_tracefs() -> str:
+    """Tracepoint programs need tracefs (BCC reads the event formats there). Mount it if absent."""
+    d = tracefs_dir()
+    if d:
+        return d
+    try:
+        subprocess.run(
+            ['mount', '-t', 'tracefs', 'nodev', TRACEFS_PATHS[0]],
+            check=True,
+            capture_output=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError) as e:
+        raise SamplerError(
+            'tracefs is not mounted and mounting it failed ({}): run '
+            '`mount -t tracefs nodev /sys/kernel/tracing` as root'.format(str(e).splitlines()[0] if str(e) else e)
+        )
+    d = tracefs_dir()
+    if not d:
+        raise SamplerError(
+            'tracefs has no sched events: the kernel needs CONFIG_FTRACE/tracepoints; '
+            'mount tracefs at /sys/kernel/tracing'
+        )
+    return d
+
+
+def import_bcc():
+    try:
+        import bcc  # noqa: F401
+
+        return bcc
+    except ImportError as e:
+        raise SamplerError(
+            'the BCC Python module is not importable ({}): install Debian\'s python3-bpfcc '
+            '(never the unrelated PyPI package "bcc") and use a virtualenv created with '
+            '--system-site-packages (scripts/setup.sh does both)'.format(e)
+        )
+
+
+def online_cpus() -> List[int]:
+    try:
+        with open('/sys/devices/system/cpu/online') as f:
+            text = f.read().strip()
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+    out: List[int] = []
+    for part in text.split(','):
+        if '-' in part:
+            a, b = part.split('-')
+            out.extend(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def probe() -> dict:
+    """A summary for diagnostics (never raises)."""
+    return {
+        'kernel_release': kernel_release(),
+        'euid': os.geteuid(),
+        'cap_eff': hex(effective_capabilities()),
+        'headers_dir': headers_dir(),
+        'tracefs': tracefs_dir(),
+        'online_cpus': len(online_cpus()),
+    }

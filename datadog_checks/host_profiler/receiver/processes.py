@@ -1,0 +1,335 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Process metadata read from /proc: executable, executable mappings, container, env.
+
+``ProcessRegistry`` is filled by the receiver thread (on exec events and when a pid first
+appears in a drain) and read by the check thread through ``snapshot()``. Entries are keyed by
+pid with the process start time kept to detect pid reuse; exited processes are kept for
+``exit_ttl`` seconds so late samples still symbolize, then dropped. The registry is bounded.
+"""
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+__all__ = ['ProcMapping', 'ProcessInfo', 'ProcessRegistry', 'parse_container_id', 'read_process', 'parse_maps']
+
+
+class ProcMapping(NamedTuple):
+    start: int
+    end: int
+    offset: int
+    path: str  # file path as seen by the process (open it under ProcessInfo.root), or '[vdso]'
+    dev: str  # 'major:minor' (hex, as in /proc/PID/maps)
+    inode: int
+    perms: str = ''
+
+
+@dataclass
+class ProcessInfo:
+    pid: int
+    start_time: int  # /proc/PID/stat field 22 (clock ticks after boot)
+    comm: str = ''
+    exe: str = ''
+    mappings: List[ProcMapping] = field(default_factory=list)  # executable mappings only
+    container_id: str = ''
+    pod_uid: str = ''
+    env: Dict[str, str] = field(default_factory=dict)
+    root: str = ''  # '/proc/PID/root'
+    exited_at: Optional[float] = None  # time.monotonic() of the exit event
+    read_at: float = 0.0  # time.monotonic() when /proc was read
+
+    @property
+    def key(self) -> Tuple[int, int]:
+        return (self.pid, self.start_time)
+
+    def find_mapping(self, address: int) -> Optional[ProcMapping]:
+        for m in self.mappings:
+            if m.start <= address < m.end:
+                return m
+        return None
+
+
+# ---------------------------------------------------------------------------- parsing (pure)
+
+_HEX64 = r'[0-9a-f]{64}'
+# Innermost path component naming a container, by runtime:
+#   docker:      /docker/<id>, docker-<id>.scope
+#   containerd:  cri-containerd-<id>.scope, /kubepods/.../<id>, containerd-<id>.scope
+#   cri-o:       crio-<id>.scope, crio-<id> (v1)
+#   podman:      libpod-<id>.scope (its conmon is libpod-conmon-<id>.scope: not the container)
+#   ECS/Fargate: /ecs/<task>/<32 hex>-<digits>
+_CONTAINER_RE = re.compile(
+    r'^(?:(?:docker|cri-containerd|containerd|crio|libpod)-)?(' + _HEX64 + r')(?:\.scope)?$'
+    r'|^([0-9a-f]{32}-\d{6,})$'
+)
+_POD_RE = re.compile(
+    r'pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$'
+)
+
+
+def parse_container_id(cgroup_text: str) -> Tuple[str, str]:
+    """(container_id, pod_uid) from the text of /proc/PID/cgroup (v1 or v2); '' when absent."""
+    container_id = ''
+    pod_uid = ''
+    for line in cgroup_text.splitlines():
+        parts = line.strip().split(':', 2)
+        if len(parts) != 3:
+            continue
+        path = parts[2]
+        comps = [c for c in re.split(r'[/:]', path) if c]  # ':' in containerd's systemd paths
+        cid = ''
+        for comp in reversed(comps):
+            if comp.startswith('libpod-conmon-'):
+                break
+            m = _CONTAINER_RE.match(comp)
+            if m:
+                cid = m.group(1) or m.group(2)
+                break
+        pod = ''
+        for comp in comps:
+            m = _POD_RE.search(comp)
+            if m:
+                pod = m.group(1).replace('_', '-')
+        if cid and not container_id:
+            container_id = cid
+        if pod and not pod_uid:
+            pod_uid = pod
+        if container_id and pod_uid:
+            break
+    return container_id, pod_uid
+
+
+def parse_stat(text: str) -> Tuple[str, int]:
+    """(comm, start_time) from /proc/PID/stat (comm may contain spaces and parentheses)."""
+    lp = text.index('(')
+    rp = text.rindex(')')
+    comm = text[lp + 1 : rp]
+    rest = text[rp + 2 :].split()
+    return comm, int(rest[19])  # field 22; rest[0] is field 3
+
+
+def parse_maps(text: str, executable_only: bool = True) -> List[ProcMapping]:
+    out = []
+    for line in text.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) < 5:
+            continue
+        perms = parts[1]
+        if executable_only and 'x' not in perms:
+            continue
+        a, _, b = parts[0].partition('-')
+        path = parts[5].strip() if len(parts) > 5 else ''
+        try:
+            out.append(ProcMapping(int(a, 16), int(b, 16), int(parts[2], 16), path, parts[3], int(parts[4]), perms))
+        except ValueError:
+            continue
+    return out
+
+
+def parse_environ(data: bytes, names: Iterable[str]) -> Dict[str, str]:
+    wanted = set(names)
+    out: Dict[str, str] = {}
+    if not wanted:
+        return out
+    for item in data.split(b'\0'):
+        k, sep, v = item.partition(b'=')
+        if not sep:
+            continue
+        ks = k.decode('utf-8', 'replace')
+        if ks in wanted:
+            out[ks] = v.decode('utf-8', 'replace')
+    return out
+
+
+# ---------------------------------------------------------------------------- /proc I/O
+
+
+def read_start_time(pid: int, proc: str = '/proc') -> Optional[int]:
+    try:
+        with open('{}/{}/stat'.format(proc, pid)) as f:
+            return parse_stat(f.read())[1]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/proc') -> Optional[ProcessInfo]:
+    """Read one process's metadata; None when it is gone (or was never there)."""
+    base = '{}/{}'.format(proc, pid)
+    try:
+        with open(base + '/stat') as f:
+            stat = f.read()
+        comm, start = parse_stat(stat)
+        state = stat[stat.rindex(')') + 2 :][:1]
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open(base + '/maps') as f:
+            mappings = parse_maps(f.read())
+    except OSError:
+        mappings = []
+    try:
+        exe = os.readlink(base + '/exe')
+    except OSError:
+        exe = ''
+    try:
+        with open(base + '/cgroup') as f:
+            cid, pod = parse_container_id(f.read())
+    except OSError:
+        cid, pod = '', ''
+    env: Dict[str, str] = {}
+    if include_env_vars:
+        try:
+            with open(base + '/environ', 'rb') as f:
+                env = parse_environ(f.read(), include_env_vars)
+        except OSError:
+            pass  # unreadable: skipped silently
+    # A zombie (or a process that exited while we read) has empty maps and no exe: it is gone.
+    # (Kernel threads have neither either, but are not zombies.)
+    if not mappings and not exe and (state in ('Z', 'X') or start_changed(pid, start, proc)):
+        return None
+    return ProcessInfo(
+        pid=pid,
+        start_time=start,
+        comm=comm,
+        exe=exe,
+        mappings=mappings,
+        container_id=cid,
+        pod_uid=pod,
+        env=env,
+        root=base + '/root',
+        read_at=time.monotonic(),
+    )
+
+
+def start_changed(pid: int, start: int, proc: str = '/proc') -> bool:
+    return read_start_time(pid, proc) != start
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+class ProcessRegistry:
+    def __init__(
+        self,
+        include_env_vars: Sequence[str] = (),
+        exit_ttl: float = 60.0,
+        max_entries: int = 16384,
+        proc: str = '/proc',
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.include_env_vars = tuple(include_env_vars)
+        self.exit_ttl = float(exit_ttl)
+        self.max_entries = max(1, int(max_entries))
+        self.proc = proc
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_pid: Dict[int, ProcessInfo] = {}
+        self._gone: Dict[int, float] = {}  # pids found gone (counted once), bounded
+        self.evicted = 0
+        self.gone_before_metadata = 0  # lifetime total
+
+    # -- reads (any thread)
+    def get(self, pid: int) -> Optional[ProcessInfo]:
+        return self._by_pid.get(pid)
+
+    def __contains__(self, pid: int) -> bool:
+        return pid in self._by_pid
+
+    def __len__(self) -> int:
+        return len(self._by_pid)
+
+    def __iter__(self) -> Iterator[ProcessInfo]:
+        return iter(list(self._by_pid.values()))
+
+    def pids(self) -> List[int]:
+        return list(self._by_pid)
+
+    def snapshot(self) -> 'ProcessRegistry':
+        """A frozen copy (same ProcessInfo objects) for the check thread."""
+        snap = ProcessRegistry(self.include_env_vars, self.exit_ttl, self.max_entries, self.proc, self._clock)
+        with self._lock:
+            snap._by_pid = dict(self._by_pid)
+        return snap
+
+    # -- writes (receiver thread)
+    def _insert(self, info: ProcessInfo) -> None:
+        with self._lock:
+            if info.pid not in self._by_pid and len(self._by_pid) >= self.max_entries:
+                self._evict_locked(max(1, self.max_entries // 10))
+            self._by_pid[info.pid] = info
+            self._gone.pop(info.pid, None)
+
+    def _evict_locked(self, n: int) -> None:
+        exited = sorted((p for p in self._by_pid.values() if p.exited_at is not None), key=lambda p: p.exited_at)
+        victims = [p.pid for p in exited[:n]]
+        if len(victims) < n:
+            live = sorted((p for p in self._by_pid.values() if p.exited_at is None), key=lambda p: p.read_at)
+            victims += [p.pid for p in live[: n - len(victims)]]
+        for pid in victims:
+            del self._by_pid[pid]
+        self.evicted += len(victims)
+
+    def _mark_gone(self, pid: int) -> bool:
+        """Count a pid gone before its metadata was read, once. Returns True if newly counted."""
+        if pid in self._gone:
+            return False
+        if len(self._gone) >= self.max_entries:
+            self._gone.clear()
+        self._gone[pid] = self._clock()
+        self.gone_before_metadata += 1
+        return True
+
+    def refresh(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
+        """Read (or re-read) a pid now, replacing what was known (exec, pid reuse).
+        Returns (info, gone) where gone means the process vanished before it could be read
+        and this is the first time it is counted."""
+        info = read_process(pid, self.include_env_vars, self.proc)
+        if info is None:
+            return self.get(pid), self._mark_gone(pid)
+        self._insert(info)
+        return info, False
+
+    def on_exec(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
+        return self.refresh(pid)
+
+    def ensure(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
+        """Make sure a pid seen in samples has metadata. Reads /proc only when the pid is
+        unknown, or when it was marked exited and a new process may have reused the pid."""
+        info = self._by_pid.get(pid)
+        if info is not None:
+            if info.exited_at is not None:
+                start = read_start_time(pid, self.proc)
+                if start is not None and start != info.start_time:
+                    return self.refresh(pid)
+            return info, False
+        if pid in self._gone:
+            return None, False
+        return self.refresh(pid)
+
+    def on_exit(self, pid: int) -> None:
+        info = self._by_pid.get(pid)
+        if info is not None and info.exited_at is None:
+            info.exited_at = self._clock()
+
+    def expire(self) -> int:
+        """Drop exited processes older than exit_ttl. Returns how many were dropped."""
+        now = self._clock()
+        with self._lock:
+            dead = [p for p, i in self._by_pid.items() if i.exited_at is not None and now - i.exited_at >= self.exit_ttl]
+            for p in dead:
+                del self._by_pid[p]
+            if dead:
+                # rebuild so the dict's memory returns to its baseline after churn
+                self._by_pid = dict(self._by_pid)
+            old = [p for p, t in self._gone.items() if now - t >= self.exit_ttl]
+            for p in old:
+                del self._gone[p]
+            if old:
+                self._gone = dict(self._gone)
+        return len(dead)

@@ -1,0 +1,299 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The long-lived sampler thread.
+
+``Receiver.start()`` takes the host-wide lock, starts the ``Sampler`` (synchronously: start-up
+errors raise ``SamplerError`` in the caller) and a daemon thread that polls exec/exit events,
+drains the kernel maps every ``drain_interval`` seconds and accumulates raw samples until the
+check calls ``collect()``. ``stop()`` only signals; the thread detaches everything and exits.
+The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..profile.model import CPU_SAMPLES, RawSample
+from ..runtime.telemetry import Telemetry
+from .kernel import SamplerError
+from .processes import ProcessRegistry
+from .sampler import LOSS_REASONS, ProcessEvent, Sampler, SamplerConfig
+
+__all__ = ['Receiver', 'ReceiverConfig', 'Collected', 'DEFAULT_LOCK_PATH', 'acquire_host_lock']
+
+DEFAULT_LOCK_PATH = '/run/host_profiler.lock'
+MAP_NAMES = ('counts', 'stacks', 'off_cpu_counts', 'off_cpu_stacks')
+
+
+@dataclass
+class ReceiverConfig(SamplerConfig):
+    drain_interval: float = 1.0  # seconds between kernel drains
+    process_exit_ttl: float = 60.0  # seconds metadata of an exited process is kept
+    include_env_vars: Sequence[str] = ()
+    max_processes: int = 16384
+    lock_path: str = DEFAULT_LOCK_PATH
+    check_interval: float = 15.0  # the check's interval; no heartbeat for 3x this stops the thread (0: never)
+    poll_timeout_ms: int = 50
+
+
+@dataclass
+class Collected:
+    samples: List[RawSample]  # identical keys merged
+    lost: Dict[str, int]
+    processes: ProcessRegistry  # a snapshot
+    start_ns: int  # wall clock (time.time_ns) of the previous collect (or start)
+    end_ns: int
+    filtered: int = 0
+    unique_stacks: int = 0
+    drains: int = 0
+
+
+# ---------------------------------------------------------------------------- host-wide lock
+
+
+def _lock_holder(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip() or '?'
+    except OSError:
+        return '?'
+
+
+def acquire_host_lock(path: str) -> int:
+    """flock(LOCK_EX|LOCK_NB) on `path`; returns the fd (close it to release)."""
+    try:
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise SamplerError(
+            'cannot open the sampler lock file {} ({}): run as root or set receiver lock_path to a '
+            'writable file'.format(path, e.strerror)
+        )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise SamplerError(
+                'another host_profiler sampler already runs on this host (pid {} holds {}): run one '
+                'host_profiler instance per host, or stop the other one'.format(_lock_holder(path), path)
+            )
+        raise SamplerError('cannot lock {} ({}): check the file system'.format(path, e.strerror))
+    os.ftruncate(fd, 0)
+    os.write(fd, '{}\n'.format(os.getpid()).encode())
+    return fd
+
+
+# ---------------------------------------------------------------------------- receiver
+
+
+class Receiver:
+    def __init__(self, config: Optional[ReceiverConfig] = None, telemetry: Optional[Telemetry] = None, log=None):
+        self.config = config or ReceiverConfig()
+        self.telemetry = telemetry if telemetry is not None else Telemetry()
+        self.log = log
+        self.registry = ProcessRegistry(
+            include_env_vars=self.config.include_env_vars,
+            exit_ttl=self.config.process_exit_ttl,
+            max_entries=self.config.max_processes,
+        )
+        self._pid_filter = frozenset(int(p) for p in self.config.pids)
+        self._lock = threading.Lock()  # accumulator + lifecycle
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._sampler: Optional[Sampler] = None
+        self._lock_fd: Optional[int] = None
+        self._acc: Dict[tuple, int] = {}
+        self._lost: Dict[str, int] = {}
+        self._filtered = 0
+        self._drains = 0
+        self._since_ns = time.time_ns()
+        self._last_heartbeat = time.monotonic()
+        self.error: Optional[BaseException] = None  # what stopped the thread, if it failed
+        self.stopped_reason = ''
+        self.startup_seconds = 0.0
+        self.compile_seconds = 0.0
+        self._declare()
+
+    def _declare(self) -> None:
+        t = self.telemetry
+        for name in (
+            'sampler.samples',
+            'sampler.filtered',
+            'sampler.drains',
+            'processes.exec_events',
+            'processes.exit_events',
+            'processes.gone_before_metadata',
+        ):
+            t.declare(name)
+        for r in LOSS_REASONS:
+            t.declare('sampler.lost', ['reason:' + r])
+        t.gauge('sampler.running', 0)
+
+    # -- lifecycle
+    @property
+    def running(self) -> bool:
+        th = self._thread
+        return th is not None and th.is_alive() and not self._stop.is_set()
+
+    def start(self) -> None:
+        """Start the sampler and its thread; raises SamplerError if start-up fails."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            t0 = time.monotonic()
+            self._stop.clear()
+            self.error = None
+            self.stopped_reason = ''
+            self._lock_fd = acquire_host_lock(self.config.lock_path)
+            sampler = Sampler(self.config, on_event=self._on_event, log=self.log)
+            try:
+                sampler.start()
+            except BaseException:
+                sampler.close()
+                self._release_lock()
+                raise
+            self._sampler = sampler
+            self.compile_seconds = sampler.compile_seconds
+            self.startup_seconds = time.monotonic() - t0
+            self._last_heartbeat = time.monotonic()
+            self._since_ns = time.time_ns()
+            self.telemetry.gauge('sampler.running', 1)
+            self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
+            self._thread.start()
+
+    def heartbeat(self) -> None:
+        self._last_heartbeat = time.monotonic()
+
+    def stop(self, block: bool = False, timeout: Optional[float] = None) -> None:
+        """Signal the thread to detach everything and exit. Non-blocking unless block=True."""
+        if not self.stopped_reason:
+            self.stopped_reason = 'stopped'
+        self._stop.set()
+        if block:
+            self.join(timeout)
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Wait for the thread; True when it is gone (or never started)."""
+        th = self._thread
+        if th is None or th is threading.current_thread():
+            return True
+        th.join(timeout)
+        return not th.is_alive()
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            try:
+                os.close(fd)  # releases the flock
+            except OSError:
+                pass
+
+    # -- thread
+    def _run(self) -> None:
+        cfg = self.config
+        sampler = self._sampler
+        next_drain = time.monotonic() + cfg.drain_interval
+        try:
+            while not self._stop.is_set():
+                if cfg.check_interval > 0 and time.monotonic() - self._last_heartbeat > 3 * cfg.check_interval:
+                    self.stopped_reason = 'no heartbeat for {:.0f}s'.format(3 * cfg.check_interval)
+                    if self.log:
+                        self.log.warning('host_profiler sampler stops itself: %s', self.stopped_reason)
+                    break
+                wait_ms = int(max(0.0, min(cfg.poll_timeout_ms / 1000.0, next_drain - time.monotonic())) * 1000)
+                sampler.poll(max(1, wait_ms))
+                now = time.monotonic()
+                if now >= next_drain:
+                    self._drain_once(sampler)
+                    next_drain += cfg.drain_interval
+                    if next_drain < now:
+                        next_drain = now + cfg.drain_interval
+            # what was counted since the last drain is not lost on a clean stop
+            self._drain_once(sampler)
+        except BaseException as e:  # noqa: B902 - the thread must always clean up
+            self.error = e
+            self.stopped_reason = 'error: {}'.format(e)
+            if self.log:
+                self.log.error('host_profiler sampler thread failed: %s', e, exc_info=True)
+        finally:
+            sampler.close()
+            self._release_lock()
+            self._stop.set()
+            self.telemetry.gauge('sampler.running', 0)
+
+    def _on_event(self, ev: ProcessEvent) -> None:
+        if self._pid_filter and ev.pid not in self._pid_filter:
+            return
+        if ev.kind == 'exec':
+            self.telemetry.count('processes.exec_events', 1)
+            _, gone = self.registry.on_exec(ev.pid)
+            if gone:
+                self.telemetry.count('processes.gone_before_metadata', 1)
+        else:
+            self.telemetry.count('processes.exit_events', 1)
+            self.registry.on_exit(ev.pid)
+
+    def _drain_once(self, sampler: Sampler) -> None:
+        res = sampler.drain()
+        t = self.telemetry
+        # metadata of pids seen for the first time, right away (short-lived processes)
+        seen = set()
+        for s in res.samples:
+            if s.pid and s.pid not in seen:
+                seen.add(s.pid)
+                _, gone = self.registry.ensure(s.pid)
+                if gone:
+                    t.count('processes.gone_before_metadata', 1)
+        self.registry.expire()
+        with self._lock:
+            acc = self._acc
+            for s in res.samples:
+                k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost)
+                acc[k] = acc.get(k, 0) + s.count
+            for r, n in res.lost.items():
+                self._lost[r] = self._lost.get(r, 0) + n
+            self._filtered += res.filtered
+            self._drains += 1
+        t.count('sampler.samples', sum(s.count for s in res.samples if s.value_type == CPU_SAMPLES))
+        for r, n in res.lost.items():
+            t.count('sampler.lost', n, ['reason:' + r])
+        t.count('sampler.filtered', res.filtered)
+        t.count('sampler.drains', 1)
+        t.gauge('sampler.drain_duration', res.duration_s)
+        for m, v in res.map_fill.items():
+            t.gauge('sampler.map_fill_ratio', v, ['map:' + m])
+        t.gauge('processes.tracked', len(self.registry))
+
+    # -- check side
+    def collect(self) -> Collected:
+        """What accumulated since the previous collect (then reset). Thread-safe."""
+        with self._lock:
+            acc, self._acc = self._acc, {}
+            lost, self._lost = self._lost, {}
+            filtered, self._filtered = self._filtered, 0
+            drains, self._drains = self._drains, 0
+            start_ns, end_ns = self._since_ns, time.time_ns()
+            self._since_ns = end_ns
+        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7]) for k, n in acc.items()]
+        unique = len({(k[3], k[4]) for k in acc})
+        self.telemetry.gauge('sampler.unique_stacks', unique)
+        self.telemetry.gauge('processes.tracked', len(self.registry))
+        return Collected(
+            samples=samples,
+            lost=lost,
+            processes=self.registry.snapshot(),
+            start_ns=start_ns,
+            end_ns=end_ns,
+            filtered=filtered,
+            unique_stacks=unique,
+            drains=drains,
+        )

@@ -1,0 +1,466 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The eBPF sampler: one BCC program on the perf ``cpu-clock`` software event of every online CPU.
+
+Counts are aggregated in the kernel per (tgid, tid, comm, user stack id, kernel stack id), in
+one of two sets of (counts, stacks) maps selected by the generation number in ``active``.
+``drain()`` flips the generation, waits for programs already running on the old set to finish,
+then reads and clears the old set: the BPF program never writes a map that user space reads.
+
+Optional: off-CPU time (``sched:sched_switch``), and process exec/exit events
+(``sched:sched_process_exec`` / ``sched:sched_process_exit``) delivered through a BPF ring
+buffer to ``on_event``.
+"""
+from __future__ import annotations
+
+import ctypes as ct
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from ..profile.model import CPU_SAMPLES, OFF_CPU_TIME, RawSample
+from . import kernel
+from .kernel import SamplerError
+
+__all__ = ['Sampler', 'SamplerConfig', 'SamplerError', 'DrainResult', 'ProcessEvent', 'LOSS_REASONS']
+
+BPF_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bpf', 'sampler.c')
+
+# A BPF stack map stores at most PERF_MAX_STACK_DEPTH frames: a stack that deep was cut.
+MAX_STACK_DEPTH = 127
+
+# Why waiting this long after a flip is enough: a BPF program reads `active` once at its start
+# and then runs to completion without sleeping (perf-event programs run in hard-irq/NMI
+# context, tracepoint programs with preemption or migration disabled); a run lasts
+# microseconds. After a few milliseconds every program that read the old generation has
+# returned, so the old set is quiescent. (This is the same argument as an RCU grace period,
+# with a wide margin.)
+FLIP_GRACE_S = 0.004
+
+EFAULT = 14
+EEXIST = 17
+ENOMEM = 12
+
+# Kernel-side per-CPU counters, by index in `stats` (see bpf/sampler.c).
+STATS = (
+    'user_stack_collision',
+    'user_stack_nomem',
+    'user_stack_error',
+    'kernel_stack_collision',
+    'kernel_stack_nomem',
+    'kernel_stack_error',
+    'counts_map_full',
+    '_pid_filtered',
+    'off_cpu_user_stack_collision',
+    'off_cpu_user_stack_nomem',
+    'off_cpu_user_stack_error',
+    'off_cpu_kernel_stack_collision',
+    'off_cpu_kernel_stack_nomem',
+    'off_cpu_kernel_stack_error',
+    'off_cpu_counts_map_full',
+    'off_cpu_start_map_full',
+    'events_lost',
+    '_samples',
+    '_off_cpu_events',
+)
+# Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
+LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
+    'user_stack_truncated',  # the sample is kept, flagged truncated
+    'off_cpu_stack_expired',  # off-CPU record whose stacks user space no longer holds
+)
+CPU_LOSS_REASONS = LOSS_REASONS[:7] + ('events_lost', 'user_stack_truncated')
+
+EV_EXEC = 1
+EV_EXIT = 2
+
+
+@dataclass
+class SamplerConfig:
+    samples_per_second: int = 20
+    stack_storage_size: int = 16384  # entries of each stack map (there are two)
+    counts_map_size: int = 16384  # distinct keys per drain interval (each of two maps)
+    pids: Sequence[int] = ()  # only these tgids (empty: all)
+    comm_include: Optional[str] = None  # regex on comm (user space, at drain)
+    comm_exclude: Optional[str] = None
+    send_idle_frames: bool = False
+    off_cpu_threshold: float = 0.0  # probability to record a switch-out, 0 = off
+    off_cpu_stack_storage_size: int = 8192
+    off_cpu_start_size: int = 16384  # threads off CPU tracked at once (LRU)
+    events_ring_pages: int = 64  # exec/exit ring buffer (power of 2)
+    events: bool = True  # attach exec/exit tracepoints
+
+
+@dataclass(frozen=True)
+class ProcessEvent:
+    kind: str  # 'exec' | 'exit'
+    pid: int  # tgid
+    tid: int
+    comm: str
+    ts_ns: int  # CLOCK_MONOTONIC
+
+
+@dataclass
+class DrainResult:
+    samples: List[RawSample]
+    lost: Dict[str, int]  # reason -> samples (or stack ids) lost since the previous drain
+    filtered: int = 0  # samples dropped by the pid filter (kernel) or comm filters (user space)
+    unique_stacks: int = 0
+    duration_s: float = 0.0
+    map_fill: Dict[str, float] = field(default_factory=dict)  # map -> fill ratio before clearing
+    kernel_samples: int = 0  # samples the CPU program counted (after idle/pid filtering)
+
+
+def _comm(raw) -> str:
+    b = bytes(raw)
+    return b.split(b'\0', 1)[0].decode('utf-8', 'replace')
+
+
+class Sampler:
+    def __init__(
+        self,
+        config: Optional[SamplerConfig] = None,
+        on_event: Optional[Callable[[ProcessEvent], None]] = None,
+        log=None,
+    ):
+        self.config = config or SamplerConfig()
+        self._on_event = on_event
+        self.log = log
+        self._lock = threading.RLock()
+        self._bpf = None
+        self._closed = False
+        self._gen = 0
+        self._prev_stats = [0] * len(STATS)
+        self._include = re.compile(self.config.comm_include) if self.config.comm_include else None
+        self._exclude = re.compile(self.config.comm_exclude) if self.config.comm_exclude else None
+        self.compile_seconds = 0.0
+        self.attach_seconds = 0.0
+        self.cpus: List[int] = []
+        # off-CPU: stacks of past generations still referenced by pending switch-out records
+        self._off_cache: Dict[Tuple[int, int], Tuple[int, ...]] = {}
+        self._off_pending_prev: set = set()
+        self._validate()
+
+    # ---------------------------------------------------------------- start-up
+    def _validate(self) -> None:
+        c = self.config
+        if int(c.samples_per_second) < 1:
+            raise SamplerError('samples_per_second must be >= 1: set receiver samples_per_second to 1 or more')
+        if not 0.0 <= float(c.off_cpu_threshold) <= 1.0:
+            raise SamplerError('off_cpu_threshold must be in [0, 1]: set it between 0 (off) and 1')
+        if c.events_ring_pages & (c.events_ring_pages - 1):
+            raise SamplerError('events_ring_pages must be a power of 2')
+
+    def _cflags(self) -> List[str]:
+        c = self.config
+        thr = int(round(float(c.off_cpu_threshold) * (1 << 32)))
+        flags = {
+            'STACK_STORAGE_SIZE': max(1, int(c.stack_storage_size)),
+            'COUNTS_SIZE': max(1, int(c.counts_map_size)),
+            'SEND_IDLE': int(bool(c.send_idle_frames)),
+            'FILTER_PIDS': int(bool(c.pids)),
+            'PID_FILTER_SIZE': max(1, len(c.pids)),
+            'OFF_CPU': int(thr > 0),
+            'OFF_CPU_THRESHOLD': '{}ULL'.format(thr),
+            'OFF_CPU_STACK_SIZE': max(1, int(c.off_cpu_stack_storage_size)),
+            'OFF_CPU_START_SIZE': max(1, int(c.off_cpu_start_size)),
+            'EVENTS_PAGES': int(c.events_ring_pages),
+        }
+        return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
+
+    @property
+    def off_cpu(self) -> bool:
+        return float(self.config.off_cpu_threshold) > 0
+
+    def start(self) -> None:
+        """Compile, load and attach. Raises SamplerError (one line: cause and fix)."""
+        kernel.check_privileges()
+        bcc = kernel.import_bcc()
+        kernel.check_headers()
+        kernel.ensure_tracefs()
+        with open(BPF_SOURCE) as f:
+            text = f.read()
+        if not self.config.events:
+            text = text.replace('TRACEPOINT_PROBE(sched, sched_process_', 'static int _unused_')
+        t0 = time.monotonic()
+        try:
+            b = bcc.BPF(text=text, cflags=self._cflags())
+        except Exception as e:  # BCC raises a bare Exception on compile/load failure
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if 'compile' in msg.lower():
+                raise kernel.headers_error('BCC failed to compile the sampler')
+            raise SamplerError(
+                'loading the eBPF sampler failed ({}): check that the kernel has CONFIG_BPF_SYSCALL and '
+                'that memlock/BPF limits allow it (run as root)'.format(msg[:200])
+            )
+        self.compile_seconds = time.monotonic() - t0
+        t1 = time.monotonic()
+        try:
+            self._bpf = b
+            self._active = b['active']
+            self._stats = b['stats']
+            self._counts = (b['counts0'], b['counts1'])
+            self._stacks = (b['stacks0'], b['stacks1'])
+            if self.off_cpu:
+                self._off_counts = (b['offcpu_counts0'], b['offcpu_counts1'])
+                self._off_stacks = (b['offcpu_stacks0'], b['offcpu_stacks1'])
+                self._off_start = b['offcpu_start']
+            if self.config.pids:
+                pf = b['pid_filter']
+                for p in self.config.pids:
+                    pf[pf.Key(int(p))] = pf.Leaf(1)
+            self._active[self._active.Key(0)] = self._active.Leaf(self._gen)
+            if self.config.events:
+                b['events'].open_ring_buffer(self._ring_callback)
+            self.cpus = kernel.online_cpus()
+            b.attach_perf_event(
+                ev_type=bcc.PerfType.SOFTWARE,
+                ev_config=bcc.PerfSWConfig.CPU_CLOCK,
+                fn_name=b'on_cpu_sample',
+                sample_freq=int(self.config.samples_per_second),
+                cpu=-1,
+            )
+        except SamplerError:
+            self.close()
+            raise
+        except Exception as e:
+            self.close()
+            raise SamplerError(
+                'attaching the eBPF sampler to the perf cpu-clock event failed ({}): run as root '
+                '(or with CAP_PERFMON) and check kernel.perf_event_paranoid'.format(str(e).splitlines()[0][:200])
+            )
+        self.attach_seconds = time.monotonic() - t1
+
+    # ---------------------------------------------------------------- events
+    def _ring_callback(self, ctx, data, size):
+        try:
+            ev = self._bpf['events'].event(data)
+            if self._on_event is None:
+                return
+            kind = 'exec' if ev.type == EV_EXEC else 'exit'
+            self._on_event(ProcessEvent(kind, int(ev.tgid), int(ev.pid), _comm(ev.comm), int(ev.ts)))
+        except Exception:  # never let an exception cross the C callback
+            if self.log:
+                self.log.debug('process event callback failed', exc_info=True)
+
+    def poll(self, timeout_ms: int = 50) -> None:
+        """Deliver pending exec/exit events to on_event (waits at most timeout_ms)."""
+        if not self.config.events:
+            time.sleep(timeout_ms / 1000.0)
+            return
+        with self._lock:
+            if self._closed or self._bpf is None:
+                return
+            self._bpf.ring_buffer_poll(timeout_ms)
+
+    # ---------------------------------------------------------------- drain
+    def kernel_stats(self) -> Dict[str, int]:
+        """Cumulative kernel-side counters (summed over CPUs) since start."""
+        with self._lock:
+            if self._bpf is None:
+                return {}
+            return {name: int(sum(self._stats[ct.c_int(i)])) for i, name in enumerate(STATS)}
+
+    def _stats_delta(self) -> List[int]:
+        cur = [int(sum(self._stats[ct.c_int(i)])) for i in range(len(STATS))]
+        delta = [c - p for c, p in zip(cur, self._prev_stats)]
+        self._prev_stats = cur
+        return delta
+
+    @staticmethod
+    def _read_stack(table, sid: int) -> Optional[Tuple[int, ...]]:
+        try:
+            leaf = table[table.Key(sid)]
+        except KeyError:
+            return None
+        ips = leaf.ip
+        out = []
+        for i in range(MAX_STACK_DEPTH):
+            a = ips[i]
+            if not a:
+                break
+            out.append(a)
+        return tuple(out)
+
+    @staticmethod
+    def _clear_stacks(table, known: Iterable[int]) -> int:
+        """Delete every entry of a stack map; returns how many there were."""
+        n = 0
+        for sid in known:
+            try:
+                del table[table.Key(sid)]
+                n += 1
+            except KeyError:
+                pass
+        # Entries not referenced by any count (the count insert failed): find them by iteration.
+        rest = [k.value for k in table.keys()]
+        for sid in rest:
+            try:
+                del table[table.Key(sid)]
+                n += 1
+            except KeyError:
+                pass
+        return n
+
+    def _keep_comm(self, comm: str) -> bool:
+        if self._include is not None and not self._include.search(comm):
+            return False
+        if self._exclude is not None and self._exclude.search(comm):
+            return False
+        return True
+
+    def drain(self) -> DrainResult:
+        """Flip, wait for in-flight programs, read and clear the inactive set."""
+        with self._lock:
+            if self._closed or self._bpf is None:
+                return DrainResult([], {})
+            t0 = time.monotonic()
+            old = self._gen
+            self._gen = old + 1
+            self._active[self._active.Key(0)] = self._active.Leaf(self._gen & 0xFFFFFFFF)
+            time.sleep(FLIP_GRACE_S)
+            buf = old & 1
+            counts, stacks = self._counts[buf], self._stacks[buf]
+
+            entries = []
+            for k, v in counts.items_lookup_and_delete_batch():
+                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v)))
+            n_counts = len(entries)
+
+            samples: List[RawSample] = []
+            lost: Dict[str, int] = {r: 0 for r in (LOSS_REASONS if self.off_cpu else CPU_LOSS_REASONS)}
+            filtered = 0
+            cache: Dict[int, Optional[Tuple[int, ...]]] = {}
+            pairs = set()
+            for tgid, tid, rawcomm, us, ks, cnt in entries:
+                comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
+                if not self._keep_comm(comm):
+                    filtered += cnt
+                    continue
+                ustack, ulost = self._resolve(stacks, cache, us)
+                kstack, _ = self._resolve(stacks, cache, ks)
+                truncated = len(ustack) >= MAX_STACK_DEPTH
+                if truncated:
+                    lost['user_stack_truncated'] += cnt
+                pairs.add((us, ks))
+                samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost))
+            n_stacks = self._clear_stacks(stacks, [s for s in cache if s >= 0])
+
+            map_fill = {
+                'counts': n_counts / float(max(1, self.config.counts_map_size)),
+                'stacks': n_stacks / float(max(1, self.config.stack_storage_size)),
+            }
+            if self.off_cpu:
+                filtered += self._drain_off_cpu(old, samples, lost, map_fill, pairs)
+
+            delta = self._stats_delta()
+            for i, name in enumerate(STATS):
+                if not name.startswith('_') and name in lost:
+                    lost[name] += delta[i]
+            filtered += delta[STATS.index('_pid_filtered')]
+            return DrainResult(
+                samples=samples,
+                lost=lost,
+                filtered=filtered,
+                unique_stacks=len(pairs),
+                duration_s=time.monotonic() - t0,
+                map_fill=map_fill,
+                kernel_samples=delta[STATS.index('_samples')],
+            )
+
+    def _resolve(self, stacks, cache, sid: int) -> Tuple[Tuple[int, ...], bool]:
+        """(addresses, lost). A negative id is an error code from bpf_get_stackid."""
+        if sid < 0:
+            return (), sid != -EFAULT
+        if sid not in cache:
+            cache[sid] = self._read_stack(stacks, sid)
+        st = cache[sid]
+        if st is None:
+            return (), True
+        return st, False
+
+    def _drain_off_cpu(self, old: int, samples, lost, map_fill, pairs) -> int:
+        buf = old & 1
+        counts, stacks = self._off_counts[buf], self._off_stacks[buf]
+        # 1. snapshot (then clear) the stack map of the generation that just ended
+        ids = [k.value for k in stacks.keys()]
+        for sid in ids:
+            st = self._read_stack(stacks, sid)
+            if st is not None:
+                self._off_cache[(old, sid)] = st
+            try:
+                del stacks[stacks.Key(sid)]
+            except KeyError:
+                pass
+        entries = [
+            (k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, k.gen, int(v))
+            for k, v in counts.items_lookup_and_delete_batch()
+        ]
+        map_fill['off_cpu_counts'] = len(entries) / float(max(1, self.config.counts_map_size))
+        map_fill['off_cpu_stacks'] = len(ids) / float(max(1, self.config.off_cpu_stack_storage_size))
+        filtered = 0
+        for tgid, tid, rawcomm, us, ks, gen, ns in entries:
+            comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
+            if not self._keep_comm(comm):
+                filtered += 1
+                continue
+            ustack, ulost = self._off_resolve(gen, us)
+            kstack, klost = self._off_resolve(gen, ks)
+            if (ulost and us >= 0) or (klost and ks >= 0):
+                lost['off_cpu_stack_expired'] += 1
+            pairs.add(('off', gen, us, ks))
+            samples.append(
+                RawSample(tgid, tid, comm, ustack, kstack, ns, OFF_CPU_TIME, len(ustack) >= MAX_STACK_DEPTH, ulost)
+            )
+        # 2. keep only what pending records (now or at the previous drain) and the last two
+        #    generations may still refer to: a record consumed between the flip and the read
+        #    of offcpu_start below was pending at the previous drain.
+        pending = set()
+        try:
+            for _, v in self._off_start.items_lookup_batch():
+                if v.ustack >= 0:
+                    pending.add((v.gen, v.ustack))
+                if v.kstack >= 0:
+                    pending.add((v.gen, v.kstack))
+        except Exception:
+            pending = set(self._off_cache)  # keep everything rather than lose
+        keep = pending | self._off_pending_prev
+        self._off_cache = {k: s for k, s in self._off_cache.items() if k in keep or k[0] >= old - 1}
+        self._off_pending_prev = pending
+        return filtered
+
+    def _off_resolve(self, gen: int, sid: int) -> Tuple[Tuple[int, ...], bool]:
+        if sid < 0:
+            return (), sid != -EFAULT
+        st = self._off_cache.get((gen, sid))
+        if st is None:
+            return (), True
+        return st, False
+
+    # ---------------------------------------------------------------- close
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def running(self) -> bool:
+        return self._bpf is not None and not self._closed
+
+    def close(self) -> None:
+        """Detach every program and close every fd. Idempotent; safe from any thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            b, self._bpf = self._bpf, None
+            self._counts = self._stacks = ()
+            self._off_cache = {}
+        if b is not None:
+            try:
+                b.cleanup()
+            except Exception:
+                if self.log:
+                    self.log.warning('BPF cleanup failed', exc_info=True)

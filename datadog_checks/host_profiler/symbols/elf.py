@@ -1,0 +1,369 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""ELF facts, read safely: build ids, debug links, which symbol sources a file has.
+
+``read_elf_info`` never raises: on any malformed input it returns ``None`` and counts
+``symbols.bad_input{kind:elf}``. Headers, sections and segments are read with pyelftools;
+ELF notes are decoded here (a note is three words and two padded strings) because the Go
+build-id note (owner ``Go``, type 4) is not decoded by pyelftools and notes must be read
+the same way from sections and from PT_NOTE segments (stripped section headers).
+
+``ElfInfo`` is plain data that the symbol uploader reuses (symbol source ranking,
+build ids, file identity) without opening the file again.
+"""
+from __future__ import annotations
+
+import enum
+import io
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Dict, Optional, Tuple
+
+from elftools.elf.elffile import ELFFile
+
+ELF_MAGIC = b'\x7fELF'
+NT_GNU_BUILD_ID = 3
+NT_GO_BUILD_ID = 4
+GO_BUILD_ID_PREFIX = b'\xff Go build ID: "'
+GO_BUILD_ID_SCAN_BYTES = 32 * 1024  # `go tool buildid` looks at the start of the file only
+MAX_NOTE_BYTES = 1 << 20
+
+SHT_NOBITS = 8
+PF_X = 1
+
+
+class NotElfError(ValueError):
+    """The file does not start with the ELF magic (not malformed: just not ELF)."""
+
+
+class SymbolSource(enum.IntEnum):
+    """Ranking used by the symbol uploader: higher is better."""
+
+    NONE = 0
+    DYNAMIC_SYMBOL_TABLE = 1
+    SYMBOL_TABLE = 2
+    GOPCLNTAB = 3
+    DEBUG_INFO = 4
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    type: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    entsize: int
+    flags: int
+
+    @property
+    def nobits(self) -> bool:
+        return self.type == SHT_NOBITS
+
+
+@dataclass(frozen=True)
+class LoadSegment:
+    vaddr: int
+    offset: int
+    filesz: int
+    memsz: int
+    flags: int
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & PF_X)
+
+
+@dataclass
+class ElfInfo:
+    """What the symbolizer and the symbol uploader need to know about one ELF file."""
+
+    path: str
+    size: int = 0
+    dev: int = 0
+    inode: int = 0
+    mtime_ns: int = 0
+    elfclass: int = 64
+    little_endian: bool = True
+    machine: str = ''
+    elf_type: str = ''  # ET_EXEC / ET_DYN / ...
+    phnum: int = 0
+    gnu_build_id: str = ''  # hex
+    go_build_id: str = ''
+    debuglink_name: str = ''
+    debuglink_crc: int = 0
+    has_symtab: bool = False
+    has_dynsym: bool = False
+    has_debug_info: bool = False  # .debug_info/.zdebug_info >= 32 bytes, not NOBITS
+    has_debug_str: bool = False
+    has_gopclntab: bool = False
+    has_gnu_debugdata: bool = False
+    has_section_headers: bool = True
+    sections: Dict[str, Section] = field(default_factory=dict, repr=False)
+    section_list: Tuple[Section, ...] = field(default=(), repr=False)  # by index, for sh_link
+    loads: Tuple[LoadSegment, ...] = ()
+
+    # -- identity --------------------------------------------------------------------
+    @property
+    def build_id(self) -> str:
+        return self.gnu_build_id or self.go_build_id
+
+    @property
+    def build_id_kind(self) -> str:
+        if self.gnu_build_id:
+            return 'gnu'
+        if self.go_build_id:
+            return 'go'
+        return ''
+
+    @property
+    def file_key(self) -> Tuple[Any, ...]:
+        """Identity of the file: its build id, else (dev, inode, size, mtime)."""
+        if self.gnu_build_id:
+            return ('gnu', self.gnu_build_id)
+        if self.go_build_id and self.go_build_id != 'redacted':
+            return ('go', self.go_build_id)
+        return ('stat', self.dev, self.inode, self.size, self.mtime_ns)
+
+    @property
+    def cache_key(self) -> Tuple[Any, ...]:
+        """Key of the symbol-table cache: the identity plus the size, so that a stripped
+        copy and the unstripped original of one build (same build id) do not share a table."""
+        return self.file_key + (self.size,)
+
+    # -- classification --------------------------------------------------------------
+    @property
+    def is_go(self) -> bool:
+        return bool(self.go_build_id) or self.has_gopclntab
+
+    @property
+    def is_alternate_debug_file(self) -> bool:
+        """A dwz/alternate debug file: no program headers, a build id and `.debug_str`."""
+        return self.phnum == 0 and bool(self.gnu_build_id) and self.has_debug_str
+
+    @property
+    def has_dwarf(self) -> bool:
+        return self.has_debug_info or self.is_alternate_debug_file
+
+    def symbol_source(self, upload_dynamic_symbols: bool = False, upload_go_pcln_tab: bool = True) -> SymbolSource:
+        """The original's ranking: DWARF, else .symtab, else .dynsym (only if allowed);
+        Go binaries get max(source, gopclntab) when pclntab upload is enabled."""
+        if self.has_dwarf:
+            source = SymbolSource.DEBUG_INFO
+        elif self.has_symtab:
+            source = SymbolSource.SYMBOL_TABLE
+        elif self.has_dynsym and upload_dynamic_symbols:
+            source = SymbolSource.DYNAMIC_SYMBOL_TABLE
+        else:
+            source = SymbolSource.NONE
+        if upload_go_pcln_tab and self.is_go:
+            source = max(source, SymbolSource.GOPCLNTAB)
+        return source
+
+    # -- addresses -------------------------------------------------------------------
+    def file_offset_to_vaddr(self, file_offset: int) -> Optional[int]:
+        """Translate an offset in the file to the ELF virtual address (PT_LOAD bias)."""
+        for seg in self.loads:
+            if seg.offset <= file_offset < seg.offset + max(seg.filesz, 1):
+                return file_offset - seg.offset + seg.vaddr
+        for seg in self.loads:  # an offset just past filesz (page rounding): use the exec bias
+            if seg.executable:
+                return file_offset - seg.offset + seg.vaddr
+        if not self.loads:
+            return file_offset
+        return None
+
+    def section(self, name: str) -> Optional[Section]:
+        return self.sections.get(name)
+
+    def linked(self, section: Section) -> Optional[Section]:
+        if 0 < section.link < len(self.section_list):
+            return self.section_list[section.link]
+        return None
+
+
+def _parse_notes(data: bytes, little_endian: bool, align: int = 4) -> Dict[Tuple[bytes, int], bytes]:
+    """Decode an ELF note area: {(owner, type): desc}. Stops at the first malformed note."""
+    out: Dict[Tuple[bytes, int], bytes] = {}
+    fmt = '<III' if little_endian else '>III'
+    pos = 0
+    n = len(data)
+    align = 8 if align == 8 else 4
+    while pos + 12 <= n:
+        namesz, descsz, ntype = struct.unpack_from(fmt, data, pos)
+        pos += 12
+        name_end = pos + namesz
+        desc_start = (name_end + align - 1) & ~(align - 1) if namesz else pos
+        desc_end = desc_start + descsz
+        if namesz > n or descsz > n or desc_end > n:
+            break
+        owner = data[pos:name_end].rstrip(b'\0')
+        out.setdefault((owner, ntype), data[desc_start:desc_end])
+        pos = (desc_end + align - 1) & ~(align - 1)
+    return out
+
+
+def _go_build_id_from_note(desc: bytes) -> str:
+    try:
+        return desc.split(b'\0', 1)[0].decode('ascii')
+    except UnicodeDecodeError:
+        return ''
+
+
+def _scan_go_build_id(head: bytes) -> str:
+    i = head.find(GO_BUILD_ID_PREFIX)
+    if i < 0:
+        return ''
+    start = i + len(GO_BUILD_ID_PREFIX)
+    end = head.find(b'"\n \xff', start)
+    if end < 0 or end - start > 512:
+        return ''
+    try:
+        return head[start:end].decode('ascii')
+    except UnicodeDecodeError:
+        return ''
+
+
+def _read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
+    stream.seek(offset)
+    return stream.read(size)
+
+
+def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> ElfInfo:
+    """Parse headers of the ELF in ``stream``. Raises on malformed input (see ``read_elf_info``)."""
+    stream.seek(0)
+    if stream.read(4) != ELF_MAGIC:
+        raise NotElfError('not an ELF file')
+    if size is None:
+        stream.seek(0, io.SEEK_END)
+        size = stream.tell()
+    elf = ELFFile(stream)
+    info = ElfInfo(path=path, size=size)
+    info.elfclass = elf.elfclass
+    info.little_endian = elf.little_endian
+    info.machine = str(elf['e_machine'])
+    info.elf_type = str(elf['e_type'])
+    info.phnum = int(elf['e_phnum'])
+
+    loads = []
+    notes: Dict[Tuple[bytes, int], bytes] = {}
+    if info.phnum and elf['e_phoff'] and elf['e_phoff'] < size:
+        for seg in elf.iter_segments():
+            ptype = seg['p_type']
+            if ptype == 'PT_LOAD':
+                loads.append(
+                    LoadSegment(seg['p_vaddr'], seg['p_offset'], seg['p_filesz'], seg['p_memsz'], seg['p_flags'])
+                )
+            elif ptype == 'PT_NOTE' and 0 < seg['p_filesz'] <= MAX_NOTE_BYTES and seg['p_offset'] < size:
+                for k, v in _parse_notes(
+                    _read_at(stream, seg['p_offset'], seg['p_filesz']), info.little_endian, seg['p_align']
+                ).items():
+                    notes.setdefault(k, v)
+    info.loads = tuple(loads)
+
+    sections: Dict[str, Section] = {}
+    section_list = []
+    shnum = elf.num_sections() if elf['e_shoff'] else 0
+    if shnum and elf['e_shoff'] < size:
+        for sec in elf.iter_sections():
+            h = sec.header
+            s = Section(
+                sec.name, _sh_type(h['sh_type']), h['sh_addr'], h['sh_offset'], h['sh_size'],
+                h['sh_link'], h['sh_entsize'], h['sh_flags'],
+            )
+            sections.setdefault(s.name, s)
+            section_list.append(s)
+    else:
+        info.has_section_headers = False
+    info.sections = sections
+    info.section_list = tuple(section_list)
+
+    for name in ('.note.gnu.build-id', '.note.go.buildid'):
+        s = sections.get(name)
+        if s and not s.nobits and 0 < s.size <= MAX_NOTE_BYTES and s.offset < size:
+            for k, v in _parse_notes(_read_at(stream, s.offset, s.size), info.little_endian).items():
+                notes.setdefault(k, v)
+    gnu = notes.get((b'GNU', NT_GNU_BUILD_ID))
+    if gnu:
+        info.gnu_build_id = gnu.hex()
+    go = notes.get((b'Go', NT_GO_BUILD_ID))
+    if go:
+        info.go_build_id = _go_build_id_from_note(go)
+    if not info.go_build_id:
+        info.go_build_id = _scan_go_build_id(_read_at(stream, 0, GO_BUILD_ID_SCAN_BYTES))
+
+    def present(name: str, min_size: int = 1) -> bool:
+        s = sections.get(name)
+        return bool(s) and not s.nobits and s.size >= min_size and s.offset + s.size <= size
+
+    info.has_symtab = present('.symtab', 24)
+    info.has_dynsym = present('.dynsym', 24)
+    info.has_debug_info = present('.debug_info', 32) or present('.zdebug_info', 32)
+    info.has_debug_str = present('.debug_str') or present('.zdebug_str')
+    info.has_gopclntab = present('.gopclntab', 16) or present('.data.rel.ro.gopclntab', 16)
+    info.has_gnu_debugdata = present('.gnu_debugdata')
+
+    link = sections.get('.gnu_debuglink')
+    if link and present('.gnu_debuglink', 8) and link.size <= 4096:
+        raw = _read_at(stream, link.offset, link.size)
+        nul = raw.find(b'\0')
+        if nul > 0:
+            crc_off = (nul + 4) & ~3
+            if crc_off + 4 <= len(raw):
+                try:
+                    info.debuglink_name = os.path.basename(raw[:nul].decode('utf-8'))
+                    info.debuglink_crc = struct.unpack_from('<I' if info.little_endian else '>I', raw, crc_off)[0]
+                except UnicodeDecodeError:
+                    pass
+    return info
+
+
+_SH_TYPES = {'SHT_NOBITS': SHT_NOBITS, 'SHT_SYMTAB': 2, 'SHT_DYNSYM': 11, 'SHT_STRTAB': 3, 'SHT_PROGBITS': 1}
+
+
+def _sh_type(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return _SH_TYPES.get(value, -1)
+
+
+def read_elf_info(path: str, telemetry: Any = None, stream: Optional[BinaryIO] = None) -> Optional[ElfInfo]:
+    """Open ``path`` (or use ``stream``) and return its ``ElfInfo``; ``None`` if it cannot be read
+    or is not a valid ELF. Never raises. Malformed files count ``symbols.bad_input{kind:elf}``."""
+    own = stream is None
+    try:
+        if own:
+            stream = open(path, 'rb')
+    except (OSError, ValueError):
+        return None
+    try:
+        st = None
+        try:
+            st = os.fstat(stream.fileno())
+        except (OSError, AttributeError, io.UnsupportedOperation, ValueError):
+            pass
+        info = parse_elf(stream, path, st.st_size if st else None)
+        if st is not None:
+            info.dev, info.inode, info.mtime_ns = st.st_dev, st.st_ino, st.st_mtime_ns
+        return info
+    except (OSError, NotElfError):
+        return None
+    except Exception:  # noqa: BLE001 - malformed input can raise anything from the parser
+        if telemetry is not None:
+            telemetry.count('symbols.bad_input', 1, ('kind:elf',))
+        return None
+    finally:
+        if own and stream is not None:
+            stream.close()
+
+
+def read_elf_info_bytes(data: bytes, path: str = '', telemetry: Any = None) -> Optional[ElfInfo]:
+    """``read_elf_info`` for an in-memory image (vDSO, .gnu_debugdata)."""
+    return read_elf_info(path, telemetry, stream=io.BytesIO(data))

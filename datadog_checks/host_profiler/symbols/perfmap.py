@@ -1,0 +1,168 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""JIT symbols from ``/tmp/perf-PID.map`` (Node ``--perf-basic-prof``, the JVM perf-map agent,
+Python 3.12 ``-X perf``, ...). One line per code region: ``START SIZE name`` (hex numbers,
+``0x`` optional). Files are append-only: ``refresh()`` parses only the new tail, keeping the
+byte offset of the last complete line; a file that shrank or was replaced is read again.
+When regions overlap, the later line wins (code re-compiled at the same place).
+"""
+from __future__ import annotations
+
+import os
+from array import array
+from bisect import bisect_right
+from typing import Any, Dict, List, Optional, Tuple
+
+MAX_LINE = 8192
+MAX_NAME = 2048
+READ_CHUNK = 4 << 20
+MAX_PERF_MAP_BYTES = 512 << 20
+
+
+def nspid_of(pid: int, proc: str = '/proc') -> int:
+    """The pid of ``pid`` in its innermost pid namespace (``NSpid`` of /proc/PID/status)."""
+    try:
+        with open('{}/{}/status'.format(proc, pid), 'rb') as f:
+            for line in f:
+                if line.startswith(b'NSpid:'):
+                    parts = line.split()
+                    return int(parts[-1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return pid
+
+
+def perf_map_candidates(pid: int, root: str, proc: str = '/proc') -> List[str]:
+    """Paths to try, inside the process's root: the namespaced pid first, then the host pid."""
+    base = (root or '/').rstrip('/')
+    ns = nspid_of(pid, proc)
+    out = ['{}/tmp/perf-{}.map'.format(base, ns)]
+    if ns != pid:
+        out.append('{}/tmp/perf-{}.map'.format(base, pid))
+    return out
+
+
+def parse_line(line: bytes) -> Optional[Tuple[int, int, str]]:
+    """(start, size, name) or None for a garbage line."""
+    if len(line) > MAX_LINE:
+        return None
+    parts = line.strip().split(None, 2)
+    if len(parts) != 3:
+        return None
+    try:
+        start = int(parts[0], 16)
+        size = int(parts[1], 16)
+    except ValueError:
+        return None
+    if start < 0 or size <= 0 or start + size > 0xFFFFFFFFFFFFFFFF:
+        return None
+    name = parts[2][:MAX_NAME].decode('utf-8', 'replace')
+    if not name:
+        return None
+    return start, size, name
+
+
+class PerfMap:
+    """Symbols of one process's perf map file, refreshed incrementally."""
+
+    def __init__(self, path: str, telemetry: Any = None) -> None:
+        self.path = path
+        self.telemetry = telemetry
+        self.offset = 0
+        self.ident: Optional[Tuple[int, int]] = None
+        self.entries: Dict[int, Tuple[int, str]] = {}  # start -> (size, name)
+        self.bad_lines = 0
+        self._bytes = 0
+        self._starts: Optional[array] = None
+        self._ends: Optional[array] = None
+        self._names: List[str] = []
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def nbytes(self) -> int:
+        return 300 + self._bytes + len(self.entries) * 120
+
+    def refresh(self) -> bool:
+        """Parse what was appended since the last call. Returns True if anything changed.
+        Never raises."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        ident = (st.st_dev, st.st_ino)
+        if ident != self.ident or st.st_size < self.offset:
+            self.ident = ident
+            self.offset = 0
+            self.entries = {}
+            self._bytes = 0
+            self._starts = None
+        if st.st_size == self.offset:
+            return False
+        if st.st_size > MAX_PERF_MAP_BYTES:
+            return False
+        try:
+            with open(self.path, 'rb') as f:
+                f.seek(self.offset)
+                data = f.read(min(st.st_size - self.offset, MAX_PERF_MAP_BYTES))
+        except OSError:
+            return False
+        self.feed(data)
+        return True
+
+    def feed(self, data: bytes) -> None:
+        """Parse complete lines of ``data`` (the bytes after ``self.offset``)."""
+        last_nl = data.rfind(b'\n')
+        if last_nl < 0:
+            if len(data) > MAX_LINE:  # an endless garbage line: skip it
+                self.offset += len(data)
+                self._bad(1)
+            return
+        bad = 0
+        entries = self.entries
+        for line in data[:last_nl].split(b'\n'):
+            if not line.strip():
+                continue
+            row = parse_line(line)
+            if row is None:
+                bad += 1
+                continue
+            start, size, name = row
+            old = entries.get(start)
+            if old is not None:
+                self._bytes -= len(old[1])
+            entries[start] = (size, name)
+            self._bytes += len(name)
+        self.offset += last_nl + 1
+        self._starts = None
+        if bad:
+            self._bad(bad)
+
+    def _bad(self, n: int) -> None:
+        self.bad_lines += n
+        if self.telemetry is not None:
+            self.telemetry.count('symbols.bad_input', n, ('kind:perfmap',))
+
+    def _index(self) -> None:
+        starts = array('Q')
+        ends = array('Q')
+        names: List[str] = []
+        for start in sorted(self.entries):
+            size, name = self.entries[start]
+            # A later region that overlaps an earlier one cuts it short.
+            if ends and ends[-1] > start:
+                ends[-1] = start
+            starts.append(start)
+            ends.append(start + size)
+            names.append(name)
+        self._starts, self._ends, self._names = starts, ends, names
+
+    def lookup(self, addr: int) -> Optional[str]:
+        if self._starts is None:
+            self._index()
+        i = bisect_right(self._starts, addr) - 1
+        if i < 0 or addr >= self._ends[i]:
+            return None
+        return self._names[i]

@@ -1,0 +1,566 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Addresses -> ``Frame``: kernel (kallsyms), native ELF, Go, vDSO and JIT (perf maps).
+
+For a user address the symbolizer finds the process mapping, turns the address into the
+ELF virtual address (``addr - map.start + map.offset``, then the PT_LOAD segment's
+``p_vaddr - p_offset``) and looks it up in the file's table, chained in this order:
+``.symtab`` (+``.dynsym``) → separate debug file → ``.gnu_debugdata`` (+``.dynsym``) →
+``.dynsym`` → Go pclntab. Files are opened through ``/proc/PID/map_files/START-END``
+(works for deleted files) or ``/proc/PID/root/PATH`` (containers).
+
+Caches
+  * One LRU shared by all processes, keyed by file identity (build id or dev/inode/size/mtime),
+    holding symbol tables, ELF headers and perf maps, capped at ``memory_budget_bytes``
+    (each entry's size is estimated).
+  * Per process (pid, start time): the resolved mapping list, rebuilt when the process's
+    ``mappings`` list object changes; at most ``max_processes`` processes, LRU.
+
+Return addresses: every frame but the leaf is a return address, so it is looked up at
+``address - 1`` (the call instruction), as perf and pprof do; ``Frame.address`` keeps the
+original value. Never raises on bad files: such frames stay unknown and are counted.
+"""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+
+from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
+from .debuginfo import find_debug_file, read_debugdata
+from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
+from .gopclntab import load_pclntab
+from .kallsyms import Kallsyms
+from .perfmap import PerfMap, perf_map_candidates
+from .symtab import EMPTY, ChainTable, load_symbols
+
+UNKNOWN_REASONS = ('no_mapping', 'unreadable', 'not_elf', 'no_symbols', 'no_symbol', 'anon', 'kernel_restricted')
+DELETED_SUFFIX = ' (deleted)'
+VDSO = '[vdso]'
+VSYSCALL = '[vsyscall]'
+MAX_VDSO = 1 << 20
+
+# per-mapping states
+_UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
+
+
+class ProcMappingLike(Protocol):
+    start: int
+    end: int
+    offset: int
+    path: str
+    dev: Any
+    inode: int
+
+
+class ProcessLike(Protocol):
+    pid: int
+    start_time: Any
+    comm: str
+    exe: str
+    mappings: Sequence[ProcMappingLike]
+    root: str
+
+
+class _Entry:
+    __slots__ = ('start', 'end', 'offset', 'path', 'state', 'reason', 'mapping', 'kind', 'key', 'info_key',
+                 'loads', 'open_paths')
+
+    def __init__(self, m: Any) -> None:
+        self.start = int(m.start)
+        self.end = int(m.end)
+        self.offset = int(m.offset)
+        self.path = m.path or ''
+        self.state = _UNRESOLVED
+        self.reason = ''
+        self.mapping = Mapping(self.start, self.end, self.offset, self.path)
+        self.kind = FRAME_NATIVE
+        self.key: Any = None  # symbol-table cache key
+        self.info_key: Any = None
+        self.loads: Any = ()
+        self.open_paths: Tuple[str, ...] = ()
+
+    def vaddr(self, addr: int) -> Optional[int]:
+        off = addr - self.start + self.offset
+        for vaddr, offset, filesz, executable in self.loads:
+            if offset <= off < offset + filesz:
+                return off - offset + vaddr
+        for vaddr, offset, filesz, executable in self.loads:
+            if executable:
+                return off - offset + vaddr
+        return off if not self.loads else None
+
+
+class _Proc:
+    __slots__ = ('mappings_ref', 'starts', 'entries', 'perfmap_paths', 'key')
+
+    def __init__(self, key: Any, mappings: Any) -> None:
+        self.key = key
+        self.mappings_ref = mappings
+        ms = sorted((m for m in mappings if m.end > m.start), key=lambda m: m.start)
+        self.entries = [_Entry(m) for m in ms]
+        self.starts = array('Q', [e.start for e in self.entries])
+        self.perfmap_paths: Optional[List[str]] = None
+
+
+class _Sized:
+    """Wraps an ElfInfo (or None for a bad file) for the byte-budgeted LRU."""
+
+    __slots__ = ('info', 'nbytes')
+
+    def __init__(self, info: Optional[ElfInfo]) -> None:
+        self.info = info
+        self.nbytes = 400 + (len(info.section_list) * 260 + len(info.loads) * 120 if info else 0)
+
+
+class Symbolizer:
+    def __init__(self, telemetry: Any, memory_budget_bytes: int = 256 << 20, debug_dirs: Sequence[str] = ('/usr/lib/debug',),
+                 perf_map: bool = True, proc: str = '/proc', kallsyms_path: Optional[str] = None,
+                 demangle: bool = True, adjust_return_addresses: bool = True, max_processes: int = 4096,
+                 on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None) -> None:
+        self.telemetry = telemetry
+        self.memory_budget_bytes = int(memory_budget_bytes)
+        self.debug_dirs = tuple(debug_dirs)
+        self.perf_map = perf_map
+        self.proc = proc.rstrip('/') or '/proc'
+        self.demangle = demangle
+        self.adjust_return_addresses = adjust_return_addresses
+        self.max_processes = max_processes
+        self.on_new_file = on_new_file
+        self._lock = threading.RLock()
+        self._cache: 'OrderedDict[Any, Any]' = OrderedDict()
+        self._cache_bytes = 0
+        self._sizes: Dict[Any, int] = {}
+        self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
+        self._vdso: Dict[Any, Any] = {}
+        self._seen_files: 'OrderedDict[Any, None]' = OrderedDict()
+        self._boot_id = _read_boot_id(self.proc)
+        self.kallsyms = Kallsyms(kallsyms_path or self.proc + '/kallsyms', self.proc + '/modules', telemetry)
+        self._kernel_mappings: Dict[str, Mapping] = {}
+        for name in ('symbols.cache.hits', 'symbols.cache.misses', 'symbols.cache.evictions', 'symbols.frames.resolved'):
+            telemetry.declare(name)
+        for reason in UNKNOWN_REASONS:
+            telemetry.declare('symbols.frames.unknown', ('reason:' + reason,))
+        for kind in ('elf', 'pclntab', 'perfmap', 'debugdata'):
+            telemetry.declare('symbols.bad_input', ('kind:' + kind,))
+        telemetry.gauge('symbols.cache.bytes', 0)
+
+    # ----------------------------------------------------------------------------- cache
+    @property
+    def cache_bytes(self) -> int:
+        return self._cache_bytes
+
+    def _cache_get(self, key: Any, stats: List[int]) -> Any:
+        obj = self._cache.get(key)
+        if obj is not None:
+            self._cache.move_to_end(key)
+            stats[0] += 1
+        else:
+            stats[1] += 1
+        return obj
+
+    def _cache_put(self, key: Any, obj: Any, stats: List[int]) -> None:
+        size = int(obj.nbytes)
+        if self._cache.pop(key, None) is not None:
+            self._cache_bytes -= self._sizes.pop(key, 0)
+        if size > self.memory_budget_bytes:
+            stats[2] += 1  # too big to keep: used for this call only
+            return
+        self._cache[key] = obj
+        self._cache_bytes += size
+        self._sizes[key] = size
+        while self._cache_bytes > self.memory_budget_bytes and self._cache:
+            k, _ = self._cache.popitem(last=False)
+            self._cache_bytes -= self._sizes.pop(k, 0)
+            stats[2] += 1
+
+    def _resize(self, key: Any, obj: Any) -> None:
+        """Re-account an entry whose size changed (a perf map that grew)."""
+        if key in self._cache:
+            size = int(obj.nbytes)
+            self._cache_bytes += size - self._sizes.get(key, 0)
+            self._sizes[key] = size
+
+    def _flush_stats(self, stats: List[int], unknown: Dict[str, int], resolved: int) -> None:
+        t = self.telemetry
+        if stats[0]:
+            t.count('symbols.cache.hits', stats[0])
+        if stats[1]:
+            t.count('symbols.cache.misses', stats[1])
+        if stats[2]:
+            t.count('symbols.cache.evictions', stats[2])
+        if resolved:
+            t.count('symbols.frames.resolved', resolved)
+        for reason, n in unknown.items():
+            t.count('symbols.frames.unknown', n, ('reason:' + reason,))
+        t.gauge('symbols.cache.bytes', self._cache_bytes)
+
+    # -------------------------------------------------------------------------- processes
+    def _proc_state(self, process: Any) -> _Proc:
+        key = (process.pid, getattr(process, 'start_time', 0))
+        st = self._procs.get(key)
+        mappings = process.mappings
+        if st is None or st.mappings_ref is not mappings:
+            st = _Proc(key, mappings)
+            self._procs[key] = st
+            while len(self._procs) > self.max_processes:
+                self._procs.popitem(last=False)
+        self._procs.move_to_end(key)
+        return st
+
+    def forget_process(self, pid: int, start_time: Any = None) -> None:
+        with self._lock:
+            for key in [k for k in self._procs if k[0] == pid and (start_time is None or k[1] == start_time)]:
+                del self._procs[key]
+
+    def _root(self, process: Any) -> str:
+        return getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
+
+    def _open_candidates(self, process: Any, e: _Entry) -> Tuple[str, ...]:
+        path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
+        out = ['{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end)]
+        root = self._root(process)
+        out.append(root.rstrip('/') + path if root and root != '/' else path)
+        return tuple(out)
+
+    def _resolve(self, process: Any, e: _Entry, stats: List[int]) -> None:
+        path = e.path
+        if path == VDSO:
+            e.state = _VDSO
+            return
+        if path == VSYSCALL:
+            e.state = _VSYSCALL
+            return
+        if not path or path.startswith('[') or path.startswith('//anon') or path.startswith('/dev/zero'):
+            e.state = _ANON
+            return
+        e.open_paths = self._open_candidates(process, e)
+        fd = -1
+        opened = ''
+        for p in e.open_paths:
+            try:
+                fd = os.open(p, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0))
+                opened = p
+                break
+            except OSError:
+                continue
+        if fd < 0:
+            e.state, e.reason = _BAD, 'unreadable'
+            return
+        try:
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                e.state, e.reason = _BAD, 'unreadable'
+                return
+            info_key = ('info', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            holder = self._cache_get(info_key, stats)
+            if holder is None:
+                with os.fdopen(os.dup(fd), 'rb') as f:
+                    info = read_elf_info(opened, self.telemetry, stream=f)
+                if info is not None:
+                    info.dev, info.inode, info.mtime_ns, info.size = st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
+                holder = _Sized(info)
+                self._cache_put(info_key, holder, stats)
+        finally:
+            os.close(fd)
+        info = holder.info
+        if info is None:
+            e.state, e.reason = _BAD, 'not_elf'
+            return
+        e.info_key = info_key
+        e.key = ('syms',) + info.cache_key
+        e.kind = FRAME_GO if info.is_go else FRAME_NATIVE
+        e.loads = tuple((s.vaddr, s.offset, max(s.filesz, 1), s.executable) for s in info.loads)
+        e.mapping = Mapping(e.start, e.end, e.offset, e.path, info.build_id, info.build_id_kind)
+        e.state = _FILE
+        if self.on_new_file is not None and e.key not in self._seen_files:
+            self._seen_files[e.key] = None
+            if len(self._seen_files) > 16384:
+                self._seen_files.popitem(last=False)
+            try:
+                self.on_new_file(info, opened, process)
+            except Exception:  # noqa: BLE001 - a reporter bug must not break symbolization
+                pass
+
+    # ----------------------------------------------------------------------------- tables
+    def _table(self, process: Any, e: _Entry, stats: List[int], local: Dict[Any, Any]) -> Any:
+        table = local.get(e.key)
+        if table is not None:
+            return table
+        table = self._cache_get(e.key, stats)
+        if table is None:
+            table = self._load_table(process, e, stats)
+            self._cache_put(e.key, table, stats)
+        local[e.key] = table
+        return table
+
+    def _info(self, e: _Entry, f: Any, opened: str, stats: List[int]) -> Optional[ElfInfo]:
+        holder = self._cache_get(e.info_key, stats)
+        if holder is not None:
+            return holder.info
+        info = read_elf_info(opened, self.telemetry, stream=f)
+        return info
+
+    def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
+        for p in e.open_paths:
+            try:
+                f = open(p, 'rb')
+            except OSError:
+                continue
+            with f:
+                info = self._info(e, f, p, stats)
+                if info is None:
+                    return EMPTY
+                try:
+                    table = self._build_table(process, e, info, f, p)
+                except Exception:  # noqa: BLE001 - malformed tables can raise anything
+                    self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
+                    table = EMPTY
+                self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
+                return table
+        return EMPTY
+
+    def _build_table(self, process: Any, e: _Entry, info: ElfInfo, f: Any, opened: str) -> Any:
+        dm = self.demangle
+        tables: List[Any] = []
+        if info.has_symtab:
+            tables.append(load_symbols(f, info, ('.symtab', '.dynsym'), dm))
+        else:
+            path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
+            dbg = None
+            if info.gnu_build_id or info.debuglink_name:
+                dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, self.telemetry, opened)
+            if dbg is not None:
+                with open(dbg.path, 'rb') as g:
+                    tables.append(load_symbols(g, dbg, ('.symtab', '.dynsym'), dm, source='debug_file'))
+            else:
+                if info.has_gnu_debugdata:
+                    mini = None
+                    try:
+                        mini_bytes = read_debugdata(f, info)
+                        mini = read_elf_info_bytes(mini_bytes, 'gnu_debugdata', self.telemetry)
+                    except Exception:  # noqa: BLE001 - lzma/ValueError on bad data
+                        self.telemetry.count('symbols.bad_input', 1, ('kind:debugdata',))
+                    if mini is not None:
+                        tables.append(load_symbols(io.BytesIO(mini_bytes), mini, ('.symtab',), dm,
+                                                   source='gnu_debugdata'))
+                        self.telemetry.count('symbols.debug_files.found', 1, ('method:gnu_debugdata',))
+                if info.has_dynsym:
+                    tables.append(load_symbols(f, info, ('.dynsym',), dm))
+        if info.is_go and not info.has_symtab or (not tables and not info.has_section_headers):
+            pcln = load_pclntab(f, info, self.telemetry)
+            if pcln is not None:
+                tables.append(pcln)
+        tables = [t for t in tables if len(t)]
+        if not tables:
+            return EMPTY
+        if len(tables) == 1:
+            return tables[0]
+        return ChainTable(tables)
+
+    # ------------------------------------------------------------------------------- vdso
+    def _vdso_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
+        size = e.end - e.start
+        key = ('vdso', self._boot_id, size)
+        hit = self._vdso.get(key)
+        if hit is not None:
+            stats[0] += 1
+            return hit
+        stats[1] += 1
+        table, mapping_info = EMPTY, None
+        if 0 < size <= MAX_VDSO:
+            try:
+                with open('{}/{}/mem'.format(self.proc, process.pid), 'rb', buffering=0) as f:
+                    f.seek(e.start)
+                    image = f.read(size)
+                info = read_elf_info_bytes(image, VDSO, self.telemetry)
+                if info is not None:
+                    table = load_symbols(io.BytesIO(image), info, ('.dynsym', '.symtab'), False, source='vdso')
+                    mapping_info = info
+            except (OSError, ValueError, OverflowError):
+                pass
+            except Exception:  # noqa: BLE001
+                self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
+        loads = tuple((s.vaddr, s.offset, max(s.filesz, 1), s.executable) for s in mapping_info.loads) if mapping_info else ()
+        result = (table, loads, mapping_info.build_id if mapping_info else '', mapping_info.build_id_kind if mapping_info else '')
+        if table is not EMPTY or len(self._vdso) < 8:
+            self._vdso[key] = result
+        return result
+
+    # ------------------------------------------------------------------------- user frames
+    def symbolize_user(self, process: Any, addresses: Sequence[int]) -> List[Frame]:
+        """Frames for ``addresses`` (leaf first) of ``process`` (any object with ``pid,
+        start_time, mappings, root``). Never raises."""
+        with self._lock:
+            stats = [0, 0, 0]
+            unknown: Dict[str, int] = {}
+            resolved = 0
+            out: List[Frame] = []
+            try:
+                st = self._proc_state(process)
+            except Exception:  # noqa: BLE001 - a malformed process object
+                st = None
+            local: Dict[Any, Any] = {}
+            perfmap: Any = None
+            perfmap_checked = False
+            adjust = self.adjust_return_addresses
+            for n, addr in enumerate(addresses):
+                addr = int(addr)
+                look = addr - 1 if adjust and n > 0 and addr > 0 else addr
+                e = None
+                if st is not None:
+                    i = bisect_right(st.starts, look) - 1
+                    if i >= 0 and look < st.entries[i].end:
+                        e = st.entries[i]
+                if e is None:
+                    unknown['no_mapping'] = unknown.get('no_mapping', 0) + 1
+                    out.append(Frame('', addr, FRAME_NATIVE, None))
+                    continue
+                try:
+                    if e.state == _UNRESOLVED:
+                        self._resolve(process, e, stats)
+                    state = e.state
+                    name = None
+                    kind = e.kind
+                    mapping = e.mapping
+                    reason = 'no_symbol'
+                    if state == _FILE:
+                        table = self._table(process, e, stats, local)
+                        v = e.vaddr(look)
+                        if v is not None:
+                            name = table.lookup(v)
+                        if name is None and table is EMPTY:
+                            reason = 'no_symbols'
+                    elif state == _ANON:
+                        kind = FRAME_JIT
+                        reason = 'anon'
+                        if self.perf_map:
+                            if not perfmap_checked:
+                                perfmap_checked = True
+                                perfmap = self._perfmap(process, st, stats)
+                            if perfmap is not None:
+                                name = perfmap.lookup(look)
+                    elif state == _VDSO:
+                        table, loads, bid, bkind = self._vdso_table(process, e, stats)
+                        if bid and mapping.build_id != bid:
+                            e.mapping = mapping = Mapping(e.start, e.end, e.offset, e.path, bid, bkind)
+                        e.loads = loads
+                        v = e.vaddr(look)
+                        name = (table.lookup(v) if v is not None else None) or VDSO
+                    elif state == _VSYSCALL:
+                        name = VSYSCALL
+                    else:
+                        reason = e.reason or 'unreadable'
+                except Exception:  # noqa: BLE001 - never let one frame break a stack
+                    name, reason, kind, mapping = None, 'unreadable', e.kind, e.mapping
+                if name:
+                    resolved += 1
+                    out.append(Frame(name, addr, kind, mapping))
+                else:
+                    unknown[reason] = unknown.get(reason, 0) + 1
+                    out.append(Frame('', addr, kind, mapping))
+            self._flush_stats(stats, unknown, resolved)
+            return out
+
+    def _perfmap(self, process: Any, st: _Proc, stats: List[int]) -> Optional[PerfMap]:
+        key = ('perfmap', process.pid, getattr(process, 'start_time', 0))
+        pm = self._cache_get(key, stats)
+        if pm is None:
+            if st.perfmap_paths is None:
+                st.perfmap_paths = perf_map_candidates(process.pid, self._root(process), self.proc)
+            for path in st.perfmap_paths:
+                if os.path.exists(path):
+                    pm = PerfMap(path, self.telemetry)
+                    break
+            if pm is None:
+                return None
+            pm.refresh()
+            self._cache_put(key, pm, stats)
+            return pm
+        if pm.refresh():
+            self._resize(key, pm)
+        return pm
+
+    # ----------------------------------------------------------------------- kernel frames
+    def symbolize_kernel(self, addresses: Sequence[int]) -> List[Frame]:
+        """Frames for kernel ``addresses`` (leaf first) from /proc/kallsyms. Never raises."""
+        with self._lock:
+            unknown: Dict[str, int] = {}
+            resolved = 0
+            out: List[Frame] = []
+            try:
+                self.kallsyms.maybe_refresh()
+            except Exception:  # noqa: BLE001
+                pass
+            ks = self.kallsyms
+            adjust = self.adjust_return_addresses
+            for n, addr in enumerate(addresses):
+                addr = int(addr)
+                look = addr - 1 if adjust and n > 0 and addr > 0 else addr
+                hit = ks.lookup(look)
+                if hit is None:
+                    reason = 'kernel_restricted' if ks.restricted or ks.table is None else 'no_symbol'
+                    unknown[reason] = unknown.get(reason, 0) + 1
+                    out.append(Frame('', addr, FRAME_KERNEL, None))
+                    continue
+                name, module = hit
+                mapping = self._kernel_mappings.get(module)
+                if mapping is None:
+                    lo, hi = ks.module_ranges.get(module, (0, 0))
+                    mapping = Mapping(lo, hi, 0, module)
+                    self._kernel_mappings[module] = mapping
+                resolved += 1
+                out.append(Frame(name, addr, FRAME_KERNEL, mapping))
+            if ks.loads != getattr(self, '_kallsyms_loads', 0):
+                self._kallsyms_loads = ks.loads
+                self._kernel_mappings = {}
+            self._flush_stats([0, 0, 0], unknown, resolved)
+            return out
+
+    # ---------------------------------------------------------------------------- helpers
+    def elf_info(self, process: Any, address: int) -> Optional[ElfInfo]:
+        """The ElfInfo of the file mapped at ``address`` in ``process`` (for the uploader)."""
+        with self._lock:
+            stats = [0, 0, 0]
+            st = self._proc_state(process)
+            i = bisect_right(st.starts, address) - 1
+            if i < 0 or address >= st.entries[i].end:
+                return None
+            e = st.entries[i]
+            if e.state == _UNRESOLVED:
+                self._resolve(process, e, stats)
+            if e.state != _FILE:
+                return None
+            holder = self._cache_get(e.info_key, stats)
+            if holder is not None:
+                return holder.info
+            for p in e.open_paths:
+                info = read_elf_info(p, self.telemetry)
+                if info is not None:
+                    return info
+            return None
+
+    def stats(self) -> Dict[str, Any]:
+        with self._lock:
+            return {
+                'cache_bytes': self._cache_bytes,
+                'cache_entries': len(self._cache),
+                'memory_budget_bytes': self.memory_budget_bytes,
+                'processes': len(self._procs),
+                'kallsyms_symbols': len(self.kallsyms.table) if self.kallsyms.table is not None else 0,
+            }
+
+
+def _read_boot_id(proc: str) -> str:
+    try:
+        with open(proc + '/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except OSError:
+        return str(int(time.time()))
