@@ -49,7 +49,8 @@ def make_pools(rng):
         frames = []
         for m in range(3):
             start = 0x400000 + m * 0x10000000
-            mapping = Mapping(start, start + 0x1000000, 0x1000 * m, '/usr/lib/proc%d/lib%d.so' % (p, m), 'ab%038x' % (p * 3 + m), BUILD_ID_GNU)
+            path = '/usr/lib/proc%d/lib%d.so' % (p, m)
+            mapping = Mapping(start, start + 0x1000000, 0x1000 * m, path, 'ab%038x' % (p * 3 + m), BUILD_ID_GNU)
             for f in range(FUNCTIONS_PER_MAPPING):
                 name = 'func_%d_%d' % (m, f) if f % 10 else ''  # 10% unknown frames
                 frames.append(Frame(name, start + 0x1000 + f * 32, mapping=mapping, source_file='src%d.c' % m))
@@ -59,15 +60,18 @@ def make_pools(rng):
 
 def make_profile(n_stacks, depth, distinct_objects, rng):
     kernel, per_process = make_pools(rng)
-    resources = [Resource(attributes={'process.pid': 1000 + p, 'process.executable.name': 'proc%d' % p}, comm='proc%d' % p)
-                 for p in range(N_PROCESSES)]
+    resources = [
+        Resource(attributes={'process.pid': 1000 + p, 'process.executable.name': 'proc%d' % p}, comm='proc%d' % p)
+        for p in range(N_PROCESSES)
+    ]
     for i in range(n_stacks):
         p = i % N_PROCESSES
         frames = rng.sample(kernel, KERNEL_DEPTH) + rng.sample(per_process[p], depth - KERNEL_DEPTH)
         if distinct_objects:
             frames = [Frame(f.function, f.address, f.kind, f.mapping, f.source_file, f.line) for f in frames]
-        resources[p].samples.append(Sample(tuple(frames), rng.randint(1, 50), thread_id=1000 + p + i % 4, thread_name='t%d' % (i % 4)))
-    return Profile(time_unix_nano=1_700_000_000_000_000_000, duration_nano=10_000_000_000, period_nano=50_000_000, resources=resources)
+        sample = Sample(tuple(frames), rng.randint(1, 50), thread_id=1000 + p + i % 4, thread_name='t%d' % (i % 4))
+        resources[p].samples.append(sample)
+    return Profile(time_unix_nano=1_700_000_000 * 10**9, duration_nano=10 * 10**9, period_nano=50_000_000, resources=resources)
 
 
 def make_raw(n_stacks, depth, rng):
@@ -101,7 +105,10 @@ def main():
     shared = make_profile(args.stacks, args.depth, False, rng)
     distinct = make_profile(args.stacks, args.depth, True, rng)
     ms, payload = timed(lambda: otlp.encode_bytes(shared), args.runs)
-    print('otlp encode, shared frames:   %7.1f ms  (%d stacks x %d frames, %d bytes)' % (ms, args.stacks, args.depth, len(payload)))
+    print(
+        'otlp encode, shared frames:   %7.1f ms  (%d stacks x %d frames, %d bytes)'
+        % (ms, args.stacks, args.depth, len(payload))
+    )
     ms, payload = timed(lambda: otlp.encode_bytes(distinct), args.runs)
     print('otlp encode, distinct frames: %7.1f ms  (%d bytes)' % (ms, len(payload)))
     errors = otlp.validate(otlp.decode_bytes(payload))

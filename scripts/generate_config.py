@@ -16,6 +16,7 @@ datadog_checks_dev's own tooling (the code behind ``ddev validate config -s`` / 
 Usage:  .venv/bin/python scripts/generate_config.py [--check]
 ``--check`` writes nothing and exits 1 (printing a diff) when a generated file is out of sync.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -3,6 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Shared fixtures only. The `aggregator`, `datadog_agent` and `dd_run_check` fixtures come from
 datadog_checks_dev's pytest plugin."""
+
 import os
 
 import pytest

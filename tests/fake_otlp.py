@@ -113,7 +113,11 @@ class Request:
 
 
 class FakeOtlp:
-    def __init__(self, host: str = '127.0.0.1', port: int = 0) -> None:
+    def __init__(self, host: str = '127.0.0.1', port: int = 0, decode: bool = True, keep_bodies: bool = True) -> None:
+        """``decode=False`` skips decompression and decoding (benchmarks: measure the client);
+        ``keep_bodies=False`` records requests without their bodies (long runs)."""
+        self.decode = decode
+        self.keep_bodies = keep_bodies
         self._lock = threading.Condition()
         self._plan: List[Behaviour] = []
         self._default = Behaviour()
@@ -131,7 +135,9 @@ class FakeOtlp:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name='fake-otlp', daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={'poll_interval': 0.05}, name='fake-otlp', daemon=True
+        )
         self.host, self.port = self._server.server_address[:2]
         self.url = 'http://{}:{}'.format(self.host, self.port)
 
@@ -222,12 +228,15 @@ class FakeOtlp:
             time.sleep(b.delay)
         body, message, error = b'', None, ''
         try:
-            body = _decompress(raw, headers.get('content-encoding', ''))
-            message = _decode(h.path, body)
+            if self.decode:
+                body = _decompress(raw, headers.get('content-encoding', ''))
+                message = _decode(h.path, body)
         except Exception as e:  # a malformed body is a 400, as a real receiver would answer
             error = '{}: {}'.format(type(e).__name__, e)
         status = 0 if b.close else (400 if error and b.status < 300 else b.status)
         with self._lock:
+            if not self.keep_bodies:
+                raw, body, message = b'', b'', None
             self.requests.append(Request(h.path, headers, raw, body, message, status, error=error))
             self._lock.notify_all()
         if b.close:

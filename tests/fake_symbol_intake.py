@@ -93,7 +93,7 @@ class FakeSymbolIntake:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> 'FakeSymbolIntake':
-        self._thread = threading.Thread(target=self.server.serve_forever, name='fake-intake', daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name='fake-intake', daemon=True)
         self._thread.start()
         return self
 
@@ -250,27 +250,31 @@ def _run(cmd: List[str], **kw: Any) -> None:
 def build_binaries(d: str, go: bool = True) -> Dict[str, str]:
     """Real test binaries: C with DWARF, symtab only, dynsym only, no build id, stripped with a
     separate debug file (debuglink); Go stripped and Go with a broken pclntab."""
-    src = os.path.join(d, 'prog.c')
-    with open(src, 'w') as f:
-        f.write(C_SOURCE)
+    def cc(name: str, variant: int, *flags: str) -> str:
+        """A C program whose build id is its own (``variant`` changes the code)."""
+        src = os.path.join(d, name + '.c')
+        with open(src, 'w') as f:
+            f.write(C_SOURCE + 'int variant_marker = {};\n'.format(variant))
+        path = os.path.join(d, name)
+        _run(['gcc', '-g', '-O1'] + list(flags) + ['-o', path, src])
+        return path
+
     out = {}
-    out['c_dwarf'] = os.path.join(d, 'c_dwarf')
-    _run(['gcc', '-g', '-O1', '-Wl,--build-id=sha1', '-o', out['c_dwarf'], src])
-    out['c_symtab'] = os.path.join(d, 'c_symtab')
-    _run(['strip', '-g', '-o', out['c_symtab'], out['c_dwarf']])
-    out['c_dynsym'] = os.path.join(d, 'c_dynsym')
-    _run(['strip', '-o', out['c_dynsym'], out['c_dwarf']])
-    out['c_nobuildid'] = os.path.join(d, 'c_nobuildid')
-    _run(['gcc', '-g', '-O1', '-Wl,--build-id=none', '-o', out['c_nobuildid'], src])
+    out['c_dwarf'] = cc('c_dwarf', 1, '-Wl,--build-id=sha1')
+    out['c_symtab'] = cc('c_symtab', 2, '-Wl,--build-id=sha1')
+    _run(['strip', '-g', out['c_symtab']])
+    out['c_dynsym'] = cc('c_dynsym', 3, '-Wl,--build-id=sha1')
+    _run(['strip', out['c_dynsym']])
+    out['c_nobuildid'] = cc('c_nobuildid', 4, '-Wl,--build-id=none')
     # stripped binary + separate debug file found through .gnu_debuglink (in <dir>/.debug)
     sep_dir = os.path.join(d, 'sep')
     os.makedirs(os.path.join(sep_dir, '.debug'))
-    _run(['gcc', '-g', '-O1', '-Wl,--build-id=sha1', '-DSEP=1', '-o', os.path.join(sep_dir, 'c_sep'), src])
+    sep = cc('sep/c_sep', 5, '-Wl,--build-id=sha1')
     dbg = os.path.join(sep_dir, '.debug', 'c_sep.debug')
-    _run(['objcopy', '--only-keep-debug', os.path.join(sep_dir, 'c_sep'), dbg])
-    _run(['strip', '-g', '-s', os.path.join(sep_dir, 'c_sep')])
-    _run(['objcopy', '--add-gnu-debuglink=' + dbg, os.path.join(sep_dir, 'c_sep')])
-    out['c_sep'] = os.path.join(sep_dir, 'c_sep')
+    _run(['objcopy', '--only-keep-debug', sep, dbg])
+    _run(['strip', '-g', '-s', sep])
+    _run(['objcopy', '--add-gnu-debuglink=' + dbg, sep])
+    out['c_sep'] = sep
     out['c_sep_debug'] = dbg
     if go:
         gdir = os.path.join(d, 'gosrc')

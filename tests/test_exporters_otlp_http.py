@@ -528,3 +528,22 @@ def test_metric_names_are_in_metadata(fake_otlp, tmp_path):
             'export.queue.dropped', 'export.retries', 'export.rejected_profiles'} <= names
     missing = {'host_profiler.' + n for n in names} - declared
     assert not missing, missing
+
+
+def test_real_otlp_encoder_end_to_end(fake_otlp):
+    """Without an injected encoder the exporter uses profile.otlp.encode_bytes."""
+    pytest.importorskip('datadog_checks.host_profiler.profile.otlp')
+    t = Telemetry()
+    (exp,) = build_exporters(
+        {'otlp_http': [{'endpoint': fake_otlp.url, 'compression': 'zstd'}]}, telemetry=t, version='9.9.9'
+    )
+    try:
+        exp.export(sample_profile(7, off_cpu=True))
+        assert exp.flush(5)
+        msg = fake_otlp.accepted[0].message
+        assert len(msg.resource_profiles) == 2
+        scope = msg.resource_profiles[0].scope_profiles[0]
+        assert scope.scope.name == 'host_profiler' and scope.scope.version == '9.9.9'
+        assert msg.dictionary.string_table
+    finally:
+        exp.close()

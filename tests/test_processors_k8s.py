@@ -45,7 +45,7 @@ def test_serviceaccount_lookup(token_file):
     telemetry = Telemetry()
     with FakeKubelet(token='s3cr3t-token') as kubelet:
         proc = K8sAttributesProcessor(
-            {'kubelet_url': kubelet.url, 'auth': 'serviceaccount', 'labels': ['app', 'absent'],
+            {'enabled': True, 'kubelet_url': kubelet.url, 'auth': 'serviceaccount', 'labels': ['app', 'absent'],
              'annotations': ['team']},
             http=requests.Session(), token_path=token_file, telemetry=telemetry, background=False)
         assert proc.refresh()
@@ -70,7 +70,7 @@ def test_serviceaccount_lookup(token_file):
 
 def test_read_only_port_no_token_and_wildcard_labels():
     with FakeKubelet() as kubelet:
-        proc = K8sAttributesProcessor({'kubelet_url': kubelet.url + '/', 'auth': 'none', 'labels': ['*']},
+        proc = K8sAttributesProcessor({'enabled': True, 'kubelet_url': kubelet.url + '/', 'auth': 'none', 'labels': ['*']},
                                       background=False)
         assert proc.url == kubelet.url + '/pods'
         assert proc.refresh()
@@ -85,7 +85,7 @@ def test_read_only_port_no_token_and_wildcard_labels():
 def test_errors_counted_and_stale_cache_kept(token_file):
     telemetry = Telemetry()
     with FakeKubelet(token='s3cr3t-token') as kubelet:
-        proc = K8sAttributesProcessor({'kubelet_url': kubelet.url}, token_path=token_file, telemetry=telemetry,
+        proc = K8sAttributesProcessor({'enabled': True, 'kubelet_url': kubelet.url}, token_path=token_file, telemetry=telemetry,
                                       background=False)
         assert proc.refresh()
         kubelet.status = 500
@@ -98,15 +98,14 @@ def test_errors_counted_and_stale_cache_kept(token_file):
     assert profile.resources[0].attributes['k8s.pod.name'] == 'checkout-7d9c8b6f5-x2x7q'
     assert telemetry.total('processors.kubelet.errors') == 2
     # unreachable kubelet
-    proc2 = K8sAttributesProcessor({'kubelet_url': 'http://127.0.0.1:1'}, auth=None, telemetry=telemetry,
-                                   background=False) if False else K8sAttributesProcessor(
-        {'kubelet_url': 'http://127.0.0.1:1', 'auth': 'none'}, telemetry=telemetry, background=False)
+    proc2 = K8sAttributesProcessor({'enabled': True, 'kubelet_url': 'http://127.0.0.1:1', 'auth': 'none'}, telemetry=telemetry,
+                                   background=False)
     assert not proc2.refresh()
     assert telemetry.total('processors.kubelet.errors') == 3
 
 
 def test_missing_token_is_an_error_not_a_crash(tmp_path):
-    proc = K8sAttributesProcessor({'kubelet_url': 'http://127.0.0.1:1'}, token_path=str(tmp_path / 'none'),
+    proc = K8sAttributesProcessor({'enabled': True, 'kubelet_url': 'http://127.0.0.1:1'}, token_path=str(tmp_path / 'none'),
                                   background=False)
     assert not proc.refresh()
 
@@ -114,7 +113,7 @@ def test_missing_token_is_an_error_not_a_crash(tmp_path):
 def test_background_refresh_never_blocks_process(token_file):
     with FakeKubelet(token='s3cr3t-token') as kubelet:
         kubelet.delay = 0.5
-        proc = K8sAttributesProcessor({'kubelet_url': kubelet.url, 'cache_ttl': 60}, token_path=token_file,
+        proc = K8sAttributesProcessor({'enabled': True, 'kubelet_url': kubelet.url, 'cache_ttl': 60}, token_path=token_file,
                                       min_refresh_interval=0.05)
         try:
             profile = _profile({'container.id': CONTAINER_ID})
@@ -138,7 +137,7 @@ def test_background_refresh_never_blocks_process(token_file):
 def test_unknown_container_triggers_one_refresh_only():
     now = [100.0]
     with FakeKubelet() as kubelet:
-        proc = K8sAttributesProcessor({'kubelet_url': kubelet.url, 'auth': 'none', 'cache_ttl': 60},
+        proc = K8sAttributesProcessor({'enabled': True, 'kubelet_url': kubelet.url, 'auth': 'none', 'cache_ttl': 60},
                                       background=False, clock=lambda: now[0], min_refresh_interval=5)
         proc.process(_profile({'container.id': 'outside-k8s'}))  # stale: first fetch
         assert len(kubelet.requests) == 1
@@ -156,15 +155,15 @@ def test_unknown_container_triggers_one_refresh_only():
 
 def test_index_is_bounded():
     with FakeKubelet() as kubelet:
-        proc = K8sAttributesProcessor({'kubelet_url': kubelet.url, 'auth': 'none'}, background=False, max_pods=1)
+        proc = K8sAttributesProcessor({'enabled': True, 'kubelet_url': kubelet.url, 'auth': 'none'}, background=False, max_pods=1)
         proc.refresh()
     assert len(proc._index.pods) == 1
 
 
 def test_default_urls(monkeypatch):
     monkeypatch.setenv('NODE_NAME', 'node-a')
-    assert K8sAttributesProcessor({}).url == 'https://node-a:10250/pods'
-    assert K8sAttributesProcessor({'auth': 'none'}).url == 'http://node-a:10255/pods'
+    assert K8sAttributesProcessor({'enabled': True}).url == 'https://node-a:10250/pods'
+    assert K8sAttributesProcessor({'enabled': True, 'auth': 'none'}).url == 'http://node-a:10255/pods'
 
 
 def test_helpers():
@@ -178,3 +177,11 @@ def test_disabled():
     profile = _profile({'container.id': CONTAINER_ID})
     proc.process(profile)
     assert profile.resources[0].attributes == {'container.id': CONTAINER_ID}
+
+
+def test_lookup_off_by_default_keeps_cgroup_ids():
+    proc = K8sAttributesProcessor({'kubelet_url': 'http://127.0.0.1:1'}, background=False)
+    profile = _profile({'container.id': CONTAINER_ID, 'k8s.pod.uid': POD_UID})
+    proc.process(profile)
+    assert profile.resources[0].attributes == {'container.id': CONTAINER_ID, 'k8s.pod.uid': POD_UID}
+    assert proc._thread is None

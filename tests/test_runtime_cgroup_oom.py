@@ -57,7 +57,8 @@ def test_v2_max_is_unlimited_and_ancestor_limit_applies(tmp_path):
     for rel in ('kubepods/pod1/ctr', 'kubepods/pod1', 'kubepods'):
         (root / rel / 'memory.max').write_text('max\n')
     assert cgroup.memory_limit_bytes(cgroup_root=str(root), proc_root=str(proc)) is None
-    assert cgroup.usable_memory_bytes(cgroup_root=str(root), proc_root=str(proc), meminfo=str(proc / 'meminfo')) == 4 * GIB
+    usable = cgroup.usable_memory_bytes(cgroup_root=str(root), proc_root=str(proc), meminfo=str(proc / 'meminfo'))
+    assert usable == 4 * GIB
     assert cgroup.memory_budget_bytes(
         0.5, cgroup_root=str(root), proc_root=str(proc), meminfo=str(proc / 'meminfo')
     ) == 2 * GIB

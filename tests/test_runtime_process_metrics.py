@@ -78,3 +78,12 @@ def test_cpu_rate_uses_elapsed_time_between_collects():
     assert gauges['process.cpu.user'] == 0.5  # 2 CPU s over 4 s
     assert gauges['process.cpu.system'] == 0.25
     assert 'python.gc.pause' not in t.totals()
+
+
+def test_dropped_instance_removes_its_gc_hook():
+    before = len(gc.callbacks)
+    pm = ProcessMetrics(Telemetry())
+    assert len(gc.callbacks) == before + 1
+    del pm
+    gc.collect()
+    assert len(gc.callbacks) == before

@@ -174,13 +174,15 @@ def test_dry_run_sends_nothing(intake, bins):
     assert t.totals()['symbol_upload.skipped{reason:dry_run}'] == 2
 
 
-def test_backend_level_decides(intake, bins):
-    up_probe = make(intake, dry_run=True)
-    up_probe.close()
+def test_backend_level_decides(intake, bins, tmp_path):
     from datadog_checks.host_profiler.uploader.elfsource import inspect
 
+    stripped = str(tmp_path / 'c_dwarf_stripped')  # same build, symtab only
+    import subprocess
+
+    subprocess.run(['strip', '-g', '-o', stripped, bins['c_dwarf']], check=True)
     dwarf_id = inspect(bins['c_dwarf'], '/').query_build_id
-    symtab_id = inspect(bins['c_symtab'], '/').query_build_id
+    symtab_id = inspect(stripped, '/').query_build_id
     intake.levels[dwarf_id] = 'debug_info'  # the backend has everything: no upload
     t = Telemetry()
     up = make(intake, t)
@@ -189,7 +191,7 @@ def test_backend_level_decides(intake, bins):
         assert intake.uploads == []
         assert t.totals()['symbol_upload.skipped{reason:backend_has_symbols}'] == 1
         # same build id, c_symtab local level symbol_table < debug_info: not uploaded either
-        report_all(up, bins['c_symtab'])
+        report_all(up, stripped)
         assert symtab_id == dwarf_id and intake.uploads == []
     finally:
         up.close()

@@ -15,6 +15,7 @@ Rules: a value the user set is never replaced; a section written as an empty key
 child commented out, i.e. ``None``) counts as present with defaults; ``exporters.debug`` and
 ``exporters.file`` stay ``None`` unless configured (their presence enables them).
 """
+
 from __future__ import annotations
 
 import copy

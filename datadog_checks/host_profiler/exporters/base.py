@@ -55,8 +55,9 @@ class Exporter(abc.ABC):
         return None
 
     def status(self):
-        """(level 'ok'|'warning'|'critical', message) for host_profiler.can_export."""
-        return ('ok', '{}: ok'.format(self.name))
+        """(level 'ok'|'warning'|'critical', message) for host_profiler.can_export, or None
+        when this exporter has no say in it (debug)."""
+        return None
 
 
 def _as_list(value: Any, path: str) -> List[dict]:

@@ -64,6 +64,7 @@ class FileExporter(Exporter):
         self.log = log or logging.getLogger(__name__)
         self._seq = 0
         self.written: List[str] = []  # paths written by the last export
+        self._error = ''  # the last write error, '' when the last export was written
         telemetry.declare('export.count', ('exporter:file',))
 
     def _name(self, profile: Any, fmt: str) -> str:
@@ -86,6 +87,7 @@ class FileExporter(Exporter):
         except OSError as e:
             self._telemetry.count('export.errors', 1, ('exporter:file', 'reason:io'))
             self.log.error('file exporter: cannot create %s: %s', self.out_dir, e)
+            self._error = 'cannot create {}: {}'.format(self.out_dir, e.strerror or e)
             return
         ok = True
         for fmt in self.formats:
@@ -106,6 +108,7 @@ class FileExporter(Exporter):
                 ok = False
                 self._telemetry.count('export.errors', 1, ('exporter:file', 'reason:io'))
                 self.log.error('file exporter: cannot write %s: %s', target, e)
+                self._error = 'cannot write {}: {}'.format(target, e.strerror or e)
                 try:
                     os.unlink(tmp)
                 except OSError:
@@ -115,7 +118,13 @@ class FileExporter(Exporter):
             self._telemetry.count('export.bytes', len(data), ('exporter:file', 'format:' + fmt, 'encoding:raw'))
             self._rotate(fmt)
         if ok:
+            self._error = ''
             self._telemetry.count('export.count', 1, ('exporter:file',))
+
+    def status(self):
+        if self._error:
+            return ('warning', 'file exporter: ' + self._error)
+        return ('ok', 'file exporter: writing to {}'.format(self.out_dir))
 
     def _rotate(self, fmt: str) -> None:
         if self.max_files <= 0:

@@ -4,14 +4,13 @@
 """Text and file formats used by the debug and file exporters.
 
 ``folded_lines`` is the folded-stack format of the design (``comm;root;...;leaf count``,
-kernel frames suffixed ``_[k]``); ``pprof_bytes`` / ``folded_text`` use ``profile.pprof`` /
-``profile.folded`` (written beside this package) when they provide an encoder, the folded
-text falls back to ``folded_lines``.
+kernel frames suffixed ``_[k]``), used by the debug exporter; the file exporter writes
+``profile.pprof.encode`` and ``profile.folded.to_folded`` (imported lazily).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterable, List
+from typing import Any, List
 
 from ..profile.model import FRAME_KERNEL
 
@@ -46,38 +45,19 @@ def folded_lines(profile: Any, off_cpu: bool = False) -> List[str]:
     return ['{} {}'.format(k, v) for k, v in acc.items()]
 
 
-def _call_first(module: Any, names: Iterable[str], *args: Any) -> Any:
-    for n in names:
-        fn = getattr(module, n, None)
-        if callable(fn):
-            return fn(*args)
-    raise AttributeError('{} has none of {}'.format(module.__name__, ', '.join(names)))
-
-
 def pprof_bytes(profile: Any) -> bytes:
-    """gzip-compressed pprof of the profile (``profile.pprof``)."""
-    import gzip
-
+    """gzip-compressed pprof of the profile (``profile.pprof.encode``)."""
     from ..profile import pprof
 
-    data = _call_first(pprof, ('encode_gzip', 'encode_bytes', 'encode', 'to_pprof'), profile)
-    if hasattr(data, 'SerializeToString'):
-        data = data.SerializeToString()
-    if not data[:2] == b'\x1f\x8b':
-        data = gzip.compress(data, compresslevel=6, mtime=0)
-    return data
+    return pprof.encode(profile)
 
 
 def folded_text(profile: Any) -> str:
+    """Folded stacks (``profile.folded.to_folded``), falling back to ``folded_lines``."""
     try:
         from ..profile import folded
-
-        out = _call_first(folded, ('encode', 'to_folded', 'folded_lines', 'render'), profile)
-        if isinstance(out, bytes):
-            out = out.decode('utf-8', errors='replace')
-        if not isinstance(out, str):
-            out = '\n'.join(out)
-        return out if out.endswith('\n') or not out else out + '\n'
-    except (ImportError, AttributeError):
+    except ImportError:  # pragma: no cover - always present in the package
         lines = folded_lines(profile)
         return '\n'.join(lines) + ('\n' if lines else '')
+    out = folded.to_folded(profile)
+    return out if not out or out.endswith('\n') else out + '\n'

@@ -5,7 +5,7 @@
 standalone collector).
 
 The receiver already puts ``container.id`` and ``k8s.pod.uid`` (from the cgroup path) on each
-resource. When the kubelet is reachable, this processor adds the pod name, namespace, node,
+resource. With ``enabled: true`` and a reachable kubelet, this processor adds the pod name, namespace, node,
 container name, image, owner (replicaset/deployment/daemonset/statefulset/job) and the labels
 and annotations selected in the config, as ``k8s.pod.label.<k>`` / ``k8s.pod.annotation.<k>``.
 
@@ -145,7 +145,9 @@ class K8sAttributesProcessor:
         request_timeout: float = 5.0,
     ) -> None:
         config = config or {}
-        self.enabled = bool(config.get('enabled', True))
+        # `enabled` (spec default false) turns the kubelet lookup on; without it the resources keep
+        # the container.id / k8s.pod.uid the receiver read from the cgroup path, nothing more.
+        self.enabled = bool(config.get('enabled', False))
         self._auth = config.get('auth') or 'serviceaccount'
         self._tls_verify = config.get('tls_verify', True)
         if config.get('tls_ca_cert'):
@@ -154,7 +156,7 @@ class K8sAttributesProcessor:
         self._annotations = list(config.get('annotations') or [])
         self._ttl = float(config.get('cache_ttl', 60) or 60)
         self._url = self._pods_url(config.get('kubelet_url'), node_name)
-        self._lookup = bool(config.get('kubelet_url')) or config.get('lookup', True) is not False
+        self._lookup = self.enabled
         self._http = http
         self._telemetry = telemetry
         self._log = log

@@ -62,7 +62,7 @@ def build_processors(
         if rd_conf is not None:
             chain.append(ResourceDetectionProcessor(rd_conf, hostname=hostname))
         k8s_conf = processors_conf.get('k8sattributes')
-        if k8s_conf is not None and k8s_conf.get('enabled', True):
+        if k8s_conf is not None and k8s_conf.get('enabled', False):
             chain.append(K8sAttributesProcessor(k8s_conf, http=http, telemetry=telemetry, log=log,
                                                 background=background, **extra))
     attributes = AttributesProcessor(processors_conf.get('attributes'))

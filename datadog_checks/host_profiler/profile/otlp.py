@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.profiles.v1development import profiles_pb2
-from opentelemetry.proto.resource.v1 import resource_pb2
 
 from .model import BUILD_ID_GNU, BUILD_ID_GO, BUILD_ID_HTLHASH, OFF_CPU_TIME, Frame, Mapping, Profile, ValueType
 
@@ -84,6 +83,7 @@ class _Tables:
         self.location_index: Dict[Tuple[int, int, int, int, int], int] = {}
         self.location_by_id: Dict[int, int] = {}
         self.location_raw: Dict[Tuple[int, int, str, str, int, str], int] = {}
+        self.frame_types: Dict[str, int] = {}  # frame kind -> attribute index
         self.stacks: List[Tuple[int, ...]] = [()]
         self.stack_index: Dict[Tuple[int, ...], int] = {(): 0}
         self.stack_by_id: Dict[int, int] = {}
@@ -144,7 +144,10 @@ class _Tables:
         if i is None:
             address = f.address - m.start + m.file_offset if m is not None else f.address
             fi = self.function(f.function, f.source_file) if f.function else 0
-            k = (mi, address, fi, f.line if fi else 0, self.attribute(ATTR_FRAME_TYPE, f.kind))
+            frame_type = self.frame_types.get(f.kind)
+            if frame_type is None:
+                frame_type = self.frame_types[f.kind] = self.attribute(ATTR_FRAME_TYPE, f.kind)
+            k = (mi, address, fi, f.line if fi else 0, frame_type)
             i = self.location_index.get(k)
             if i is None:
                 i = self.location_index[k] = len(self.locations)
@@ -181,9 +184,12 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
     mapping_table = d.mapping_table
     mapping_table.add()
     for start, limit, offset, filename, attrs in t.mappings[1:]:
-        mapping_table.add(
-            memory_start=start, memory_limit=limit, file_offset=offset, filename_strindex=filename, attribute_indices=attrs
-        )
+        mapping = mapping_table.add()
+        mapping.memory_start = start
+        mapping.memory_limit = limit
+        mapping.file_offset = offset
+        mapping.filename_strindex = filename
+        mapping.attribute_indices.extend(attrs)
 
     function_table = d.function_table
     function_table.add()

@@ -114,12 +114,8 @@ class _Builder:
         if i is None:
             i = self.functions[k] = len(self.functions) + 1
             n = self.string(name)
-            self.out_functions.append(
-                field_bytes(
-                    5,
-                    field_varint(1, i) + field_varint(2, n) + field_varint(3, n) + field_varint(4, self.string(filename)),
-                )
-            )
+            fn = field_varint(1, i) + field_varint(2, n) + field_varint(3, n) + field_varint(4, self.string(filename))
+            self.out_functions.append(field_bytes(5, fn))
         return i
 
     def location(self, f: Frame) -> int:

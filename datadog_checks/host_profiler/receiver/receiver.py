@@ -217,7 +217,10 @@ class Receiver:
                     next_drain += cfg.drain_interval
                     if next_drain < now:
                         next_drain = now + cfg.drain_interval
-            # what was counted since the last drain is not lost on a clean stop
+            # what was counted since the last drain is not lost on a clean stop: stop the
+            # perf events, then drain both sets
+            sampler.stop_sampling()
+            self._drain_once(sampler)
             self._drain_once(sampler)
         except BaseException as e:  # noqa: B902 - the thread must always clean up
             self.error = e

@@ -440,6 +440,19 @@ class Sampler:
             return (), True
         return st, False
 
+    def stop_sampling(self) -> None:
+        """Detach the perf events (no new CPU samples) but keep the maps, so that two more
+        drains read everything that was counted: a clean, exact end."""
+        with self._lock:
+            if self._bpf is None:
+                return
+            for key in list(self._bpf.open_perf_events.keys()):
+                try:
+                    self._bpf.detach_perf_event(*key)
+                except Exception:
+                    if self.log:
+                        self.log.debug('detach_perf_event failed', exc_info=True)
+
     # ---------------------------------------------------------------- close
     @property
     def closed(self) -> bool:

@@ -120,7 +120,9 @@ def build_flare(
         ('README.txt', README.format(generated_at=now, version=package_version(), pid=os.getpid()))
     )
     members.append(('diagnostics.json', _dump_json(payload)))
-    config_text = yaml.safe_dump(scrub.scrub_config(instance or {}, all_secrets), default_flow_style=False, sort_keys=True)
+    config_text = yaml.safe_dump(
+        scrub.scrub_config(instance or {}, all_secrets), default_flow_style=False, sort_keys=True
+    )
     members.append(('config.yaml', config_text))
     members.append(('probe.json', _dump_json(probe)))
     members.append(('telemetry.json', _dump_json(telemetry)))

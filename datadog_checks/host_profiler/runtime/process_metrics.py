@@ -126,6 +126,12 @@ class ProcessMetrics:
         """Removes the gc callback. Safe to call twice."""
         self._gc_timer.uninstall()
 
+    def __del__(self) -> None:  # an instance dropped without close() must not leave its gc hook behind
+        try:
+            self._gc_timer.uninstall()
+        except Exception:
+            pass
+
     @property
     def gc_pause_total(self) -> float:
         """Lifetime seconds spent in GC since this object was created."""

@@ -160,7 +160,8 @@ def scrub_text(text: Any, secrets: Iterable[Any] = ()) -> str:
     if isinstance(text, bytes):
         text = text.decode('utf-8', 'replace')
     text = str(text)
-    extra = sorted({str(s) for s in secrets if s is not None and len(str(s)) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+    extra = {str(s) for s in secrets if s is not None and len(str(s)) >= MIN_SECRET_LENGTH}
+    extra = sorted(extra, key=len, reverse=True)
     for s in extra:
         text = text.replace(s, REDACTED)
     with _lock:

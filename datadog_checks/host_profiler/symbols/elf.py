@@ -251,6 +251,9 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
     info.machine = str(elf['e_machine'])
     info.elf_type = str(elf['e_type'])
     info.phnum = int(elf['e_phnum'])
+    # Bound the work on corrupted headers: the tables must fit in the file.
+    if info.phnum and elf['e_phoff'] + info.phnum * elf['e_phentsize'] > size:
+        raise ValueError('program headers beyond the end of the file')
 
     loads = []
     notes: Dict[Tuple[bytes, int], bytes] = {}
@@ -271,6 +274,8 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
     sections: Dict[str, Section] = {}
     section_list = []
     shnum = elf.num_sections() if elf['e_shoff'] else 0
+    if shnum and elf['e_shoff'] + shnum * max(elf['e_shentsize'], 1) > size:
+        raise ValueError('section headers beyond the end of the file')
     if shnum and elf['e_shoff'] < size:
         for sec in elf.iter_sections():
             h = sec.header

@@ -221,7 +221,7 @@ class Pipeline:
             self.telemetry.count('symbol_upload.skipped', 1, ('reason:no_symbols',))
             self._done(item, False)
             return
-        item.content_key = item.local.query_build_id
+        item.content_key = item.local.file_hash
         if not self._claim_content(item):
             # the same file under another path/inode is already handled: nothing more to do
             self._done(item, True)

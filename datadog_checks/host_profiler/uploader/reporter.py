@@ -8,7 +8,7 @@ An LRU of 16384 file ids remembers what was reported. The id is known without an
 O(1) and never blocks. An entry is forgotten when its upload fails, when it has no symbols or
 when the query fails, so the file is retried the next time it is seen; there is no other retry.
 
-A second key, the file's content id (its query build id), is claimed after retrieval so that
+A second key, the file's content id (its file hash), is claimed after retrieval so that
 the same file seen under two inodes (containers, bind mounts) is not uploaded twice.
 """
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ExecutableReporter:
         self._submit = submit
         self.telemetry = telemetry
         self.files = LRU(size)  # file ids reported
-        self.contents = LRU(size)  # content ids claimed (query build id)
+        self.contents = LRU(size)  # content ids claimed (file hash)
 
     @staticmethod
     def file_id(file_path_in_root: str, process_root: str, mapping_info: Any) -> Hashable:

@@ -122,14 +122,15 @@ class SymbolCopier:
             if self.upload_dynamic_symbols:
                 for sec in DYNAMIC_SECTIONS:
                     args.append('--set-section-flags={}=alloc,load,readonly,contents'.format(sec))
-            pcln = item.facts.pclntab if (self.upload_go_pcln_tab and item.facts.is_go) else None
+            facts = item.facts
+            pcln = facts.pclntab if (facts is not None and self.upload_go_pcln_tab and facts.is_go) else None
             if pcln is not None:
                 pcln_tmp = self._dump(item.path, pcln.offset, pcln.size)
                 args += ['--remove-section=.gopclntab', '--remove-section=.data.rel.ro.gopclntab',
                          '--add-section', '.gopclntab=' + pcln_tmp,
                          '--set-section-flags', '.gopclntab=alloc,load,readonly,data',
                          '--change-section-address', '.gopclntab={:#x}'.format(pcln.address)]
-                if not item.facts.has_symtab and pcln.text_start:  # a Go .symtab always has it
+                if not facts.has_symtab and pcln.text_start:  # a Go .symtab always has it
                     args += ['--add-symbol', 'runtime.text={:#x},global'.format(pcln.text_start)]
             extra = args
             zstd = self._zstd

@@ -104,8 +104,14 @@ class MultipartFile(io.RawIOBase):
             size = self._len - self._pos
         size = min(size, 1 << 20)  # never hand out more than 1 MiB at once
         buf = bytearray(size)
-        n = self.readinto(buf)
-        return bytes(buf[:n])
+        view = memoryview(buf)
+        got = 0
+        while got < size:  # fill across the preamble/file/epilogue boundaries like a plain file
+            n = self.readinto(view[got:])
+            if not n:
+                break
+            got += n
+        return bytes(buf[:got])
 
     def close(self) -> None:
         try:

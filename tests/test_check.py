@@ -1,0 +1,104 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The check end to end on the real kernel: sampler thread, symbols, OTLP file, metrics."""
+import glob
+import os
+import threading
+import time
+
+import pytest
+from datadog_checks.dev.utils import get_metadata_metrics
+
+from datadog_checks.host_profiler import HostProfilerCheck
+from datadog_checks.host_profiler.profile.folded import folded_counts
+from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
+
+from .workloads import compile_c, start
+
+pytestmark = pytest.mark.integration
+
+
+def _instance(tmp_path, **receiver):
+    return {
+        'mode': 'standalone',
+        'min_collection_interval': 2,
+        'lock_file': str(tmp_path / 'host_profiler.lock'),
+        'diagnostics_dir': str(tmp_path / 'diag'),
+        'receiver': dict({'samples_per_second': 99}, **receiver),
+        'exporters': {'file': {'directory': str(tmp_path / 'profiles'), 'formats': ['otlp']}},
+    }
+
+
+def _sampler_threads():
+    return [t for t in threading.enumerate() if 'sampler' in t.name.lower() or 'receiver' in t.name.lower()]
+
+
+def test_check_profiles_a_known_split(requires_bpf, tmp_path, aggregator, dd_run_check):
+    binary = compile_c('split.c', tmp_path, defines=['SHARE_A=75'])
+    proc = start(binary, 10)
+    os.makedirs(tmp_path / 'diag')
+    check = HostProfilerCheck('host_profiler', {}, [_instance(tmp_path, pids=[proc.pid])])
+    try:
+        dd_run_check(check, cancel=False)  # first run starts the sampler thread
+        time.sleep(4)
+        dd_run_check(check, cancel=False)
+        profile = check.last_result.profile
+    finally:
+        check.cancel()
+        proc.kill()
+        proc.wait()
+
+    counts = folded_counts(profile)
+    ours = {stack: n for stack, n in counts.items() if stack.startswith('split;')}
+    a = sum(n for stack, n in ours.items() if stack.endswith(';burn_a'))
+    b = sum(n for stack, n in ours.items() if stack.endswith(';burn_b'))
+    assert a + b >= 0.8 * sum(ours.values()) > 0, ours
+    assert abs(a / (a + b) - 0.75) <= 0.05, (a, b)
+    # Frame pointers on: the whole chain is there.
+    assert any(';main;work;burn_a' in stack for stack in ours), sorted(ours)[:5]
+
+    # The export on disk is a valid OTLP ProfilesData.
+    files = sorted(glob.glob(str(tmp_path / 'profiles' / '**' / '*.otlp.pb'), recursive=True))
+    assert files
+    with open(files[-1], 'rb') as f:
+        data = decode_bytes(f.read())
+    assert validate(data) == []
+    assert data.resource_profiles
+
+    aggregator.assert_service_check('host_profiler.can_sample', HostProfilerCheck.OK)
+    for name in ('sampler.samples', 'sampler.lost', 'processes.tracked', 'sampler.unique_stacks', 'check.duration'):
+        aggregator.assert_metric('host_profiler.' + name)
+    aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
+
+    # cancel() stopped the sampler thread, and with it every BPF program.
+    deadline = time.monotonic() + 10
+    while _sampler_threads() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sampler_threads()
+
+
+def test_second_instance_refuses_to_sample(requires_bpf, tmp_path, aggregator, dd_run_check):
+    first = HostProfilerCheck('host_profiler', {}, [_instance(tmp_path)])
+    second = HostProfilerCheck('host_profiler', {}, [_instance(tmp_path)])
+    try:
+        dd_run_check(first, cancel=False)
+        dd_run_check(second, cancel=False)
+        aggregator.assert_service_check('host_profiler.can_sample', HostProfilerCheck.OK, count=1)
+        aggregator.assert_service_check('host_profiler.can_sample', HostProfilerCheck.CRITICAL, count=1)
+        critical = [sc for sc in aggregator.service_checks('host_profiler.can_sample')
+                    if sc.status == HostProfilerCheck.CRITICAL][0]
+        assert 'already' in critical.message.lower() and str(os.getpid()) in critical.message
+        # The refused instance keeps reporting its own metrics.
+        aggregator.assert_metric('host_profiler.process.rss')
+    finally:
+        first.cancel()
+        second.cancel()
+
+
+def test_bad_config_names_the_key(tmp_path, dd_run_check):
+    instance = _instance(tmp_path)
+    instance['receiver']['samples_per_second'] = 'fast'
+    check = HostProfilerCheck('host_profiler', {}, [instance])
+    with pytest.raises(Exception, match='samples_per_second'):
+        dd_run_check(check)

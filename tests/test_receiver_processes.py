@@ -1,0 +1,138 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""ProcessRegistry and /proc parsing (no root needed)."""
+import os
+import subprocess
+import sys
+import time
+
+from datadog_checks.host_profiler.receiver.processes import (
+    ProcessRegistry,
+    parse_environ,
+    parse_maps,
+    parse_stat,
+    read_process,
+)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_parse_stat_odd_comm():
+    text = '1234 (a) b (c)) R 1 1234 1234 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 1 0 987654 1000 10 0 0'
+    comm, start = parse_stat(text)
+    assert comm == 'a) b (c)'
+    assert start == 987654
+
+
+def test_parse_maps_executable_only():
+    text = (
+        '55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234 /usr/bin/x\n'
+        '55d0c0a01000-55d0c0a05000 r-xp 00001000 08:01 1234 /usr/bin/x\n'
+        '7ffd1e9f0000-7ffd1e9f2000 r-xp 00000000 00:00 0 [vdso]\n'
+        '7f00000000-7f00001000 rw-p 00000000 00:00 0\n'
+        'bad line\n'
+        '7f10000000-7f10001000 r-xp 00000000 08:01 99 /tmp/with space (deleted)\n'
+    )
+    maps = parse_maps(text)
+    assert [m.path for m in maps] == ['/usr/bin/x', '[vdso]', '/tmp/with space (deleted)']
+    m = maps[0]
+    assert (m.start, m.end, m.offset, m.dev, m.inode, m.perms) == (0x55D0C0A01000, 0x55D0C0A05000, 0x1000, '08:01', 1234, 'r-xp')
+    assert len(parse_maps(text, executable_only=False)) == 5
+
+
+def test_parse_environ():
+    data = b'A=1\0DD_SERVICE=web\0B\0DD_ENV=a=b\0'
+    assert parse_environ(data, ['DD_SERVICE', 'DD_ENV', 'MISSING']) == {'DD_SERVICE': 'web', 'DD_ENV': 'a=b'}
+    assert parse_environ(data, []) == {}
+
+
+def test_read_self():
+    os.environ['HP_TEST_VAR'] = 'yes'
+    info = read_process(os.getpid(), ['HP_TEST_VAR', 'NOPE'])
+    assert info is not None
+    assert info.exe == os.path.realpath(sys.executable) or info.exe.endswith('python3') or 'python' in info.exe
+    assert info.mappings and any('x' in m.perms for m in info.mappings)
+    assert info.root == '/proc/{}/root'.format(os.getpid())
+    assert info.start_time > 0
+    # environ is read at exec: our own change is not visible, the variable is simply absent
+    assert 'NOPE' not in info.env
+    assert read_process(2 ** 22 + 12345) is None  # no such pid
+
+
+def test_registry_exit_ttl_and_reuse():
+    clock = FakeClock()
+    reg = ProcessRegistry(exit_ttl=5, clock=clock)
+    p = subprocess.Popen(['sleep', '30'])
+    try:
+        info, gone = reg.on_exec(p.pid)
+        assert not gone and info.exe.endswith('sleep')
+        assert reg.ensure(p.pid)[0] is info  # known: no re-read
+        # pid reuse: a different start time for the same pid replaces the entry
+        reg._by_pid[p.pid].exited_at = clock.t
+        reg._by_pid[p.pid].start_time -= 1
+        newer, _ = reg.ensure(p.pid)
+        assert newer is not info and newer.exited_at is None
+    finally:
+        p.kill()
+        p.wait()
+    reg.on_exit(p.pid)
+    assert reg.get(p.pid).exited_at == clock.t
+    clock.t += 4
+    assert reg.expire() == 0 and p.pid in reg
+    clock.t += 1.5
+    assert reg.expire() == 1 and p.pid not in reg
+
+
+def test_registry_gone_counted_once():
+    reg = ProcessRegistry()
+    p = subprocess.Popen(['true'])
+    p.wait()
+    info, gone = reg.ensure(p.pid)
+    assert info is None and gone
+    assert reg.ensure(p.pid) == (None, False)
+    assert reg.gone_before_metadata == 1
+
+
+def test_registry_bounded_evicts_exited_first():
+    reg = ProcessRegistry(max_entries=10)
+    me = os.getpid()
+    from datadog_checks.host_profiler.receiver.processes import ProcessInfo
+
+    for pid in range(100, 110):
+        reg._insert(ProcessInfo(pid=pid, start_time=1, read_at=time.monotonic()))
+    reg.on_exit(105)
+    reg._insert(ProcessInfo(pid=200, start_time=1))
+    assert len(reg) == 10 and 105 not in reg and 200 in reg
+    reg.refresh(me)
+    assert len(reg) == 10 and me in reg
+    snap = reg.snapshot()
+    reg._insert(ProcessInfo(pid=300, start_time=1))
+    assert 300 not in snap and snap.get(me) is reg.get(me)
+
+
+def test_registry_memory_returns_after_churn():
+    import tracemalloc
+
+    from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo
+
+    clock = FakeClock()
+    reg = ProcessRegistry(exit_ttl=1, max_entries=100000, clock=clock)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for pid in range(10000):
+        reg._insert(ProcessInfo(pid=pid + 10, start_time=1, mappings=[ProcMapping(1, 2, 0, '/x/' + str(pid), '0:0', 1)]))
+        reg.on_exit(pid + 10)
+    peak = tracemalloc.get_traced_memory()[0]
+    clock.t += 2
+    reg.expire()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(reg) == 0
+    assert after - base < (peak - base) * 0.05, (base, peak, after)

@@ -1,0 +1,24 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Real workloads the tests compile and run (gcc; golang-go and node where a test needs them)."""
+import os
+import subprocess
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+FRAME_POINTERS = ('-O1', '-fno-omit-frame-pointer', '-fno-inline')
+NO_FRAME_POINTERS = ('-O2', '-fomit-frame-pointer', '-fno-inline')
+
+
+def compile_c(source, out_dir, name=None, cflags=FRAME_POINTERS, defines=()):
+    """Compile tests/workloads/<source> (or an absolute path) into out_dir; returns the binary path."""
+    src = source if os.path.isabs(source) else os.path.join(HERE, source)
+    binary = os.path.join(str(out_dir), name or os.path.splitext(os.path.basename(src))[0])
+    cmd = ['gcc', *cflags, *('-D' + d for d in defines), '-o', binary, src]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return binary
+
+
+def start(binary, *args):
+    return subprocess.Popen([binary, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
