@@ -73,27 +73,34 @@ MODDIR="${HOST_PROFILER_MODULES_ROOT:-/lib/modules}/$KREL"  # the root is overri
 if headers_ok "$MODDIR/build" && headers_ok "$MODDIR/source"; then
     log "kernel headers: $MODDIR/build -> $(readlink -f "$MODDIR/build")"
 else
-    newest="$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)"
-    if [ -z "$newest" ] && [ "${HOST_PROFILER_SKIP_APT:-0}" != 1 ]; then
-        log "installing linux-headers-amd64"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-headers-amd64 >/dev/null
-        newest="$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)"
+    if ! headers_ok "$MODDIR/build" && [ "${HOST_PROFILER_SKIP_APT:-0}" != 1 ] \
+            && [ "$MODDIR" = "/lib/modules/$KREL" ] && apt-cache show "linux-headers-$KREL" >/dev/null 2>&1; then
+        log "installing linux-headers-$KREL (the running kernel's own headers)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "linux-headers-$KREL" >/dev/null || true
     fi
-    [ -n "$newest" ] || die "no /usr/src/linux-headers-*-amd64 directory; apt-get install linux-headers-amd64"
-    common="${newest%-amd64}-common"
-    [ -d "$common" ] || die "$common is missing (it comes with $(basename "$newest"))"
-    mkdir -p "$MODDIR"
     if ! headers_ok "$MODDIR/build"; then
+        newest="$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)"
+        if [ -z "$newest" ] && [ "${HOST_PROFILER_SKIP_APT:-0}" != 1 ]; then
+            log "installing linux-headers-amd64"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends linux-headers-amd64 >/dev/null
+            newest="$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1 || true)"
+        fi
+        [ -n "$newest" ] || die "no /usr/src/linux-headers-*-amd64 directory; apt-get install linux-headers-amd64"
+        mkdir -p "$MODDIR"
         rm -rf "$MODDIR/build"
         ln -s "$newest" "$MODDIR/build"
+        log "kernel headers: linked $MODDIR/build -> $newest"
+        if [ "$(basename "$newest" | sed 's/^linux-headers-//')" != "$KREL" ]; then
+            log "note: the running kernel $KREL has no headers package; using $(basename "$newest") instead"
+        fi
     fi
     if ! headers_ok "$MODDIR/source"; then
+        build_dir="$(readlink -f "$MODDIR/build")"
+        common="${build_dir%-amd64}-common"   # Debian splits headers into -amd64 (generated) and -common
+        [ -d "$common" ] || common="$build_dir"
         rm -rf "$MODDIR/source"
         ln -s "$common" "$MODDIR/source"
-    fi
-    log "kernel headers: linked $MODDIR/build -> $newest and $MODDIR/source -> $common"
-    if [ "$(basename "$newest" | sed 's/^linux-headers-//')" != "$KREL" ]; then
-        log "note: the running kernel $KREL has no headers package; using $(basename "$newest") instead"
+        log "kernel headers: linked $MODDIR/source -> $common"
     fi
 fi
 

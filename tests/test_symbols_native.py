@@ -342,3 +342,27 @@ def test_container_root_is_used(bins, tmp_path):
 
 if __name__ == '__main__':
     sys.exit(pytest.main([__file__, '-q']))
+
+
+def test_elf_headers_match_pyelftools():
+    """The struct-based header parser agrees with pyelftools on the system's libraries."""
+    import glob
+
+    from elftools.elf.elffile import ELFFile
+
+    paths = sorted(glob.glob('/usr/lib/x86_64-linux-gnu/*.so*'))[:60] + [sys.executable]
+    checked = 0
+    for p in paths:
+        info = read_elf_info(p)
+        if info is None:
+            continue
+        with open(p, 'rb') as f:
+            elf = ELFFile(f)
+            assert [(s.name, s['sh_offset'], s['sh_size'], s['sh_addr']) for s in elf.iter_sections()] == [
+                (s.name, s.offset, s.size, s.addr) for s in info.section_list
+            ]
+            loads = [(g['p_vaddr'], g['p_offset'], g['p_filesz']) for g in elf.iter_segments() if g['p_type'] == 'PT_LOAD']
+            assert loads == [(s.vaddr, s.offset, s.filesz) for s in info.loads]
+            assert info.elfclass == elf.elfclass and info.machine == elf['e_machine']
+        checked += 1
+    assert checked > 5

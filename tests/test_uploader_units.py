@@ -18,10 +18,10 @@ from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.uploader import parse_config
 from datadog_checks.host_profiler.uploader.elfsource import LocalSymbols, best, file_hash, rank
 from datadog_checks.host_profiler.uploader.memory import ByteSemaphore
-from datadog_checks.host_profiler.uploader.pipeline import Item, Pipeline
+from datadog_checks.host_profiler.uploader.pipeline import Pipeline
 from datadog_checks.host_profiler.uploader.reporter import LRU, ExecutableReporter
 from datadog_checks.host_profiler.uploader.symbol_copier import SymbolCopier, SymbolCopyError
-from datadog_checks.host_profiler.uploader.upload import MultipartFile, build_body, event_json
+from datadog_checks.host_profiler.uploader.upload import build_body, event_json
 
 EP = {'site': 'datadoghq.com', 'api_key': 'k'}
 
@@ -210,3 +210,16 @@ def test_objcopy_available():
     assert 'objcopy' in SymbolCopier().check_available().lower()
     with pytest.raises(SymbolCopyError, match='binutils'):
         SymbolCopier(objcopy='/nonexistent/objcopy').check_available()
+
+
+def test_every_uploader_metric_is_in_metadata():
+    import csv
+
+    from datadog_checks.host_profiler.uploader.uploader import METRICS
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(here, '..', 'metadata.csv')) as f:
+        rows = {r['metric_name']: r for r in csv.DictReader(f)}
+    for name in METRICS:
+        row = rows['host_profiler.' + name]
+        assert row['metric_type'] == 'count' and row['integration'] == 'host_profiler'

@@ -32,6 +32,29 @@ class RunResult:
     exporter_statuses: List[Tuple[str, str, str]] = field(default_factory=list)  # (name, level, message)
 
 
+def receiver_config(instance: Dict[str, Any], interval_s: float):
+    """The receiver's settings from the instance's ``receiver:`` section (spec.yaml names)."""
+    import dataclasses
+
+    from .receiver.receiver import DEFAULT_LOCK_PATH, ReceiverConfig
+
+    conf = dict(instance.get('receiver') or {})
+    # Spec names that differ from the receiver's own.
+    renamed = {'max_stack_keys': 'counts_map_size'}
+    for spec_name, field_name in renamed.items():
+        if spec_name in conf:
+            conf[field_name] = conf.pop(spec_name)
+    if conf.get('comm_patterns'):
+        conf['comm_include'] = '|'.join('(?:{})'.format(p) for p in conf['comm_patterns'])
+    if conf.get('exclude_comm_patterns'):
+        conf['comm_exclude'] = '|'.join('(?:{})'.format(p) for p in conf['exclude_comm_patterns'])
+    known = {f.name for f in dataclasses.fields(ReceiverConfig)}
+    values = {k: v for k, v in conf.items() if k in known and v is not None}
+    values['lock_path'] = instance.get('lock_file') or DEFAULT_LOCK_PATH
+    values['check_interval'] = interval_s
+    return ReceiverConfig(**values)
+
+
 class ProfilerPipeline:
     """Builds and drives every stage for one normalised instance (see ``config.loader``)."""
 
@@ -89,7 +112,7 @@ class ProfilerPipeline:
         from .uploader import SymbolUploader
 
         return SymbolUploader(conf, telemetry=self.telemetry, mode=self.mode, version=__version__,
-                              http_factory=http_factory, log=self.log)
+                              http_factory=(lambda: http_factory(conf)) if http_factory else None, log=self.log)
 
     def start_components(self) -> None:
         """Start the processors' and uploader's background work (idempotent)."""
@@ -117,9 +140,8 @@ class ProfilerPipeline:
             self.receiver.heartbeat()
             return True
         try:
-            self.receiver = Receiver(self.receiver_conf, telemetry=self.telemetry,
-                                     lock_file=self.instance.get('lock_file') or None,
-                                     heartbeat_timeout_s=3 * self.interval_s, log=self.log)
+            self.receiver = Receiver(receiver_config(self.instance, self.interval_s), telemetry=self.telemetry,
+                                     log=self.log)
             self.receiver.start()
         except SamplerError as e:
             self.receiver = None

@@ -7,7 +7,8 @@ import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-FRAME_POINTERS = ('-O1', '-fno-omit-frame-pointer', '-fno-inline')
+# Debian's gcc omits the frame pointer of leaf functions unless told not to.
+FRAME_POINTERS = ('-O1', '-fno-omit-frame-pointer', '-mno-omit-leaf-frame-pointer', '-fno-inline')
 NO_FRAME_POINTERS = ('-O2', '-fomit-frame-pointer', '-fno-inline')
 
 

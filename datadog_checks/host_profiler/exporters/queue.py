@@ -24,9 +24,11 @@ Contract
   one knob the user sizes: with the default 64 MB and typical 0.1-1 MB compressed
   exports per 60 s, a 5-minute outage (5 exports) is held entirely and delivered in order
   once the endpoint is back.
-- The export being sent counts in the budget too. If the budget is needed while the head
-  is waiting for a retry, the head is abandoned (counted as dropped once its current
-  attempt ends without success; if that attempt succeeds it is delivered, not counted).
+- The export being sent counts in the budget too, and it is the oldest: when room is
+  needed it is abandoned first (counted as dropped once its current attempt ends without
+  success, at once if it is waiting for a retry; if that attempt succeeds it is delivered,
+  not counted), and its bytes count until the sender lets go of them, so the bodies held
+  never exceed the bound (the one being enqueued aside, which the caller already holds).
 - ``flush(timeout)`` waits until everything queued has been delivered or dropped.
 - ``close(timeout)`` stops the thread within ``timeout`` (a request in flight cannot be
   interrupted: the daemon thread then ends after it); what is still queued is counted
@@ -164,13 +166,17 @@ class DeliveryQueue:
                 while self._used_bytes() + item.size > self.max_bytes:
                     if self._inflight is not None and not self._inflight.abandoned:
                         # the oldest export is the one being sent: give it up (counted by
-                        # the sender once its current attempt ends without success)
+                        # the sender once its current attempt ends without success). Its
+                        # bytes still count until the sender lets go of them, so the
+                        # memory held never exceeds the bound.
                         self._inflight.abandoned = True
                     elif self._queue:
                         old = self._queue.popleft()
                         self._queued_bytes -= old.size
                         dropped.append(old)
-                    else:  # pragma: no cover - budget arithmetic guarantees room here
+                    else:
+                        # only an abandoned export in flight is left: it is released at the
+                        # end of its current attempt (bounded by the request timeout)
                         break
                 self._queue.append(item)
                 self._queued_bytes += item.size
@@ -186,13 +192,18 @@ class DeliveryQueue:
 
     def _used_bytes(self) -> int:
         inflight = self._inflight
-        extra = inflight.size if inflight is not None and not inflight.abandoned else 0
-        return self._queued_bytes + extra
+        return self._queued_bytes + (inflight.size if inflight is not None else 0)
 
     @property
     def queued_bytes(self) -> int:
         with self._cond:
             return self._used_bytes()
+
+    @property
+    def abandoning(self) -> bool:
+        """True while an abandoned export is still in flight (its drop is not counted yet)."""
+        with self._cond:
+            return self._inflight is not None and self._inflight.abandoned
 
     def __len__(self) -> int:
         with self._cond:

@@ -167,6 +167,7 @@ class Sampler:
             'OFF_CPU_THRESHOLD': '{}ULL'.format(thr),
             'OFF_CPU_STACK_SIZE': max(1, int(c.off_cpu_stack_storage_size)),
             'OFF_CPU_START_SIZE': max(1, int(c.off_cpu_start_size)),
+            'EVENTS': int(bool(c.events)),
             'EVENTS_PAGES': int(c.events_ring_pages),
         }
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
@@ -183,8 +184,6 @@ class Sampler:
         kernel.ensure_tracefs()
         with open(BPF_SOURCE) as f:
             text = f.read()
-        if not self.config.events:
-            text = text.replace('TRACEPOINT_PROBE(sched, sched_process_', 'static int _unused_')
         t0 = time.monotonic()
         try:
             b = bcc.BPF(text=text, cflags=self._cflags())

@@ -10,7 +10,7 @@
 //   FILTER_PIDS, PID_FILTER_SIZE             1 = only tgids present in `pid_filter`
 //   OFF_CPU, OFF_CPU_THRESHOLD               1 = sched_switch program; threshold is p * 2^32
 //   OFF_CPU_STACK_SIZE, OFF_CPU_START_SIZE   off-CPU maps sizes
-//   EVENTS_PAGES                             exec/exit ring buffer size in pages (power of 2)
+//   EVENTS, EVENTS_PAGES                     1 = exec/exit tracepoints; ring buffer size in pages (power of 2)
 //
 // Double buffering: `active[0]` holds a generation number that user space increments on each
 // drain; the programs write into set (gen & 1) of every double-buffered map, and user space reads
@@ -176,6 +176,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     return 0;
 }
 
+#if EVENTS
 // Process lifecycle: exec (metadata must be read at once) and exit of the whole thread group.
 TRACEPOINT_PROBE(sched, sched_process_exec) {
     struct event_t e = {};
@@ -205,6 +206,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
         stat_inc(ST_EVENTS_LOST);
     return 0;
 }
+#endif
 
 #if OFF_CPU
 // Off-CPU time. At sched_switch the current task is `prev`: its stacks are captured at

@@ -1,0 +1,291 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Per-process ``find_table`` for the unwinder, over CFI tables cached per file identity.
+
+* ``ByteLRU``: a tiny byte-budgeted LRU. The symbolizer keeps its LRU inside
+  ``Symbolizer`` (private ``_cache_get``/``_cache_put``), not as a reusable class, so this
+  package has its own; the receiver gives it a share of ``receiver.symbolizer.memory_budget_mb``.
+* ``CfiTables.finder(process)`` → ``find_table(address) -> (CfiTable, load_bias) | None``:
+  the process's mappings (``ProcessInfo``-like: ``pid, start_time, mappings, root``) are
+  bisected; a file mapping is opened through ``/proc/PID/map_files/START-END`` (deleted
+  files too) or ``/proc/PID/root/PATH`` (containers), identified by its GNU build id, else
+  ``(dev, inode, size, mtime)``, and its table compiled once (``cfi.build_cfi_table``).
+  ``load_bias`` turns a process address into the ELF virtual address:
+  ``vaddr = address - bias`` with ``bias = map.start - map.offset + seg.offset - seg.vaddr``
+  for the PT_LOAD holding ``map.offset``.
+* The vDSO image is read from ``/proc/PID/mem`` at the ``[vdso]`` mapping once per boot
+  (key: boot id + size), and has its own ``.eh_frame``.
+* Anonymous memory, ``[stack]``, ``[vsyscall]``, unreadable or non-ELF files: ``None``
+  (the unwinder walks that frame with frame pointers in ``auto``).
+
+Telemetry: ``unwind.cfi.cache.hits``/``misses``, ``unwind.cfi.build_duration`` (seconds),
+``unwind.cfi.tables.built{result:ok|empty|error}``, gauge ``unwind.cfi.cache.bytes``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Tuple
+
+from .cfi import EMPTY_TABLE, CfiError, CfiTable, ElfSections, build_cfi_table
+
+DELETED_SUFFIX = ' (deleted)'
+VDSO = '[vdso]'
+MAX_VDSO = 1 << 20
+
+
+class ByteLRU:
+    """An LRU whose capacity is a byte budget (each value has an ``nbytes`` attribute)."""
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = int(budget_bytes)
+        self._d: 'OrderedDict[Any, Any]' = OrderedDict()
+        self._sizes: Dict[Any, int] = {}
+        self.bytes = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._d
+
+    def get(self, key: Any) -> Any:
+        v = self._d.get(key)
+        if v is not None:
+            self._d.move_to_end(key)
+        return v
+
+    def put(self, key: Any, value: Any) -> bool:
+        """Insert; returns False when the value alone exceeds the budget (not kept)."""
+        size = int(getattr(value, 'nbytes', 64))
+        if key in self._d:
+            del self._d[key]
+            self.bytes -= self._sizes.pop(key, 0)
+        if size > self.budget:
+            return False
+        self._d[key] = value
+        self._sizes[key] = size
+        self.bytes += size
+        while self.bytes > self.budget and self._d:
+            k, _ = self._d.popitem(last=False)
+            self.bytes -= self._sizes.pop(k, 0)
+            self.evictions += 1
+        return True
+
+
+class FileCfi:
+    """A compiled table plus the PT_LOAD segments needed to compute load biases."""
+
+    __slots__ = ('table', 'loads', 'build_id', 'nbytes')
+
+    def __init__(self, table: CfiTable, loads: Tuple[Tuple[int, int, int, int], ...], build_id: str = '') -> None:
+        self.table = table
+        self.loads = loads
+        self.build_id = build_id
+        self.nbytes = table.nbytes + 64 * len(loads) + 200
+
+    def bias(self, map_start: int, map_offset: int) -> int:
+        for vaddr, offset, filesz, _ in self.loads:
+            seg_off = offset & ~0xFFF
+            if seg_off <= map_offset < offset + max(filesz, 1):
+                return map_start - map_offset + offset - vaddr
+        return map_start - map_offset
+
+
+_NONE_FILE = FileCfi(EMPTY_TABLE, ())
+
+# entry states
+_UNRESOLVED, _OK, _NONE = range(3)
+
+
+class _Entry:
+    __slots__ = ('start', 'end', 'offset', 'path', 'state', 'found')
+
+    def __init__(self, m: Any) -> None:
+        self.start = int(m.start)
+        self.end = int(m.end)
+        self.offset = int(m.offset)
+        self.path = getattr(m, 'path', '') or ''
+        self.state = _UNRESOLVED
+        self.found: Optional[Tuple[CfiTable, int]] = None
+
+
+class _Proc:
+    __slots__ = ('mappings_ref', 'starts', 'entries')
+
+    def __init__(self, mappings: Any) -> None:
+        self.mappings_ref = mappings
+        ms = sorted((m for m in mappings if m.end > m.start), key=lambda m: m.start)
+        self.entries = [_Entry(m) for m in ms]
+        self.starts = array('Q', [e.start for e in self.entries])
+
+
+class CfiTables:
+    def __init__(self, telemetry: Any, memory_budget_bytes: int = 64 << 20, proc: str = '/proc',
+                 max_processes: int = 4096) -> None:
+        self.telemetry = telemetry
+        self.proc = proc.rstrip('/') or '/proc'
+        self.cache = ByteLRU(memory_budget_bytes)
+        self.max_processes = max_processes
+        self._lock = threading.RLock()
+        self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
+        self._ids: 'OrderedDict[Any, Any]' = OrderedDict()  # stat key -> file key
+        self._vdso: Dict[Any, FileCfi] = {}
+        self._boot_id = _read_boot_id(self.proc)
+        self.build_seconds = 0.0
+        for name in ('unwind.cfi.cache.hits', 'unwind.cfi.cache.misses', 'unwind.cfi.cache.evictions',
+                     'unwind.cfi.build_duration'):
+            telemetry.declare(name)
+        for r in ('ok', 'empty', 'error'):
+            telemetry.declare('unwind.cfi.tables.built', ('result:' + r,))
+        telemetry.gauge('unwind.cfi.cache.bytes', 0)
+
+    # ------------------------------------------------------------------------ processes
+    def finder(self, process: Any):
+        """``find_table`` for one process (valid while its mappings list is the same)."""
+        key = (process.pid, getattr(process, 'start_time', 0))
+        with self._lock:
+            st = self._procs.get(key)
+            mappings = process.mappings
+            if st is None or st.mappings_ref is not mappings:
+                st = _Proc(mappings)
+                self._procs[key] = st
+                while len(self._procs) > self.max_processes:
+                    self._procs.popitem(last=False)
+            self._procs.move_to_end(key)
+        starts = st.starts
+        entries = st.entries
+
+        def find_table(address: int) -> Optional[Tuple[CfiTable, int]]:
+            i = bisect_right(starts, address) - 1
+            if i < 0:
+                return None
+            e = entries[i]
+            if address >= e.end:
+                return None
+            if e.state == _UNRESOLVED:
+                self._resolve(process, e)
+            return e.found
+
+        return find_table
+
+    def forget_process(self, pid: int) -> None:
+        with self._lock:
+            for key in [k for k in self._procs if k[0] == pid]:
+                del self._procs[key]
+
+    def _resolve(self, process: Any, e: _Entry) -> None:
+        with self._lock:
+            if e.state != _UNRESOLVED:
+                return
+            try:
+                fc = self._file_cfi(process, e)
+            except Exception:  # noqa: BLE001 - never let a file break unwinding
+                fc = None
+            if fc is None or not len(fc.table):
+                e.state, e.found = _NONE, None
+            else:
+                e.state, e.found = _OK, (fc.table, fc.bias(e.start, e.offset))
+
+    def _file_cfi(self, process: Any, e: _Entry) -> Optional[FileCfi]:
+        path = e.path
+        if path == VDSO:
+            return self._vdso_cfi(process, e)
+        if not path or path.startswith('[') or path.startswith('//anon') or path.startswith('/dev/'):
+            return None
+        clean = path[: -len(DELETED_SUFFIX)] if path.endswith(DELETED_SUFFIX) else path
+        root = getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
+        candidates = ['{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end),
+                      (root.rstrip('/') + clean) if root and root != '/' else clean]
+        for p in candidates:
+            try:
+                f = open(p, 'rb')
+            except OSError:
+                continue
+            with f:
+                try:
+                    st = os.fstat(f.fileno())
+                except OSError:
+                    continue
+                skey = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                fkey = self._ids.get(skey)
+                if fkey is not None:
+                    hit = self.cache.get(fkey)
+                    if hit is not None:
+                        self.telemetry.count('unwind.cfi.cache.hits')
+                        return hit
+                self.telemetry.count('unwind.cfi.cache.misses')
+                fc = self._build(lambda: build_cfi_table(stream=f), skey)
+                return fc
+        return None
+
+    def _build(self, build: Any, skey: Any) -> FileCfi:
+        t0 = time.perf_counter()
+        result = 'ok'
+        try:
+            table, info = build()
+            fc = FileCfi(table, tuple(info.loads), info.build_id)
+            if not len(table):
+                result = 'empty'
+        except (CfiError, OSError, ValueError):
+            fc, info, result = _NONE_FILE, None, 'error'
+        except Exception:  # noqa: BLE001 - malformed input
+            fc, info, result = _NONE_FILE, None, 'error'
+        dt = time.perf_counter() - t0
+        self.build_seconds += dt
+        self.telemetry.count('unwind.cfi.build_duration', dt)
+        self.telemetry.count('unwind.cfi.tables.built', 1, ('result:' + result,))
+        fkey = ('gnu', fc.build_id) if fc.build_id else skey
+        # another file with the same build id (a container's copy) shares the table
+        old = self.cache.get(fkey)
+        if old is not None:
+            fc = old
+        before = self.cache.evictions
+        self.cache.put(fkey, fc)
+        self._ids[skey] = fkey
+        if len(self._ids) > 65536:
+            self._ids.popitem(last=False)
+        if self.cache.evictions != before:
+            self.telemetry.count('unwind.cfi.cache.evictions', self.cache.evictions - before)
+        self.telemetry.gauge('unwind.cfi.cache.bytes', self.cache.bytes)
+        return fc
+
+    def _vdso_cfi(self, process: Any, e: _Entry) -> Optional[FileCfi]:
+        size = e.end - e.start
+        key = (self._boot_id, size)
+        fc = self._vdso.get(key)
+        if fc is not None:
+            self.telemetry.count('unwind.cfi.cache.hits')
+            return fc
+        if not 0 < size <= MAX_VDSO:
+            return None
+        self.telemetry.count('unwind.cfi.cache.misses')
+        try:
+            with open('{}/{}/mem'.format(self.proc, process.pid), 'rb', buffering=0) as f:
+                f.seek(e.start)
+                image = f.read(size)
+        except (OSError, ValueError, OverflowError):
+            return None
+        fc = self._build(lambda: build_cfi_table(data=image), ('vdso',) + key)
+        if len(self._vdso) < 8:
+            self._vdso[key] = fc
+        return fc
+
+    def stats(self) -> Dict[str, Any]:
+        with self._lock:
+            return {'cache_bytes': self.cache.bytes, 'cache_entries': len(self.cache), 'processes': len(self._procs),
+                    'build_seconds': self.build_seconds}
+
+
+def _read_boot_id(proc: str) -> str:
+    try:
+        with open(proc + '/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except OSError:
+        return str(int(time.time()))
