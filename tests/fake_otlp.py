@@ -21,6 +21,7 @@ told how to answer::
 
 ``srv.url`` is the endpoint (``http://127.0.0.1:PORT``) to give an exporter.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -165,11 +166,13 @@ class FakeOtlp:
             else:
                 self._plan.extend(Behaviour(**vars(b)) for _ in range(count))
 
-    def respond(self, status: int = 200, retry_after: Optional[Any] = None, count: Optional[int] = None,
-                body: bytes = b'') -> None:
+    def respond(
+        self, status: int = 200, retry_after: Optional[Any] = None, count: Optional[int] = None, body: bytes = b''
+    ) -> None:
         """Answer ``status`` to the next ``count`` requests, or to every request until changed."""
-        self._set(Behaviour(status=status, retry_after=None if retry_after is None else str(retry_after),
-                            body=body), count)
+        self._set(
+            Behaviour(status=status, retry_after=None if retry_after is None else str(retry_after), body=body), count
+        )
 
     def slow(self, delay: float, status: int = 200, count: Optional[int] = None) -> None:
         self._set(Behaviour(status=status, delay=delay), count)
@@ -261,6 +264,69 @@ class FakeOtlp:
         h.wfile.write(out)
 
 
+# -- out of process (benchmarks: keep the receiver's memory and CPU out of the measurement) --
+class FakeOtlpProcess:
+    """The same receiver in a child process, driven over its stdin:
+    ``respond(status)``, ``reset_behaviour()``, ``count()`` (requests answered 2xx)."""
+
+    def __init__(self, decode: bool = False) -> None:
+        import subprocess
+        import sys
+
+        args = [sys.executable, __file__, '--serve'] + ([] if decode else ['--no-decode'])
+        self._p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.url = self._p.stdout.readline().strip()
+
+    def _cmd(self, line: str) -> str:
+        self._p.stdin.write(line + '\n')
+        self._p.stdin.flush()
+        return self._p.stdout.readline().strip()
+
+    def respond(self, status: int) -> None:
+        self._cmd('respond {}'.format(status))
+
+    def reset_behaviour(self) -> None:
+        self._cmd('reset')
+
+    def count(self) -> int:
+        return int(self._cmd('count'))
+
+    def stop(self) -> None:
+        try:
+            self._cmd('quit')
+        except (OSError, ValueError):
+            pass
+        self._p.wait(5)
+
+    def __enter__(self) -> 'FakeOtlpProcess':
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _serve(decode: bool) -> None:
+    import sys
+
+    with FakeOtlp(decode=decode, keep_bodies=False) as srv:
+        print(srv.url, flush=True)
+        for line in sys.stdin:
+            cmd = line.split()
+            if not cmd or cmd[0] == 'quit':
+                print('ok', flush=True)
+                break
+            if cmd[0] == 'respond':
+                srv.respond(int(cmd[1]))
+                print('ok', flush=True)
+            elif cmd[0] == 'reset':
+                srv.reset_behaviour()
+                print('ok', flush=True)
+            elif cmd[0] == 'count':
+                print(len(srv.accepted), flush=True)
+            else:
+                print('?', flush=True)
+
+
 # -- helpers for tests of exporters (and others) ------------------------------------------
 def sample_profile(seq: int = 1, processes: int = 2, stacks: int = 3, off_cpu: bool = False) -> Any:
     """A small ``Profile`` whose ``time_unix_nano`` is ``seq`` (so order is checkable)."""
@@ -276,8 +342,13 @@ def sample_profile(seq: int = 1, processes: int = 2, stacks: int = 3, off_cpu: b
     m = Mapping(0x400000, 0x500000, 0, '/usr/bin/app', build_id='ab' * 20, build_id_kind='gnu')
     resources = []
     for p in range(processes):
-        r = Resource({'process.pid': 100 + p, 'process.executable.name': 'app{}'.format(p),
-                      'process.executable.path': '/usr/bin/app{}'.format(p)})
+        r = Resource(
+            {
+                'process.pid': 100 + p,
+                'process.executable.name': 'app{}'.format(p),
+                'process.executable.path': '/usr/bin/app{}'.format(p),
+            }
+        )
         for s in range(stacks):
             frames = (
                 Frame('leaf{}'.format(s), 0x401000 + s, mapping=m),
@@ -351,3 +422,10 @@ try:
 
 except ImportError:  # pragma: no cover - used outside pytest (benchmarks)
     pass
+
+
+if __name__ == '__main__':
+    import sys
+
+    if '--serve' in sys.argv:
+        _serve(decode='--no-decode' not in sys.argv)

@@ -2,6 +2,7 @@
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """debug and file exporters (no network)."""
+
 import logging
 import os
 

@@ -5,7 +5,7 @@ import logging
 import time
 
 import pytest
-from fake_otlp import PROFILES_PATH, decoded_seqs, fake_otlp, proto_encode, sample_profile  # noqa: F401
+from fake_otlp import PROFILES_PATH, FakeOtlp, decoded_seqs, proto_encode, sample_profile
 
 from datadog_checks.host_profiler.exporters import build_exporters
 from datadog_checks.host_profiler.exporters.encoding import SharedEncoder
@@ -15,6 +15,16 @@ from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
 API_KEY = 'abcdef0123456789abcdef0123456789'
 FAST_RETRY = {'initial_interval': 0.01, 'max_interval': 0.05}
+
+
+@pytest.fixture
+def fake_otlp():
+    """A local OTLP receiver (tests/fake_otlp.py) on 127.0.0.1, answering 200 until told otherwise."""
+    srv = FakeOtlp().start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 class CountingEncoder:
@@ -262,13 +272,16 @@ def test_gzip_zstd_none_decode_to_the_same_profile_encoded_once(fake_otlp):
 
 
 def test_several_endpoints_each_get_every_profile_dead_one_does_not_block(fake_otlp):
-    from fake_otlp import FakeOtlp
-
     with FakeOtlp() as other:
         other.respond(500)
         t = Telemetry()
         exps = build_exporters(
-            {'otlp_http': [{'endpoint': fake_otlp.url, 'retry': FAST_RETRY}, {'endpoint': other.url, 'retry': FAST_RETRY}]},
+            {
+                'otlp_http': [
+                    {'endpoint': fake_otlp.url, 'retry': FAST_RETRY},
+                    {'endpoint': other.url, 'retry': FAST_RETRY},
+                ]
+            },
             telemetry=t,
             encoder=SharedEncoder(CountingEncoder()),
         )
@@ -526,8 +539,16 @@ def test_metric_names_are_in_metadata(fake_otlp, tmp_path):
         for e in exps:
             e.close()
     names = {m.name for m in t.snapshot()}
-    assert {'export.count', 'export.bytes', 'export.errors', 'export.latency', 'export.queue.bytes',
-            'export.queue.dropped', 'export.retries', 'export.rejected_profiles'} <= names
+    assert {
+        'export.count',
+        'export.bytes',
+        'export.errors',
+        'export.latency',
+        'export.queue.bytes',
+        'export.queue.dropped',
+        'export.retries',
+        'export.rejected_profiles',
+    } <= names
     missing = {'host_profiler.' + n for n in names} - declared
     assert not missing, missing
 

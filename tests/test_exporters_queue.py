@@ -2,6 +2,7 @@
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The delivery queue alone, with a scripted send function (no network)."""
+
 import random
 import threading
 import time
@@ -28,9 +29,14 @@ class Script:
 
 def make(script, max_bytes=1000, **retry):
     policy = RetryPolicy(**dict({'initial_interval': 0.005, 'max_interval': 0.02}, **retry))
-    q = DeliveryQueue('t', max_bytes, script.send, policy,
-                      on_drop=lambda item, reason: script.drops.append((item.body, reason)),
-                      on_result=lambda *a: None)
+    q = DeliveryQueue(
+        't',
+        max_bytes,
+        script.send,
+        policy,
+        on_drop=lambda item, reason: script.drops.append((item.body, reason)),
+        on_result=lambda *a: None,
+    )
     q.start()
     return q
 
@@ -88,7 +94,7 @@ def test_backoff_full_jitter_bounds():
     p = RetryPolicy(initial_interval=1, max_interval=8)
     rng = random.Random(1)
     for attempt in range(10):
-        cap = min(8, 2 ** attempt)
+        cap = min(8, 2**attempt)
         for _ in range(50):
             assert 0 <= p.backoff(attempt, rng) <= cap
     assert max(p.backoff(20, rng) for _ in range(200)) > 6  # reaches the cap

@@ -136,3 +136,14 @@ def test_registry_memory_returns_after_churn():
     tracemalloc.stop()
     assert len(reg) == 0
     assert after - base < (peak - base) * 0.05, (base, peak, after)
+
+
+def test_refresh_mappings_keeps_known_when_gone():
+    reg = ProcessRegistry()
+    reg.refresh(os.getpid())
+    info = reg.get(os.getpid())
+    info.mappings = []
+    assert reg.refresh_mappings(os.getpid()) and info.mappings
+    assert info.find_mapping(info.mappings[0].start) == info.mappings[0]
+    assert info.find_mapping(1) is None
+    assert not reg.refresh_mappings(2 ** 22 + 7)

@@ -16,6 +16,7 @@
       debug: {verbosity: basic}        # basic | normal | detailed
       file: {directory: DIR, formats: [otlp], max_files: 100}
 """
+
 from __future__ import annotations
 
 import abc
@@ -45,8 +46,7 @@ class Exporter(abc.ABC):
     kind: str = ''
 
     @abc.abstractmethod
-    def export(self, profile: Any) -> None:
-        ...
+    def export(self, profile: Any) -> None: ...
 
     def flush(self, timeout_s: float) -> bool:
         return True
@@ -121,7 +121,9 @@ def build_exporters(
         config = dict(config['exporters'])
     unknown = sorted(set(config) - {'otlp_http', 'otlphttp', 'debug', 'file'})
     if unknown:
-        raise config_error('exporters: unknown exporter(s) {} (known: otlp_http, debug, file)'.format(', '.join(unknown)))
+        raise config_error(
+            'exporters: unknown exporter(s) {} (known: otlp_http, debug, file)'.format(', '.join(unknown))
+        )
     encoder = encoder or SharedEncoder(default_otlp_encoder(version))
 
     exporters: List[Exporter] = []

@@ -9,6 +9,7 @@
 
 It logs the profile only: never headers, keys or exporter settings.
 """
+
 from __future__ import annotations
 
 import logging

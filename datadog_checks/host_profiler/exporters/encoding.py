@@ -8,6 +8,7 @@ Several ``otlp_http`` endpoints (and the debug and file exporters) receive the s
 computed once, keyed by the identity of the last profile (a weak reference, so the cache
 never keeps a profile alive).
 """
+
 from __future__ import annotations
 
 import gzip

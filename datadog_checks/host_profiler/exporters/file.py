@@ -10,6 +10,7 @@ and ordered. With ``max_files`` > 0 only the newest ``max_files`` files of each 
 are kept (the oldest are removed after each write). Files are written to a temporary
 name, then renamed, so a reader never sees a partial file.
 """
+
 from __future__ import annotations
 
 import logging

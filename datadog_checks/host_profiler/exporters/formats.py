@@ -7,6 +7,7 @@
 kernel frames suffixed ``_[k]``), used by the debug exporter; the file exporter writes
 ``profile.pprof.encode`` and ``profile.folded.to_folded`` (imported lazily).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

@@ -12,12 +12,13 @@ Headers: the user's headers first, then the reserved ones (``content-type``,
 ``dd-otel-metric-config``), which a user header cannot override. ``dd-api-key`` comes
 from the user's headers or ``api_key``; no header value is ever logged.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..runtime.telemetry import Telemetry
@@ -30,7 +31,13 @@ CONTENT_TYPE = 'application/x-protobuf'
 DD_METRIC_CONFIG = '{"resource_attributes_as_tags": true}'
 ORIGIN_AGENT = 'host-profiler-bundled'
 ORIGIN_STANDALONE = 'host-profiler-standalone'
-RESERVED_HEADERS = ('dd-evp-origin', 'dd-evp-origin-version', 'dd-otel-metric-config', 'content-type', 'content-encoding')
+RESERVED_HEADERS = (
+    'dd-evp-origin',
+    'dd-evp-origin-version',
+    'dd-otel-metric-config',
+    'content-type',
+    'content-encoding',
+)
 API_KEY_HEADER = 'dd-api-key'
 SECRET_HEADER_HINTS = ('key', 'token', 'auth', 'secret', 'password', 'cookie')
 
@@ -76,7 +83,9 @@ def safe_endpoint(endpoint: str) -> str:
 
 def is_datadog_site(host: str) -> bool:
     host = host.split(':')[0].lower()
-    return any(host == d or host.endswith('.' + d) for d in ('datadoghq.com', 'datadoghq.eu', 'ddog-gov.com', 'datad0g.com'))
+    return any(
+        host == d or host.endswith('.' + d) for d in ('datadoghq.com', 'datadoghq.eu', 'ddog-gov.com', 'datad0g.com')
+    )
 
 
 def _is_requests_wrapper(session: Any) -> bool:
@@ -141,7 +150,9 @@ class OtlpHttpExporter(Exporter):
         if not endpoint and site:
             endpoint = 'https://otlp.{}'.format(str(site).strip().strip('/'))
         if not endpoint or not isinstance(endpoint, str):
-            raise config_error('{}.endpoint is required (an OTLP HTTP endpoint, e.g. https://otlp.datadoghq.com)'.format(path))
+            raise config_error(
+                '{}.endpoint is required (an OTLP HTTP endpoint, e.g. https://otlp.datadoghq.com)'.format(path)
+            )
         self.endpoint = endpoint.strip()
         self.url = profiles_url(self.endpoint)
         self.host = endpoint_host(self.endpoint)
@@ -152,7 +163,9 @@ class OtlpHttpExporter(Exporter):
         compression = cfg.get('compression', DEFAULT_COMPRESSION)
         compression = 'none' if compression in (None, '', False) else str(compression).lower()
         if compression not in COMPRESSIONS:
-            raise config_error('{}.compression must be one of {}, got {!r}'.format(path, ', '.join(COMPRESSIONS), compression))
+            raise config_error(
+                '{}.compression must be one of {}, got {!r}'.format(path, ', '.join(COMPRESSIONS), compression)
+            )
         if compression == 'zstd' and not zstd_available():
             raise config_error('{}.compression is zstd but the zstandard module is not installed'.format(path))
         self.compression = compression
@@ -207,7 +220,9 @@ class OtlpHttpExporter(Exporter):
         api_key = cfg.get('api_key')
         if api_key not in (None, '') and not any(k.lower() == API_KEY_HEADER for k in headers):
             headers[API_KEY_HEADER] = str(api_key)
-        datadog = bool(cfg.get('datadog', any(k.lower() == API_KEY_HEADER for k in headers) or is_datadog_site(self.host)))
+        datadog = bool(
+            cfg.get('datadog', any(k.lower() == API_KEY_HEADER for k in headers) or is_datadog_site(self.host))
+        )
         headers['Content-Type'] = CONTENT_TYPE
         if self.compression != 'none':
             headers['Content-Encoding'] = self.compression
@@ -291,7 +306,9 @@ class OtlpHttpExporter(Exporter):
         try:
             resp = self._post(item.body)
         except requests.exceptions.Timeout as e:
-            return SendResult(RETRY, 'timeout', message='timed out after {}s ({})'.format(self.timeout, type(e).__name__))
+            return SendResult(
+                RETRY, 'timeout', message='timed out after {}s ({})'.format(self.timeout, type(e).__name__)
+            )
         except requests.exceptions.RequestException as e:
             return SendResult(RETRY, 'connection', message='connection error ({})'.format(type(e).__name__))
         except Exception as e:
@@ -341,7 +358,9 @@ class OtlpHttpExporter(Exporter):
                 self._scrub(_excerpt(ps.error_message)) or '(no message)',
             )
         elif ps.error_message:
-            self.log.warning('%s: export accepted with a warning: %s', self.display, self._scrub(_excerpt(ps.error_message)))
+            self.log.warning(
+                '%s: export accepted with a warning: %s', self.display, self._scrub(_excerpt(ps.error_message))
+            )
 
     def _on_result(self, item: Item, result: SendResult, will_retry: bool) -> None:
         t = self._telemetry

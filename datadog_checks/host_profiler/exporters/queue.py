@@ -34,6 +34,7 @@ Contract
   interrupted: the daemon thread then ends after it); what is still queued is counted
   as dropped (``reason:closed``).
 """
+
 from __future__ import annotations
 
 import collections

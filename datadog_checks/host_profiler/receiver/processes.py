@@ -10,6 +10,7 @@ pid with the process start time kept to detect pid reuse; exited processes are k
 """
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import threading
@@ -42,14 +43,19 @@ class ProcessInfo:
     env: Dict[str, str] = field(default_factory=dict)
     root: str = ''  # '/proc/PID/root'
     exited_at: Optional[float] = None  # time.monotonic() of the exit event
-    read_at: float = 0.0  # time.monotonic() when /proc was read
+    read_at: float = 0.0  # time.monotonic() when /proc/PID/maps was last read
+    drained: bool = False  # samples of this process were seen in a drain already
 
     @property
     def key(self) -> Tuple[int, int]:
         return (self.pid, self.start_time)
 
     def find_mapping(self, address: int) -> Optional[ProcMapping]:
-        for m in self.mappings:
+        maps = self.mappings
+        i = bisect.bisect_right([m.start for m in maps], address) - 1
+        if i >= 0 and address < maps[i].end:
+            return maps[i]
+        for m in maps:  # not sorted (should not happen): linear scan
             if m.start <= address < m.end:
                 return m
         return None
@@ -294,6 +300,24 @@ class ProcessRegistry:
             return self.get(pid), self._mark_gone(pid)
         self._insert(info)
         return info, False
+
+    def refresh_mappings(self, pid: int) -> bool:
+        """Re-read /proc/PID/maps of a known process (libraries mapped after exec, dlopen).
+        Keeps what was known when the process is gone or the pid was reused. Returns True
+        when the mappings were replaced."""
+        info = self._by_pid.get(pid)
+        if info is None:
+            return False
+        try:
+            with open('{}/{}/maps'.format(self.proc, pid)) as f:
+                mappings = parse_maps(f.read())
+        except OSError:
+            return False
+        if not mappings or read_start_time(pid, self.proc) != info.start_time:
+            return False
+        info.mappings = mappings  # one attribute assignment: readers see the old or the new list
+        info.read_at = self._clock()
+        return True
 
     def on_exec(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
         return self.refresh(pid)

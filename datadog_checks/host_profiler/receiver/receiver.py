@@ -29,6 +29,12 @@ __all__ = ['Receiver', 'ReceiverConfig', 'Collected', 'DEFAULT_LOCK_PATH', 'acqu
 
 DEFAULT_LOCK_PATH = '/run/host_profiler.lock'
 MAP_NAMES = ('counts', 'stacks', 'off_cpu_counts', 'off_cpu_stacks')
+# At exec the dynamic loader has not mapped the libraries yet: read the maps again this soon
+# after exec (a 50 ms process then still gets its libc), and when the pid first shows up in a drain.
+EXEC_REREAD_DELAY_S = 0.015
+# Re-read the maps of a process whose leaf address falls outside every known mapping (dlopen),
+# at most this often per process.
+MAPS_REFRESH_MIN_S = 2.0
 
 
 @dataclass
@@ -111,6 +117,7 @@ class Receiver:
         self._thread: Optional[threading.Thread] = None
         self._sampler: Optional[Sampler] = None
         self._lock_fd: Optional[int] = None
+        self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec
         self._acc: Dict[tuple, int] = {}
         self._lost: Dict[str, int] = {}
         self._filtered = 0
@@ -209,9 +216,14 @@ class Receiver:
                     if self.log:
                         self.log.warning('host_profiler sampler stops itself: %s', self.stopped_reason)
                     break
-                wait_ms = int(max(0.0, min(cfg.poll_timeout_ms / 1000.0, next_drain - time.monotonic())) * 1000)
-                sampler.poll(max(1, wait_ms))
+                due = min(self._reread.values()) if self._reread else next_drain
+                wait = min(cfg.poll_timeout_ms / 1000.0, next_drain - time.monotonic(), due - time.monotonic())
+                sampler.poll(max(1, int(max(0.0, wait) * 1000)))
                 now = time.monotonic()
+                if self._reread:
+                    for pid in [p for p, t in self._reread.items() if t <= now]:
+                        del self._reread[pid]
+                        self.registry.refresh_mappings(pid)
                 if now >= next_drain:
                     self._drain_once(sampler)
                     next_drain += cfg.drain_interval
@@ -238,24 +250,39 @@ class Receiver:
             return
         if ev.kind == 'exec':
             self.telemetry.count('processes.exec_events', 1)
-            _, gone = self.registry.on_exec(ev.pid)
+            info, gone = self.registry.on_exec(ev.pid)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
+            elif info is not None and len(self._reread) < self.config.max_processes:
+                self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
         else:
             self.telemetry.count('processes.exit_events', 1)
-            self.registry.on_exit(ev.pid)
+            self._reread.pop(ev.pid, None)
+        self.registry.on_exit(ev.pid)
 
     def _drain_once(self, sampler: Sampler) -> None:
         res = sampler.drain()
         t = self.telemetry
         # metadata of pids seen for the first time, right away (short-lived processes)
-        seen = set()
+        leaves: Dict[int, set] = {}
         for s in res.samples:
-            if s.pid and s.pid not in seen:
-                seen.add(s.pid)
-                _, gone = self.registry.ensure(s.pid)
-                if gone:
-                    t.count('processes.gone_before_metadata', 1)
+            if s.pid:
+                ls = leaves.setdefault(s.pid, set())
+                if s.user_stack:
+                    ls.add(s.user_stack[0])
+        now = time.monotonic()
+        for pid, ls in leaves.items():
+            info, gone = self.registry.ensure(pid)
+            if gone:
+                t.count('processes.gone_before_metadata', 1)
+            if info is None or info.exited_at is not None:
+                continue
+            if not info.drained:
+                info.drained = True
+                if now - info.read_at > EXEC_REREAD_DELAY_S:
+                    self.registry.refresh_mappings(pid)
+            elif now - info.read_at > MAPS_REFRESH_MIN_S and any(info.find_mapping(a) is None for a in ls):
+                self.registry.refresh_mappings(pid)
         self.registry.expire()
         with self._lock:
             acc = self._acc

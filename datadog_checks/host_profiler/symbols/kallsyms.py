@@ -18,7 +18,6 @@ import hashlib
 import threading
 import time
 from array import array
-from bisect import bisect_right
 from typing import Any, Dict, List, Optional, Tuple
 
 from .symtab import SymbolTable

@@ -88,10 +88,10 @@ class _Entry:
 
     def vaddr(self, addr: int) -> Optional[int]:
         off = addr - self.start + self.offset
-        for vaddr, offset, filesz, executable in self.loads:
+        for vaddr, offset, filesz, _executable in self.loads:
             if offset <= off < offset + filesz:
                 return off - offset + vaddr
-        for vaddr, offset, filesz, executable in self.loads:
+        for vaddr, offset, _filesz, executable in self.loads:
             if executable:
                 return off - offset + vaddr
         return off if not self.loads else None

@@ -29,7 +29,7 @@ STT_FUNC = 2
 STT_GNU_IFUNC = 10
 SHN_UNDEF = 0
 MAX_SYMBOL_SECTION = 1 << 30  # refuse absurd sizes from corrupted headers
-NAME_CACHE_MAX = 2048
+NAME_CACHE_MAX = 8192
 ZERO_SIZE_MAX_SPAN = 1 << 20
 _PRIO = {1: 2, 2: 1}  # STB_GLOBAL, STB_WEAK over STB_LOCAL (0) and the rest  # a sizeless symbol covers up to the next one, at most this far
 
