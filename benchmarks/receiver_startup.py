@@ -24,7 +24,7 @@ from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverCon
 
 
 def one_run(freq, off_cpu, lock_path):
-    busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    busy = None
     try:
         cfg = ReceiverConfig(
             samples_per_second=freq,
@@ -37,6 +37,8 @@ def one_run(freq, off_cpu, lock_path):
         t0 = time.monotonic()
         rx.start()
         started = time.monotonic() - t0
+        # keep a CPU busy so a sample comes at once (started after the compile, which it would slow)
+        busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
         first = None
         while time.monotonic() - t0 < 30:
             if any(s.count for s in rx.collect().samples):
@@ -51,8 +53,9 @@ def one_run(freq, off_cpu, lock_path):
             'first_sample_s': round(first, 3) if first is not None else None,
         }
     finally:
-        busy.kill()
-        busy.wait()
+        if busy is not None:
+            busy.kill()
+            busy.wait()
 
 
 def main():

@@ -570,3 +570,16 @@ def test_real_otlp_encoder_end_to_end(fake_otlp):
         assert msg.dictionary.string_table
     finally:
         exp.close()
+
+
+def test_defaults_hold_a_five_minute_outage():
+    """Defaults: gzip, 64 MB queue, retry until the queue bound drops (max_elapsed_time 0):
+    a 5-minute outage (5 exports at 60 s) is held whole and delivered once the endpoint is back."""
+    (exp,) = build_exporters({'otlp_http': [{'endpoint': 'http://127.0.0.1:9'}]}, telemetry=Telemetry())
+    try:
+        assert exp.compression == 'gzip'
+        assert exp.retry.max_elapsed_time == 0
+        assert exp._queue.max_bytes == 64 << 20
+        assert (exp.retry.initial_interval, exp.retry.max_interval) == (5.0, 30.0)
+    finally:
+        exp.close()

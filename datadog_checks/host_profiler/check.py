@@ -17,6 +17,7 @@ from datadog_checks.base import AgentCheck
 from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
 
 from .__about__ import __version__
+from .config_models import ConfigMixin
 from .pipeline import ProfilerPipeline, RunResult
 from .runtime.telemetry import COUNT, Metric, Telemetry
 
@@ -25,7 +26,7 @@ SERVICE_CHECK_EXPORT = 'can_export'
 _LEVELS = {'ok': AgentCheck.OK, 'warning': AgentCheck.WARNING, 'critical': AgentCheck.CRITICAL}
 
 
-class HostProfilerCheck(AgentCheck):
+class HostProfilerCheck(ConfigMixin, AgentCheck):
     __NAMESPACE__ = 'host_profiler'
 
     def __init__(self, name: str, init_config: Dict[str, Any], instances: List[Dict[str, Any]]) -> None:

@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.makedirs(output, exist_ok=True)
         # --output adds a local file exporter beside any configured exporter.
         if not exporters.get('file'):
-            exporters['file'] = {'directory': os.path.join(output, 'profiles'), 'formats': ['otlp']}
+            exporters['file'] = {'directory': output, 'formats': ['otlp']}  # writes DIR/profiles/*.otlp.pb
     try:
         check = _make_check(instance)
     except ConfigurationError as e:

@@ -22,6 +22,7 @@ from .runtime.telemetry import Telemetry
 LOG = logging.getLogger(__name__)
 
 HttpFactory = Callable[[dict], Any]
+AGENT_LOCK_PATH = '/opt/datadog-agent/run/host_profiler.lock'
 
 
 @dataclass
@@ -50,7 +51,9 @@ def receiver_config(instance: Dict[str, Any], interval_s: float):
         conf['comm_exclude'] = '|'.join('(?:{})'.format(p) for p in conf['exclude_comm_patterns'])
     known = {f.name for f in dataclasses.fields(ReceiverConfig)}
     values = {k: v for k, v in conf.items() if k in known and v is not None}
-    values['lock_path'] = instance.get('lock_file') or DEFAULT_LOCK_PATH
+    # Under the Agent (user dd-agent) /run is not writable: use the Agent's own run directory.
+    default_lock = AGENT_LOCK_PATH if instance.get('mode') == 'agent' else DEFAULT_LOCK_PATH
+    values['lock_path'] = instance.get('lock_file') or default_lock
     values['check_interval'] = interval_s
     return ReceiverConfig(**values)
 

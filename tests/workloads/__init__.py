@@ -7,8 +7,8 @@ import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Debian's gcc omits the frame pointer of leaf functions unless told not to.
-FRAME_POINTERS = ('-O1', '-fno-omit-frame-pointer', '-mno-omit-leaf-frame-pointer', '-fno-inline')
+# -O0: gcc 12 omits the frame pointer of leaf functions at -O1 even with -mno-omit-leaf-frame-pointer.
+FRAME_POINTERS = ('-O0', '-fno-omit-frame-pointer')
 NO_FRAME_POINTERS = ('-O2', '-fomit-frame-pointer', '-fno-inline')
 
 

@@ -169,6 +169,9 @@ class OtlpHttpExporter(Exporter):
         if compression == 'zstd' and not zstd_available():
             raise config_error('{}.compression is zstd but the zstandard module is not installed'.format(path))
         self.compression = compression
+        # timeout: per request. Unset, a RequestsWrapper keeps the Agent's own timeout
+        # settings (instance/init_config `timeout`, default 10 s); a plain session gets 10 s.
+        self._timeout_set = cfg.get('timeout') is not None
         self.timeout = _number(cfg, 'timeout', path, DEFAULT_TIMEOUT_S, 0.001)
         queue_mb = _number(cfg, 'queue_size_mb', path, DEFAULT_QUEUE_SIZE_MB, 0.0)
         retry_cfg = cfg.get('retry') or {}
@@ -289,7 +292,9 @@ class OtlpHttpExporter(Exporter):
 
     # -- sending (sender thread) --------------------------------------------------------
     def _post(self, body: bytes) -> Any:
-        kwargs: Dict[str, Any] = {'data': body, 'timeout': self.timeout}
+        kwargs: Dict[str, Any] = {'data': body}
+        if self._timeout_set or not self._wrapper:
+            kwargs['timeout'] = self.timeout
         if self._wrapper:
             # RequestsWrapper: extra_headers merge over the instance's default headers,
             # proxies/TLS come from the Agent configuration; keep the connection alive.
@@ -306,9 +311,7 @@ class OtlpHttpExporter(Exporter):
         try:
             resp = self._post(item.body)
         except requests.exceptions.Timeout as e:
-            return SendResult(
-                RETRY, 'timeout', message='timed out after {}s ({})'.format(self.timeout, type(e).__name__)
-            )
+            return SendResult(RETRY, 'timeout', message='request timed out ({})'.format(type(e).__name__))
         except requests.exceptions.RequestException as e:
             return SendResult(RETRY, 'connection', message='connection error ({})'.format(type(e).__name__))
         except Exception as e:

@@ -776,8 +776,17 @@ def _eh_frame_from_hdr(buf: Any, info: ElfSections) -> Optional[Tuple[bytes, int
 
 
 def compile_cfi(buf: Any, info: Optional[ElfSections] = None) -> CfiTable:
-    """The CFI table of the ELF image ``buf`` (bytes or mmap). Raises CfiError on a file that
-    is not x86-64 ELF64; malformed CFI inside a valid file only skips FDEs."""
+    """The CFI table of the ELF image ``buf`` (bytes or mmap). Raises CfiError (only) on a file
+    that is not x86-64 ELF64 or whose headers are corrupted; malformed CFI only skips FDEs."""
+    try:
+        return _compile_cfi(buf, info)
+    except CfiError:
+        raise
+    except (IndexError, ValueError, struct.error, OverflowError, MemoryError) as e:
+        raise CfiError('malformed ELF: {}'.format(e))
+
+
+def _compile_cfi(buf: Any, info: Optional[ElfSections]) -> CfiTable:
     if info is None:
         info = read_elf_sections(buf)
     groups = []
@@ -811,7 +820,12 @@ def compile_cfi(buf: Any, info: Optional[ElfSections] = None) -> CfiTable:
 def build_cfi_table(path: str = '', stream: Optional[BinaryIO] = None, data: Optional[bytes] = None) -> Tuple[CfiTable, ElfSections]:
     """Compile the CFI of a file (``path`` or an open binary ``stream``) or an in-memory image."""
     if data is not None:
-        info = read_elf_sections(data)
+        try:
+            info = read_elf_sections(data)
+        except (IndexError, ValueError, struct.error, OverflowError) as e:
+            if isinstance(e, CfiError):
+                raise
+            raise CfiError('malformed ELF: {}'.format(e))
         return compile_cfi(data, info), info
     own = stream is None
     f = open(path, 'rb') if own else stream
@@ -820,7 +834,12 @@ def build_cfi_table(path: str = '', stream: Optional[BinaryIO] = None, data: Opt
         if size < 64:
             raise CfiError('file too small')
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            info = read_elf_sections(m)
+            try:
+                info = read_elf_sections(m)
+            except (IndexError, ValueError, struct.error, OverflowError) as e:
+                if isinstance(e, CfiError):
+                    raise
+                raise CfiError('malformed ELF: {}'.format(e))
             return compile_cfi(m, info), info
     finally:
         if own:

@@ -1,0 +1,154 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""User-space unwinding benchmarks (root: ptrace and BPF).
+
+1. CFI table build, cold (no cache), for libc.so.6 (target <= 300 ms), python3.11, ld.so,
+   libm; rows, distinct rules, bytes. pyelftools' CFI decoding of the same files is timed
+   with ``--pyelftools`` for comparison.
+2. Per-sample unwind cost in microseconds on real stacks: live workloads (the no-frame-pointer
+   C split workload, the depth-40 recursion, Debian's python3 busy loop) are stopped with ptrace,
+   their registers + 16 KiB of stack copied (what the BPF program hands over), then unwound
+   with warm tables: median / p99 per sample and per frame.
+3. ``--profile``: the profiler's own CPU (utime+stime of this process, all threads, including
+   the sampler thread's perf-buffer reads and unwinding) while both cores are busy with the
+   no-frame-pointer workload, for ``frame_pointers`` and ``auto`` at 20 Hz and 99 Hz
+   (targets: auto <= 1% of a core at 20 Hz, <= 2% at 99 Hz). Needs the sampler integration.
+
+    python benchmarks/unwind_bench.py [--samples 200] [--profile] [--seconds 20] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..'))
+
+from datadog_checks.host_profiler.runtime.telemetry import Telemetry  # noqa: E402
+from datadog_checks.host_profiler.symbols.procmaps import read_process  # noqa: E402
+from datadog_checks.host_profiler.unwind.cfi import build_cfi_table  # noqa: E402
+from datadog_checks.host_profiler.unwind.unwinder import COMPLETE, Unwinder, unwind_ex  # noqa: E402
+from tests.workloads import NO_FRAME_POINTERS, compile_c  # noqa: E402
+
+NOTAIL = NO_FRAME_POINTERS + ('-fno-optimize-sibling-calls',)
+FILES = ['/lib/x86_64-linux-gnu/libc.so.6', '/usr/bin/python3.11', '/lib64/ld-linux-x86-64.so.2',
+         '/lib/x86_64-linux-gnu/libm.so.6']
+
+
+def bench_build(use_pyelftools: bool):
+    out = {}
+    for path in FILES:
+        if not os.path.exists(path):
+            continue
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            table, info = build_cfi_table(path)
+            times.append(time.perf_counter() - t0)
+        row = {'cold_ms_first': times[0] * 1e3, 'cold_ms_best': min(times) * 1e3, 'rows': len(table),
+               'rules': len(table.rules), 'fdes': table.fdes, 'bytes': table.nbytes}
+        if use_pyelftools:
+            from elftools.elf.elffile import ELFFile
+
+            t0 = time.perf_counter()
+            with open(path, 'rb') as f:
+                dw = ELFFile(f).get_dwarf_info(follow_links=False)
+                for e in dw.EH_CFI_entries():
+                    if hasattr(e, 'get_decoded'):
+                        try:
+                            e.get_decoded()
+                        except Exception:  # noqa: BLE001
+                            pass
+            row['pyelftools_ms'] = (time.perf_counter() - t0) * 1e3
+        out[path] = row
+    return out
+
+
+def bench_unwind(n: int):
+    from datadog_checks.host_profiler.unwind.snapshot import capture
+
+    tmp = tempfile.mkdtemp()
+    workloads = {
+        'c_split_no_fp': [compile_c('split.c', tmp, cflags=NOTAIL), '60'],
+        'c_recursion_40': [compile_c('recurse.c', tmp, cflags=NOTAIL, defines=('DEPTH=40',)), '60'],
+        'python3_busy_loop': ['/usr/bin/python3', '-c', 'while True: pass'],
+    }
+    out = {}
+    t = Telemetry()
+    u = Unwinder(t)
+    for name, cmd in workloads.items():
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.3)
+            proc = read_process(p.pid)
+            snaps = []
+            for _ in range(n):
+                snaps.append(capture(p.pid, 16384))
+                time.sleep(0.001)
+            t0 = time.perf_counter()
+            find = u.tables.finder(proc)
+            for s in snaps[:1]:
+                unwind_ex(s.regs, s.stack, s.sp, find)  # cold: compiles the tables this stack needs
+            cold = time.perf_counter() - t0
+        finally:
+            p.kill()
+            p.wait()
+        per, frames, complete = [], 0, 0
+        for _ in range(5):
+            for s in snaps:
+                t0 = time.perf_counter()
+                addrs, result = unwind_ex(s.regs, s.stack, s.sp, find)
+                per.append(time.perf_counter() - t0)
+                frames += len(addrs)
+                complete += result == COMPLETE
+        per.sort()
+        out[name] = {
+            'samples': len(per), 'complete_pct': 100.0 * complete / len(per), 'frames_per_sample': frames / len(per),
+            'us_per_sample_median': statistics.median(per) * 1e6, 'us_per_sample_p99': per[int(len(per) * 0.99)] * 1e6,
+            'us_per_frame': sum(per) / frames * 1e6, 'first_sample_cold_ms': cold * 1e3,
+        }
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--samples', type=int, default=200)
+    ap.add_argument('--pyelftools', action='store_true')
+    ap.add_argument('--profile', action='store_true', help='profiler CPU in frame_pointers vs auto (needs BPF)')
+    ap.add_argument('--seconds', type=float, default=20)
+    ap.add_argument('--json', action='store_true')
+    args = ap.parse_args()
+    result = {'cfi_build': bench_build(args.pyelftools), 'unwind': bench_unwind(args.samples)}
+    if args.profile:
+        try:
+            from profiler_cpu import bench_profiler_cpu  # noqa: F401 (benchmarks/profiler_cpu.py, phase 2)
+        except ImportError:
+            bench_profiler_cpu = None
+        result['profiler_cpu'] = bench_profiler_cpu(args.seconds) if bench_profiler_cpu else 'not available'
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print('CFI table build (cold):')
+    for path, r in result['cfi_build'].items():
+        extra = ', pyelftools %.0f ms' % r['pyelftools_ms'] if 'pyelftools_ms' in r else ''
+        print('  %-40s %6.0f ms (best %4.0f)  %6d rows  %4d rules  %7d bytes%s' % (
+            path, r['cold_ms_first'], r['cold_ms_best'], r['rows'], r['rules'], r['bytes'], extra))
+    print('Unwinding (warm tables, 16 KiB stack copies from ptrace snapshots):')
+    for name, r in result['unwind'].items():
+        print('  %-20s %5.1f us/sample median (p99 %5.1f), %5.2f us/frame, %5.1f frames, %5.1f%% complete' % (
+            name, r['us_per_sample_median'], r['us_per_sample_p99'], r['us_per_frame'], r['frames_per_sample'],
+            r['complete_pct']))
+    if 'profiler_cpu' in result:
+        print('Profiler CPU:', json.dumps(result['profiler_cpu'], indent=2))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
