@@ -41,6 +41,15 @@ def _make_check(instance: Dict[str, Any]):
     return check
 
 
+def _stop(check, timeout_s: float = 10.0) -> None:
+    """cancel() only signals; a command about to exit also waits (bounded) for the sampler
+    thread to detach its BPF programs."""
+    receiver = check.pipeline.receiver if check.pipeline else None
+    check.cancel()
+    if receiver is not None:
+        receiver.join(timeout_s)
+
+
 def _config_error(e: Exception) -> int:
     path = getattr(e, 'key_path', '')
     print('host-profiler: configuration error{}: {}'.format(' at ' + path if path else '', e), file=sys.stderr)
@@ -104,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pass
     finally:
         flushed = check.pipeline.flush(FLUSH_TIMEOUT_S) if check.pipeline else True
-        check.cancel()
+        _stop(check)
     if not flushed:
         print('host-profiler: some exports could not be delivered within {:.0f} s'.format(FLUSH_TIMEOUT_S),
               file=sys.stderr)
@@ -151,7 +160,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             if error:
                 errors.append(json.loads(error))
     finally:
-        check.cancel()
+        _stop(check)
     metrics = []
     for name in sorted(aggregator._metrics):
         for m in aggregator._metrics[name]:
@@ -207,7 +216,7 @@ def cmd_flare(args: argparse.Namespace) -> int:
             if check.last_result.profile is not None and check.last_result.profile.resources:
                 profiles.append(check.last_result.profile)
     finally:
-        check.cancel()
+        _stop(check)
     live = folded_counts([merge_profiles(profiles)]) if profiles else None
     output = args.output or 'host-profiler-flare-{}.zip'.format(time.strftime('%Y%m%d-%H%M%S'))
     logs = [check.diagnostics.path] if check.diagnostics and os.path.exists(check.diagnostics.path) else []

@@ -16,8 +16,8 @@ import fcntl
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
@@ -176,6 +176,13 @@ class Receiver:
             self.telemetry.gauge('sampler.running', 1)
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
+
+    def program_ids(self) -> Dict[int, str]:
+        """Kernel ids of the sampler's BPF programs -> name ({} when not running)."""
+        sampler = self._sampler
+        if sampler is None or not self.running:
+            return {}
+        return sampler.program_ids()
 
     def heartbeat(self) -> None:
         self._last_heartbeat = time.monotonic()

@@ -14,6 +14,8 @@ buffer to ``on_event``.
 """
 from __future__ import annotations
 
+import atexit
+
 import ctypes as ct
 import os
 import re
@@ -275,14 +277,11 @@ class Sampler:
             leaf = table[table.Key(sid)]
         except KeyError:
             return None
-        ips = leaf.ip
-        out = []
-        for i in range(MAX_STACK_DEPTH):
-            a = ips[i]
-            if not a:
-                break
-            out.append(a)
-        return tuple(out)
+        ips = leaf.ip[:MAX_STACK_DEPTH]  # one copy in C
+        try:
+            return tuple(ips[: ips.index(0)])
+        except ValueError:
+            return tuple(ips)  # full depth: the stack was probably cut
 
     @staticmethod
     def _clear_stacks(table, known: Iterable[int]) -> int:
@@ -439,6 +438,21 @@ class Sampler:
             return (), True
         return st, False
 
+    def program_ids(self) -> Dict[int, str]:
+        """Kernel ids of our loaded BPF programs -> function name (for BPF run-time stats)."""
+        from ..runtime.bpf_stats import prog_id_of_fd
+
+        out: Dict[int, str] = {}
+        with self._lock:
+            if self._bpf is None:
+                return out
+            for name, fn in list(self._bpf.funcs.items()):
+                try:
+                    out[prog_id_of_fd(fn.fd)] = name.decode() if isinstance(name, bytes) else str(name)
+                except Exception:
+                    continue
+        return out
+
     def stop_sampling(self) -> None:
         """Detach the perf events (no new CPU samples) but keep the maps, so that two more
         drains read everything that was counted: a clean, exact end."""
@@ -476,3 +490,7 @@ class Sampler:
             except Exception:
                 if self.log:
                     self.log.warning('BPF cleanup failed', exc_info=True)
+            finally:
+                # BCC registers cleanup() with atexit; a second cleanup at exit fails noisily on
+                # what is already detached.
+                atexit.unregister(b.cleanup)

@@ -105,9 +105,10 @@ _UNRESOLVED, _OK, _NONE = range(3)
 
 
 class _Entry:
-    __slots__ = ('start', 'end', 'offset', 'path', 'state', 'found')
+    __slots__ = ('start', 'end', 'offset', 'path', 'state', 'found', 'm')
 
     def __init__(self, m: Any) -> None:
+        self.m = m
         self.start = int(m.start)
         self.end = int(m.end)
         self.offset = int(m.offset)
@@ -200,10 +201,22 @@ class CfiTables:
         if not path or path.startswith('[') or path.startswith('//anon') or path.startswith('/dev/'):
             return None
         clean = path[: -len(DELETED_SUFFIX)] if path.endswith(DELETED_SUFFIX) else path
+        # the mapping's own identity (dev, inode from /proc/PID/maps): known files need no syscall,
+        # which also serves processes that exited before their samples were unwound
+        mdev, minode = getattr(e.m, 'dev', ''), int(getattr(e.m, 'inode', 0) or 0)
+        mkey = ('map', str(mdev), minode, clean) if minode else None
+        if mkey is not None:
+            fkey = self._ids.get(mkey)
+            hit = self.cache.get(fkey) if fkey is not None else None
+            if hit is not None:
+                self.telemetry.count('unwind.cfi.cache.hits')
+                return hit
         root = getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
         candidates = ['{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end),
                       (root.rstrip('/') + clean) if root and root != '/' else clean]
-        for p in candidates:
+        if minode and candidates[-1] != clean:
+            candidates.append(clean)  # the host path, only if it is the same file (checked below)
+        for n, p in enumerate(candidates):
             try:
                 f = open(p, 'rb')
             except OSError:
@@ -213,17 +226,30 @@ class CfiTables:
                     st = os.fstat(f.fileno())
                 except OSError:
                     continue
+                if n == 2 and (st.st_ino != minode or _dev_str(st.st_dev) != str(mdev).lower()):
+                    continue
                 skey = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 fkey = self._ids.get(skey)
                 if fkey is not None:
                     hit = self.cache.get(fkey)
                     if hit is not None:
                         self.telemetry.count('unwind.cfi.cache.hits')
+                        if mkey is not None:
+                            self._remember(mkey, fkey)
                         return hit
                 self.telemetry.count('unwind.cfi.cache.misses')
                 fc = self._build(lambda: build_cfi_table(stream=f), skey)
+                if mkey is not None:
+                    self._remember(mkey, self._ids.get(skey))
                 return fc
         return None
+
+    def _remember(self, key: Any, fkey: Any) -> None:
+        if fkey is None:
+            return
+        self._ids[key] = fkey
+        if len(self._ids) > 65536:
+            self._ids.popitem(last=False)
 
     def _build(self, build: Any, skey: Any) -> FileCfi:
         t0 = time.perf_counter()
@@ -248,9 +274,7 @@ class CfiTables:
             fc = old
         before = self.cache.evictions
         self.cache.put(fkey, fc)
-        self._ids[skey] = fkey
-        if len(self._ids) > 65536:
-            self._ids.popitem(last=False)
+        self._remember(skey, fkey)
         if self.cache.evictions != before:
             self.telemetry.count('unwind.cfi.cache.evictions', self.cache.evictions - before)
         self.telemetry.gauge('unwind.cfi.cache.bytes', self.cache.bytes)
@@ -281,6 +305,11 @@ class CfiTables:
         with self._lock:
             return {'cache_bytes': self.cache.bytes, 'cache_entries': len(self.cache), 'processes': len(self._procs),
                     'build_seconds': self.build_seconds}
+
+
+def _dev_str(st_dev: int) -> str:
+    """st_dev as /proc/PID/maps prints it: 'major:minor' in hex (at least 2 digits each)."""
+    return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
 
 
 def _read_boot_id(proc: str) -> str:

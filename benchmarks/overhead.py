@@ -1,0 +1,264 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Overhead side by side: host_profiler vs BCC's `profile` vs `perf record`, in one run.
+
+    python benchmarks/overhead.py [--rounds 2] [--window 20] [--warmup 6] [--freqs 20,99]
+                                  [--only none,ours,bcc,perf] [--quick] [--json FILE]
+
+One fixed-work loop per core (benchmarks/workloads/spin.c) runs for the whole benchmark and
+publishes its cumulative work in a shared counter. For every round, the configurations are
+run one after the other in a shuffled order (interleaved, so that the machine's background
+noise hits all of them alike):
+
+  none           no profiler
+  ours@HZ        `host-profiler run --frequency HZ --interval 10` (default config, local files)
+                 (and, when the receiver supports `unwinding`, ours-fp@HZ / ours-auto@HZ)
+  bcc@HZ         `profile-bpfcc -F HZ -f` (BCC's tool, counts in the kernel, prints at exit)
+  perf@HZ        `perf record -F HZ -a -g -o TMP` (frame-pointer call graphs, perf.data)
+
+Each configuration starts its profiler, waits --warmup s (start-up and BCC compile are not
+counted here: see startup.py), then measures over --window s:
+  - cpu_s_per_min: CPU seconds (utime+stime of the whole process tree, children included)
+    of the profiler per minute of wall time, i.e. % of one core x 0.6;
+  - throughput: chunks per second of all the fixed-work loops together; the loss is
+    against the median of the `none` windows of the same run;
+  - for ours, RSS (median over the window, and VmHWM peak).
+Ratios ours/bcc are computed per round and their median reported. Kernel-side BPF time runs
+in the sampled tasks' context and shows up as throughput loss, not as profiler CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import workloads as w  # noqa: E402
+
+REPO = os.path.dirname(HERE)
+HOST_PROFILER = os.path.join(REPO, '.venv', 'bin', 'host-profiler')
+
+
+def unwinding_supported() -> bool:
+    import dataclasses
+
+    from datadog_checks.host_profiler.receiver.receiver import ReceiverConfig
+
+    return 'unwinding' in {f.name for f in dataclasses.fields(ReceiverConfig)}
+
+
+def configs(freqs, only):
+    out = []
+    if 'none' in only:
+        out.append(('none', 0, None))
+    for hz in freqs:
+        if 'ours' in only:
+            if unwinding_supported():
+                out.append(('ours-fp', hz, 'frame_pointers'))
+                out.append(('ours-auto', hz, 'auto'))
+            else:
+                out.append(('ours', hz, None))
+        if 'bcc' in only:
+            out.append(('bcc', hz, None))
+        if 'perf' in only:
+            out.append(('perf', hz, None))
+    return out
+
+
+def start_profiler(name, hz, unwinding, tmp):
+    env = dict(os.environ)
+    if name.startswith('ours'):
+        cfg = os.path.join(tmp, 'conf.yaml')
+        with open(cfg, 'w') as f:
+            f.write('lock_file: {}\ndiagnostics_dir: {}\n'.format(os.path.join(tmp, 'hp.lock'),
+                                                                  os.path.join(tmp, 'diag')))
+            if unwinding:
+                f.write('receiver:\n  unwinding: {}\n'.format(unwinding))
+        cmd = [HOST_PROFILER, 'run', '--config', cfg, '--frequency', str(hz), '--interval', '10',
+               '--duration', '100000', '--output', os.path.join(tmp, 'out')]
+    elif name == 'bcc':
+        cmd = ['profile-bpfcc', '-F', str(hz), '-f']
+    elif name == 'perf':
+        cmd = ['perf', 'record', '-F', str(hz), '-a', '-g', '-q', '-o', os.path.join(tmp, 'perf.data')]
+    else:
+        return None
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, name + '.err'), 'w'),
+                            start_new_session=True, env=env)
+
+
+def stop_profiler(proc):
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def measure(name, hz, unwinding, counters, args):
+    tmp = tempfile.mkdtemp(prefix='hp-ovh-')
+    proc = start_profiler(name, hz, unwinding, tmp)
+    try:
+        time.sleep(args.warmup)
+        if proc is not None and proc.poll() is not None:
+            with open(os.path.join(tmp, name + '.err')) as f:
+                raise RuntimeError('{} exited early: {}'.format(name, f.read()[-500:]))
+        c0 = sum(c.value() for c in counters)
+        cpu0 = w.tree_cpu_seconds(proc.pid) if proc else 0.0
+        t0 = time.monotonic()
+        rss = []
+        while time.monotonic() - t0 < args.window:
+            time.sleep(min(1.0, args.window - (time.monotonic() - t0)))
+            if proc is not None and name.startswith('ours'):
+                rss.append(w.rss_mb(proc.pid))
+        dt = time.monotonic() - t0
+        cpu1 = w.tree_cpu_seconds(proc.pid) if proc else 0.0
+        c1 = sum(c.value() for c in counters)
+        row = {'config': name, 'hz': hz, 'throughput': (c1 - c0) / dt,
+               'cpu_s_per_min': (cpu1 - cpu0) / dt * 60.0}
+        if rss:
+            row['rss_mb'] = w.median(rss)
+            row['hwm_mb'] = w.hwm_mb(proc.pid)
+        return row
+    finally:
+        stop_profiler(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def summarize(rows, freqs):
+    none = [r['throughput'] for r in rows if r['config'] == 'none']
+    base = w.median(none)
+    table = []
+    keys = sorted({(r['config'], r['hz']) for r in rows if r['config'] != 'none'}, key=lambda k: (k[1], k[0]))
+    for cfg, hz in keys:
+        rs = [r for r in rows if (r['config'], r['hz']) == (cfg, hz)]
+        entry = {
+            'config': cfg, 'hz': hz, 'n': len(rs),
+            'cpu_s_per_min': round(w.median([r['cpu_s_per_min'] for r in rs]), 4),
+            'pct_of_one_core': round(w.median([r['cpu_s_per_min'] for r in rs]) / 60 * 100, 3),
+            'throughput_loss_pct': round((1 - w.median([r['throughput'] for r in rs]) / base) * 100, 2),
+        }
+        if any('rss_mb' in r for r in rs):
+            entry['rss_mb'] = round(w.median([r['rss_mb'] for r in rs if 'rss_mb' in r]), 1)
+            entry['hwm_mb'] = round(max(r['hwm_mb'] for r in rs if 'hwm_mb' in r), 1)
+        table.append(entry)
+    # per-round ratios ours/bcc at the same frequency
+    rounds = sorted({r['round'] for r in rows})
+    for entry in table:
+        if not entry['config'].startswith('ours'):
+            continue
+        ratios = []
+        for rd in rounds:
+            ours = [r for r in rows if r['round'] == rd and r['config'] == entry['config'] and r['hz'] == entry['hz']]
+            bcc = [r for r in rows if r['round'] == rd and r['config'] == 'bcc' and r['hz'] == entry['hz']]
+            if ours and bcc and bcc[0]['cpu_s_per_min'] > 0:
+                ratios.append(ours[0]['cpu_s_per_min'] / bcc[0]['cpu_s_per_min'])
+        entry['cpu_ratio_vs_bcc'] = round(w.median(ratios), 2) if ratios else None
+    return {'baseline_throughput': base, 'none_spread_pct': round(
+        (max(none) - min(none)) / base * 100, 2) if none else None, 'table': table}
+
+
+def goals(summary):
+    out = []
+    for e in summary['table']:
+        if not e['config'].startswith('ours'):
+            continue
+        if e['hz'] == 20:
+            out.append(('{}@20 CPU <= 1% of one core'.format(e['config']), e['pct_of_one_core'] <= 1.0,
+                        '{:.3f}%'.format(e['pct_of_one_core'])))
+        out.append(('{}@{} throughput loss <= 1%'.format(e['config'], e['hz']), e['throughput_loss_pct'] <= 1.0,
+                    '{:.2f}%'.format(e['throughput_loss_pct'])))
+        if e.get('cpu_ratio_vs_bcc') is not None:
+            out.append(('{}@{} CPU <= 1.2x BCC profile'.format(e['config'], e['hz']), e['cpu_ratio_vs_bcc'] <= 1.2,
+                        '{:.2f}x'.format(e['cpu_ratio_vs_bcc'])))
+        if 'rss_mb' in e:
+            out.append(('{}@{} steady RSS <= 250 MB'.format(e['config'], e['hz']), e['rss_mb'] <= 250,
+                        '{:.0f} MB (peak {:.0f})'.format(e['rss_mb'], e['hwm_mb'])))
+    return out
+
+
+def print_table(summary, file=sys.stdout):
+    print('| Profiler | Hz | CPU s/min | % of one core | Ratio vs BCC | Throughput loss | RSS MB (peak) |', file=file)
+    print('|---|---|---|---|---|---|---|', file=file)
+    for e in summary['table']:
+        print('| {} | {} | {:.3f} | {:.2f}% | {} | {:.2f}% | {} |'.format(
+            e['config'], e['hz'], e['cpu_s_per_min'], e['pct_of_one_core'],
+            '{:.2f}x'.format(e['cpu_ratio_vs_bcc']) if e.get('cpu_ratio_vs_bcc') is not None else '',
+            e['throughput_loss_pct'],
+            '{:.0f} ({:.0f})'.format(e['rss_mb'], e['hwm_mb']) if 'rss_mb' in e else ''), file=file)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--rounds', type=int, default=2)
+    ap.add_argument('--window', type=float, default=20.0)
+    ap.add_argument('--warmup', type=float, default=6.0)
+    ap.add_argument('--freqs', default='20,99')
+    ap.add_argument('--only', default='none,ours,bcc,perf')
+    ap.add_argument('--workers', type=int, default=os.cpu_count())
+    ap.add_argument('--quick', action='store_true', help='1 round, 10 s windows, 20 Hz only')
+    ap.add_argument('--json', help='also write the raw rows and summary here')
+    ap.add_argument('--seed', type=int, default=0)
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.window, args.warmup, args.freqs = 1, 10.0, 5.0, '20'
+    freqs = [int(x) for x in args.freqs.split(',') if x]
+    only = set(args.only.split(','))
+    random.seed(args.seed)
+
+    spin = w.build('spin')
+    tmp = tempfile.mkdtemp(prefix='hp-ovh-spin-')
+    workers, counters = [], []
+    for i in range(args.workers):
+        path = os.path.join(tmp, 'counter{}'.format(i))
+        workers.append(subprocess.Popen([spin, path]))
+        counters.append(w.SpinCounter(path))
+    rows = []
+    try:
+        time.sleep(2)
+        for rd in range(args.rounds):
+            order = configs(freqs, only)
+            random.shuffle(order)
+            for name, hz, unwinding in order:
+                row = measure(name, hz, unwinding, counters, args)
+                row['round'] = rd
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                time.sleep(1)
+    finally:
+        for p in workers:
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary = summarize(rows, freqs)
+    print()
+    print_table(summary)
+    print()
+    results = goals(summary)
+    for label, ok, value in results:
+        print('{} {}: {}'.format('PASS' if ok else 'FAIL', label, value))
+    summary['goals'] = [{'goal': g, 'ok': ok, 'value': v} for g, ok, v in results]
+    summary['machine'] = w.machine()
+    summary['args'] = vars(args)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'rows': rows, 'summary': summary}, f, indent=1)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

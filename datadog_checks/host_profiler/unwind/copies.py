@@ -1,0 +1,106 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Stack-copy records from the BPF ring buffer → unwound, aggregated user stacks.
+
+In ``dwarf``/``auto`` unwinding the BPF program (``receiver/bpf/sampler.c``, ``UNWIND_COPY``)
+submits one record per sample instead of counting it in the kernel:
+
+    struct copy_t {              // 64-byte header, little endian
+        u32 tgid, tid;
+        s32 kstack;              // kernel stack id in stacks{gen & 1} (or -errno)
+        u32 gen;                 // generation of the maps when the sample was taken
+        u64 ip, sp, bp;          // user registers (task_pt_regs when the sample hit the kernel)
+        u32 size;                // bytes copied, from the start of the page that holds sp
+        u32 delta;               // sp - that page's start
+        char comm[16];
+        u8 stack[STACK_COPY_SIZE + 4096];
+    };
+
+The copy starts at the page holding ``sp`` because page-aligned reads at constant offsets
+are what the verifier can bound; it stops at the first unmapped page (the top of the
+stack), so ``size - delta`` bytes above ``sp`` are valid.
+
+``StackCopies.callback`` is the ring-buffer callback: it unwinds each record at once (while
+the process is most likely still alive) through ``unwind_user(tgid, regs, stack, sp)`` and
+aggregates identical results per generation; the sampler's drain takes a finished generation
+with ``take(gen)`` and resolves the kernel stack ids before clearing that generation's maps.
+"""
+from __future__ import annotations
+
+import ctypes
+import struct
+from typing import Callable, Dict, List, Sequence, Tuple
+
+HEADER = struct.Struct('<IIiIQQQII16s')
+HEADER_SIZE = HEADER.size  # 64
+PAGE = 4096
+
+UnwindUser = Callable[[int, Tuple[int, int, int], bytes, int], Tuple[Sequence[int], bool]]
+
+# (gen, tgid, tid, comm bytes, user addresses, kernel stack id, truncated) -> samples
+Key = Tuple[int, int, int, bytes, Tuple[int, ...], int, bool]
+
+
+def record_bytes(stack_copy_size: int) -> int:
+    return HEADER_SIZE + int(stack_copy_size) + PAGE
+
+
+def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, seconds: float = 0.5,
+               min_pages: int = 256, max_pages: int = 16384) -> int:
+    """Ring-buffer pages (a power of 2) holding ``seconds`` of records from every CPU."""
+    need = record_bytes(stack_copy_size) + 8
+    need *= max(1, cpus) * max(1, samples_per_second) * seconds
+    pages = max(min_pages, int(need) // PAGE + 1)
+    p = 1
+    while p < pages:
+        p <<= 1
+    return min(p, max_pages)
+
+
+class StackCopies:
+    def __init__(self, unwind_user: UnwindUser) -> None:
+        self.unwind_user = unwind_user
+        self._acc: Dict[Key, int] = {}
+        self.records = 0
+        self.bad_records = 0
+
+    def __len__(self) -> int:
+        return len(self._acc)
+
+    def callback(self, ctx: object, data: int, size: int) -> int:
+        """BCC ``open_ring_buffer`` callback. Never raises (an exception must not cross C)."""
+        try:
+            if size < HEADER_SIZE or not data:
+                self.bad_records += 1
+                return 0
+            self.add_raw(ctypes.string_at(data, HEADER_SIZE), data, size)
+        except Exception:  # noqa: BLE001
+            self.bad_records += 1
+        return 0
+
+    def add_raw(self, header: bytes, data: int, size: int) -> None:
+        tgid, tid, kstack, gen, ip, sp, bp, n, delta, comm = HEADER.unpack(header)
+        n = min(n, size - HEADER_SIZE)
+        if delta < n:
+            stack = ctypes.string_at(data + HEADER_SIZE + delta, n - delta)
+        else:
+            stack = b''
+        self.add(gen, tgid, tid, comm, kstack, ip, sp, bp, stack)
+
+    def add(self, gen: int, tgid: int, tid: int, comm: bytes, kstack: int, ip: int, sp: int, bp: int,
+            stack: bytes) -> None:
+        self.records += 1
+        addresses, truncated = self.unwind_user(tgid, (ip, sp, bp), stack, sp)
+        key = (gen, tgid, tid, comm, tuple(addresses), kstack, bool(truncated))
+        self._acc[key] = self._acc.get(key, 0) + 1
+
+    def take(self, keep_gen: int) -> List[Tuple[Key, int]]:
+        """Every aggregated entry whose generation is not ``keep_gen`` (the active one)."""
+        out = [(k, v) for k, v in self._acc.items() if k[0] != keep_gen]
+        for k, _ in out:
+            del self._acc[k]
+        return out
+
+    def clear(self) -> None:
+        self._acc = {}
