@@ -146,6 +146,8 @@ def run_soak(args, fault=None):
         'profiles_accepted': len(srv.accepted),
         'dropped': rows[-1]['dropped'] if rows else None,
         'flushed': flushed,
+        'lost_by_reason': {k: v for k, v in telemetry.totals().items() if k.startswith('sampler.lost') and v},
+        'samples_total': telemetry.total('sampler.samples'),
     }
     if fault:
         normal = [r for r in steady if r['state'] == 'normal']

@@ -117,6 +117,80 @@ def bench_unwind(n: int):
     return out
 
 
+def _bpf_prog_ns(name: str = 'on_cpu_sample'):
+    """(run_time_ns, run_cnt) of our perf-event program (kernel.bpf_stats_enabled must be 1)."""
+    import shutil
+
+    if not shutil.which('bpftool'):
+        return None
+    out = subprocess.run(['bpftool', 'prog', 'show', '-j'], capture_output=True, text=True).stdout
+    tot = [0, 0]
+    for prog in json.loads(out or '[]'):
+        if prog.get('name') == name:
+            tot[0] += prog.get('run_time_ns', 0)
+            tot[1] += prog.get('run_cnt', 0)
+    return tot
+
+
+def bench_profiler_cpu(seconds: float, modes=('frame_pointers', 'auto'), rates=(20, 99)):
+    """CPU of this process (all threads: the sampler thread polls the ring buffer, unwinds, drains)
+    in steady state while every core runs the no-frame-pointer workload; plus the BPF program's
+    own run time (charged to the interrupted tasks, not to us) from kernel.bpf_stats_enabled."""
+    from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
+
+    tmp = tempfile.mkdtemp()
+    binary = compile_c('split.c', tmp, cflags=NOTAIL)
+    ncpu = os.cpu_count() or 1
+    try:
+        with open('/proc/sys/kernel/bpf_stats_enabled') as f:
+            stats_before = f.read().strip()
+        with open('/proc/sys/kernel/bpf_stats_enabled', 'w') as f:
+            f.write('1')
+    except OSError:
+        stats_before = None
+    out = {}
+    try:
+        for rate in rates:
+            for mode in modes:
+                busy = [subprocess.Popen([binary, str(seconds + 60)]) for _ in range(ncpu)]
+                tel = Telemetry()
+                rx = Receiver(ReceiverConfig(samples_per_second=rate, unwinding=mode, check_interval=0,
+                                             lock_path=os.path.join(tmp, 'lock')), telemetry=tel)
+                try:
+                    rx.start()
+                    time.sleep(2.0)  # warm: CFI tables of the workload, libc, ld.so compiled
+                    rx.collect()
+                    b0 = _bpf_prog_ns()
+                    r0 = os.times()
+                    w0 = time.monotonic()
+                    time.sleep(seconds)
+                    r1 = os.times()
+                    wall = time.monotonic() - w0
+                    b1 = _bpf_prog_ns()
+                    col = rx.collect()
+                finally:
+                    rx.stop(block=True, timeout=30)
+                    for p in busy:
+                        p.kill()
+                        p.wait()
+                cpu = (r1.user - r0.user) + (r1.system - r0.system)
+                samples = sum(s.count for s in col.samples)
+                row = {'profiler_cpu_pct_of_one_core': 100.0 * cpu / wall, 'samples': samples,
+                       'samples_per_s': samples / wall, 'us_cpu_per_sample': 1e6 * cpu / max(1, samples),
+                       'unwind_us_per_sample': 1e6 * tel.total('unwind.duration') / max(1, tel.total('unwind.samples')),
+                       'unwound': tel.totals().get('unwind.samples{result:complete}', 0),
+                       'lost': {k: v for k, v in col.lost.items() if v}}
+                if b0 and b1 and b1[1] > b0[1]:
+                    row['bpf_us_per_sample'] = (b1[0] - b0[0]) / 1e3 / (b1[1] - b0[1])
+                    row['bpf_cpu_pct_of_one_core'] = 100.0 * (b1[0] - b0[0]) / 1e9 / wall
+                out['{}@{}Hz'.format(mode, rate)] = row
+    finally:
+        if stats_before is not None:
+            with open('/proc/sys/kernel/bpf_stats_enabled', 'w') as f:
+                f.write(stats_before)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument('--samples', type=int, default=200)
@@ -127,11 +201,7 @@ def main() -> int:
     args = ap.parse_args()
     result = {'cfi_build': bench_build(args.pyelftools), 'unwind': bench_unwind(args.samples)}
     if args.profile:
-        try:
-            from profiler_cpu import bench_profiler_cpu  # noqa: F401 (benchmarks/profiler_cpu.py, phase 2)
-        except ImportError:
-            bench_profiler_cpu = None
-        result['profiler_cpu'] = bench_profiler_cpu(args.seconds) if bench_profiler_cpu else 'not available'
+        result['profiler_cpu'] = bench_profiler_cpu(args.seconds)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -146,7 +216,13 @@ def main() -> int:
             name, r['us_per_sample_median'], r['us_per_sample_p99'], r['us_per_frame'], r['frames_per_sample'],
             r['complete_pct']))
     if 'profiler_cpu' in result:
-        print('Profiler CPU:', json.dumps(result['profiler_cpu'], indent=2))
+        print('Profiler CPU with every core busy (%d cores), steady state:' % (os.cpu_count() or 1))
+        for name, r in result['profiler_cpu'].items():
+            print('  %-20s %5.2f%% of a core  (%6.0f samples/s, %5.1f us CPU/sample, unwind %5.1f us/sample, '
+                  'BPF %s us/sample = %s%% of a core) lost=%s' % (
+                      name, r['profiler_cpu_pct_of_one_core'], r['samples_per_s'], r['us_cpu_per_sample'],
+                      r['unwind_us_per_sample'], '%.1f' % r['bpf_us_per_sample'] if 'bpf_us_per_sample' in r else '?',
+                      '%.2f' % r['bpf_cpu_pct_of_one_core'] if 'bpf_cpu_pct_of_one_core' in r else '?', r['lost']))
     return 0
 
 

@@ -291,6 +291,9 @@ def test_several_endpoints_each_get_every_profile_dead_one_does_not_block(fake_o
                     e.export(sample_profile(i))
             assert exps[0].flush(5)
             assert decoded_seqs(fake_otlp) == [1, 2, 3]
+            deadline = time.monotonic() + 3
+            while exps[1].status()[0] != 'warning' and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert exps[0].status()[0] == 'ok' and exps[1].status()[0] == 'warning'
             other.reset_behaviour()
             assert exps[1].flush(5)

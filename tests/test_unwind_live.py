@@ -112,7 +112,9 @@ def test_vdso(env, tmp_path):
     in_vdso = [s for s, r in stacks if any('vdso' in f for f in s)]
     assert in_vdso
     for s in in_vdso:
-        assert s[0] == '_start' and 'poll_clock' in s, s
+        # poll_clock calls clock_gettime in a loop; main also calls it once per round
+        i = next(i for i, f in enumerate(s) if f.startswith('clock_gettime'))
+        assert s[0] == '_start' and s[i - 1] in ('poll_clock', 'main'), s
 
 
 def test_truncated_copy_is_marked_not_wrong(env, tmp_path):
@@ -146,11 +148,14 @@ def test_mixed_frame_pointers_and_cfi(env, tmp_path):
     # exe (frame pointers) through libc's qsort (CFI) back to sort_round/main (frame pointers again).
     in_cb = [s for s, r in stacks if s[-1] in ('compare', 'weigh')]
     assert len(in_cb) >= 0.5 * len(stacks), collections.Counter(';'.join(s[-6:]) + ' ' + r for s, r in stacks)
-    for s, r in stacks:
-        if s[-1] in ('compare', 'weigh'):
-            assert r == COMPLETE and s[0] == '_start', (s, r)
-            i = s.index('sort_round')
-            assert s[i - 1] == 'main' and s[i + 1] in ('qsort', 'qsort_r') and 'msort_with_tmp.part.0' in s, s
+    # A sample on compare's first two instructions (before `mov %rsp,%rbp`) has the caller's rbp,
+    # which libc uses as a general register: frame-pointer walking fails there by nature.
+    complete = [s for s, r in stacks if s[-1] in ('compare', 'weigh') and r == COMPLETE]
+    assert len(complete) >= 0.9 * len(in_cb), [(s, r) for s, r in stacks if r != COMPLETE]
+    for s in complete:
+        assert s[0] == '_start', s
+        i = s.index('sort_round')
+        assert s[i - 1] == 'main' and s[i + 1] in ('qsort', 'qsort_r') and 'msort_with_tmp.part.0' in s, s
 
 
 def test_dwarf_mode_stops_without_cfi(env, tmp_path):

@@ -72,7 +72,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             self.instance,
             mode=self.mode,
             telemetry=self.telemetry,
-            http_factory=lambda _conf: self.http,
+            http_factory=self._http_client,
             log=self.log,
             hostname=datadog_agent.get_hostname,
             interval_s=interval,
@@ -89,6 +89,15 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
 
             self.health_metrics = OtlpMetricsExporter(health['endpoint'], session=self.http, telemetry=self.telemetry,
                                                       log=self.log, version=__version__)
+
+    def _http_client(self, _component_config: Dict[str, Any]) -> Any:
+        """An HTTP client configured exactly as ``self.http`` (Agent proxy, TLS, timeouts).
+
+        Each sender thread (one per endpoint, the uploader's workers) gets its own, because a
+        requests session is not guaranteed to be thread-safe."""
+        from datadog_checks.base.utils.http import RequestsWrapper
+
+        return RequestsWrapper(self.instance or {}, self.init_config, self.HTTP_CONFIG_REMAPPER, self.log)
 
     def _bpf_program_ids(self):
         receiver = self.pipeline.receiver if self.pipeline else None

@@ -78,15 +78,19 @@ def read_mem(pid: int, address: int, size: int) -> bytes:
 def capture(tid: int, stack_size: int = 16384, pid: Optional[int] = None) -> Snapshot:
     """Stop ``tid``, take its registers and the top ``stack_size`` bytes of its stack, resume it."""
     _ptrace(PTRACE_SEIZE, tid, 0, None)
+    inject = 0
     try:
         _ptrace(PTRACE_INTERRUPT, tid, 0, None)
-        os.waitpid(tid, 0x40000000)  # __WALL
+        _, status = os.waitpid(tid, 0x40000000)  # __WALL
+        if os.WIFSTOPPED(status) and (status >> 16) == 0 and os.WSTOPSIG(status) != 0x05:
+            # a signal-delivery-stop came first: give the signal back on detach, or it is lost
+            inject = os.WSTOPSIG(status)
         regs = _UserRegs()
         _ptrace(PTRACE_GETREGS, tid, 0, ctypes.byref(regs))
         stack = read_mem(pid or tid, regs.rsp, stack_size)
     finally:
         try:
-            _ptrace(PTRACE_DETACH, tid, 0, None)
+            _libc.ptrace(PTRACE_DETACH, tid, None, ctypes.c_void_p(inject) if inject else None)
         except OSError:
             pass
     return Snapshot(tid, regs.rip, regs.rsp, regs.rbp, stack)
