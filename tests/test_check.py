@@ -102,3 +102,32 @@ def test_bad_config_names_the_key(tmp_path, dd_run_check):
     check = HostProfilerCheck('host_profiler', {}, [instance])
     with pytest.raises(Exception, match='samples_per_second'):
         dd_run_check(check)
+
+
+def test_missing_headers_is_critical_then_recovers(requires_bpf, tmp_path, aggregator, dd_run_check, monkeypatch, caplog):
+    """Headers missing: one actionable line, CRITICAL, metrics still reported, no traceback loop.
+    Headers back: the next run samples and the service check turns OK."""
+    from datadog_checks.host_profiler.receiver import kernel
+
+    real_headers_dir = kernel.headers_dir
+    monkeypatch.setattr(kernel, 'headers_dir', lambda release=None: None)
+    check = HostProfilerCheck('host_profiler', {}, [_instance(tmp_path)])
+    try:
+        dd_run_check(check, cancel=False)
+        dd_run_check(check, cancel=False)
+        critical = aggregator.service_checks('host_profiler.can_sample')
+        assert [sc.status for sc in critical] == [HostProfilerCheck.CRITICAL] * 2
+        message = critical[0].message
+        assert 'headers' in message and 'scripts/setup.sh' in message and '\n' not in message
+        aggregator.assert_metric('host_profiler.process.rss')
+        aggregator.assert_metric('host_profiler.check.duration')
+        # Logged once, without a traceback, however many runs fail the same way.
+        errors = [r for r in caplog.records if 'cannot sample' in r.getMessage()]
+        assert len(errors) == 1 and errors[0].exc_info is None
+
+        monkeypatch.setattr(kernel, 'headers_dir', real_headers_dir)
+        aggregator.reset()
+        dd_run_check(check, cancel=False)
+        aggregator.assert_service_check('host_profiler.can_sample', HostProfilerCheck.OK, count=1)
+    finally:
+        check.cancel()

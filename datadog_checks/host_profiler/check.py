@@ -83,12 +83,26 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         self.diagnostics = Diagnostics(self.instance.get('diagnostics_dir') or None, self.telemetry,
                                        secrets=secrets_in(self.instance))
         self.diagnostics.set_config(self.instance)
-        health = self.instance.get('health_metrics') or {}
-        if self.mode == 'standalone' and health.get('enabled', True) and health.get('endpoint'):
-            from .runtime.otlp_metrics import OtlpMetricsExporter
+        self.health_metrics = self._build_health_metrics()
 
-            self.health_metrics = OtlpMetricsExporter(health['endpoint'], session=self.http, telemetry=self.telemetry,
-                                                      log=self.log, version=__version__)
+    def _build_health_metrics(self) -> Any:
+        """Standalone only: the same telemetry as OTLP metrics (as the original's health metrics).
+        The endpoint defaults to the first otlp_http exporter's, with its headers."""
+        health = self.instance.get('health_metrics') or {}
+        if self.mode != 'standalone' or not health.get('enabled', True):
+            return None
+        endpoint, headers = health.get('endpoint'), {}
+        if not endpoint:
+            exporters = (self.instance.get('exporters') or {}).get('otlp_http') or []
+            first = exporters[0] if isinstance(exporters, list) and exporters else exporters or {}
+            endpoint = first.get('endpoint') or ('https://otlp.' + first['site'] if first.get('site') else '')
+            headers = dict(first.get('headers') or {})
+        if not endpoint:
+            return None
+        from .runtime.otlp_metrics import OtlpMetricsExporter
+
+        return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(health), telemetry=self.telemetry,
+                                   host_name=platform.node(), timeout=5.0, log=self.log)
 
     def _http_client(self, _component_config: Dict[str, Any]) -> Any:
         """An HTTP client configured exactly as ``self.http`` (Agent proxy, TLS, timeouts).

@@ -15,6 +15,10 @@ def instance_empty_default_hostname():
     return False
 
 
+def instance_enable_bpf_stats():
+    return False
+
+
 def instance_enable_legacy_tags_normalization():
     return True
 

@@ -225,6 +225,7 @@ class InstanceConfig(BaseModel):
     diagnostics_dir: Optional[str] = None
     disable_generic_tags: Optional[bool] = None
     empty_default_hostname: Optional[bool] = None
+    enable_bpf_stats: Optional[bool] = None
     enable_legacy_tags_normalization: Optional[bool] = None
     exporters: Optional[Exporters] = None
     health_metrics: Optional[HealthMetrics] = None
