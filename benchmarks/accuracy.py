@@ -113,7 +113,7 @@ def one_run(args, split):
         perf_counts = parse_perf_script(script)
         ours_counts = ours_folded(profiles)
     finally:
-        pipeline.close()
+        w.close_pipeline(pipeline)
         shutil.rmtree(tmp, ignore_errors=True)
     ours = shares(ours_counts, comm)
     theirs = shares(perf_counts, comm)

@@ -120,7 +120,7 @@ def run_soak(args, fault=None):
             time.sleep(max(0.0, next_run - time.monotonic()))
         flushed = pipeline.flush(120)
     finally:
-        pipeline.close()
+        w.close_pipeline(pipeline)
         busy.kill()
         busy.wait()
         time.sleep(1)
@@ -206,7 +206,7 @@ def run_churn(args):
         summary['ok'] = bool(running and after is not None and after <= registry0 + 5)
         return summary
     finally:
-        pipeline.close()
+        w.close_pipeline(pipeline)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -91,7 +91,9 @@ def test_kernel_name_used_when_provider_gives_ids(prog_fd, tmp_path):
 
 
 def test_probe_kernel_shape():
-    p = bpf_stats.probe_kernel()
+    from datadog_checks.host_profiler.receiver import kernel
+
+    p = kernel.probe()
     assert p['kernel_release'] == os.uname().release
     for key in ('btf_present', 'tracepoints_available', 'kprobes_available'):
         assert isinstance(p[key], bool)
@@ -100,10 +102,12 @@ def test_probe_kernel_shape():
 
 
 def test_capability_decoding(tmp_path):
+    from datadog_checks.host_profiler.receiver import kernel
+
     status = tmp_path / 'status'
     # CAP_SYS_ADMIN (21) and CAP_BPF (39) only
     status.write_text('Name:\tx\nCapEff:\t{:016x}\n'.format((1 << 21) | (1 << 39)))
-    caps = bpf_stats.effective_capabilities(str(status))
+    caps = kernel.capabilities(str(status))
     assert caps['CAP_SYS_ADMIN'] is True and caps['CAP_BPF'] is True and caps['CAP_PERFMON'] is False
-    missing = bpf_stats.effective_capabilities(str(tmp_path / 'nope'))
+    missing = kernel.capabilities(str(tmp_path / 'nope'))
     assert missing['CAP_BPF'] is None

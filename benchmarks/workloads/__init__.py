@@ -224,3 +224,11 @@ def make_pipeline(instance: dict, interval_s: float = 10.0):
     telemetry = Telemetry()
     return ProfilerPipeline(normalised, mode='standalone', telemetry=telemetry, interval_s=interval_s,
                             hostname=lambda: 'bench-host'), telemetry
+
+
+def close_pipeline(pipeline, timeout: float = 15.0) -> bool:
+    """pipeline.close() is non-blocking; wait for the sampler thread to detach and exit
+    (exiting the interpreter while it cleans up races with BCC's own atexit cleanup)."""
+    receiver = pipeline.receiver
+    pipeline.close()
+    return receiver.join(timeout) if receiver is not None else True

@@ -158,7 +158,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
     def _send_metadata(self) -> None:
         if self._metadata_sent:
             return
-        from .runtime.bpf_stats import bcc_version
+        from .receiver.kernel import bcc_version
 
         receiver_conf = self.instance.get('receiver') or {}
         features = ['cpu']

@@ -83,7 +83,7 @@ class Diagnostics:
 
     Thread-safe: any stage may call ``record_error``; the check run calls the setters and
     ``maybe_write``. ``probe`` is a callable returning the kernel/BPF probe dict (default:
-    ``bpf_stats.probe_kernel``), run once and cached (``refresh_probe()`` re-runs it).
+    ``receiver.kernel.probe``), run once and cached (``refresh_probe()`` re-runs it).
     """
 
     def __init__(
@@ -158,7 +158,7 @@ class Diagnostics:
     def refresh_probe(self) -> Dict[str, Any]:
         fn = self._probe_fn
         if fn is None:
-            from .bpf_stats import probe_kernel
+            from ..receiver.kernel import probe as probe_kernel
 
             fn = probe_kernel
         try:

@@ -103,7 +103,7 @@ def build_flare(
     if probe is None:
         probe = payload.get('probe')
     if not probe:
-        from .bpf_stats import probe_kernel
+        from ..receiver.kernel import probe as probe_kernel
 
         try:
             probe = probe_kernel()

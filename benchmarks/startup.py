@@ -1,0 +1,154 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Start-up: time to first sample and the BCC compile cost (goal: first sample <= 3 s).
+
+    python benchmarks/startup.py [--runs 5] [--frequency 20] [--quick]
+
+Two views, each repeated --runs times (medians and maxima):
+  receiver  benchmarks/receiver_startup.py (the receiver engineer's script): Receiver.start()
+            (host lock + BCC compile + load + attach + thread) until a drain returns a sample,
+            in a warm interpreter.
+  cold      a fresh `python` process, as the Agent starting the check or `host-profiler run`:
+            t=0 at interpreter start; imports (bcc, the package), the check's first run
+            (converter, config models, pipeline; BCC compile inside), then polling the
+            receiver until the first sample arrives. Breaks down into import / init /
+            compile / first sample.
+Compared with `profile-bpfcc`, which compiles its own BPF program at start: time from spawn
+until it has attached (its "Sampling ..." banner).
+A busy process keeps a CPU active so that a sample is due at once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import workloads as w  # noqa: E402
+
+COLD = r'''
+import time
+T0 = time.monotonic()
+import json, os, sys
+sys.path.insert(0, {repo!r})
+import bcc  # noqa
+from datadog_checks.host_profiler import HostProfilerCheck
+t_import = time.monotonic() - T0
+tmp = {tmp!r}
+inst = {{'mode': 'standalone', 'min_collection_interval': 10, 'lock_file': tmp + '/l', 'diagnostics_dir': tmp + '/d',
+        'receiver': {{'samples_per_second': {freq}, 'symbol_uploader': {{'enabled': False}}}},
+        'exporters': {{'file': {{'directory': tmp + '/out', 'formats': ['otlp']}}}}}}
+check = HostProfilerCheck('host_profiler', {{}}, [inst])
+check.run()
+t_run = time.monotonic() - T0
+rx = check.pipeline.receiver
+first = None
+while time.monotonic() - T0 < 30:
+    if any(s.count for s in rx.collect().samples):
+        first = time.monotonic() - T0
+        break
+    time.sleep(0.01)
+out = {{'import_s': t_import, 'first_run_s': t_run, 'compile_s': rx.compile_seconds,
+       'receiver_start_s': rx.startup_seconds, 'first_sample_s': first}}
+check.cancel(); rx.join(10)
+print(json.dumps(out))
+'''
+
+
+def cold_run(freq):
+    tmp = tempfile.mkdtemp(prefix='hp-start-')
+    code = COLD.format(repo=os.path.dirname(HERE), tmp=tmp, freq=freq)
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    wall = time.monotonic() - t0
+    line = [x for x in p.stdout.splitlines() if x.startswith('{')]
+    if not line:
+        raise RuntimeError(p.stderr[-2000:])
+    r = json.loads(line[-1])
+    r['process_wall_s'] = wall
+    return r
+
+
+def bcc_profile_run(freq):
+    """Seconds from spawning profile-bpfcc until it prints its banner (it has attached)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(['profile-bpfcc', '-F', str(freq), '-f'], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    try:
+        line = p.stdout.readline()
+        return time.monotonic() - t0 if line else None
+    finally:
+        p.send_signal(2)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--runs', type=int, default=5)
+    ap.add_argument('--frequency', type=int, default=20)
+    ap.add_argument('--quick', action='store_true', help='2 runs')
+    args = ap.parse_args()
+    if args.quick:
+        args.runs = 2
+    busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    try:
+        rx = subprocess.run([sys.executable, os.path.join(HERE, 'receiver_startup.py'), '--runs', str(args.runs),
+                             '--frequency', str(args.frequency)], capture_output=True, text=True)
+        lines = [x for x in rx.stdout.splitlines() if x.startswith('{')]
+        receiver = json.loads(lines[-1]) if lines else {'error': rx.stderr[-1000:]}
+        cold, bcc = [], []
+        for _ in range(args.runs):
+            cold.append(cold_run(args.frequency))
+            bcc.append(bcc_profile_run(args.frequency))
+    finally:
+        busy.kill()
+        busy.wait()
+    med = lambda k: round(w.median([r[k] for r in cold]), 3)  # noqa: E731
+    mx = lambda k: round(max(r[k] for r in cold if r[k] is not None), 3)  # noqa: E731
+    summary = {
+        'frequency': args.frequency, 'runs': args.runs,
+        'receiver_compile_s_median': receiver.get('compile_s_median'),
+        'receiver_first_sample_s_median': receiver.get('first_sample_s_median'),
+        'receiver_first_sample_s_max': receiver.get('first_sample_s_max'),
+        'cold_import_s_median': med('import_s'),
+        'cold_compile_s_median': med('compile_s'),
+        'cold_receiver_start_s_median': med('receiver_start_s'),
+        'cold_first_run_s_median': med('first_run_s'),
+        'cold_first_sample_s_median': med('first_sample_s'),
+        'cold_first_sample_s_max': mx('first_sample_s'),
+        'bcc_profile_attach_s_median': round(w.median(bcc), 3),
+    }
+    print('| Measure | Median | Max |')
+    print('|---|---|---|')
+    print('| BCC compile (receiver, warm interpreter) | {:.2f} s | |'.format(summary['receiver_compile_s_median']))
+    print('| First sample (receiver, warm interpreter) | {:.2f} s | {:.2f} s |'.format(
+        summary['receiver_first_sample_s_median'], summary['receiver_first_sample_s_max']))
+    print('| Cold: imports (bcc + package) | {:.2f} s | |'.format(summary['cold_import_s_median']))
+    print('| Cold: BCC compile | {:.2f} s | |'.format(summary['cold_compile_s_median']))
+    print('| Cold: receiver start (lock+compile+load+attach) | {:.2f} s | |'.format(
+        summary['cold_receiver_start_s_median']))
+    print('| Cold: first check run returns | {:.2f} s | |'.format(summary['cold_first_run_s_median']))
+    print('| Cold: first sample (from interpreter start) | {:.2f} s | {:.2f} s |'.format(
+        summary['cold_first_sample_s_median'], summary['cold_first_sample_s_max']))
+    print('| profile-bpfcc: spawn to attached | {:.2f} s | |'.format(summary['bcc_profile_attach_s_median']))
+    ok = summary['cold_first_sample_s_max'] <= 3.0
+    print('{} first sample <= 3 s (cold, max): {:.2f} s'.format('PASS' if ok else 'FAIL',
+                                                               summary['cold_first_sample_s_max']))
+    summary['ok'] = ok
+    summary['cold_runs'] = cold
+    summary['machine'] = w.machine()
+    print(json.dumps(summary))
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
