@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry  # noqa: E402
 from datadog_checks.host_profiler.symbols.elf import read_elf_info  # noqa: E402
-from datadog_checks.host_profiler.symbols.procmaps import SimpleMapping, SimpleProcess  # noqa: E402
+from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo  # noqa: E402
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer  # noqa: E402
 from datadog_checks.host_profiler.symbols.symtab import load_symbols  # noqa: E402
 
@@ -46,8 +46,8 @@ def fake_process(paths_and_infos, pid):
     for i, (path, info) in enumerate(paths_and_infos):
         text = [s for s in info.loads if s.executable][0]
         start = 0x100000000 * (i + 1) + text.offset
-        maps.append(SimpleMapping(start, start + text.filesz, text.offset, path))
-    return SimpleProcess(pid, 1, mappings=maps, root='/')
+        maps.append(ProcMapping(start, start + text.filesz, text.offset, path))
+    return ProcessInfo(pid, 1, mappings=maps, root='/')
 
 
 def bench_big(results):

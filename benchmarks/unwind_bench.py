@@ -32,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry  # noqa: E402
-from datadog_checks.host_profiler.symbols.procmaps import read_process  # noqa: E402
+from datadog_checks.host_profiler.receiver.processes import read_process  # noqa: E402
 from datadog_checks.host_profiler.unwind.cfi import build_cfi_table  # noqa: E402
 from datadog_checks.host_profiler.unwind.unwinder import COMPLETE, Unwinder, unwind_ex  # noqa: E402
 from tests.workloads import NO_FRAME_POINTERS, compile_c  # noqa: E402

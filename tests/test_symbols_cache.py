@@ -9,7 +9,7 @@ import pytest
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.elf import read_elf_info
-from datadog_checks.host_profiler.symbols.procmaps import SimpleMapping, SimpleProcess
+from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 
 pytestmark = pytest.mark.skipif(not shutil.which('gcc'), reason='needs gcc')
@@ -43,8 +43,8 @@ def fake_process(paths, text, pid=2 ** 22 + 21):
     maps = []
     for i, p in enumerate(paths):
         start = 0x10000000 * (i + 1) + text.offset
-        maps.append(SimpleMapping(start, start + text.filesz, text.offset, p))
-    return SimpleProcess(pid, 1, mappings=maps, root='/')
+        maps.append(ProcMapping(start, start + text.filesz, text.offset, p))
+    return ProcessInfo(pid, 1, mappings=maps, root='/')
 
 
 def addr_in(proc, i, text, vaddr):

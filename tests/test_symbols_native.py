@@ -14,7 +14,7 @@ from datadog_checks.host_profiler.profile.model import FRAME_NATIVE
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.debuginfo import find_debug_file
 from datadog_checks.host_profiler.symbols.elf import SymbolSource, read_elf_info
-from datadog_checks.host_profiler.symbols.procmaps import SimpleMapping, SimpleProcess, read_process
+from datadog_checks.host_profiler.receiver.processes import ProcessInfo, ProcMapping, parse_maps, read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from datadog_checks.host_profiler.symbols.symtab import demangle, load_symbols
 
@@ -103,7 +103,9 @@ def run_until_ready(path):
 def base_of(process, path):
     """Load bias of ``path`` in ``process`` (PIE: the start of its offset-0 mapping)."""
     info = read_elf_info(path)
-    m = [m for m in process.mappings if m.path.startswith(path) and m.offset == 0][0]
+    with open('/proc/{}/maps'.format(process.pid)) as f:
+        mappings = parse_maps(f.read(), executable_only=False)  # the offset-0 mapping is not executable
+    m = [m for m in mappings if m.path.startswith(path) and m.offset == 0][0]
     return m.start - min(s.vaddr for s in info.loads)
 
 
@@ -245,13 +247,13 @@ def test_bad_files_never_raise(bins, tmp_path):
     notelf = tmp_path / 'notelf'
     notelf.write_bytes(b'#!/bin/sh\n' * 100)
     maps = [
-        SimpleMapping(0x10000, 0x20000, 0, str(trunc)),
-        SimpleMapping(0x20000, 0x30000, 0, str(garbage)),
-        SimpleMapping(0x30000, 0x40000, 0, str(notelf)),
-        SimpleMapping(0x40000, 0x50000, 0, str(tmp_path / 'missing')),
-        SimpleMapping(0x50000, 0x60000, 0, ''),
+        ProcMapping(0x10000, 0x20000, 0, str(trunc)),
+        ProcMapping(0x20000, 0x30000, 0, str(garbage)),
+        ProcMapping(0x30000, 0x40000, 0, str(notelf)),
+        ProcMapping(0x40000, 0x50000, 0, str(tmp_path / 'missing')),
+        ProcMapping(0x50000, 0x60000, 0, ''),
     ]
-    proc = SimpleProcess(pid=2 ** 22 + 7, start_time=1, mappings=maps, root='/')
+    proc = ProcessInfo(pid=2 ** 22 + 7, start_time=1, mappings=maps, root='/')
     t = Telemetry()
     s = Symbolizer(t)
     addrs = [0x10100, 0x20100, 0x30100, 0x40100, 0x50100, 0x90000]
@@ -333,8 +335,8 @@ def test_container_root_is_used(bins, tmp_path):
     shutil.copy(bins['full'], root / 'app' / 'hot')
     info = read_elf_info(bins['full'])
     text = [s for s in info.loads if s.executable][0]
-    maps = [SimpleMapping(0x555500000000 + text.offset, 0x555500000000 + text.offset + text.filesz, text.offset, '/app/hot')]
-    proc = SimpleProcess(pid=2 ** 22 + 9, start_time=5, mappings=maps, root=str(root))
+    maps = [ProcMapping(0x555500000000 + text.offset, 0x555500000000 + text.offset + text.filesz, text.offset, '/app/hot')]
+    proc = ProcessInfo(pid=2 ** 22 + 9, start_time=5, mappings=maps, root=str(root))
     s = Symbolizer(Telemetry())
     addr = 0x555500000000 + text.offset + (bins['funcs']['alpha_work'] - text.vaddr) + 1
     assert s.symbolize_user(proc, [addr])[0].function == 'alpha_work'

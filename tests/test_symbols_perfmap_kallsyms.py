@@ -13,7 +13,7 @@ from datadog_checks.host_profiler.profile.model import FRAME_JIT, FRAME_KERNEL
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.kallsyms import Kallsyms
 from datadog_checks.host_profiler.symbols.perfmap import PerfMap, nspid_of, perf_map_candidates
-from datadog_checks.host_profiler.symbols.procmaps import SimpleMapping, SimpleProcess, read_process
+from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo, read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 
 
@@ -56,7 +56,7 @@ def test_symbolizer_perfmap_in_process_root(tmp_path):
     (root / 'tmp').mkdir(parents=True)
     pid = 2 ** 22 + 11  # no such process: NSpid falls back to pid
     (root / 'tmp' / 'perf-{}.map'.format(pid)).write_text('7f0000001000 100 jitted_fn\n')
-    proc = SimpleProcess(pid, 1, mappings=[SimpleMapping(0x7F0000000000, 0x7F0000100000, 0, '')], root=str(root))
+    proc = ProcessInfo(pid, 1, mappings=[ProcMapping(0x7F0000000000, 0x7F0000100000, 0, '')], root=str(root))
     t = Telemetry()
     s = Symbolizer(t)
     frames = s.symbolize_user(proc, [0x7F0000001010, 0x7F0000009000])

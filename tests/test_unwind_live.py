@@ -12,7 +12,7 @@ import time
 import pytest
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
-from datadog_checks.host_profiler.symbols.procmaps import read_process
+from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from datadog_checks.host_profiler.unwind.unwinder import COMPLETE, TRUNCATED, Unwinder, unwind_ex
 from tests.workloads import FRAME_POINTERS, NO_FRAME_POINTERS, compile_c

@@ -26,8 +26,8 @@ class ProcMapping(NamedTuple):
     end: int
     offset: int
     path: str  # file path as seen by the process (open it under ProcessInfo.root), or '[vdso]'
-    dev: str  # 'major:minor' (hex, as in /proc/PID/maps)
-    inode: int
+    dev: str = ''  # 'major:minor' (hex, as in /proc/PID/maps)
+    inode: int = 0
     perms: str = ''
 
 

@@ -21,10 +21,13 @@ The copy starts at the page holding ``sp`` because page-aligned reads at constan
 are what the verifier can bound; it stops at the first unmapped page (the top of the
 stack), so ``size - delta`` bytes above ``sp`` are valid.
 
-``StackCopies.callback`` is the ring-buffer callback: it unwinds each record at once (while
-the process is most likely still alive) through ``unwind_user(tgid, regs, stack, sp)`` and
-aggregates identical results per generation; the sampler's drain takes a finished generation
-with ``take(gen)`` and resolves the kernel stack ids before clearing that generation's maps.
+``StackCopies.callback`` is the ring-buffer callback: it only keeps the record (the bytes above
+``sp``). Records are unwound at drain time, through ``unwind_user(tgid, regs, stack, sp)``, and
+identical results aggregated per generation; the sampler's drain takes the finished generations
+with ``take(gen)`` and resolves the kernel stack ids before clearing their maps. Unwinding in
+the callback instead would run cold CFI compilations (tens to hundreds of ms) in the middle of
+event polling and delay the re-read of a just-exec'd process's mappings. When the pending
+records exceed ``max_pending_bytes`` they are unwound at once (bounded memory on big hosts).
 """
 from __future__ import annotations
 
@@ -59,14 +62,21 @@ def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, seconds
 
 
 class StackCopies:
-    def __init__(self, unwind_user: UnwindUser) -> None:
+    def __init__(self, unwind_user: UnwindUser, max_pending_bytes: int = 64 << 20) -> None:
         self.unwind_user = unwind_user
+        self.max_pending_bytes = int(max_pending_bytes)
         self._acc: Dict[Key, int] = {}
+        self._pending: List[tuple] = []
+        self._pending_bytes = 0
         self.records = 0
         self.bad_records = 0
 
     def __len__(self) -> int:
-        return len(self._acc)
+        return len(self._acc) + len(self._pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
 
     def callback(self, ctx: object, data: int, size: int) -> int:
         """BCC ``open_ring_buffer`` callback. Never raises (an exception must not cross C)."""
@@ -91,12 +101,29 @@ class StackCopies:
     def add(self, gen: int, tgid: int, tid: int, comm: bytes, kstack: int, ip: int, sp: int, bp: int,
             stack: bytes) -> None:
         self.records += 1
-        addresses, truncated = self.unwind_user(tgid, (ip, sp, bp), stack, sp)
-        key = (gen, tgid, tid, comm, tuple(addresses), kstack, bool(truncated))
-        self._acc[key] = self._acc.get(key, 0) + 1
+        self._pending.append((gen, tgid, tid, comm, kstack, ip, sp, bp, stack))
+        self._pending_bytes += len(stack) + 200
+        if self._pending_bytes > self.max_pending_bytes:
+            self.unwind_pending()
+
+    def unwind_pending(self) -> int:
+        """Unwind every pending record into the aggregate; returns how many."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        acc = self._acc
+        unwind_user = self.unwind_user
+        for gen, tgid, tid, comm, kstack, ip, sp, bp, stack in pending:
+            try:
+                addresses, truncated = unwind_user(tgid, (ip, sp, bp), stack, sp)
+            except Exception:  # noqa: BLE001 - the leaf at least
+                addresses, truncated = (ip,), True
+            key = (gen, tgid, tid, comm, tuple(addresses), kstack, bool(truncated))
+            acc[key] = acc.get(key, 0) + 1
+        return len(pending)
 
     def take(self, keep_gen: int) -> List[Tuple[Key, int]]:
-        """Every aggregated entry whose generation is not ``keep_gen`` (the active one)."""
+        """Unwind what is pending, then every aggregated entry whose generation is not
+        ``keep_gen`` (the active one)."""
+        self.unwind_pending()
         out = [(k, v) for k, v in self._acc.items() if k[0] != keep_gen]
         for k, _ in out:
             del self._acc[k]
@@ -104,3 +131,5 @@ class StackCopies:
 
     def clear(self) -> None:
         self._acc = {}
+        self._pending = []
+        self._pending_bytes = 0

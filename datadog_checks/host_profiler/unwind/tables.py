@@ -19,8 +19,16 @@
 * Anonymous memory, ``[stack]``, ``[vsyscall]``, unreadable or non-ELF files: ``None``
   (the unwinder walks that frame with frame pointers in ``auto``).
 
+Build budget: compiling a table costs 1-300 ms (python3.11: ~150 ms), and a host has many
+binaries, so the first drains could take seconds. ``set_build_budget(seconds)`` (the receiver
+calls it before each drain; 0 for the final drains at stop) bounds the compile time until the
+next call: once spent, a file without a cached table is left unresolved — that frame is walked
+with frame pointers (``auto``) or ends the stack (``dwarf``) — and compiled at a later drain
+(``unwind.cfi.tables.deferred``). ``None`` (the default) means no limit.
+
 Telemetry: ``unwind.cfi.cache.hits``/``misses``, ``unwind.cfi.build_duration`` (seconds),
-``unwind.cfi.tables.built{result:ok|empty|error}``, gauge ``unwind.cfi.cache.bytes``.
+``unwind.cfi.tables.built{result:ok|empty|error}``, ``unwind.cfi.tables.deferred``, gauge
+``unwind.cfi.cache.bytes``.
 """
 from __future__ import annotations
 
@@ -100,6 +108,10 @@ class FileCfi:
 
 _NONE_FILE = FileCfi(EMPTY_TABLE, ())
 
+
+class _Deferred(Exception):
+    """The build budget is spent: leave the mapping unresolved for now."""
+
 # entry states
 _UNRESOLVED, _OK, _NONE = range(3)
 
@@ -140,12 +152,17 @@ class CfiTables:
         self._vdso: Dict[Any, FileCfi] = {}
         self._boot_id = _read_boot_id(self.proc)
         self.build_seconds = 0.0
+        self._budget: Optional[float] = None  # seconds of compiling left (None: unlimited)
         for name in ('unwind.cfi.cache.hits', 'unwind.cfi.cache.misses', 'unwind.cfi.cache.evictions',
-                     'unwind.cfi.build_duration'):
+                     'unwind.cfi.build_duration', 'unwind.cfi.tables.deferred'):
             telemetry.declare(name)
         for r in ('ok', 'empty', 'error'):
             telemetry.declare('unwind.cfi.tables.built', ('result:' + r,))
         telemetry.gauge('unwind.cfi.cache.bytes', 0)
+
+    def set_build_budget(self, seconds: Optional[float]) -> None:
+        """Compile at most about ``seconds`` of tables until the next call (None: no limit)."""
+        self._budget = None if seconds is None else float(seconds)
 
     # ------------------------------------------------------------------------ processes
     def finder(self, process: Any):
@@ -187,6 +204,9 @@ class CfiTables:
                 return
             try:
                 fc = self._file_cfi(process, e)
+            except _Deferred:
+                self.telemetry.count('unwind.cfi.tables.deferred')
+                return  # stays unresolved: compiled at a later drain
             except Exception:  # noqa: BLE001 - never let a file break unwinding
                 fc = None
             if fc is None or not len(fc.table):
@@ -211,6 +231,8 @@ class CfiTables:
             if hit is not None:
                 self.telemetry.count('unwind.cfi.cache.hits')
                 return hit
+        if self._budget is not None and self._budget <= 0:
+            raise _Deferred()  # (before any syscall: this is retried for every frame until compiled)
         root = getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
         candidates = ['{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end),
                       (root.rstrip('/') + clean) if root and root != '/' else clean]
@@ -237,6 +259,8 @@ class CfiTables:
                         if mkey is not None:
                             self._remember(mkey, fkey)
                         return hit
+                if self._budget is not None and self._budget <= 0:
+                    raise _Deferred()
                 self.telemetry.count('unwind.cfi.cache.misses')
                 fc = self._build(lambda: build_cfi_table(stream=f), skey)
                 if mkey is not None:
@@ -265,6 +289,8 @@ class CfiTables:
             fc, info, result = _NONE_FILE, None, 'error'
         dt = time.perf_counter() - t0
         self.build_seconds += dt
+        if self._budget is not None:
+            self._budget -= dt
         self.telemetry.count('unwind.cfi.build_duration', dt)
         self.telemetry.count('unwind.cfi.tables.built', 1, ('result:' + result,))
         fkey = ('gnu', fc.build_id) if fc.build_id else skey
