@@ -11,7 +11,7 @@ from fake_otlp import proto_encode, sample_profile
 
 from datadog_checks.host_profiler.exporters import build_exporters
 from datadog_checks.host_profiler.exporters.encoding import SharedEncoder
-from datadog_checks.host_profiler.exporters.formats import folded_lines
+from datadog_checks.host_profiler.profile.folded import folded_counts
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
 
@@ -71,7 +71,7 @@ def test_debug_counts_exports():
 def test_folded_lines_aggregate_and_order():
     p = sample_profile(1, processes=1, stacks=2)
     p.resources[0].samples.append(p.resources[0].samples[0])
-    lines = folded_lines(p)
+    lines = ['{} {}'.format(k, v) for k, v in folded_counts(p).items()]
     assert lines[0] == 'app0;main;app+0x2000;leaf0;do_syscall_64_[k] 20'
     assert lines[1] == 'app0;main;app+0x2001;leaf1 11'
 

@@ -16,7 +16,7 @@ import logging
 from typing import Any, Optional
 
 from .base import Exporter, config_error
-from .formats import folded_lines, resource_name
+from ..profile.folded import folded_counts, process_name
 
 VERBOSITIES = ('basic', 'normal', 'detailed')
 
@@ -89,7 +89,7 @@ class DebugExporter(Exporter):
             self.log.info(
                 '  pid=%d name=%s samples=%d stacks=%d off_cpu_ms=%.1f%s',
                 r.pid,
-                resource_name(r),
+                process_name(r),
                 sum(s.value for s in r.samples),
                 len(r.samples),
                 sum(s.value for s in r.off_cpu_samples) / 1e6,
@@ -97,10 +97,10 @@ class DebugExporter(Exporter):
             )
         if self.verbosity != 'detailed':
             return
-        for line in folded_lines(profile):
-            self.log.info('    %s', line)
-        off = folded_lines(profile, off_cpu=True)
+        for stack, count in folded_counts(profile).items():
+            self.log.info('    %s %d', stack, count)
+        off = folded_counts(profile, off_cpu=True)
         if off:
             self.log.info('  off-cpu stacks (ns):')
-            for line in off:
-                self.log.info('    %s', line)
+            for stack, ns in off.items():
+                self.log.info('    %s %d', stack, ns)

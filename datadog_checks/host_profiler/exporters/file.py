@@ -19,7 +19,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from .base import Exporter, config_error
-from .formats import folded_text, pprof_bytes
+from ..profile import folded, pprof
 
 FORMATS = {'otlp': '.otlp.pb', 'pprof': '.pb.gz', 'folded': '.folded'}
 DEFAULT_MAX_FILES = 100
@@ -77,8 +77,8 @@ class FileExporter(Exporter):
         if fmt == 'otlp':
             return self._encoder.raw(profile)
         if fmt == 'pprof':
-            return pprof_bytes(profile)
-        return folded_text(profile).encode('utf-8')
+            return pprof.encode(profile)
+        return folded.to_folded(profile).encode('utf-8')
 
     def export(self, profile: Any) -> None:
         self._seq += 1
