@@ -41,7 +41,7 @@ class ProcessInfo:
     container_id: str = ''
     pod_uid: str = ''
     env: Dict[str, str] = field(default_factory=dict)
-    root: str = ''  # '/proc/PID/root'
+    root: str = ''  # '/' when the process shares our root, else '/proc/PID/root'
     exited_at: Optional[float] = None  # time.monotonic() of the exit event
     read_at: float = 0.0  # time.monotonic() when /proc/PID/maps was last read
     drained: bool = False  # samples of this process were seen in a drain already
@@ -164,6 +164,18 @@ def read_start_time(pid: int, proc: str = '/proc') -> Optional[int]:
         return None
 
 
+def _root_of(base: str) -> str:
+    """'/' when the process shares our root (so its files stay reachable by path after it
+    exits, for short-lived processes), else '/proc/PID/root' (containers)."""
+    try:
+        theirs, ours = os.stat(base + '/root'), os.stat('/')
+        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+            return '/'
+    except OSError:
+        pass
+    return base + '/root'
+
+
 def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/proc') -> Optional[ProcessInfo]:
     """Read one process's metadata; None when it is gone (or was never there)."""
     base = '{}/{}'.format(proc, pid)
@@ -208,7 +220,7 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
         container_id=cid,
         pod_uid=pod,
         env=env,
-        root=base + '/root',
+        root=_root_of(base),
         read_at=time.monotonic(),
     )
 

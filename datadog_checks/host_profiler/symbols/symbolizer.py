@@ -69,14 +69,15 @@ class ProcessLike(Protocol):
 
 
 class _Entry:
-    __slots__ = ('start', 'end', 'offset', 'path', 'state', 'reason', 'mapping', 'kind', 'key', 'info_key',
-                 'loads', 'open_paths')
+    __slots__ = ('start', 'end', 'offset', 'path', 'inode', 'state', 'reason', 'mapping', 'kind', 'key',
+                 'info_key', 'loads', 'open_paths')
 
     def __init__(self, m: Any) -> None:
         self.start = int(m.start)
         self.end = int(m.end)
         self.offset = int(m.offset)
         self.path = m.path or ''
+        self.inode = int(getattr(m, 'inode', 0) or 0)
         self.state = _UNRESOLVED
         self.reason = ''
         self.mapping = Mapping(self.start, self.end, self.offset, self.path)
@@ -257,6 +258,10 @@ class Symbolizer:
             try:
                 st = os.fstat(fd)
             except OSError:
+                e.state, e.reason = _BAD, 'unreadable'
+                return
+            if e.inode and st.st_ino != e.inode and opened != e.open_paths[0]:
+                # Opened by path (the process is gone): the file was replaced since it was mapped.
                 e.state, e.reason = _BAD, 'unreadable'
                 return
             info_key = ('info', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -24,7 +24,10 @@ stack), so ``size - delta`` bytes above ``sp`` are valid.
 ``StackCopies.callback`` is the ring-buffer callback: it only keeps the record (the bytes above
 ``sp``). Records are unwound at drain time, through ``unwind_user(tgid, regs, stack, sp)``, and
 identical results aggregated per generation; the sampler's drain takes the finished generations
-with ``take(gen)`` and resolves the kernel stack ids before clearing their maps. Unwinding in
+with ``take(gen, resolve_kstack)`` and resolves the kernel stack ids before clearing their maps.
+A copy whose unwinding needs a CFI table the per-drain build budget postponed waits for the
+next drain (at most ``MAX_RETRIES`` times; never at the final drain), its kernel stack resolved
+already: warm-up on a busy host delays such samples instead of degrading them. Unwinding in
 the callback instead would run cold CFI compilations (tens to hundreds of ms) in the middle of
 event polling and delay the re-read of a just-exec'd process's mappings. When the pending
 records exceed ``max_pending_bytes`` they are unwound at once (bounded memory on big hosts).
@@ -33,16 +36,18 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HEADER = struct.Struct('<IIiIQQQII16s')
 HEADER_SIZE = HEADER.size  # 64
 PAGE = 4096
 
-UnwindUser = Callable[[int, Tuple[int, int, int], bytes, int], Tuple[Sequence[int], bool]]
+# unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated, retry_later)
+UnwindUser = Callable[[int, Tuple[int, int, int], bytes, int, bool], Tuple[Sequence[int], bool, bool]]
+MAX_RETRIES = 3  # drains a copy may wait for the CFI tables it needs (see CfiTables.set_build_budget)
 
 # (gen, tgid, tid, comm bytes, user addresses, kernel stack id, truncated) -> samples
-Key = Tuple[int, int, int, bytes, Tuple[int, ...], int, bool]
+Key = Tuple[int, int, int, bytes, Tuple[int, ...], Any, bool]
 
 
 def record_bytes(stack_copy_size: int) -> int:
@@ -101,29 +106,44 @@ class StackCopies:
     def add(self, gen: int, tgid: int, tid: int, comm: bytes, kstack: int, ip: int, sp: int, bp: int,
             stack: bytes) -> None:
         self.records += 1
-        self._pending.append((gen, tgid, tid, comm, kstack, ip, sp, bp, stack))
+        self._pending.append([gen, tgid, tid, comm, kstack, ip, sp, bp, stack, 0])
         self._pending_bytes += len(stack) + 200
         if self._pending_bytes > self.max_pending_bytes:
             self.unwind_pending()
 
-    def unwind_pending(self) -> int:
-        """Unwind every pending record into the aggregate; returns how many."""
+    def unwind_pending(self, keep_gen: Optional[int] = None,
+                       resolve_kstack: Optional[Callable[[int, int], Tuple[int, ...]]] = None) -> int:
+        """Unwind pending copies into the aggregate; returns how many. With ``resolve_kstack``
+        (at a drain), a copy that asks to be retried stays pending, its kernel stack resolved now
+        when its generation is finished (not ``keep_gen``)."""
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         acc = self._acc
         unwind_user = self.unwind_user
-        for gen, tgid, tid, comm, kstack, ip, sp, bp, stack in pending:
+        keep: List[list] = []
+        for rec in pending:
+            gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries = rec
+            may_defer = resolve_kstack is not None and retries < MAX_RETRIES
             try:
-                addresses, truncated = unwind_user(tgid, (ip, sp, bp), stack, sp)
+                addresses, truncated, retry = unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer)
             except Exception:  # noqa: BLE001 - the leaf at least
-                addresses, truncated = (ip,), True
+                addresses, truncated, retry = (ip,), True, False
+            if retry and may_defer:
+                if isinstance(kstack, int) and gen != keep_gen:
+                    kstack = ('resolved', tuple(resolve_kstack(gen, kstack)))
+                keep.append([gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries + 1])
+                continue
             key = (gen, tgid, tid, comm, tuple(addresses), kstack, bool(truncated))
             acc[key] = acc.get(key, 0) + 1
-        return len(pending)
+        self._pending = keep
+        self._pending_bytes = sum(len(r[8]) + 200 for r in keep)
+        return len(pending) - len(keep)
 
-    def take(self, keep_gen: int) -> List[Tuple[Key, int]]:
-        """Unwind what is pending, then every aggregated entry whose generation is not
-        ``keep_gen`` (the active one)."""
-        self.unwind_pending()
+    def take(self, keep_gen: int, resolve_kstack: Optional[Callable[[int, int], Tuple[int, ...]]] = None,
+             final: bool = False) -> List[Tuple[Key, int]]:
+        """Unwind what is pending, then return every aggregated entry whose generation is not
+        ``keep_gen`` (the active one). A key's kernel stack is an id of its generation's map, or
+        ``('resolved', addresses)`` for copies that waited across drains. ``final``: no retries."""
+        self.unwind_pending(keep_gen, None if final else resolve_kstack)
         out = [(k, v) for k, v in self._acc.items() if k[0] != keep_gen]
         for k, _ in out:
             del self._acc[k]

@@ -153,6 +153,7 @@ class CfiTables:
         self._boot_id = _read_boot_id(self.proc)
         self.build_seconds = 0.0
         self._budget: Optional[float] = None  # seconds of compiling left (None: unlimited)
+        self.deferrals = 0  # lookups left unresolved because the budget was spent (callers may retry later)
         for name in ('unwind.cfi.cache.hits', 'unwind.cfi.cache.misses', 'unwind.cfi.cache.evictions',
                      'unwind.cfi.build_duration', 'unwind.cfi.tables.deferred'):
             telemetry.declare(name)
@@ -205,6 +206,7 @@ class CfiTables:
             try:
                 fc = self._file_cfi(process, e)
             except _Deferred:
+                self.deferrals += 1
                 self.telemetry.count('unwind.cfi.tables.deferred')
                 return  # stays unresolved: compiled at a later drain
             except Exception:  # noqa: BLE001 - never let a file break unwinding

@@ -45,6 +45,7 @@ COMPLETE = 'complete'
 TRUNCATED = 'truncated'
 FAILED = 'failed'
 RESULTS = (COMPLETE, TRUNCATED, FAILED)
+DEFERRED = 'deferred'  # Unwinder.unwind_sample(may_defer=True): a table was not compiled yet, retry later
 
 MAX_FRAMES = 127
 
@@ -243,12 +244,16 @@ class Unwinder:
         self._seconds = 0.0
 
     def unwind_sample(self, process: Any, regs: Sequence[int], stack: bytes, stack_base_sp: int,
-                      find_table: Optional[FindTable] = None) -> Tuple[List[int], bool, str]:
+                      find_table: Optional[FindTable] = None, may_defer: bool = False) -> Tuple[List[int], bool, str]:
         """``(addresses leaf first, truncated, result)``. ``find_table`` may be passed when the
-        caller unwinds many samples of one process (``tables.finder(process)``)."""
+        caller unwinds many samples of one process (``tables.finder(process)``). With
+        ``may_defer``, a walk that met a file whose table the build budget postponed (see
+        ``CfiTables.set_build_budget``) returns result ``DEFERRED`` and counts nothing: the caller
+        keeps the copy and retries at the next drain."""
         import time
 
         t0 = time.perf_counter()
+        deferrals = getattr(self.tables, 'deferrals', 0)
         if find_table is None:
             try:
                 find_table = self.tables.finder(process)
@@ -256,6 +261,8 @@ class Unwinder:
                 find_table = frame_pointer_only
         addresses, result = unwind_ex(regs, stack, stack_base_sp, find_table, self.max_frames, self.fp_fallback)
         self._seconds += time.perf_counter() - t0
+        if may_defer and result != COMPLETE and getattr(self.tables, 'deferrals', 0) != deferrals:
+            return addresses, True, DEFERRED
         self._pending[result] += 1
         self._frames += len(addresses)
         return addresses, result != COMPLETE, result

@@ -1,0 +1,22 @@
+/* A process that lives a few tens of milliseconds: burn_short() spins for argv[1] ms, then exits. */
+#include <stdlib.h>
+#include <time.h>
+
+volatile unsigned long sink;
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+__attribute__((noinline)) void burn_short(double ms) {
+    double end = now_ms() + ms;
+    while (now_ms() < end)
+        for (int i = 0; i < 10000; i++) sink += i;
+}
+
+int main(int argc, char **argv) {
+    burn_short(argc > 1 ? atof(argv[1]) : 30.0);
+    return 0;
+}
