@@ -48,6 +48,9 @@ def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
         container_id = getattr(process, 'container_id', '') or ''
         if container_id:
             attrs['container.id'] = container_id
+        pod_uid = getattr(process, 'pod_uid', '') or ''
+        if pod_uid:
+            attrs['k8s.pod.uid'] = pod_uid
         env = getattr(process, 'env', None) or {}
         for attr, variables in ENV_ATTRIBUTES:
             for var in variables:
