@@ -69,7 +69,11 @@ def test_check_profiles_a_known_split(requires_bpf, tmp_path, aggregator, dd_run
     aggregator.assert_service_check('host_profiler.can_sample', HostProfilerCheck.OK)
     for name in ('sampler.samples', 'sampler.lost', 'processes.tracked', 'sampler.unique_stacks', 'check.duration'):
         aggregator.assert_metric('host_profiler.' + name)
-    aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
+    metadata = get_metadata_metrics()
+    aggregator.assert_metrics_using_metadata(metadata, check_submission_type=True)
+    for name in metadata:  # every submitted metric is a declared one
+        aggregator.assert_metric(name, at_least=0)
+    aggregator.assert_all_metrics_covered()
 
     # cancel() stopped the sampler thread, and with it every BPF program.
     deadline = time.monotonic() + 10
