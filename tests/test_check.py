@@ -135,3 +135,31 @@ def test_missing_headers_is_critical_then_recovers(requires_bpf, tmp_path, aggre
         aggregator.assert_service_check('host_profiler.can_sample', HostProfilerCheck.OK, count=1)
     finally:
         check.cancel()
+
+
+def test_off_cpu_time_is_a_second_profile(requires_bpf, tmp_path, dd_run_check):
+    from datadog_checks.host_profiler.profile.otlp import encode
+
+    proc = start(compile_c('sleeper.c', tmp_path), 10)
+    check = HostProfilerCheck('host_profiler', {}, [_instance(tmp_path, pids=[proc.pid], off_cpu_threshold=1.0)])
+    try:
+        dd_run_check(check, cancel=False)
+        time.sleep(3)
+        dd_run_check(check, cancel=False)
+        profile = check.last_result.profile
+    finally:
+        check.cancel()
+        proc.kill()
+        proc.wait()
+    (resource,) = [r for r in profile.resources if r.pid == proc.pid]
+    off_cpu_ns = sum(s.value for s in resource.off_cpu_samples)
+    # ~3 s of wall time, nearly all of it asleep in nanosleep (the first drain may miss the start).
+    assert 1.0e9 <= off_cpu_ns <= 4.0e9, off_cpu_ns
+    assert any('nanosleep' in f.function or f.function == 'nap' for s in resource.off_cpu_samples for f in s.frames)
+
+    data = encode(profile)
+    (rp,) = [rp for rp in data.resource_profiles
+             if any(kv.key == 'process.pid' and kv.value.int_value == proc.pid for kv in rp.resource.attributes)]
+    strings = data.dictionary.string_table
+    types = sorted(strings[p.sample_type.type_strindex] for p in rp.scope_profiles[0].profiles)
+    assert types == ['off_cpu', 'samples']
