@@ -225,11 +225,20 @@ def run_lifecycle(args):
         check = HostProfilerCheck('host_profiler', {}, [dict(instance)])
         check.run()
         time.sleep(0.1)
+        rx = check.pipeline.receiver
+        if rx is None or not rx.running:
+            raise RuntimeError('cycle did not sample: {}'.format(check.last_result))
+        progs.update(rx.program_ids())
         check.run()
         check.cancel()
-        rx = check.pipeline.receiver
+        # cancel() does not wait; the next instance can take the host lock once the thread is gone
+        t = time.monotonic()
+        if not rx.join(15):
+            raise RuntimeError('sampler thread did not exit within 15 s')
+        exit_s.append(time.monotonic() - t)
         return check
 
+    progs, exit_s = set(), []
     progs0, threads0, fds0 = w.bpf_prog_ids(), threads(), w.fd_count()
     one_cycle()  # warm imports, caches
     time.sleep(1)
@@ -241,13 +250,15 @@ def run_lifecycle(args):
         one_cycle()
         rss_series.append((time.monotonic() - t0, w.rss_mb(os.getpid())))
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and (threads() != threads0 or w.bpf_prog_ids() != progs0):
+    while time.monotonic() < deadline and (threads() != threads0 or progs & set(w.bpf_prog_ids())):
         time.sleep(0.2)
     gc.collect()
     summary = {
         'mode': 'lifecycle', 'cycles': args.cycles, 'seconds': round(time.monotonic() - t0, 1),
         'bpf_progs_before': len(progs0), 'bpf_progs_after': len(w.bpf_prog_ids()),
-        'leftover_progs': sorted(set(w.bpf_prog_ids()) - set(progs0)),
+        'our_progs_seen': len(progs),
+        'leftover_progs': sorted(progs & set(w.bpf_prog_ids())),
+        'cancel_to_exit_s_median': round(w.median(exit_s), 3), 'cancel_to_exit_s_max': round(max(exit_s), 3),
         'threads_before': threads0, 'threads_after': threads(),
         'fds_before': fds0, 'fds_after': w.fd_count(),
         'rss_after_warmup_mb': round(rss0, 1), 'rss_after_mb': round(w.rss_mb(os.getpid()), 1),

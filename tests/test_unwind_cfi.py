@@ -98,7 +98,7 @@ def test_function_entry_row(tmp_path):
     binary = compile_c('split.c', tmp_path, cflags=NO_FRAME_POINTERS)
     table, info = build_cfi_table(binary)
     syms = subprocess.run(['nm', binary], capture_output=True, text=True).stdout
-    addr = {l.split()[2]: int(l.split()[0], 16) for l in syms.splitlines() if len(l.split()) == 3}
+    addr = {ln.split()[2]: int(ln.split()[0], 16) for ln in syms.splitlines() if len(ln.split()) == 3}
     for name in ('main', 'work', 'burn_a'):
         kind, off, ra, bk, bo = table.lookup(addr[name])
         assert (kind, off, ra) == (CFA_SP, 8, -8), name  # before any push: CFA = rsp + 8
@@ -121,5 +121,22 @@ def test_debug_frame_only(tmp_path):
     assert '.debug_frame' in info.sections
     assert 'debug_frame' in table.source
     syms = subprocess.run(['nm', binary], capture_output=True, text=True).stdout
-    work = [int(l.split()[0], 16) for l in syms.splitlines() if l.endswith(' work')][0]
+    work = [int(ln.split()[0], 16) for ln in syms.splitlines() if ln.endswith(' work')][0]
     assert table.lookup(work) is not None
+
+
+def test_lazy_table_matches_compiled():
+    """Big .eh_frame sections get a LazyCfiTable (FDEs decoded on first use through .eh_frame_hdr):
+    same answers as the compiled table, at a fraction of the cold cost."""
+    t0 = time.perf_counter()
+    lazy, _ = build_cfi_table(PYTHON)
+    cold = time.perf_counter() - t0
+    assert isinstance(lazy, cfi.LazyCfiTable) and cold < 0.05, cold
+    full, _ = build_cfi_table(PYTHON, lazy=False)
+    assert isinstance(full, cfi.CfiTable)
+    rows = full.rows()
+    for k in range(0, len(rows) - 1, 7):
+        a = rows[k][0]
+        for v in (a, (a + rows[k + 1][0]) // 2, a - 1):
+            assert lazy.lookup(v) == full.lookup(v), hex(v)
+    assert lazy.lookup(0) is None and lazy.lookup(1 << 60) is None

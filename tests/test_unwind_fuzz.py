@@ -145,3 +145,27 @@ def test_random_rules():
         addrs, result = unwind_ex((rnd.randrange(0, 0x1000), sp, sp + rnd.randrange(-64, 600)), stack,
                                   sp, table_finder([(0, 0x1000, table, 0)]))
         assert result in RESULTS and len(addrs) <= 127
+
+
+@pytest.fixture(scope='module')
+def libc_bytes():
+    with open(LIBC, 'rb') as f:
+        return f.read()
+
+
+@FAST
+@given(seed=st.integers(0, 2 ** 32), flips=st.integers(1, 60), where=st.sampled_from(['hdr', 'eh_frame']),
+       probes=st.lists(st.integers(0, 0x200000), min_size=1, max_size=30))
+def test_corrupted_lazy_table(libc_bytes, seed, flips, where, probes):
+    info = read_elf_sections(libc_bytes)
+    _, _, off, size = info.sections['.eh_frame_hdr' if where == 'hdr' else '.eh_frame']
+    rnd = random.Random(seed)
+    b = bytearray(libc_bytes)
+    for _ in range(flips):
+        b[off + rnd.randrange(size)] = rnd.randrange(256)
+    table = cfi.lazy_table(bytes(b), info)
+    if table is None:
+        return
+    for v in probes:
+        rule = table.lookup(v)
+        assert rule is None or len(rule) == 5

@@ -54,7 +54,7 @@ def record_bytes(stack_copy_size: int) -> int:
     return HEADER_SIZE + int(stack_copy_size) + PAGE
 
 
-def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, seconds: float = 0.5,
+def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, seconds: float = 1.0,
                min_pages: int = 256, max_pages: int = 16384) -> int:
     """Ring-buffer pages (a power of 2) holding ``seconds`` of records from every CPU."""
     need = record_bytes(stack_copy_size) + 8

@@ -38,9 +38,9 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
-from .cfi import EMPTY_TABLE, CfiError, CfiTable, ElfSections, build_cfi_table
+from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
 
 DELETED_SUFFIX = ' (deleted)'
 VDSO = '[vdso]'

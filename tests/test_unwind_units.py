@@ -1,0 +1,144 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""unwind/ pieces without BPF: record parsing and aggregation, table cache, build budget."""
+import ctypes
+import os
+import subprocess
+import time
+
+import pytest
+
+from datadog_checks.host_profiler.runtime.telemetry import Telemetry
+from datadog_checks.host_profiler.receiver.processes import read_process
+from datadog_checks.host_profiler.unwind.copies import HEADER, HEADER_SIZE, MAX_RETRIES, StackCopies, ring_pages
+from datadog_checks.host_profiler.unwind.tables import ByteLRU, CfiTables
+from datadog_checks.host_profiler.unwind.unwinder import COMPLETE, DEFERRED, Unwinder
+from tests.workloads import NO_FRAME_POINTERS, compile_c
+
+pytestmark = pytest.mark.unit
+
+
+def test_record_parsing_and_generations():
+    calls = []
+
+    def unwind_user(tgid, regs, stack, sp, may_defer):
+        calls.append((tgid, regs, stack, sp))
+        return (regs[0], 0x1000), False, False
+
+    sc = StackCopies(unwind_user)
+    stack = bytes(range(256)) * 16  # 4096 bytes: the page holding sp
+    delta = 0x40
+    hdr = HEADER.pack(7, 8, 5, 2, 0x401000, 0x7FFD0000F040, 0x7FFD0000F100, 4096, delta, b'comm\0')
+    buf = ctypes.create_string_buffer(hdr + stack)
+    sc.callback(None, ctypes.addressof(buf), HEADER_SIZE + 4096)
+    sc.callback(None, ctypes.addressof(buf), HEADER_SIZE + 4096)
+    sc.callback(None, ctypes.addressof(buf), 10)  # short: counted bad, no exception
+    assert sc.records == 2 and sc.bad_records == 1 and not calls  # unwound at drain time only
+    assert sc.take(keep_gen=2) == []  # generation 2 is still active
+    assert len(calls) == 2 and calls[0][2] == stack[delta:] and calls[0][3] == 0x7FFD0000F040
+    out = sc.take(keep_gen=3)
+    assert out == [((2, 7, 8, b'comm\0'.ljust(16, b'\0'), (0x401000, 0x1000), 5, False), 2)]
+
+
+def test_retry_keeps_kernel_stack_and_gives_up():
+    state = {'defer': True}
+
+    def unwind_user(tgid, regs, stack, sp, may_defer):
+        if state['defer'] and may_defer:
+            return (regs[0],), True, True
+        return (regs[0], 0x2000), False, False
+
+    sc = StackCopies(unwind_user)
+    sc.add(4, 1, 1, b'c', 9, 0x401000, 0x7FFD0000F040, 0, b'')
+    resolved = []
+    out = sc.take(5, lambda gen, ks: resolved.append((gen, ks)) or (0xFFFF0001,))
+    assert out == [] and resolved == [(4, 9)]  # waits; its kernel stack read before the map is cleared
+    for _ in range(MAX_RETRIES):
+        out = sc.take(6, lambda gen, ks: ())
+    assert len(out) == 1 and out[0][0][5] == ('resolved', (0xFFFF0001,))  # gave up: unwound as is
+    sc.add(6, 1, 1, b'c', 3, 0x401000, 0x7FFD0000F040, 0, b'')
+    out = sc.take(7, lambda gen, ks: (1,), final=True)  # the final drain never defers
+    assert out[0][0][4] == (0x401000, 0x2000)
+
+
+def test_pending_bytes_cap_unwinds_early():
+    n = []
+    sc = StackCopies(lambda *a: (n.append(1) or (a[1][0],), False, False), max_pending_bytes=10000)
+    for _ in range(5):
+        sc.add(1, 1, 1, b'c', -14, 0x401000, 0x7FFD0000F040, 0, b'\0' * 4000)
+    assert len(n) >= 2 and sc.pending_bytes <= 10000
+
+
+def test_ring_pages():
+    assert ring_pages(16384, 2, 20) == 256
+    p = ring_pages(16384, 64, 99)
+    assert p & (p - 1) == 0 and p == 16384
+
+
+def test_byte_lru():
+    class V:
+        def __init__(self, n):
+            self.nbytes = n
+
+    lru = ByteLRU(100)
+    assert lru.put('a', V(60)) and lru.put('b', V(30))
+    lru.get('a')
+    assert lru.put('c', V(30)) and 'b' not in lru and 'a' in lru and lru.evictions == 1
+    assert not lru.put('big', V(1000)) and lru.bytes <= 100
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='reads /proc/PID/mem and map_files')
+def test_tables_cache_identity_budget_and_vdso(tmp_path):
+    binary = compile_c('split.c', tmp_path, cflags=NO_FRAME_POINTERS)
+    procs = [subprocess.Popen([binary, '30']) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        tel = Telemetry()
+        tables = CfiTables(tel)
+        infos = [read_process(p.pid) for p in procs]
+        tables.set_build_budget(0.0)  # spent: nothing is compiled, lookups are deferred
+        libc = [m for m in infos[0].mappings if 'libc.so' in m.path and 'x' in m.perms][0]
+        assert tables.finder(infos[0])(libc.start + 0x100) is None
+        assert tables.deferrals >= 1 and tel.total('unwind.cfi.tables.deferred') >= 1
+        tables.set_build_budget(None)
+        found = tables.finder(infos[0])(libc.start + 0x100)
+        assert found is not None
+        table, bias = found
+        assert bias == libc.start - libc.offset  # libc's text: p_vaddr == p_offset
+        misses = tel.total('unwind.cfi.cache.misses')
+        # the second process shares every table (same files): hits only
+        f2 = tables.finder(infos[1])
+        libc2 = [m for m in infos[1].mappings if 'libc.so' in m.path and 'x' in m.perms][0]
+        assert f2(libc2.start + 0x100)[0] is table
+        assert tel.total('unwind.cfi.cache.misses') == misses and tel.total('unwind.cfi.cache.hits') >= 1
+        # vDSO: read from /proc/PID/mem once per boot, it has .eh_frame
+        vdso = [m for m in infos[0].mappings if m.path == '[vdso]'][0]
+        vt = tables.finder(infos[0])(vdso.start + 0x10)
+        assert vt is not None and len(vt[0]) > 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_unwinder_may_defer():
+    class T:
+        deferrals = 0
+
+        def finder(self, process):
+            def f(addr):
+                self.deferrals += 1
+                return None
+            return f
+
+    tel = Telemetry()
+    u = Unwinder(tel, tables=T(), mode='dwarf')
+    sp = 0x7FFD00000000
+    addrs, truncated, result = u.unwind_sample(object(), (0x401000, sp, 0), b'\0' * 64, sp, may_defer=True)
+    assert result == DEFERRED and truncated
+    u.flush()
+    assert tel.total('unwind.samples') == 0  # a deferred walk is not counted (it will be retried)
+    addrs, truncated, result = u.unwind_sample(object(), (0x401000, sp, 0), b'\0' * 64, sp)
+    u.flush()
+    assert result != COMPLETE and tel.total('unwind.samples') == 1
