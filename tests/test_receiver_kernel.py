@@ -213,7 +213,7 @@ def test_receiver_split_metadata_and_ttl(workload, tmp_path):
             assert info.exe == workload
             assert any(m.path == workload for m in info.mappings)
             assert info.exited_at is not None
-                assert info.root == '/'  # shares our root: its files stay reachable after exit
+            assert info.root == '/'  # shares our root: its files stay reachable after exit
 
         # 3. metadata dropped after the TTL
         time.sleep(2.6)

@@ -72,6 +72,8 @@ def test_stack_map_pressure_counted_exactly_then_recovers(requires_bpf, tmp_path
                 p.kill()
                 p.wait()
 
+    print('kernel:', {k: v for k, v in kernel.items() if v}, 'counted:', {k: v for k, v in counted.items() if v},
+          'samples:', samples_during, 'lost before/after recovery:', lost_before, lost_after)
     # pressure happened
     stack_losses = kernel['user_stack_collision'] + kernel['user_stack_nomem']
     assert stack_losses > 100, kernel
