@@ -113,6 +113,10 @@ def run_soak(args, fault=None):
                 'queue_bytes': telemetry.gauge_sum('export.queue.bytes'),
                 'dropped': telemetry.total('export.queue.dropped'),
                 'accepted': len(srv.accepted),
+                'symbols_cache_mb': round(telemetry.gauge_sum('symbols.cache.bytes') / 1e6, 2),
+                'tables_loaded': telemetry.total('symbols.tables.loaded'),
+                'tracked': telemetry.gauge_sum('processes.tracked'),
+                'gc_objects': len(gc.get_objects()),
             })
             if args.verbose:
                 print(json.dumps(rows[-1]), flush=True)
@@ -139,6 +143,12 @@ def run_soak(args, fault=None):
         'rss_peak_mb': max(r['rss_mb'] for r in rows) if rows else None,
         'peak_hwm_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3,
         'rss_slope_mb_per_h': round(w.slope_per_hour([(r['t'], r['rss_mb']) for r in steady]), 2),
+        'rss_slope_last_half_mb_per_h': round(w.slope_per_hour(
+            [(r['t'], r['rss_mb']) for r in steady[len(steady) // 2:]]), 2),
+        'symbols_cache_mb_first_last': [steady[0]['symbols_cache_mb'], rows[-1]['symbols_cache_mb']] if steady else None,
+        'rss_minus_cache_slope_mb_per_h': round(w.slope_per_hour(
+            [(r['t'], r['rss_mb'] - r['symbols_cache_mb']) for r in steady]), 2),
+        'gc_objects_first_last': [steady[0]['gc_objects'], rows[-1]['gc_objects']] if steady else None,
         'run_s_median': w.median([r['run_s'] for r in steady]),
         'errors_total': rows[-1]['errors'] if rows else None,
         'lost_total': rows[-1]['lost'] if rows else None,

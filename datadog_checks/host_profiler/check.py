@@ -19,6 +19,7 @@ from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
 from .__about__ import __version__
 from .config_models import ConfigMixin
 from .pipeline import ProfilerPipeline, RunResult
+from .runtime.memory import release_freed_memory
 from .runtime.telemetry import COUNT, Metric, Telemetry
 
 SERVICE_CHECK_SAMPLE = 'can_sample'
@@ -126,6 +127,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         self._send_metadata()
         self.process_metrics.collect()
         self.bpf_stats.collect()
+        release_freed_memory()
         self.telemetry.gauge('check.duration', time.monotonic() - started)
         self._submit_telemetry()
         self._update_diagnostics(result)

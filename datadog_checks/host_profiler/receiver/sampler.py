@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..profile.model import CPU_SAMPLES, OFF_CPU_TIME, RawSample
+from ..runtime.memory import release_freed_memory
 from . import kernel
 from .kernel import SamplerError
 
@@ -198,6 +199,7 @@ class Sampler:
                 'that memlock/BPF limits allow it (run as root)'.format(msg[:200])
             )
         self.compile_seconds = time.monotonic() - t0
+        release_freed_memory()  # what the LLVM compile freed
         t1 = time.monotonic()
         try:
             self._bpf = b
