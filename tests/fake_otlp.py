@@ -24,7 +24,6 @@ told how to answer::
 
 from __future__ import annotations
 
-import gzip
 import socket
 import threading
 import time
@@ -32,23 +31,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional
 
+from datadog_checks.host_profiler.exporters.encoding import decompress
+
 PROFILES_PATH = '/v1development/profiles'
 METRICS_PATH = '/v1/metrics'
 LOGS_PATH = '/v1/logs'
-
-
-def _decompress(data: bytes, encoding: str) -> bytes:
-    encoding = (encoding or '').strip().lower()
-    if encoding in ('', 'identity', 'none'):
-        return data
-    if encoding == 'gzip':
-        return gzip.decompress(data)
-    if encoding == 'zstd':
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(data) as r:
-            return r.read()
-    raise ValueError('unsupported content-encoding {!r}'.format(encoding))
 
 
 def _decode(path: str, body: bytes) -> Any:
@@ -232,7 +219,7 @@ class FakeOtlp:
         body, message, error = b'', None, ''
         try:
             if self.decode:
-                body = _decompress(raw, headers.get('content-encoding', ''))
+                body = decompress(raw, headers.get('content-encoding', ''))
                 message = _decode(h.path, body)
         except Exception as e:  # a malformed body is a 400, as a real receiver would answer
             error = '{}: {}'.format(type(e).__name__, e)

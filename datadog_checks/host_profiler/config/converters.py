@@ -396,14 +396,8 @@ def _additional_headers(agent_config: AgentConfig, warnings: Warnings) -> Dict[s
     return {str(k): str(v) for k, v in headers.items()}
 
 
-def convert_with_agent(
-    instance: Dict[str, Any], agent_config: AgentConfig, *, origin_version: Optional[str] = None
-) -> Tuple[Dict[str, Any], Warnings]:
-    """Normalise an instance for agent mode; ``agent_config`` is ``datadog_agent.get_config``.
-
-    The Agent's tagger is the enrichment (infraattributes); endpoints and keys come from the
-    Agent's own configuration when the user did not write them.
-    """
+def _start(instance: Any, origin_version: Optional[str]) -> Tuple[Dict[str, Any], Warnings, str]:
+    """What both converters do first: a private copy, the origin version, the common checks."""
     if instance is None:
         instance = {}
     if not isinstance(instance, dict):
@@ -412,6 +406,18 @@ def convert_with_agent(
     warnings: Warnings = []
     version = origin_version if origin_version is not None else default_origin_version()
     _check_common(conf, warnings)
+    return conf, warnings, version
+
+
+def convert_with_agent(
+    instance: Dict[str, Any], agent_config: AgentConfig, *, origin_version: Optional[str] = None
+) -> Tuple[Dict[str, Any], Warnings]:
+    """Normalise an instance for agent mode; ``agent_config`` is ``datadog_agent.get_config``.
+
+    The Agent's tagger is the enrichment (infraattributes); endpoints and keys come from the
+    Agent's own configuration when the user did not write them.
+    """
+    conf, warnings, version = _start(instance, origin_version)
 
     endpoints_cache: List[Optional[List[Tuple[str, List[str]]]]] = [None]
 
@@ -518,14 +524,7 @@ def convert_without_agent(
     ``require_exporter``: the caller has no local fallback (``host-profiler run`` writes files
     when nothing is configured, so it passes False; a standalone check with no output passes True).
     """
-    if instance is None:
-        instance = {}
-    if not isinstance(instance, dict):
-        raise ConverterError('the instance must be a mapping', 'instances[0]')
-    conf = copy.deepcopy(instance)
-    warnings: Warnings = []
-    version = origin_version if origin_version is not None else default_origin_version()
-    _check_common(conf, warnings)
+    conf, warnings, version = _start(instance, origin_version)
 
     # No exporter at all, while the caller needs one: URLs and API keys cannot be inferred
     # without the Agent, so the user is told (original message).
