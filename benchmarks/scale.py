@@ -61,8 +61,9 @@ def _measure(pipeline, telemetry, runs, interval, before_run=None):
     return out
 
 
-def _summary(kind, n, runs, extra=None):
+def _summary(kind, n, runs, extra=None, telemetry=None):
     d = {
+        'symbols_cache_mb': round(telemetry.gauge_sum('symbols.cache.bytes') / 1e6, 1) if telemetry else None,
         'kind': kind, 'n': n,
         'samples': int(w.median([r['samples'] for r in runs])),
         'resources': int(w.median([r['resources'] for r in runs])),
@@ -88,7 +89,7 @@ def point_processes(n, args):
         pipeline.run_once()
         runs = _measure(pipeline, telemetry, args.runs + 1, args.interval)[1:]
         return _summary('processes', n, runs, {'tracked': telemetry.gauge_sum('processes.tracked'),
-                                               'lost': telemetry.total('sampler.lost')})
+                                               'lost': telemetry.total('sampler.lost')}, telemetry)
     finally:
         w.close_pipeline(pipeline)
         sp.terminate()
@@ -106,7 +107,7 @@ def point_stacks(n, args):
     try:
         pipeline.run_once()
         runs = _measure(pipeline, telemetry, args.runs + 1, args.interval)[1:]
-        return _summary('stacks', n, runs, {'lost': telemetry.total('sampler.lost')})
+        return _summary('stacks', n, runs, {'lost': telemetry.total('sampler.lost')}, telemetry)
     finally:
         w.close_pipeline(pipeline)
         for p in procs:
@@ -181,7 +182,7 @@ def point_inject(n, args):
         telemetry.gauge('sampler.unique_stacks', n)
         pipeline.run_once()  # warm: symbol caches
         runs = _measure(pipeline, telemetry, args.runs, 0.0)
-        return _summary('inject', n, runs)
+        return _summary('inject', n, runs, telemetry=telemetry)
     finally:
         pipeline.receiver = None
         pipeline.close()
@@ -240,7 +241,8 @@ def main():
             points.append(p)
             print(json.dumps(p), flush=True)
     print()
-    print('| Sweep | N | Samples/run | Processes/run | Unique stacks/run | run_once s | ms per 1k stacks | RSS MB | Peak MB |')
+    print('| Sweep | N | Samples/run | Processes/run | Unique stacks/run | run_once s | ms per 1k stacks '
+          '| RSS MB | Peak MB |')
     print('|---|---|---|---|---|---|---|---|---|')
     for p in points:
         if p.get('error'):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,8 +81,10 @@ def bcc_profile_run(freq):
     (polling `bpftool prog show`; attach follows within milliseconds)."""
     before = set(w.bpf_prog_ids())
     t0 = time.monotonic()
+    # SIGINT stops it; restore the default in case this runs as a shell's background job
+    # (which inherits SIGINT ignored, and Python keeps an inherited SIG_IGN)
     p = subprocess.Popen(['profile-bpfcc', '-F', str(freq), '-f'], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         while time.monotonic() - t0 < 30:
             out = subprocess.run(['bpftool', 'prog', 'show', '--json'], capture_output=True, text=True).stdout

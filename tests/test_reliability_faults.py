@@ -9,7 +9,6 @@ The 5-minute version is `benchmarks/soak.py --fault`.
 import importlib.util
 import os
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -91,6 +90,9 @@ def test_intake_outage_loses_nothing_and_never_pauses_sampling(requires_bpf, tmp
     assert errors > 0  # the failures were seen (and counted)
     # Sampling never paused: samples of the busy loop per second it ran on a CPU stay at the frequency.
     per_cpu_s = {k: sum(n for n, _ in v) / sum(c for _, c in v) for k, v in rates.items() if v}
+    print('exported', exported, 'accepted', len(accepted), 'dropped', dropped, 'errors', errors,
+          'samples per on-CPU second', {k: round(v, 1) for k, v in per_cpu_s.items()},
+          'rss min/max', round(min(rss), 1), round(max(rss), 1))
     assert abs(per_cpu_s['fault'] / per_cpu_s['normal'] - 1) <= 0.05, per_cpu_s
     assert abs(per_cpu_s['normal'] / FREQ - 1) <= 0.10, per_cpu_s
     # Memory bounded: the queue is within its budget and RSS did not run away.

@@ -36,8 +36,11 @@ def test_stack_map_pressure_counted_exactly_then_recovers(requires_bpf, tmp_path
     calm = subprocess.Popen([spin, str(tmp_path / 'counter')])
     calm.send_signal(signal.SIGSTOP)  # joins in once the pressure is gone
     pids = [p.pid for p in pressure] + [calm.pid]
+    # frame-pointer unwinding: user stacks go through the BPF stack map (with `auto`/`dwarf` they
+    # are copied and unwound in user space instead, and the stack map only holds kernel stacks)
     pipeline, telemetry = bw.make_pipeline(bw.pipeline_instance(
-        str(tmp_path), 999, pids=pids, stack_storage_size=1024, max_stack_keys=4096), 2.0)
+        str(tmp_path), 999, pids=pids, stack_storage_size=1024, max_stack_keys=4096,
+        unwinding='frame_pointers'), 2.0)
     try:
         pipeline.run_once()
         receiver = pipeline.receiver

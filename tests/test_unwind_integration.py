@@ -26,10 +26,19 @@ def _bcc_ok():
     return True
 
 
+def _integrated():
+    import dataclasses
+
+    from datadog_checks.host_profiler.receiver.receiver import ReceiverConfig
+
+    return 'unwinding' in {f.name for f in dataclasses.fields(ReceiverConfig)}
+
+
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(os.geteuid() != 0 or not _bcc_ok() or not shutil.which('gcc'),
                        reason='needs root, BCC and gcc (CI runs as root)'),
+    pytest.mark.skipif(not _integrated(), reason='the receiver has no unwinding setting yet'),
 ]
 
 # -O2 also turns `work(){burn_a(); burn_b();}` into a tail jump to burn_b, after which `main;burn_b`

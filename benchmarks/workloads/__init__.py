@@ -86,7 +86,7 @@ def tree_pids(pid: int) -> List[int]:
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process tree: every live member's own time plus reaped children's."""
     total = 0.0
-    for i, p in enumerate(tree_pids(pid)):
+    for p in tree_pids(pid):
         try:
             total += proc_cpu_seconds(p, children=True)
         except (OSError, ValueError, IndexError):

@@ -16,8 +16,8 @@ import fcntl
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
@@ -35,6 +35,8 @@ EXEC_REREAD_DELAY_S = 0.015
 # Re-read the maps of a process whose leaf address falls outside every known mapping (dlopen),
 # at most this often per process.
 MAPS_REFRESH_MIN_S = 2.0
+# dwarf/auto: share of each drain interval that may go to compiling CFI tables (see unwind/tables.py)
+UNWIND_BUILD_BUDGET = 0.5
 
 
 @dataclass
@@ -46,6 +48,9 @@ class ReceiverConfig(SamplerConfig):
     lock_path: str = DEFAULT_LOCK_PATH
     check_interval: float = 15.0  # the check's interval; no heartbeat for 3x this stops the thread (0: never)
     poll_timeout_ms: int = 50
+    unwinding: str = 'auto'  # the spec's default (SamplerConfig keeps frame_pointers for the bare sampler)
+    # the instance's receiver.symbolizer section: the CFI table cache takes a quarter of memory_budget_mb
+    symbolizer: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +130,13 @@ class Receiver:
         self._since_ns = time.time_ns()
         self._last_heartbeat = time.monotonic()
         self.error: Optional[BaseException] = None  # what stopped the thread, if it failed
+        self.unwinder: Any = None
+        if self.config.unwinding in ('dwarf', 'auto'):
+            from ..unwind.unwinder import Unwinder
+
+            budget_mb = int((self.config.symbolizer or {}).get('memory_budget_mb') or 256)
+            self.unwinder = Unwinder(self.telemetry, memory_budget_bytes=max(8, budget_mb // 4) << 20,
+                                     mode=self.config.unwinding)
         self.stopped_reason = ''
         self.startup_seconds = 0.0
         self.compile_seconds = 0.0
@@ -161,7 +173,8 @@ class Receiver:
             self.error = None
             self.stopped_reason = ''
             self._lock_fd = acquire_host_lock(self.config.lock_path)
-            sampler = Sampler(self.config, on_event=self._on_event, log=self.log)
+            sampler = Sampler(self.config, on_event=self._on_event, log=self.log,
+                              unwind_user=self._unwind_user if self.unwinder is not None else None)
             try:
                 sampler.start()
             except BaseException:
@@ -267,9 +280,27 @@ class Receiver:
             self._reread.pop(ev.pid, None)
         self.registry.on_exit(ev.pid)
 
+    def _unwind_user(self, tgid: int, regs: Tuple[int, int, int], stack: bytes, sp: int, may_defer: bool = False):
+        """Unwind one stack copy (called by the sampler's drain on this thread; see unwind/copies.py).
+        Returns (addresses leaf first, truncated, retry_later)."""
+        info, gone = self.registry.ensure(tgid)
+        if gone:
+            self.telemetry.count('processes.gone_before_metadata', 1)
+        if info is None:
+            return (regs[0],), True, False
+        addresses, truncated, result = self.unwinder.unwind_sample(info, regs, stack, sp, may_defer=may_defer)
+        return addresses, truncated, result == 'deferred'
+
     def _drain_once(self, sampler: Sampler) -> None:
-        res = sampler.drain()
+        if self.unwinder is not None:
+            # compile CFI tables for at most about half a drain interval per drain (none at the final
+            # drains of a stop): a busy host's first drains would otherwise take seconds
+            self.unwinder.tables.set_build_budget(
+                0.0 if self._stop.is_set() else max(0.05, UNWIND_BUILD_BUDGET * self.config.drain_interval))
+        res = sampler.drain(final=self._stop.is_set())
         t = self.telemetry
+        if self.unwinder is not None:
+            self.unwinder.flush()
         # metadata of pids seen for the first time, right away (short-lived processes)
         leaves: Dict[int, set] = {}
         for s in res.samples:

@@ -8,6 +8,11 @@ one of two sets of (counts, stacks) maps selected by the generation number in ``
 ``drain()`` flips the generation, waits for programs already running on the old set to finish,
 then reads and clears the old set: the BPF program never writes a map that user space reads.
 
+User stacks: ``unwinding='frame_pointers'`` walks them in the kernel (``bpf_get_stackid``);
+``'dwarf'``/``'auto'`` copy the user registers and the top of the user stack of each sample to
+a ring buffer instead, and ``drain()`` returns them unwound with the binaries' CFI (``unwind/``;
+see ``docs/unwinding.md``).
+
 Optional: off-CPU time (``sched:sched_switch``), and process exec/exit events
 (``sched:sched_process_exec`` / ``sched:sched_process_exit``) delivered through a BPF ring
 buffer to ``on_event``.
@@ -69,13 +74,15 @@ STATS = (
     'events_lost',
     '_samples',
     '_off_cpu_events',
+    'user_stack_copy_lost',  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
+    '_stack_copies',
 )
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
     'user_stack_truncated',  # the sample is kept, flagged truncated
     'off_cpu_stack_expired',  # off-CPU record whose stacks user space no longer holds
 )
-CPU_LOSS_REASONS = LOSS_REASONS[:7] + ('events_lost', 'user_stack_truncated')
+CPU_LOSS_REASONS = LOSS_REASONS[:7] + ('events_lost', 'user_stack_truncated', 'user_stack_copy_lost')
 
 EV_EXEC = 1
 EV_EXIT = 2
@@ -95,6 +102,12 @@ class SamplerConfig:
     off_cpu_start_size: int = 16384  # threads off CPU tracked at once (LRU)
     events_ring_pages: int = 64  # exec/exit ring buffer (power of 2)
     events: bool = True  # attach exec/exit tracepoints
+    # User stacks: 'frame_pointers' (walked in the kernel by bpf_get_stackid), or 'dwarf'/'auto': the
+    # program copies the user registers and the top of the user stack to user space, which unwinds
+    # them with the binaries' .eh_frame (auto: frame pointers for code without CFI). See unwind/.
+    unwinding: str = 'frame_pointers'
+    stack_copy_size: int = 16384  # bytes of user stack copied per sample (8192..32768)
+    stack_copy_ring_pages: int = 0  # ring buffer of the copies in pages (power of 2); 0: from CPUs x rate
 
 
 @dataclass(frozen=True)
@@ -122,12 +135,38 @@ def _comm(raw) -> str:
     return b.split(b'\0', 1)[0].decode('utf-8', 'replace')
 
 
+class _StandaloneUnwind:
+    """``unwind_user`` for a sampler used without the receiver: process mappings from /proc."""
+
+    def __init__(self, mode: str) -> None:
+        from ..runtime.telemetry import Telemetry
+        from ..unwind.unwinder import Unwinder
+
+        self.unwinder = Unwinder(Telemetry(), mode=mode)
+        self._procs: Dict[int, object] = {}
+
+    def __call__(self, tgid: int, regs, stack: bytes, sp: int, may_defer: bool = False):
+        from .processes import read_process
+
+        proc = self._procs.get(tgid)
+        if proc is None:
+            proc = read_process(tgid)
+            if proc is None:
+                return (regs[0],), True, False
+            if len(self._procs) > 4096:
+                self._procs.clear()
+            self._procs[tgid] = proc
+        addresses, truncated, _ = self.unwinder.unwind_sample(proc, regs, stack, sp)
+        return addresses, truncated, False
+
+
 class Sampler:
     def __init__(
         self,
         config: Optional[SamplerConfig] = None,
         on_event: Optional[Callable[[ProcessEvent], None]] = None,
         log=None,
+        unwind_user: Optional[Callable[..., Tuple[Sequence[int], bool, bool]]] = None,
     ):
         self.config = config or SamplerConfig()
         self._on_event = on_event
@@ -146,6 +185,14 @@ class Sampler:
         self._off_cache: Dict[Tuple[int, int], Tuple[int, ...]] = {}
         self._off_pending_prev: set = set()
         self._validate()
+        # dwarf/auto: stack copies arrive through a ring buffer and are unwound at drain time by
+        # `unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated,
+        # retry_later)` (the receiver's, which knows the processes; a standalone sampler reads /proc).
+        self._copies = None
+        if self.copy_stacks:
+            from ..unwind.copies import StackCopies
+
+            self._copies = StackCopies(unwind_user or _StandaloneUnwind(self.config.unwinding))
 
     # ---------------------------------------------------------------- start-up
     def _validate(self) -> None:
@@ -156,6 +203,28 @@ class Sampler:
             raise SamplerError('off_cpu_threshold must be in [0, 1]: set it between 0 (off) and 1')
         if c.events_ring_pages & (c.events_ring_pages - 1):
             raise SamplerError('events_ring_pages must be a power of 2')
+        if c.unwinding not in ('frame_pointers', 'dwarf', 'auto'):
+            raise SamplerError('unwinding must be auto, frame_pointers or dwarf: fix receiver unwinding')
+        if not 8192 <= int(c.stack_copy_size) <= 32768:
+            raise SamplerError('stack_copy_size must be between 8192 and 32768 bytes: fix receiver stack_copy_size')
+        pages = int(c.stack_copy_ring_pages)
+        if pages < 0 or pages & (pages - 1):
+            raise SamplerError('stack_copy_ring_pages must be 0 (automatic) or a power of 2')
+
+    @property
+    def copy_stacks(self) -> bool:
+        return self.config.unwinding in ('dwarf', 'auto')
+
+    def _copy_ring_pages(self) -> int:
+        if int(self.config.stack_copy_ring_pages):
+            return int(self.config.stack_copy_ring_pages)
+        from ..unwind.copies import ring_pages
+
+        return ring_pages(self._copy_size(), len(kernel.online_cpus()) or (os.cpu_count() or 1),
+                          int(self.config.samples_per_second))
+
+    def _copy_size(self) -> int:
+        return (int(self.config.stack_copy_size) + 4095) // 4096 * 4096
 
     def _cflags(self) -> List[str]:
         c = self.config
@@ -172,6 +241,9 @@ class Sampler:
             'OFF_CPU_START_SIZE': max(1, int(c.off_cpu_start_size)),
             'EVENTS': int(bool(c.events)),
             'EVENTS_PAGES': int(c.events_ring_pages),
+            'UNWIND_COPY': int(self.copy_stacks),
+            'STACK_COPY_SIZE': self._copy_size(),
+            'COPY_PAGES': self._copy_ring_pages() if self.copy_stacks else 1,
         }
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
 
@@ -218,6 +290,8 @@ class Sampler:
             self._active[self._active.Key(0)] = self._active.Leaf(self._gen)
             if self.config.events:
                 b['events'].open_ring_buffer(self._ring_callback)
+            if self._copies is not None:
+                b['stack_copies'].open_ring_buffer(self._copies.callback)
             self.cpus = kernel.online_cpus()
             b.attach_perf_event(
                 ev_type=bcc.PerfType.SOFTWARE,
@@ -250,14 +324,18 @@ class Sampler:
                 self.log.debug('process event callback failed', exc_info=True)
 
     def poll(self, timeout_ms: int = 50) -> None:
-        """Deliver pending exec/exit events to on_event (waits at most timeout_ms)."""
-        if not self.config.events:
+        """Deliver pending exec/exit events to on_event (waits at most timeout_ms); in dwarf/auto,
+        also take the stack copies out of their ring buffer (they are unwound at the next drain)."""
+        if not self.config.events and self._copies is None:
             time.sleep(timeout_ms / 1000.0)
             return
         with self._lock:
             if self._closed or self._bpf is None:
                 return
             self._bpf.ring_buffer_poll(timeout_ms)
+            if self._copies is not None:
+                # stack copies are submitted without wake-ups (see bpf/sampler.c): read them now
+                self._bpf.ring_buffer_consume()
 
     # ---------------------------------------------------------------- drain
     def kernel_stats(self) -> Dict[str, int]:
@@ -312,7 +390,7 @@ class Sampler:
             return False
         return True
 
-    def drain(self) -> DrainResult:
+    def drain(self, final: bool = False) -> DrainResult:
         """Flip, wait for in-flight programs, read and clear the inactive set."""
         with self._lock:
             if self._closed or self._bpf is None:
@@ -322,6 +400,9 @@ class Sampler:
             self._gen = old + 1
             self._active[self._active.Key(0)] = self._active.Leaf(self._gen & 0xFFFFFFFF)
             time.sleep(FLIP_GRACE_S)
+            if self._copies is not None:
+                # every copy of the old generation is in the ring buffer now: unwind them all
+                self._bpf.ring_buffer_consume()
             buf = old & 1
             counts, stacks = self._counts[buf], self._stacks[buf]
 
@@ -347,6 +428,8 @@ class Sampler:
                     lost['user_stack_truncated'] += cnt
                 pairs.add((us, ks))
                 samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost))
+            if self._copies is not None:
+                filtered += self._drain_copies(old, stacks, cache, samples, lost, pairs, final)
             n_stacks = self._clear_stacks(stacks, [s for s in cache if s >= 0])
 
             map_fill = {
@@ -370,6 +453,34 @@ class Sampler:
                 map_fill=map_fill,
                 kernel_samples=delta[STATS.index('_samples')],
             )
+
+    def _drain_copies(self, old: int, stacks, cache, samples, lost, pairs, final: bool) -> int:
+        """Samples unwound from stack copies of every generation but the active one; their kernel
+        stack ids are resolved from the old generation's map before it is cleared (copies that
+        wait for a CFI table until the next drain get theirs resolved now, see unwind/copies.py)."""
+        filtered = 0
+        old32 = old & 0xFFFFFFFF
+
+        def resolve_kstack(gen: int, ks: int) -> Tuple[int, ...]:
+            return self._resolve(stacks, cache, ks)[0] if gen == old32 else ()
+
+        for (gen, tgid, tid, rawcomm, ustack, ks, truncated), cnt in self._copies.take(
+                self._gen & 0xFFFFFFFF, resolve_kstack, final):
+            comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
+            if not self._keep_comm(comm):
+                filtered += cnt
+                continue
+            if isinstance(ks, tuple):  # ('resolved', addresses)
+                kstack = ks[1]
+            elif gen == old32:
+                kstack, _ = self._resolve(stacks, cache, ks)
+            else:  # a generation whose maps were cleared (not expected: each drain takes them all)
+                kstack = ()
+            if truncated:
+                lost['user_stack_truncated'] += cnt
+            pairs.add(('copy', ustack, ks))
+            samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, False))
+        return filtered
 
     def _resolve(self, stacks, cache, sid: int) -> Tuple[Tuple[int, ...], bool]:
         """(addresses, lost). A negative id is an error code from bpf_get_stackid."""

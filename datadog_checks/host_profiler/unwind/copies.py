@@ -44,7 +44,7 @@ PAGE = 4096
 
 # unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated, retry_later)
 UnwindUser = Callable[[int, Tuple[int, int, int], bytes, int, bool], Tuple[Sequence[int], bool, bool]]
-MAX_RETRIES = 10  # drains a copy may wait for the CFI tables it needs (see CfiTables.set_build_budget)
+MAX_RETRIES = 2  # drains a copy may wait for the CFI tables it needs (see CfiTables.set_build_budget)
 
 # (gen, tgid, tid, comm bytes, user addresses, kernel stack id, truncated) -> samples
 Key = Tuple[int, int, int, bytes, Tuple[int, ...], Any, bool]

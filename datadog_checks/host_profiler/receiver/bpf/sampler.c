@@ -10,6 +10,7 @@
 //   FILTER_PIDS, PID_FILTER_SIZE             1 = only tgids present in `pid_filter`
 //   OFF_CPU, OFF_CPU_THRESHOLD               1 = sched_switch program; threshold is p * 2^32
 //   OFF_CPU_STACK_SIZE, OFF_CPU_START_SIZE   off-CPU maps sizes
+//   UNWIND_COPY, STACK_COPY_SIZE, COPY_PAGES  1 = copy user regs + stack for user-space unwinding
 //   EVENTS, EVENTS_PAGES                     1 = exec/exit tracepoints; ring buffer size in pages (power of 2)
 //
 // Double buffering: `active[0]` holds a generation number that user space increments on each
@@ -39,7 +40,9 @@
 #define ST_EVENTS_LOST 16
 #define ST_SAMPLES 17
 #define ST_OFF_EVENTS 18
-#define N_STATS 19
+#define ST_COPY_LOST 19
+#define ST_COPIES 20
+#define N_STATS 21
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -120,6 +123,92 @@ static __always_inline u32 current_gen(void) {
     return g ? *g : 0;
 }
 
+#if UNWIND_COPY
+// ---------------------------------------------------------------------------------------------
+// dwarf/auto unwinding (see unwind/copies.py): instead of counting a sample in the kernel with a
+// frame-pointer user stack, send the user registers and the top of the user stack to user space,
+// which unwinds it with the binaries' .eh_frame. Kernel stacks stay on get_stackid (same maps,
+// same generation as the counts). When the ring buffer is full the sample falls back to the
+// in-kernel frame-pointer path and the loss is counted (ST_COPY_LOST).
+#define COPY_PAGE 4096
+
+struct copy_t {
+    u32 tgid;
+    u32 tid;
+    s32 kstack;
+    u32 gen;
+    u64 ip;
+    u64 sp;
+    u64 bp;
+    u32 size;   // bytes copied from the start of the page that holds sp
+    u32 delta;  // sp - start of that page
+    char comm[16];
+    u8 stack[STACK_COPY_SIZE + COPY_PAGE];
+};
+
+BPF_RINGBUF_OUTPUT(stack_copies, COPY_PAGES);
+
+// Returns 1 when the sample left as a stack copy, 0 when the caller must count it in the kernel
+// (kernel thread: no user stack; or the ring buffer is full).
+static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, struct key_t *key, u32 gen) {
+    u64 ip = 0, sp = 0, bp = 0;
+    if ((ctx->regs.cs & 3) == 3) {  // sampled in user mode: the interrupted registers are the user's
+        ip = ctx->regs.ip;
+        sp = ctx->regs.sp;
+        bp = ctx->regs.bp;
+    } else {
+        // In the kernel: the user registers saved at kernel entry (bpf_task_pt_regs). A kernel
+        // thread has no user context there (cs is not a user segment). No task_struct field is
+        // read: the headers BCC compiles with may not match the running kernel's layout.
+        struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+        u64 cs = 0;
+        bpf_probe_read_kernel(&cs, sizeof(cs), &regs->cs);
+        if ((cs & 3) != 3)
+            return 0;
+        bpf_probe_read_kernel(&ip, sizeof(ip), &regs->ip);
+        bpf_probe_read_kernel(&sp, sizeof(sp), &regs->sp);
+        bpf_probe_read_kernel(&bp, sizeof(bp), &regs->bp);
+    }
+    if (!sp || !ip)
+        return 0;
+    struct copy_t *c = stack_copies.ringbuf_reserve(sizeof(struct copy_t));
+    if (!c) {
+        stat_inc(ST_COPY_LOST);
+        return 0;
+    }
+    c->tgid = key->tgid;
+    c->tid = key->tid;
+    c->gen = gen;
+    c->ip = ip;
+    c->sp = sp;
+    c->bp = bp;
+    __builtin_memcpy(&c->comm, key->comm, sizeof(c->comm));
+    if (gen & 1)
+        c->kstack = stacks1.get_stackid(ctx, 0);
+    else
+        c->kstack = stacks0.get_stackid(ctx, 0);
+    stack_error(c->kstack, ST_KERN_EEXIST);
+    // Page-aligned reads at constant offsets (what the verifier can bound): the page holding sp,
+    // then the next ones, until STACK_COPY_SIZE bytes above sp are in or a page is not mapped
+    // (the top of the stack). No page faults here: a page that is not resident ends the copy.
+    u64 base = sp & ~((u64)COPY_PAGE - 1);
+    u32 size = 0;
+#pragma unroll
+    for (int i = 0; i < STACK_COPY_SIZE / COPY_PAGE + 1; i++) {
+        if (bpf_probe_read_user(c->stack + i * COPY_PAGE, COPY_PAGE, (void *)(base + i * COPY_PAGE)) != 0)
+            break;
+        size += COPY_PAGE;
+    }
+    c->size = size;
+    c->delta = (u32)(sp - base);
+    stat_inc(ST_COPIES);
+    // No wake-up per record (BPF_RB_NO_WAKEUP = 1): the sampler thread reads the copies on its
+    // poll cadence (poll_timeout_ms) and at each drain instead of waking up for every sample.
+    stack_copies.ringbuf_submit(c, 1);
+    return 1;
+}
+#endif
+
 int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
@@ -136,6 +225,10 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     int err;
 
     stat_inc(ST_SAMPLES);
+#if UNWIND_COPY
+    if (copy_user_stack(ctx, &key, gen))
+        return 0;
+#endif
     // The stack ids and the count always go to the same set, in the same invocation, so a
     // count never refers to a stack map of another generation.
     if (gen & 1) {
