@@ -268,7 +268,7 @@ def main():
     ap.add_argument('--freqs', default='20,99')
     ap.add_argument('--only', default='none,ours,bcc,perf')
     ap.add_argument('--workers', type=int, default=os.cpu_count())
-    ap.add_argument('--quick', action='store_true', help='1 round, 10 s windows, 20 Hz only')
+    ap.add_argument('--quick', action='store_true', help='1 round, 12 s warm-up, 15 s windows, 20 Hz only')
     ap.add_argument('--json', help='also write the raw rows and summary here')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--from-json', help='only re-summarize the rows of an earlier --json file')
@@ -283,7 +283,7 @@ def main():
             print('{} {}: {}'.format('PASS' if ok else 'FAIL', label, value))
         return 0
     if args.quick:
-        args.rounds, args.window, args.warmup, args.freqs = 1, 10.0, 5.0, '20'
+        args.rounds, args.window, args.warmup, args.freqs = 1, 15.0, 12.0, '20'
     freqs = [int(x) for x in args.freqs.split(',') if x]
     only = set(args.only.split(','))
     random.seed(args.seed)

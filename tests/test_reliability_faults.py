@@ -41,8 +41,8 @@ def test_intake_outage_loses_nothing_and_never_pauses_sampling(requires_bpf, tmp
         'retry': {'initial_interval': 0.2, 'max_interval': 1.0, 'max_elapsed_time': 0},
     }]}
     pipeline, telemetry = bw.make_pipeline(bw.pipeline_instance(str(tmp_path), FREQ, exporters), INTERVAL)
-    # phases: 8 s healthy, 20 s failing (5 s each of 500, 429 + Retry-After, slow, dropped), then healthy
-    plan = [(8, None), (5, ('respond', 500)), (5, ('respond', 429)), (5, ('slow', 3.0)), (5, ('close',)),
+    # phases: 10 s healthy, 20 s failing (5 s each of 500, 429 + Retry-After, slow, dropped), then healthy
+    plan = [(10, None), (5, ('respond', 500)), (5, ('respond', 429)), (5, ('slow', 3.0)), (5, ('close',)),
             (6, 'back')]
     rates = {'normal': [], 'fault': [], 'back': []}
     exported = 0
@@ -88,12 +88,15 @@ def test_intake_outage_loses_nothing_and_never_pauses_sampling(requires_bpf, tmp
     assert dropped == 0
     assert len(accepted) >= exported + 1, (len(accepted), exported)
     assert errors > 0  # the failures were seen (and counted)
-    # Sampling never paused: samples of the busy loop per second it ran on a CPU stay at the frequency.
-    per_cpu_s = {k: sum(n for n, _ in v) / sum(c for _, c in v) for k, v in rates.items() if v}
+    # Sampling never paused: samples of the busy loop per second it ran on a CPU stay at the
+    # frequency (its normal rate: a thread always on a CPU gets FREQ samples per second). The
+    # first run of each phase is left out: a run holds drains up to 1 s old, so a phase's first
+    # window still carries part of the previous phase.
+    per_cpu_s = {k: sum(n for n, _ in v[1:]) / sum(c for _, c in v[1:]) for k, v in rates.items() if len(v) > 1}
     print('exported', exported, 'accepted', len(accepted), 'dropped', dropped, 'errors', errors,
           'samples per on-CPU second', {k: round(v, 1) for k, v in per_cpu_s.items()},
           'rss min/max', round(min(rss), 1), round(max(rss), 1))
-    assert abs(per_cpu_s['fault'] / per_cpu_s['normal'] - 1) <= 0.05, per_cpu_s
+    assert abs(per_cpu_s['fault'] / FREQ - 1) <= 0.05, per_cpu_s
     assert abs(per_cpu_s['normal'] / FREQ - 1) <= 0.10, per_cpu_s
     # Memory bounded: the queue is within its budget and RSS did not run away.
     assert max(rss) - min(rss) < 60, rss

@@ -14,6 +14,7 @@ import copy
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional
@@ -39,6 +40,18 @@ def _make_check(instance: Dict[str, Any]):
     # is reported with its key path before anything starts.
     check.run_check_initializations()
     return check
+
+
+def _interrupt(signum, _frame) -> None:
+    raise KeyboardInterrupt('signal {}'.format(signum))
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (systemd, docker, kill) and SIGINT end a run the same way: flush the exports and
+    write the outputs. SIGINT is installed even when inherited as ignored (a background job of a
+    non-interactive shell)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _interrupt)
 
 
 def _stop(check, timeout_s: float = 10.0) -> None:
@@ -85,6 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     status = StatusLine(check.telemetry)
     profiles: List[Any] = []
+    _stop_on_signals()
     try:
         check.run()  # first run: starts the sampler thread
         if not check.last_result or not check.last_result.sampling:
