@@ -278,7 +278,7 @@ class Receiver:
         else:
             self.telemetry.count('processes.exit_events', 1)
             self._reread.pop(ev.pid, None)
-        self.registry.on_exit(ev.pid)
+            self.registry.on_exit(ev.pid)
 
     def _unwind_user(self, tgid: int, regs: Tuple[int, int, int], stack: bytes, sp: int, may_defer: bool = False):
         """Unwind one stack copy (called by the sampler's drain on this thread; see unwind/copies.py).
