@@ -143,7 +143,12 @@ def test_flare_zip_has_no_secret(requires_bpf, tmp_path):
             lock=tmp_path / 'lock', diag=tmp_path, key=CANARY)
     )
     output = tmp_path / 'flare.zip'
-    assert main(['flare', '--config', str(config), '--output', str(output), '--duration', '2']) == 0
+    busy = start(compile_c('split.c', tmp_path), 10)  # something to see in the live profile
+    try:
+        assert main(['flare', '--config', str(config), '--output', str(output), '--duration', '3']) == 0
+    finally:
+        busy.kill()
+        busy.wait()
     with zipfile.ZipFile(output) as z:
         names = set(z.namelist())
         assert {'diagnostics.json', 'config.yaml', 'probe.json', 'live_profile.folded'} <= names
