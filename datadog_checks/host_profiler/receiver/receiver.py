@@ -35,6 +35,7 @@ EXEC_REREAD_DELAY_S = 0.015
 # Re-read the maps of a process whose leaf address falls outside every known mapping (dlopen),
 # at most this often per process.
 MAPS_REFRESH_MIN_S = 2.0
+FIRST_DRAIN_S = 0.2
 # dwarf/auto: share of each drain interval that may go to compiling CFI tables (see unwind/tables.py)
 UNWIND_BUILD_BUDGET = 0.5
 
@@ -228,7 +229,9 @@ class Receiver:
     def _run(self) -> None:
         cfg = self.config
         sampler = self._sampler
-        next_drain = time.monotonic() + cfg.drain_interval
+        # The first drain comes early, so that the first samples (and the metadata of their
+        # processes) are there a fraction of a second after start-up.
+        next_drain = time.monotonic() + min(cfg.drain_interval, FIRST_DRAIN_S)
         try:
             while not self._stop.is_set():
                 if cfg.check_interval > 0 and time.monotonic() - self._last_heartbeat > 3 * cfg.check_interval:
