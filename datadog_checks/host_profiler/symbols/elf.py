@@ -321,8 +321,11 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
             h = headers[e_shstrndx]
             if h[1] != SHT_NOBITS and h[4] + h[5] <= size and h[5] <= 1 << 24:
                 names = _read_at(stream, h[4], h[5])
-        for h in headers:
+        for i, h in enumerate(headers):
             sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_sz, sh_link, _info, _align, sh_entsize = h
+            if sh_type not in (0, SHT_NOBITS) and sh_offset + sh_sz > size:
+                # a section with contents must lie in the file: corrupt (or garbage) section headers
+                raise ValueError('section {} extends beyond the end of the file'.format(i))
             end = names.find(b'\0', sh_name) if sh_name < len(names) else -1
             name = names[sh_name:end].decode('utf-8', 'replace') if end >= 0 else ''
             s = Section(name, sh_type, sh_addr, sh_offset, sh_sz, sh_link, sh_entsize, sh_flags)

@@ -258,16 +258,23 @@ def _symbol_rows(info: ElfInfo, sec: Section, data: bytes, name_base: int, rows:
         return
     funcs = (STT_FUNC, STT_GNU_IFUNC)
     thumb = info.machine == 'EM_ARM'
+    bad = 0  # names outside the string table: never in a valid file
     if info.elfclass == 64:
         for name, st_info, _other, shndx, value, size in struct.iter_unpack(fmt, memoryview(data)[:usable]):
-            if (st_info & 0xF) in funcs and shndx != SHN_UNDEF and value and name < strtab_size:
+            if name >= strtab_size:
+                bad += 1
+            elif (st_info & 0xF) in funcs and shndx != SHN_UNDEF and value:
                 rows.append((value, size, name + name_base, _PRIO.get(st_info >> 4, 0)))
     else:
         for name, value, size, st_info, _other, shndx in struct.iter_unpack(fmt, memoryview(data)[:usable]):
-            if (st_info & 0xF) in funcs and shndx != SHN_UNDEF and value and name < strtab_size:
+            if name >= strtab_size:
+                bad += 1
+            elif (st_info & 0xF) in funcs and shndx != SHN_UNDEF and value:
                 if thumb:
                     value &= ~1
                 rows.append((value, size, name + name_base, _PRIO.get(st_info >> 4, 0)))
+    if bad:
+        raise ValueError('{} symbols of {} name strings outside their string table'.format(bad, sec.name))
 
 
 def load_symbols(stream: BinaryIO, info: ElfInfo, sections: Sequence[str] = ('.symtab', '.dynsym'),
@@ -288,6 +295,8 @@ def load_symbols(stream: BinaryIO, info: ElfInfo, sections: Sequence[str] = ('.s
             raise ValueError('symbol section too large')
         data = _read(stream, sec.offset, sec.size)
         strtab = _read(stream, strsec.offset, strsec.size)
+        if strtab and strtab[-1] != 0:
+            raise ValueError('string table of {} is not NUL-terminated'.format(sec_name))
         base = len(blob)
         blob += strtab
         blob += b'\0'
