@@ -36,6 +36,7 @@ EXEC_REREAD_DELAY_S = 0.015
 # at most this often per process.
 MAPS_REFRESH_MIN_S = 2.0
 FIRST_DRAIN_S = 0.2
+OWN_LOCK_WAIT_S = 3.0
 # dwarf/auto: share of each drain interval that may go to compiling CFI tables (see unwind/tables.py)
 UNWIND_BUILD_BUDGET = 0.5
 
@@ -77,6 +78,10 @@ def _lock_holder(path: str) -> str:
         return '?'
 
 
+# Lock paths whose holder in this process was asked to stop and will release them shortly.
+_releasing: set = set()
+
+
 def acquire_host_lock(path: str) -> int:
     """flock(LOCK_EX|LOCK_NB) on `path`; returns the fd (close it to release)."""
     try:
@@ -89,16 +94,25 @@ def acquire_host_lock(path: str) -> int:
             'cannot open the sampler lock file {} ({}): run as root or set receiver lock_path to a '
             'writable file'.format(path, e.strerror)
         )
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise SamplerError(
-                'another host_profiler sampler already runs on this host (pid {} holds {}): run one '
-                'host_profiler instance per host, or stop the other one'.format(_lock_holder(path), path)
-            )
-        raise SamplerError('cannot lock {} ({}): check the file system'.format(path, e.strerror))
+    deadline = time.monotonic() + OWN_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as e:
+            busy = e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+            # A sampler of this process that was told to stop (a check re-created right after
+            # cancel()) releases the lock within a fraction of a second: wait for it, not refuse.
+            if busy and path in _releasing and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            os.close(fd)
+            if busy:
+                raise SamplerError(
+                    'another host_profiler sampler already runs on this host (pid {} holds {}): run one '
+                    'host_profiler instance per host, or stop the other one'.format(_lock_holder(path), path)
+                )
+            raise SamplerError('cannot lock {} ({}): check the file system'.format(path, e.strerror))
     os.ftruncate(fd, 0)
     os.write(fd, '{}\n'.format(os.getpid()).encode())
     return fd
@@ -205,6 +219,8 @@ class Receiver:
         """Signal the thread to detach everything and exit. Non-blocking unless block=True."""
         if not self.stopped_reason:
             self.stopped_reason = 'stopped'
+        if self._lock_fd is not None:
+            _releasing.add(self.config.lock_path)
         self._stop.set()
         if block:
             self.join(timeout)
@@ -224,6 +240,7 @@ class Receiver:
                 os.close(fd)  # releases the flock
             except OSError:
                 pass
+            _releasing.discard(self.config.lock_path)
 
     # -- thread
     def _run(self) -> None:
