@@ -1,0 +1,50 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The standalone command's contract: converter errors exit non-zero with the message and the key path
+(nothing is started), and `run` writes every documented output."""
+import gzip
+import json
+import os
+
+import pytest
+
+from datadog_checks.host_profiler.cli import main
+from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
+
+
+def test_converter_error_exits_with_the_key_path(tmp_path, capsys):
+    config = tmp_path / 'conf.yaml'
+    config.write_text('instances:\n  - receiver:\n      symbol_uploader:\n        enabled: true\n'
+                      '        symbol_endpoints: []\n')
+    assert main(['run', '--config', str(config), '--duration', '1', '--output', str(tmp_path / 'out')]) == 2
+    err = capsys.readouterr().err
+    assert 'symbol_endpoints cannot be empty when symbol_uploader is enabled' in err
+    assert 'receiver.symbol_uploader.symbol_endpoints' in err
+
+
+def test_invalid_value_exits_with_the_key_path(tmp_path, capsys):
+    config = tmp_path / 'conf.yaml'
+    config.write_text('instances:\n  - receiver:\n      samples_per_second: fast\n')
+    assert main(['check', '--config', str(config)]) == 2
+    assert 'samples_per_second' in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_run_writes_every_output(requires_bpf, tmp_path):
+    config = tmp_path / 'conf.yaml'
+    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
+    out = tmp_path / 'out'
+    assert main(['run', '--config', str(config), '--duration', '3', '--interval', '1.5', '--output', str(out)]) == 0
+    exports = sorted(os.listdir(out / 'profiles'))
+    assert len(exports) >= 2 and all(name.endswith('.otlp.pb') for name in exports)
+    for name in exports:
+        assert validate(decode_bytes((out / 'profiles' / name).read_bytes())) == []
+    assert gzip.decompress((out / 'profile.pb.gz').read_bytes())
+    html = (out / 'flamegraph.html').read_text()
+    assert '<html' in html.lower() and 'http://' not in html and 'https://' not in html
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['samples'] > 0 and 'top_self' in summary and 'losses' in summary
+    for line in (out / 'stacks.folded').read_text().splitlines():
+        stack, count = line.rsplit(' ', 1)
+        assert int(count) > 0 and stack
