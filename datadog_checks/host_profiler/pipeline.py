@@ -91,6 +91,8 @@ class ProfilerPipeline:
             memory_budget_bytes=int(symbolizer_conf.get('memory_budget_mb') or 256) << 20,
             debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
             perf_map=bool(symbolizer_conf.get('perf_map', True)),
+            # as many processes as the receiver tracks: a smaller LRU thrashes on busy hosts
+            max_processes=int(receiver_conf.get('max_processes') or 16384),
         )
         self.processors = build_processors(
             instance, mode, http=http_factory({}) if http_factory else None, log=self.log,
