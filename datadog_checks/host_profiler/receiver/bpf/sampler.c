@@ -230,7 +230,8 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
         return 0;
 #endif
     // The stack ids and the count always go to the same set, in the same invocation, so a
-    // count never refers to a stack map of another generation.
+    // count never refers to a stack map of another generation. The two branches are written out:
+    // BCC rewrites map calls itself and refuses them inside a macro.
     if (gen & 1) {
         key.ustack = stacks1.get_stackid(ctx, BPF_F_USER_STACK);
         key.kstack = stacks1.get_stackid(ctx, 0);
