@@ -36,12 +36,14 @@ def _sampler_threads():
 
 def test_check_profiles_a_known_split(requires_bpf, tmp_path, aggregator, dd_run_check):
     binary = compile_c('split.c', tmp_path, defines=['SHARE_A=75'])
-    proc = start(binary, 10)
+    proc = start(binary, 15)
     os.makedirs(tmp_path / 'diag')
-    check = HostProfilerCheck('host_profiler', {}, [_instance(tmp_path, pids=[proc.pid])])
+    instance = dict(_instance(tmp_path, pids=[proc.pid]), min_collection_interval=5)  # heartbeat stop: 15 s
+    check = HostProfilerCheck('host_profiler', {}, [instance])
     try:
         dd_run_check(check, cancel=False)  # first run starts the sampler thread
-        time.sleep(4)
+        # ~800 samples at 99 Hz: the share's standard error is 1.5 points, so 5 points is > 3 sigma.
+        time.sleep(8)
         dd_run_check(check, cancel=False)
         profile = check.last_result.profile
     finally:

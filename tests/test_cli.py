@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from workloads import compile_c, start
 
 from datadog_checks.host_profiler.cli import main
 from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
@@ -35,7 +36,12 @@ def test_run_writes_every_output(requires_bpf, tmp_path):
     config = tmp_path / 'conf.yaml'
     config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
     out = tmp_path / 'out'
-    assert main(['run', '--config', str(config), '--duration', '3', '--interval', '1.5', '--output', str(out)]) == 0
+    busy = start(compile_c('split.c', tmp_path), 10)  # an idle host may give no sample in 3 s
+    try:
+        assert main(['run', '--config', str(config), '--duration', '3', '--interval', '1.5', '--output', str(out)]) == 0
+    finally:
+        busy.kill()
+        busy.wait()
     exports = sorted(os.listdir(out / 'profiles'))
     assert len(exports) >= 2 and all(name.endswith('.otlp.pb') for name in exports)
     for name in exports:

@@ -40,7 +40,10 @@ def test_intake_outage_loses_nothing_and_never_pauses_sampling(requires_bpf, tmp
         'endpoint': srv.url, 'timeout': 2, 'queue_size_mb': 16,
         'retry': {'initial_interval': 0.2, 'max_interval': 1.0, 'max_elapsed_time': 0},
     }]}
-    pipeline, telemetry = bw.make_pipeline(bw.pipeline_instance(str(tmp_path), FREQ, exporters), INTERVAL)
+    # Drains every 0.25 s: a window's samples then match its on-CPU time to within a quarter second
+    # (with 1 s drains and 2 s windows, one drain more or less is a 12% error).
+    pipeline, telemetry = bw.make_pipeline(bw.pipeline_instance(str(tmp_path), FREQ, exporters, drain_interval=0.25),
+                                           INTERVAL)
     # phases: 10 s healthy, 20 s failing (5 s each of 500, 429 + Retry-After, slow, dropped), then healthy
     plan = [(10, None), (5, ('respond', 500)), (5, ('respond', 429)), (5, ('slow', 3.0)), (5, ('close',)),
             (6, 'back')]

@@ -144,8 +144,7 @@ def _write_outputs(output, profiles, check, pprof, flamegraph, folded_counts, fo
     counts = folded_counts(merged) if merged else {}
     with open(os.path.join(output, 'stacks.folded'), 'w') as f:
         f.write(format_folded(counts))
-    if merged:
-        pprof.write(os.path.join(output, 'profile.pb.gz'), merged)
+    pprof.write(os.path.join(output, 'profile.pb.gz'), merged)  # an empty profile when nothing was sampled
     flamegraph.write(os.path.join(output, 'flamegraph.html'), counts, title='host_profiler: {}'.format(
         os.uname().nodename))
     summary = summarize(merged, check.telemetry.totals())

@@ -10,8 +10,10 @@
 
 volatile unsigned long sink;
 
-__attribute__((noinline)) void burn_a(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i * 7; }
-__attribute__((noinline)) void burn_b(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i * 7; }
+/* Same code at the same cache-line alignment, so that an iteration costs the same in both and the
+ * split of CPU time is the split of iterations. */
+__attribute__((noinline, aligned(64))) void burn_a(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i * 7; }
+__attribute__((noinline, aligned(64))) void burn_b(unsigned long n) { for (unsigned long i = 0; i < n; i++) sink += i * 7; }
 
 __attribute__((noinline)) void work(void) {
     burn_a(SHARE_A * 10000UL);
