@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import time
 from typing import Dict, List, Optional
 
 CAP_SYS_ADMIN = 21
@@ -46,6 +47,15 @@ def check_privileges() -> None:
         'run the Agent/host-profiler as root or grant CAP_BPF,CAP_PERFMON,CAP_SYS_RESOURCE '
         '(e.g. setcap or systemd AmbientCapabilities)'.format(os.geteuid())
     )
+
+
+def boot_id(proc: str = '/proc') -> str:
+    """This boot's id: caches of per-boot things (the vDSO image) are keyed by it."""
+    try:
+        with open(proc + '/sys/kernel/random/boot_id') as f:
+            return f.read().strip()
+    except OSError:
+        return str(int(time.time()))
 
 
 def kernel_release() -> str:

@@ -176,6 +176,22 @@ def _root_of(base: str) -> str:
     return base + '/root'
 
 
+MAX_VDSO_BYTES = 1 << 20
+
+
+def read_vdso_image(pid: int, start: int, end: int, proc: str = '/proc') -> Optional[bytes]:
+    """The vDSO's ELF image, read from the process's memory (it has no file); None if unreadable."""
+    size = end - start
+    if not 0 < size <= MAX_VDSO_BYTES:
+        return None
+    try:
+        with open('{}/{}/mem'.format(proc, pid), 'rb', buffering=0) as f:
+            f.seek(start)
+            return f.read(size)
+    except (OSError, ValueError, OverflowError):
+        return None
+
+
 def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/proc') -> Optional[ProcessInfo]:
     """Read one process's metadata; None when it is gone (or was never there)."""
     base = '{}/{}'.format(proc, pid)

@@ -26,12 +26,13 @@ from __future__ import annotations
 import io
 import os
 import threading
-import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from ..receiver.kernel import boot_id
+from ..receiver.processes import read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
@@ -44,7 +45,6 @@ UNKNOWN_REASONS = ('no_mapping', 'unreadable', 'not_elf', 'no_symbols', 'no_symb
 DELETED_SUFFIX = ' (deleted)'
 VDSO = '[vdso]'
 VSYSCALL = '[vsyscall]'
-MAX_VDSO = 1 << 20
 
 # per-mapping states
 _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
@@ -141,7 +141,7 @@ class Symbolizer:
         self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
         self._vdso: Dict[Any, Any] = {}
         self._seen_files: 'OrderedDict[Any, None]' = OrderedDict()
-        self._boot_id = _read_boot_id(self.proc)
+        self._boot_id = boot_id(self.proc)
         self.kallsyms = Kallsyms(kallsyms_path or self.proc + '/kallsyms', self.proc + '/modules', telemetry)
         self._kernel_mappings: Dict[str, Mapping] = {}
         for name in ('symbols.cache.hits', 'symbols.cache.misses', 'symbols.cache.evictions', 'symbols.frames.resolved'):
@@ -380,11 +380,9 @@ class Symbolizer:
             return hit
         stats[1] += 1
         table, mapping_info = EMPTY, None
-        if 0 < size <= MAX_VDSO:
+        image = read_vdso_image(process.pid, e.start, e.end, self.proc)
+        if image is not None:
             try:
-                with open('{}/{}/mem'.format(self.proc, process.pid), 'rb', buffering=0) as f:
-                    f.seek(e.start)
-                    image = f.read(size)
                 info = read_elf_info_bytes(image, VDSO, self.telemetry)
                 if info is not None:
                     table = load_symbols(io.BytesIO(image), info, ('.dynsym', '.symtab'), False, source='vdso')
@@ -563,9 +561,4 @@ class Symbolizer:
             }
 
 
-def _read_boot_id(proc: str) -> str:
-    try:
-        with open(proc + '/sys/kernel/random/boot_id') as f:
-            return f.read().strip()
-    except OSError:
-        return str(int(time.time()))
+

@@ -40,11 +40,12 @@ from bisect import bisect_right
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
+from ..receiver.kernel import boot_id
+from ..receiver.processes import read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
 
 DELETED_SUFFIX = ' (deleted)'
 VDSO = '[vdso]'
-MAX_VDSO = 1 << 20
 
 
 class ByteLRU:
@@ -150,7 +151,7 @@ class CfiTables:
         self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
         self._ids: 'OrderedDict[Any, Any]' = OrderedDict()  # stat key -> file key
         self._vdso: Dict[Any, FileCfi] = {}
-        self._boot_id = _read_boot_id(self.proc)
+        self._boot_id = boot_id(self.proc)
         self.build_seconds = 0.0
         self._budget: Optional[float] = None  # seconds of compiling left (None: unlimited)
         self.deferrals = 0  # lookups left unresolved because the budget was spent (callers may retry later)
@@ -315,14 +316,9 @@ class CfiTables:
         if fc is not None:
             self.telemetry.count('unwind.cfi.cache.hits')
             return fc
-        if not 0 < size <= MAX_VDSO:
-            return None
         self.telemetry.count('unwind.cfi.cache.misses')
-        try:
-            with open('{}/{}/mem'.format(self.proc, process.pid), 'rb', buffering=0) as f:
-                f.seek(e.start)
-                image = f.read(size)
-        except (OSError, ValueError, OverflowError):
+        image = read_vdso_image(process.pid, e.start, e.end, self.proc)
+        if image is None:
             return None
         fc = self._build(lambda: build_cfi_table(data=image), ('vdso',) + key)
         if len(self._vdso) < 8:
@@ -340,9 +336,3 @@ def _dev_str(st_dev: int) -> str:
     return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
 
 
-def _read_boot_id(proc: str) -> str:
-    try:
-        with open(proc + '/sys/kernel/random/boot_id') as f:
-            return f.read().strip()
-    except OSError:
-        return str(int(time.time()))
