@@ -191,6 +191,8 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             'mode': self.mode,
             'error': result.sampler_error,
         })
+        if not self.diagnostics.due():  # written at most once a minute: fold stacks only then
+            return
         if result.profile is not None and result.profile.resources:
             self.diagnostics.set_top_stacks(folded_counts([result.profile]))
         self.diagnostics.maybe_write()
