@@ -73,7 +73,8 @@ def test_pending_bytes_cap_unwinds_early():
 def test_ring_pages():
     assert ring_pages(16384, 2, 20) == 256
     p = ring_pages(16384, 64, 99)
-    assert p & (p - 1) == 0 and p == 16384
+    assert p & (p - 1) == 0 and p == 8192
+    assert ring_pages(16384, 2, 999) == 4096  # 16 MiB: half-size records, half a second
 
 
 def test_byte_lru():

@@ -140,8 +140,17 @@ def import_bcc():
 
 
 def online_cpus() -> List[int]:
+    return _cpu_list('online')
+
+
+def possible_cpus() -> List[int]:
+    """CPU ids the kernel may ever bring online (what a BPF array indexed by CPU must cover)."""
+    return _cpu_list('possible')
+
+
+def _cpu_list(which: str) -> List[int]:
     try:
-        with open('/sys/devices/system/cpu/online') as f:
+        with open('/sys/devices/system/cpu/{}'.format(which)) as f:
             text = f.read().strip()
     except OSError:
         return list(range(os.cpu_count() or 1))

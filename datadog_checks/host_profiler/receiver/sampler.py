@@ -244,6 +244,7 @@ class Sampler:
             'UNWIND_COPY': int(self.copy_stacks),
             'STACK_COPY_SIZE': self._copy_size(),
             'COPY_PAGES': self._copy_ring_pages() if self.copy_stacks else 1,
+            'COPY_CPUS': max(kernel.possible_cpus() or [0]) + 1,
         }
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
 

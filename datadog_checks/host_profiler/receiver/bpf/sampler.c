@@ -147,6 +147,12 @@ struct copy_t {
 };
 
 BPF_RINGBUF_OUTPUT(stack_copies, COPY_PAGES);
+// The record is built in a scratch slot of this CPU, then only its used part (header + the
+// pages actually copied) goes to the ring buffer: a reserved record would always take the full
+// STACK_COPY_SIZE + a page, and the ring, mapped twice in user space, counts twice in our RSS.
+// A plain array indexed by CPU, not a per-CPU array: per-CPU values are limited to 32 KiB.
+// Perf-event programs do not nest on a CPU, so the slot is never shared.
+BPF_ARRAY(copy_scratch, struct copy_t, COPY_CPUS);
 
 // Returns 1 when the sample left as a stack copy, 0 when the caller must count it in the kernel
 // (kernel thread: no user stack; or the ring buffer is full).
@@ -171,11 +177,10 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, stru
     }
     if (!sp || !ip)
         return 0;
-    struct copy_t *c = stack_copies.ringbuf_reserve(sizeof(struct copy_t));
-    if (!c) {
-        stat_inc(ST_COPY_LOST);
+    u32 cpu = bpf_get_smp_processor_id();
+    struct copy_t *c = copy_scratch.lookup(&cpu);
+    if (!c)
         return 0;
-    }
     c->tgid = key->tgid;
     c->tid = key->tid;
     c->gen = gen;
@@ -201,10 +206,17 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, stru
     }
     c->size = size;
     c->delta = (u32)(sp - base);
-    stat_inc(ST_COPIES);
+    u32 len = offsetof(struct copy_t, stack) + size;
+    if (len > sizeof(struct copy_t))
+        len = sizeof(struct copy_t);
     // No wake-up per record (BPF_RB_NO_WAKEUP = 1): the sampler thread reads the copies on its
     // poll cadence (poll_timeout_ms) and at each drain instead of waking up for every sample.
-    stack_copies.ringbuf_submit(c, 1);
+    if (stack_copies.ringbuf_output(c, len, 1) != 0) {
+        // ring buffer full: the sample falls back to the in-kernel frame-pointer path
+        stat_inc(ST_COPY_LOST);
+        return 0;
+    }
+    stat_inc(ST_COPIES);
     return 1;
 }
 #endif
