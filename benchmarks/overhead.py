@@ -30,8 +30,16 @@ counted here: see startup.py), then measures over --window s:
   - estimated loss on a fully busy host = work/CPU-s loss + the profiler's own CPU as a share
     of the cores (its CPU is taken from the loops);
   - for ours, RSS (median over the window, and VmHWM peak).
-Ratios ours/bcc are computed per round and their median reported. Kernel-side BPF time runs
-in the sampled tasks' context and shows up as throughput loss, not as profiler CPU.
+  - after start-up (the issue's "measured after start-up"): the profiler's CPU from the end
+    of the warm-up to its exit, per minute of window. BCC's `profile` does nothing in user
+    space while it samples and all of its work (reading the maps, symbolizing, printing) at
+    exit, so its steady CPU alone is 0 and any ratio against it is infinite; window + exit
+    is the cost of delivering the window's profile for both (ours also exports every 10 s);
+  - BPF: the run time of the profiler's own BPF programs over the window (the kernel's
+    run_time_ns, with BPF stats enabled for the whole benchmark through BPF_ENABLE_STATS),
+    per minute. It runs in the sampled tasks' context, so it is in no process's CPU;
+  - total = after start-up + BPF: the whole cost of profiling after start-up.
+Ratios ours/bcc are computed per round and their median reported.
 """
 from __future__ import annotations
 
@@ -124,6 +132,39 @@ def stop_profiler(proc):
         return time.monotonic() - t0, False
 
 
+def bpf_prog_ids(pid):
+    """Ids of the BPF programs a process holds (its fds' fdinfo), children included."""
+    ids = set()
+    for p in w.tree_pids(pid):
+        fdinfo = '/proc/{}/fdinfo'.format(p)
+        try:
+            fds = os.listdir(fdinfo)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(os.path.join(fdinfo, fd)) as f:
+                    for line in f:
+                        if line.startswith('prog_id:'):
+                            ids.add(int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+    return ids
+
+
+def bpf_run_time_s(prog_ids):
+    """Sum of the programs' kernel run time (needs BPF stats enabled), seconds."""
+    from datadog_checks.host_profiler.runtime.bpf_stats import prog_info_by_id
+
+    total = 0
+    for pid in prog_ids:
+        try:
+            total += prog_info_by_id(pid).get('run_time_ns') or 0
+        except OSError:
+            pass
+    return total / 1e9
+
+
 def oncpu_ns(pids):
     total = 0
     for pid in pids:
@@ -146,6 +187,8 @@ def measure(name, hz, unwinding, counters, workers, args):
         c0 = sum(c.value() for c in counters)
         on0 = oncpu_ns(workers)
         cpu0 = w.tree_cpu_seconds(proc.pid) if proc else 0.0
+        progs = bpf_prog_ids(proc.pid) if proc else set()
+        bpf0 = bpf_run_time_s(progs)
         t0 = time.monotonic()
         rss = []
         while time.monotonic() - t0 < args.window:
@@ -154,11 +197,14 @@ def measure(name, hz, unwinding, counters, workers, args):
                 rss.append(w.rss_mb(proc.pid))
         dt = time.monotonic() - t0
         cpu1 = w.tree_cpu_seconds(proc.pid) if proc else 0.0
+        bpf1 = bpf_run_time_s(progs)
         c1 = sum(c.value() for c in counters)
         on1 = oncpu_ns(workers)
         row = {'config': name, 'hz': hz, 'throughput': (c1 - c0) / dt,
                'work_per_cpu_s': (c1 - c0) / max(1e-9, (on1 - on0) / 1e9),
-               'cpu_s_per_min': (cpu1 - cpu0) / dt * 60.0}
+               'cpu_s_per_min': (cpu1 - cpu0) / dt * 60.0,
+               'bpf_s_per_min': (bpf1 - bpf0) / dt * 60.0, 'bpf_programs': len(progs),
+               'window_s': dt, 'startup_cpu_s': cpu0}
         if rss:
             row['rss_mb'] = w.median(rss)
             row['hwm_mb'] = w.hwm_mb(proc.pid)
@@ -172,7 +218,16 @@ def measure(name, hz, unwinding, counters, workers, args):
             row['exit_s'], row['killed'] = round(exit_s, 2), killed
             row['life_s'] = time.monotonic() - life0
             row['life_cpu_s'] = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+            if 'window_s' in row:
+                # window + exit, per minute of window (see the module docstring)
+                row['after_startup_cpu_s_per_min'] = (row['life_cpu_s'] - row['startup_cpu_s']) / row['window_s'] * 60.0
+                row['total_s_per_min'] = row['after_startup_cpu_s_per_min'] + row['bpf_s_per_min']
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _med(rs, key):
+    vals = [r[key] for r in rs if r.get(key) is not None]
+    return round(w.median(vals), 4) if vals else None
 
 
 def summarize(rows, freqs, ncpu=None):
@@ -195,6 +250,9 @@ def summarize(rows, freqs, ncpu=None):
             'estimated_loss_pct': round((1 - w.median([r['work_per_cpu_s'] for r in rs]) / base_eff) * 100
                                         + w.median([r['cpu_s_per_min'] for r in rs]) / 60 * 100 / ncpu, 2),
             'life_cpu_s': round(w.median([r.get('life_cpu_s') for r in rs]), 2),
+            'after_startup_cpu_s_per_min': _med(rs, 'after_startup_cpu_s_per_min'),
+            'bpf_s_per_min': _med(rs, 'bpf_s_per_min'),
+            'total_s_per_min': _med(rs, 'total_s_per_min'),
             'life_s': round(w.median([r.get('life_s') for r in rs]), 1),
         }
         if any('rss_mb' in r for r in rs):
@@ -206,7 +264,7 @@ def summarize(rows, freqs, ncpu=None):
     for entry in table:
         if not entry['config'].startswith('ours'):
             continue
-        ratios, life = [], []
+        ratios, life, total = [], [], []
         for rd in rounds:
             ours = [r for r in rows if r['round'] == rd and r['config'] == entry['config'] and r['hz'] == entry['hz']]
             bcc = [r for r in rows if r['round'] == rd and r['config'] == 'bcc' and r['hz'] == entry['hz']]
@@ -214,8 +272,11 @@ def summarize(rows, freqs, ncpu=None):
                 ratios.append(ours[0]['cpu_s_per_min'] / bcc[0]['cpu_s_per_min'])
             if ours and bcc and bcc[0].get('life_cpu_s'):
                 life.append(ours[0]['life_cpu_s'] / bcc[0]['life_cpu_s'])
+            if ours and bcc and bcc[0].get('total_s_per_min') and ours[0].get('total_s_per_min') is not None:
+                total.append(ours[0]['total_s_per_min'] / bcc[0]['total_s_per_min'])
         entry['cpu_ratio_vs_bcc'] = round(w.median(ratios), 2) if ratios else None
         entry['life_cpu_ratio_vs_bcc'] = round(w.median(life), 2) if life else None
+        entry['total_ratio_vs_bcc'] = round(w.median(total), 2) if total else None
     return {'baseline_throughput': base, 'none_spread_pct': round(
         (max(none) - min(none)) / base * 100, 2) if none else None, 'table': table}
 
@@ -237,6 +298,12 @@ def goals(summary):
             ratio = e['cpu_s_per_min'] / bcc[0]['cpu_s_per_min'] if bcc[0]['cpu_s_per_min'] > 0 else float('inf')
             out.append(('{}@{} steady CPU <= 1.2x BCC profile'.format(e['config'], e['hz']), ratio <= 1.2,
                         '{:.3f} vs {:.3f} s/min ({:.2f}x)'.format(e['cpu_s_per_min'], bcc[0]['cpu_s_per_min'], ratio)))
+        if e.get('total_ratio_vs_bcc') is not None:
+            b = bcc[0] if bcc else {}
+            out.append(('{}@{} CPU after start-up (window + exit, user space + BPF) <= 1.2x BCC profile'.format(
+                e['config'], e['hz']), e['total_ratio_vs_bcc'] <= 1.2,
+                '{:.3f} vs {:.3f} s/min ({:.2f}x)'.format(e['total_s_per_min'], b.get('total_s_per_min') or 0,
+                                                        e['total_ratio_vs_bcc'])))
         if e.get('life_cpu_ratio_vs_bcc') is not None:
             out.append(('{}@{} whole-life CPU (start-up+window+exit) <= 1.2x BCC profile'.format(e['config'], e['hz']),
                         e['life_cpu_ratio_vs_bcc'] <= 1.2, '{:.2f}x'.format(e['life_cpu_ratio_vs_bcc'])))
@@ -246,7 +313,19 @@ def goals(summary):
     return out
 
 
+def _f(v, fmt='{:.3f}'):
+    return fmt.format(v) if v is not None else ''
+
+
 def print_table(summary, file=sys.stdout):
+    print('After start-up (window + exit, per minute of window), user space and BPF:', file=file)
+    print('| Profiler | Hz | User CPU s/min | BPF s/min | Total s/min | Total ratio vs BCC |', file=file)
+    print('|---|---|---|---|---|---|', file=file)
+    for e in summary['table']:
+        print('| {} | {} | {} | {} | {} | {} |'.format(
+            e['config'], e['hz'], _f(e.get('after_startup_cpu_s_per_min')), _f(e.get('bpf_s_per_min')),
+            _f(e.get('total_s_per_min')), _f(e.get('total_ratio_vs_bcc'), '{:.2f}x')), file=file)
+    print(file=file)
     print('| Profiler | Hz | CPU s/min (steady) | % of one core | Ratio vs BCC | Whole-life CPU s (life s) | '
           'Life ratio vs BCC | Wall throughput loss | Work/CPU-s loss | Est. loss | RSS MB (peak) |', file=file)
     print('|---|---|---|---|---|---|---|---|---|---|---|', file=file)
@@ -296,6 +375,15 @@ def main():
         workers.append(subprocess.Popen([spin, path]))
         counters.append(w.SpinCounter(path))
     rows = []
+    # BPF stats on for the whole benchmark (every configuration alike): they stay on while this
+    # fd is open and cost ~20-30 ns per program run
+    stats_fd = None
+    try:
+        from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd
+
+        stats_fd = enable_stats_fd()
+    except OSError as e:
+        print('BPF stats unavailable ({}): BPF s/min will read 0'.format(e), file=sys.stderr)
     try:
         time.sleep(2)
         for rd in range(args.rounds):
@@ -312,6 +400,8 @@ def main():
             p.kill()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+        if stats_fd is not None:
+            os.close(stats_fd)
     summary = summarize(rows, freqs)
     print()
     print_table(summary)
