@@ -360,3 +360,25 @@ def test_bcc_is_debians_module():
     if spec is None:
         pytest.skip('bcc is not importable here; run scripts/setup.sh')
     assert os.path.realpath(spec.origin).startswith('/usr/lib/python3/dist-packages/bcc/')
+
+
+def test_every_receiver_option_reaches_the_receiver_config():
+    """Each `receiver:` option of the spec is a ReceiverConfig field (or a known rename/section):
+    an option the model accepts but the receiver never sees would be silently ignored."""
+    import dataclasses
+
+    from datadog_checks.host_profiler.pipeline import receiver_config
+    from datadog_checks.host_profiler.receiver.receiver import ReceiverConfig
+
+    fields = {f.name for f in dataclasses.fields(ReceiverConfig)}
+    handled_elsewhere = {'max_stack_keys', 'comm_patterns', 'exclude_comm_patterns', 'symbolizer',
+                         'symbol_uploader', 'include_env_vars', 'enable_bpf_stats'}
+    with open(os.path.join(os.path.dirname(__file__), '..', 'assets', 'configuration', 'spec.yaml')) as f:
+        spec = yaml.safe_load(f)
+    instances = next(o for o in spec['files'][0]['options'] if o.get('template') == 'instances')
+    receiver = next(o for o in instances['options'] if o.get('name') == 'receiver')
+    names = [p['name'] for p in receiver['value']['properties']]
+    missing = [n for n in names if n not in fields and n not in handled_elsewhere]
+    assert not missing, missing
+    conf = receiver_config({'receiver': {'stack_copy_ring_pages': 512}}, 10.0)
+    assert conf.stack_copy_ring_pages == 512
