@@ -272,6 +272,11 @@ class Sampler:
                 'that memlock/BPF limits allow it (run as root)'.format(msg[:200])
             )
         self.compile_seconds = time.monotonic() - t0
+        # BCC registers b.cleanup with atexit. Ours instead: close() takes the lock that the
+        # sampler thread's poll/drain hold, so an exit while the thread is running (or already
+        # closing) never cleans up twice (BCC's "Failed to detach" noise at exit).
+        atexit.unregister(b.cleanup)
+        atexit.register(self.close)
         release_freed_memory()  # what the LLVM compile freed
         t1 = time.monotonic()
         try:
@@ -604,7 +609,4 @@ class Sampler:
             except Exception:
                 if self.log:
                     self.log.warning('BPF cleanup failed', exc_info=True)
-            finally:
-                # BCC registers cleanup() with atexit; a second cleanup at exit fails noisily on
-                # what is already detached.
-                atexit.unregister(b.cleanup)
+        atexit.unregister(self.close)  # no reference kept to a closed sampler
