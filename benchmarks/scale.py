@@ -9,7 +9,9 @@
 Every point runs in a fresh Python process (so that its RSS is its own) that drives
 ProfilerPipeline in-process with a file exporter (OTLP encoding included), one warm-up run,
 then --runs measured runs --interval s apart. Per point: samples, resources (processes),
-unique stacks per run; run_once duration (median); RSS after the runs and peak (VmHWM).
+unique stacks per run; run_once duration (median), its CPU time on the check thread (the rest
+is waiting: for the GIL held by the sampler thread, or for a busy host's CPUs) and, for the
+processes sweep, ms per process seen; RSS after the runs and peak (VmHWM).
 
   processes  benchmarks/workloads/spawner.c: N mostly-sleeping processes, each burning 2 ms
              at random moments, about 0.6 of one core in total; the real kernel path
@@ -43,21 +45,26 @@ import workloads as w  # noqa: E402
 
 def _measure(pipeline, telemetry, runs, interval, before_run=None):
     out = []
+    receiver = pipeline.receiver
     for i in range(runs):
         time.sleep(interval)
         if before_run:
             before_run()
-        t0 = time.monotonic()
+        t0, c0 = time.monotonic(), time.thread_time()
         r = pipeline.run_once()
-        dt = time.monotonic() - t0
+        dt, cpu = time.monotonic() - t0, time.thread_time() - c0
         prof = r.profile
         out.append({
             'run_s': dt,
+            'run_cpu_s': cpu,  # the check thread's own CPU time: what is not waiting (GIL, host load)
             'samples': sum(s.value for res in prof.resources for s in res.samples) if prof else 0,
             'resources': len(prof.resources) if prof else 0,
             'unique_stacks': telemetry.gauge_sum('sampler.unique_stacks'),
             'rss_mb': w.rss_mb(os.getpid()),
+            # the sampler thread was started again (it stopped or failed): such a run pays a BPF compile
+            'restarted': pipeline.receiver is not receiver,
         })
+        receiver = pipeline.receiver
     return out
 
 
@@ -69,9 +76,13 @@ def _summary(kind, n, runs, extra=None, telemetry=None):
         'resources': int(w.median([r['resources'] for r in runs])),
         'unique_stacks': int(w.median([r['unique_stacks'] for r in runs])),
         'run_s': round(w.median([r['run_s'] for r in runs]), 3),
+        'run_cpu_s': round(w.median([r['run_cpu_s'] for r in runs]), 3),
+        'ms_per_process': round(w.median([r['run_s'] * 1e3 / max(1, r['resources']) for r in runs]), 3),
         'rss_mb': round(runs[-1]['rss_mb'], 1),
         'hwm_mb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, 1),
     }
+    if any(r.get('restarted') for r in runs):
+        d['sampler_restarted'] = True  # the figures include a sampler start-up: not comparable
     d.update(extra or {})
     return d
 
@@ -202,9 +213,11 @@ def run_point(kind, n, args):
 
 
 def linearity(points):
-    """Per-unit cost (run time / unique stacks or samples) across the sweep: flat or falling = linear or better."""
+    """Per-unit cost (run time / unique stacks, samples or processes seen) across the sweep: flat or
+    falling = linear or better."""
     notes = []
-    for kind, unit in (('processes', 'samples'), ('stacks', 'unique_stacks'), ('inject', 'unique_stacks')):
+    for kind, unit in (('processes', 'samples'), ('processes', 'resources'), ('stacks', 'unique_stacks'),
+                       ('inject', 'unique_stacks')):
         ps = [p for p in points if p.get('kind') == kind and not p.get('error') and p.get(unit)]
         if len(ps) < 2:
             continue
@@ -241,20 +254,22 @@ def main():
             points.append(p)
             print(json.dumps(p), flush=True)
     print()
-    print('| Sweep | N | Samples/run | Processes/run | Unique stacks/run | run_once s | ms per 1k stacks '
-          '| RSS MB | Peak MB |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    print('| Sweep | N | Samples/run | Processes/run | Unique stacks/run | run_once s | CPU s | ms per process '
+          '| ms per 1k stacks | RSS MB | Peak MB |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     for p in points:
         if p.get('error'):
             print('| {} | {} | error: {} |'.format(p['kind'], p['n'], p['error'].strip().splitlines()[-1:]))
             continue
-        print('| {} | {} | {} | {} | {} | {:.3f} | {:.1f} | {:.0f} | {:.0f} |'.format(
-            p['kind'], p['n'], p['samples'], p['resources'], p['unique_stacks'], p['run_s'],
-            p['run_s'] / max(1, p['unique_stacks']) * 1e6, p['rss_mb'], p['hwm_mb']))
+        print('| {} | {} | {} | {} | {} | {:.3f} | {:.3f} | {:.3f} | {:.1f} | {:.0f} | {:.0f} |'.format(
+            p['kind'], p['n'], p['samples'], p['resources'], p['unique_stacks'], p['run_s'], p.get('run_cpu_s', 0),
+            p['run_s'] / max(1, p['resources']) * 1e3, p['run_s'] / max(1, p['unique_stacks']) * 1e6,
+            p['rss_mb'], p['hwm_mb']))
     lin = linearity(points)
     for note in lin:
-        print('{} {}: max step of per-unit cost between points {:.2f}x'.format(
-            'LINEAR' if note['linear_or_better'] else 'STEP', note['kind'], note['max_step']))
+        unit = [k for k in note if k.startswith('ms_per_')][0][len('ms_per_'):]
+        print('{} {} (per {}): max step of per-unit cost between points {:.2f}x'.format(
+            'LINEAR' if note['linear_or_better'] else 'STEP', note['kind'], unit, note['max_step']))
     print(json.dumps({'points': points, 'linearity': lin, 'machine': w.machine(), 'args': vars(args)}))
     return 0
 

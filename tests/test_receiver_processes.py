@@ -147,3 +147,71 @@ def test_refresh_mappings_keeps_known_when_gone():
     assert info.find_mapping(info.mappings[0].start) == info.mappings[0]
     assert info.find_mapping(1) is None
     assert not reg.refresh_mappings(2 ** 22 + 7)
+
+
+def test_maps_cache_shares_one_list_per_layout():
+    from datadog_checks.host_profiler.receiver.processes import MapsCache
+
+    exec_lines = (
+        '55d0c0a01000-55d0c0a05000 r-xp 00001000 08:01 1234 /usr/bin/x\n'
+        '7f10000000-7f10001000 r-xp 00000000 08:01 99 /tmp/with space (deleted)\n'
+    )
+    a = '55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234 /usr/bin/x\n' + exec_lines + '5600-5700 rw-p 0 00:00 0 [heap]\n'
+    b = exec_lines + '5600-5900 rw-p 0 00:00 0 [heap]\nbad line\n'  # another heap: the same layout
+    cache = MapsCache(max_entries=4)
+    la = cache.parse(a)
+    assert la == parse_maps(a) and [m.path for m in la] == ['/usr/bin/x', '/tmp/with space (deleted)']
+    assert cache.parse(b) is la and cache.hits == 1
+    # a process that just exec'd is parsed again, and its list replaces the cached one
+    lf = cache.parse(b, fresh=True)
+    assert lf == la and lf is not la and cache.parse(a) is lf
+    # bounded
+    for i in range(10):
+        cache.parse('{:x}-{:x} r-xp 0 08:01 {} /lib/{}\n'.format(0x1000 * (i + 1), 0x1000 * (i + 2), i + 1, i))
+    assert len(cache) <= 4
+
+
+def test_forked_children_share_mappings_and_refresh_keeps_the_list():
+    code = 'import os, time\nfor _ in range(3):\n    if os.fork() == 0:\n        time.sleep(30)\n        os._exit(0)\ntime.sleep(30)\n'
+    parent = subprocess.Popen([sys.executable, '-c', code])
+    try:
+        deadline = time.monotonic() + 10
+        kids = []
+        while time.monotonic() < deadline:
+            try:
+                with open('/proc/{}/task/{}/children'.format(parent.pid, parent.pid)) as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                kids = []
+            if len(kids) == 3:
+                break
+            time.sleep(0.05)
+        assert len(kids) == 3
+        reg = ProcessRegistry()
+        infos = [reg.refresh(pid)[0] for pid in kids]
+        assert all(i is not None and i.mappings for i in infos)
+        assert infos[1].mappings is infos[0].mappings and infos[2].mappings is infos[0].mappings
+        before = infos[0].mappings
+        assert reg.refresh_mappings(kids[0]) and infos[0].mappings is before  # unchanged: same object
+        # exec'd: parsed afresh (equal content, its own list)
+        fresh, _ = reg.refresh(kids[1], fresh=True)
+        assert fresh.mappings == before and fresh.mappings is not before
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_read_process_non_utf8_path(tmp_path):
+    # a mapped file whose name is not UTF-8 must not fail the read
+    name = os.path.join(os.fsencode(str(tmp_path)), b'lib\xff.so')
+    with open(name, 'wb') as f:
+        f.write(b'\0' * 8192)
+    code = 'import mmap, os, sys, time\nf = open(sys.argv[1], "rb")\nm = mmap.mmap(f.fileno(), 4096, prot=mmap.PROT_READ | mmap.PROT_EXEC)\nprint("ok", flush=True)\ntime.sleep(30)\n'
+    p = subprocess.Popen([sys.executable, '-c', code, name], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == b'ok'
+        info = read_process(p.pid)
+        assert info is not None and any('lib' in m.path and '\ufffd' in m.path for m in info.mappings)
+    finally:
+        p.kill()
+        p.wait()

@@ -116,3 +116,130 @@ def test_on_new_file_called_once(variants):
     for _ in range(2):
         s.symbolize_user(proc, [addr_in(proc, i, text, f7) for i in range(3)])
     assert len(seen) == 3 and len(set(seen)) == 3
+
+
+def _identified(paths, text, pid, root='/'):
+    """Like fake_process, with the dev and inode /proc/PID/maps would show."""
+    import os
+
+    maps = []
+    for i, p in enumerate(paths):
+        st = os.stat(p)
+        start = 0x10000000 * (i + 1) + text.offset
+        dev = '{:02x}:{:02x}'.format(os.major(st.st_dev), os.minor(st.st_dev))
+        maps.append(ProcMapping(start, start + text.filesz, text.offset, p, dev, st.st_ino, 'r-xp'))
+    return ProcessInfo(pid, 1, mappings=maps, root=root)
+
+
+class _Syscalls:
+    def __init__(self, monkeypatch):
+        import os
+
+        self.opens = self.stats = 0
+        real_open, real_stat = os.open, os.stat
+
+        def counting_open(*a, **k):
+            self.opens += 1
+            return real_open(*a, **k)
+
+        def counting_stat(*a, **k):
+            self.stats += 1
+            return real_stat(*a, **k)
+
+        monkeypatch.setattr(os, 'open', counting_open)
+        monkeypatch.setattr(os, 'stat', counting_stat)
+
+
+def test_layout_shared_by_processes_with_one_mappings_list(variants, monkeypatch):
+    # children forked from one parent get the same mappings list from the registry: the
+    # layout is resolved once, not once per process
+    paths, text, f7 = variants
+    s = Symbolizer(Telemetry())
+    first = _identified(paths[:3], text, pid=2 ** 22 + 71)
+    addrs = [addr_in(first, i, text, f7) + 4 for i in range(3)]  # inside f7 (return addresses)
+    assert [f.function for f in s.symbolize_user(first, addrs)] == ['f7'] * 3
+    calls = _Syscalls(monkeypatch)
+    for k in range(50):
+        child = ProcessInfo(2 ** 22 + 100 + k, 1, mappings=first.mappings, root='/')
+        frames = s.symbolize_user(child, addrs)
+        assert [f.function for f in frames] == ['f7'] * 3
+        assert [f.mapping.build_id for f in frames] == [f.mapping.build_id for f in s.symbolize_user(first, addrs)]
+    assert calls.opens == 0 and calls.stats == 0
+    assert s.stats()['layouts'] == 1 and s.stats()['processes'] == 51
+
+
+def test_known_file_resolved_with_one_stat(variants, monkeypatch):
+    paths, text, f7 = variants
+    s = Symbolizer(Telemetry())
+    p1 = _identified(paths[:2], text, pid=2 ** 22 + 81)
+    addrs = [addr_in(p1, i, text, f7) + 4 for i in range(2)]
+    assert [f.function for f in s.symbolize_user(p1, addrs)] == ['f7'] * 2
+    p2 = _identified(paths[:2], text, pid=2 ** 22 + 82)  # its own list (an exec'd process)
+    calls = _Syscalls(monkeypatch)
+    assert [f.function for f in s.symbolize_user(p2, addrs)] == ['f7'] * 2
+    assert calls.opens == 0 and calls.stats == 2
+
+
+def test_file_rewritten_in_place_is_not_mistaken_for_the_cached_one(variants, tmp_path):
+    # same path, same inode (a rebuild often reuses the inode): the identity from the maps
+    # (dev, inode, path) is not enough, the size and mtime of the file tell them apart
+    import os
+
+    paths, text, f7 = variants
+    target = str(tmp_path / 'rebuilt')
+    with open(paths[0], 'rb') as f:
+        v0 = f.read()
+    with open(paths[1], 'rb') as f:
+        v1 = f.read()
+    with open(target, 'wb') as f:
+        f.write(v0)
+    s = Symbolizer(Telemetry())
+    p1 = _identified([target], text, pid=2 ** 22 + 91)
+    a = addr_in(p1, 0, text, f7)
+    first = s.symbolize_user(p1, [a])[0]
+    ino = os.stat(target).st_ino
+    st = os.stat(target)
+    with open(target, 'r+b') as f:  # in place: same inode
+        f.write(v1)
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns + 10 ** 9))
+    assert os.stat(target).st_ino == ino
+    p2 = _identified([target], text, pid=2 ** 22 + 92)
+    second = s.symbolize_user(p2, [a])[0]
+    assert first.function == second.function == 'f7'
+    assert first.mapping.build_id != second.mapping.build_id
+    assert second.mapping.build_id == read_elf_info(paths[1]).build_id
+
+
+def test_unreadable_for_one_process_does_not_spoil_the_shared_layout(variants):
+    paths, text, f7 = variants
+    t = Telemetry()
+    s = Symbolizer(t)
+    good = _identified(paths[:1], text, pid=2 ** 22 + 95)
+    # an exited process (no /proc entry) in another mount namespace whose root is gone
+    gone = ProcessInfo(2 ** 22 + 96, 1, mappings=good.mappings, root='/nonexistent-root-hp')
+    a = addr_in(good, 0, text, f7)
+    assert s.symbolize_user(gone, [a])[0].function == ''
+    assert t.total('symbols.frames.unknown') == 1
+    assert s.symbolize_user(good, [a])[0].function == 'f7'
+    # the same list means the same files (the registry shares a list between processes of one
+    # layout only): once resolved through a live process, it serves the exited one too
+    assert s.symbolize_user(gone, [a])[0].function == 'f7'
+
+
+def test_resolved_frames_shared_within_a_layout_and_bounded(variants, monkeypatch):
+    from datadog_checks.host_profiler.symbols import symbolizer as mod
+
+    paths, text, f7 = variants
+    t = Telemetry()
+    s = Symbolizer(t)
+    a = _identified(paths[:1], text, pid=2 ** 22 + 111)
+    b = ProcessInfo(2 ** 22 + 112, 1, mappings=a.mappings, root='/')
+    addrs = [addr_in(a, 0, text, f7) + 4, addr_in(a, 0, text, f7) + 4]  # a leaf, then a return address
+    fa, fb = s.symbolize_user(a, addrs), s.symbolize_user(b, addrs)
+    assert [f.function for f in fa] == ['f7', 'f7'] and fa[0] is not fa[1]  # looked up at addr and addr - 1
+    assert fa[0] is fb[0] and fa[1] is fb[1]
+    assert t.total('symbols.frames.resolved') == 4
+    monkeypatch.setattr(mod, 'MAX_KEPT_FRAMES', 10)
+    for k in range(100):
+        assert s.symbolize_user(a, [addr_in(a, 0, text, f7) + k % 8])[0].function == 'f7'
+    assert s._frames_kept <= 10 and sum(len(e.frames or ()) for e in s._frame_entries) <= 10

@@ -138,6 +138,50 @@ def parse_maps(text: str, executable_only: bool = True) -> List[ProcMapping]:
     return out
 
 
+# The executable lines of /proc/PID/maps ('start-end perms offset dev inode [path]').
+_EXEC_LINE_RE = re.compile(r'^[0-9a-f]+-[0-9a-f]+ \S{2}x\S* .*$', re.M)
+
+
+class MapsCache:
+    """Parsed executable mappings shared by processes whose executable mappings are identical.
+
+    Children forked from one parent (pre-fork servers, worker pools, shells) have the same
+    layout: they get the same ``mappings`` list object, parsed once, which also lets the
+    unwinder and the symbolizer share their per-layout work. The key is the text of the
+    executable lines only (the heap and stacks differ between such processes). The lists are
+    never mutated (``refresh_mappings`` assigns a new list). A ``fresh`` parse (a process just
+    exec'd) is never served from the cache but replaces what it holds for that text, so that a
+    layout seen again after a binary was replaced in place (same inode, ASLR off) is the new one.
+    """
+
+    def __init__(self, max_entries: int = 512) -> None:
+        self.max_entries = max(1, int(max_entries))
+        self._lists: Dict[str, List[ProcMapping]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def parse(self, text: str, fresh: bool = False) -> List[ProcMapping]:
+        key = '\n'.join(_EXEC_LINE_RE.findall(text))
+        cache = self._lists
+        if not fresh:
+            hit = cache.get(key)
+            if hit is not None:
+                self.hits += 1
+                return hit
+        self.misses += 1
+        out = parse_maps(key)
+        if key not in cache and len(cache) >= self.max_entries:
+            # dicts keep insertion order: drop the oldest quarter
+            for k in list(cache)[: max(1, self.max_entries // 4)]:
+                del cache[k]
+        cache.pop(key, None)
+        cache[key] = out
+        return out
+
+
 def parse_environ(data: bytes, names: Iterable[str]) -> Dict[str, str]:
     wanted = set(names)
     out: Dict[str, str] = {}
@@ -156,24 +200,80 @@ def parse_environ(data: bytes, names: Iterable[str]) -> Dict[str, str]:
 # ---------------------------------------------------------------------------- /proc I/O
 
 
+_READ_CHUNK = 65536
+
+
+def _read_bytes(path: str, single: bool = False) -> bytes:
+    """The whole content of a /proc file with os.open/os.read: a third of the syscalls of
+    ``open()`` (no fstat, isatty, lseek), which matters because the check thread and this
+    one trade the GIL at every syscall. ``single``: a single_open() seq file (stat, cgroup),
+    which returns everything in one read when the buffer is large enough."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _READ_CHUNK)
+        if single and len(data) < _READ_CHUNK:
+            return data
+        chunks = [data]
+        while data:
+            data = os.read(fd, _READ_CHUNK)
+            chunks.append(data)
+        return b''.join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _read_text(path: str, single: bool = False) -> str:
+    # 'replace': a non-UTF-8 path or comm must not fail the read (nor, later, the encoders);
+    # files are opened through /proc/PID/map_files first, which does not need the path
+    return _read_bytes(path, single).decode('utf-8', 'replace')
+
+
 def read_start_time(pid: int, proc: str = '/proc') -> Optional[int]:
     try:
-        with open('{}/{}/stat'.format(proc, pid)) as f:
-            return parse_stat(f.read())[1]
+        return parse_stat(_read_text('{}/{}/stat'.format(proc, pid), True))[1]
     except (OSError, ValueError, IndexError):
         return None
+
+
+_OUR_ROOT: List = [None, 0.0]  # [(st_dev, st_ino) of '/', when it was read]
+_OUR_ROOT_TTL_S = 10.0
+
+
+def _our_root() -> Optional[Tuple[int, int]]:
+    now = time.monotonic()
+    if _OUR_ROOT[0] is None or now - _OUR_ROOT[1] > _OUR_ROOT_TTL_S:
+        try:
+            st = os.stat('/')
+            _OUR_ROOT[0], _OUR_ROOT[1] = (st.st_dev, st.st_ino), now
+        except OSError:
+            return None
+    return _OUR_ROOT[0]
 
 
 def _root_of(base: str) -> str:
     """'/' when the process shares our root (so its files stay reachable by path after it
     exits, for short-lived processes), else '/proc/PID/root' (containers)."""
     try:
-        theirs, ours = os.stat(base + '/root'), os.stat('/')
-        if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino):
+        theirs = os.stat(base + '/root')
+        if (theirs.st_dev, theirs.st_ino) == _our_root():
             return '/'
     except OSError:
         pass
     return base + '/root'
+
+
+_CGROUP_CACHE: Dict[str, Tuple[str, str]] = {}
+
+
+def _container_of(cgroup_text: str) -> Tuple[str, str]:
+    """parse_container_id, memoized: most processes of a host share a handful of cgroups."""
+    hit = _CGROUP_CACHE.get(cgroup_text)
+    if hit is None:
+        hit = parse_container_id(cgroup_text)
+        if len(_CGROUP_CACHE) >= 4096:
+            _CGROUP_CACHE.clear()
+        _CGROUP_CACHE[cgroup_text] = hit
+    return hit
 
 
 MAX_VDSO_BYTES = 1 << 20
@@ -192,19 +292,21 @@ def read_vdso_image(pid: int, start: int, end: int, proc: str = '/proc') -> Opti
         return None
 
 
-def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/proc') -> Optional[ProcessInfo]:
-    """Read one process's metadata; None when it is gone (or was never there)."""
+def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/proc',
+                 maps_cache: Optional[MapsCache] = None, fresh: bool = True) -> Optional[ProcessInfo]:
+    """Read one process's metadata; None when it is gone (or was never there).
+    ``maps_cache``: share the mappings list with processes of the same layout (see
+    ``MapsCache``; ``fresh`` for a process that just exec'd)."""
     base = '{}/{}'.format(proc, pid)
     try:
-        with open(base + '/stat') as f:
-            stat = f.read()
+        stat = _read_text(base + '/stat', True)
         comm, start = parse_stat(stat)
         state = stat[stat.rindex(')') + 2 :][:1]
     except (OSError, ValueError, IndexError):
         return None
     try:
-        with open(base + '/maps') as f:
-            mappings = parse_maps(f.read())
+        text = _read_text(base + '/maps')
+        mappings = maps_cache.parse(text, fresh) if maps_cache is not None else parse_maps(text)
     except OSError:
         mappings = []
     try:
@@ -212,15 +314,13 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
     except OSError:
         exe = ''
     try:
-        with open(base + '/cgroup') as f:
-            cid, pod = parse_container_id(f.read())
+        cid, pod = _container_of(_read_text(base + '/cgroup', True))
     except OSError:
         cid, pod = '', ''
     env: Dict[str, str] = {}
     if include_env_vars:
         try:
-            with open(base + '/environ', 'rb') as f:
-                env = parse_environ(f.read(), include_env_vars)
+            env = parse_environ(_read_bytes(base + '/environ'), include_env_vars)
         except OSError:
             pass  # unreadable: skipped silently
     # A zombie (or a process that exited while we read) has empty maps and no exe: it is gone.
@@ -265,6 +365,7 @@ class ProcessRegistry:
         self._lock = threading.Lock()
         self._by_pid: Dict[int, ProcessInfo] = {}
         self._gone: Dict[int, float] = {}  # pids found gone (counted once), bounded
+        self.maps_cache = MapsCache()  # mappings lists shared by processes of one layout
         self.evicted = 0
         self.gone_before_metadata = 0  # lifetime total
 
@@ -319,36 +420,39 @@ class ProcessRegistry:
         self.gone_before_metadata += 1
         return True
 
-    def refresh(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
+    def refresh(self, pid: int, fresh: bool = False) -> Tuple[Optional[ProcessInfo], bool]:
         """Read (or re-read) a pid now, replacing what was known (exec, pid reuse).
         Returns (info, gone) where gone means the process vanished before it could be read
-        and this is the first time it is counted."""
-        info = read_process(pid, self.include_env_vars, self.proc)
+        and this is the first time it is counted. ``fresh``: the process just exec'd (its
+        mappings are parsed, not taken from ``maps_cache``)."""
+        info = read_process(pid, self.include_env_vars, self.proc, self.maps_cache, fresh)
         if info is None:
             return self.get(pid), self._mark_gone(pid)
         self._insert(info)
         return info, False
 
-    def refresh_mappings(self, pid: int) -> bool:
+    def refresh_mappings(self, pid: int, fresh: bool = False) -> bool:
         """Re-read /proc/PID/maps of a known process (libraries mapped after exec, dlopen).
         Keeps what was known when the process is gone or the pid was reused. Returns True
-        when the mappings were replaced."""
+        when the maps were read (an unchanged layout keeps its list object, so the
+        per-process state of the unwinder and the symbolizer stays valid)."""
         info = self._by_pid.get(pid)
         if info is None:
             return False
         try:
-            with open('{}/{}/maps'.format(self.proc, pid)) as f:
-                mappings = parse_maps(f.read())
+            text = _read_text('{}/{}/maps'.format(self.proc, pid))
         except OSError:
             return False
+        mappings = self.maps_cache.parse(text, fresh)
         if not mappings or read_start_time(pid, self.proc) != info.start_time:
             return False
-        info.mappings = mappings  # one attribute assignment: readers see the old or the new list
+        if mappings != info.mappings:
+            info.mappings = mappings  # one attribute assignment: readers see the old or the new list
         info.read_at = self._clock()
         return True
 
     def on_exec(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
-        return self.refresh(pid)
+        return self.refresh(pid, fresh=True)
 
     def ensure(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
         """Make sure a pid seen in samples has metadata. Reads /proc only when the pid is

@@ -263,7 +263,7 @@ class Receiver:
                 if self._reread:
                     for pid in [p for p, t in self._reread.items() if t <= now]:
                         del self._reread[pid]
-                        self.registry.refresh_mappings(pid)
+                        self.registry.refresh_mappings(pid, fresh=True)
                 if now >= next_drain:
                     self._drain_once(sampler)
                     next_drain += cfg.drain_interval
@@ -317,6 +317,7 @@ class Receiver:
             # drains of a stop): a busy host's first drains would otherwise take seconds
             self.unwinder.tables.set_build_budget(
                 0.0 if self._stop.is_set() else max(0.05, UNWIND_BUILD_BUDGET * self.config.drain_interval))
+        drain_start = time.monotonic()
         res = sampler.drain(final=self._stop.is_set())
         t = self.telemetry
         if self.unwinder is not None:
@@ -337,7 +338,10 @@ class Receiver:
                 continue
             if not info.drained:
                 info.drained = True
-                if now - info.read_at > EXEC_REREAD_DELAY_S:
+                # Read before this drain (at exec): read again, the loader may have mapped more
+                # since. Read during this drain (the unwinder met the pid first): the maps are
+                # newer than every sample of this drain already.
+                if info.read_at < drain_start and now - info.read_at > EXEC_REREAD_DELAY_S:
                     self.registry.refresh_mappings(pid)
             elif now - info.read_at > MAPS_REFRESH_MIN_S and any(info.find_mapping(a) is None for a in ls):
                 self.registry.refresh_mappings(pid)

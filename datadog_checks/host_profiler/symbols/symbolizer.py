@@ -14,8 +14,19 @@ Caches
   * One LRU shared by all processes, keyed by file identity (build id or dev/inode/size/mtime),
     holding symbol tables, ELF headers and perf maps, capped at ``memory_budget_bytes``
     (each entry's size is estimated).
-  * Per process (pid, start time): the resolved mapping list, rebuilt when the process's
-    ``mappings`` list object changes; at most ``max_processes`` processes, LRU.
+  * Per layout (a ``mappings`` list object): the sorted mappings and what each resolved to
+    (file identity, PT_LOAD segments, build id). The process registry gives processes with
+    identical executable mappings (children forked from one parent) the same list object, so
+    a layout is resolved once for all of them, whatever their number.
+  * Per process (pid, start time): its layout, rebuilt when the process's ``mappings`` list
+    object changes, what could not be opened through it, its perf map; at most
+    ``max_processes`` processes (and layouts), LRU.
+
+Resolving a file mapping costs system calls, and every system call hands the GIL to the
+sampler thread (which may keep it for the whole switch interval): a mapping whose path still
+names the mapped file (``stat`` gives the mapping's dev and inode) is resolved with that one
+``stat`` when the file's headers are cached; only otherwise is the file opened (through
+``/proc/PID/map_files`` first).
 
 Return addresses: every frame but the leaf is a return address, so it is looked up at
 ``address - 1`` (the call instruction), as perf and pprof do; ``Frame.address`` keeps the
@@ -48,6 +59,14 @@ VSYSCALL = '[vsyscall]'
 
 # per-mapping states
 _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
+# Resolved frames of file mappings kept for reuse (the same Frame object for an address of a
+# layout, whichever process and run): fewer objects for the builder, the encoder and the GC.
+MAX_KEPT_FRAMES = 32768
+
+
+def _dev_str(st_dev: int) -> str:
+    """st_dev as /proc/PID/maps prints it: 'major:minor' in hex (at least 2 digits each)."""
+    return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
 
 
 class ProcMappingLike(Protocol):
@@ -69,14 +88,15 @@ class ProcessLike(Protocol):
 
 
 class _Entry:
-    __slots__ = ('start', 'end', 'offset', 'path', 'inode', 'state', 'reason', 'mapping', 'kind', 'key',
-                 'info_key', 'loads', 'open_paths')
+    __slots__ = ('start', 'end', 'offset', 'path', 'dev', 'inode', 'state', 'reason', 'mapping', 'kind', 'key',
+                 'info_key', 'loads', 'frames')
 
     def __init__(self, m: Any) -> None:
         self.start = int(m.start)
         self.end = int(m.end)
         self.offset = int(m.offset)
         self.path = m.path or ''
+        self.dev = str(getattr(m, 'dev', '') or '').lower()
         self.inode = int(getattr(m, 'inode', 0) or 0)
         self.state = _UNRESOLVED
         self.reason = ''
@@ -85,7 +105,7 @@ class _Entry:
         self.key: Any = None  # symbol-table cache key
         self.info_key: Any = None
         self.loads: Any = ()
-        self.open_paths: Tuple[str, ...] = ()
+        self.frames: Optional[Dict[int, Frame]] = None  # resolved frames (immutable), shared by the layout
 
     def vaddr(self, addr: int) -> Optional[int]:
         off = addr - self.start + self.offset
@@ -98,16 +118,31 @@ class _Entry:
         return off if not self.loads else None
 
 
-class _Proc:
-    __slots__ = ('mappings_ref', 'starts', 'entries', 'perfmap_paths', 'key')
+class _Layout:
+    """The sorted mappings of one ``mappings`` list object and their resolution (file-level
+    facts only: shared by every process with this list)."""
 
-    def __init__(self, key: Any, mappings: Any) -> None:
-        self.key = key
+    __slots__ = ('mappings_ref', 'starts', 'entries')
+
+    def __init__(self, mappings: Any) -> None:
         self.mappings_ref = mappings
         ms = sorted((m for m in mappings if m.end > m.start), key=lambda m: m.start)
         self.entries = [_Entry(m) for m in ms]
         self.starts = array('Q', [e.start for e in self.entries])
+
+
+class _Proc:
+    __slots__ = ('mappings_ref', 'starts', 'entries', 'perfmap_paths', 'key', 'unreadable')
+
+    def __init__(self, key: Any, mappings: Any, layout: _Layout) -> None:
+        self.key = key
+        self.mappings_ref = mappings
+        self.starts = layout.starts
+        self.entries = layout.entries
         self.perfmap_paths: Optional[List[str]] = None
+        # entries this process could not open (it exited, a file it alone cannot read): per
+        # process, as another process with the same layout may well open them
+        self.unreadable: Optional[set] = None
 
 
 class _Sized:
@@ -139,8 +174,11 @@ class Symbolizer:
         self._cache_bytes = 0
         self._sizes: Dict[Any, int] = {}
         self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
+        self._layouts: 'OrderedDict[int, _Layout]' = OrderedDict()  # id(mappings list) -> layout
         self._vdso: Dict[Any, Any] = {}
         self._seen_files: 'OrderedDict[Any, None]' = OrderedDict()
+        self._frames_kept = 0
+        self._frame_entries: List[_Entry] = []
         self._boot_id = boot_id(self.proc)
         self.kallsyms = Kallsyms(kallsyms_path or self.proc + '/kallsyms', self.proc + '/modules', telemetry)
         self._kernel_mappings: Dict[str, Mapping] = {}
@@ -208,12 +246,25 @@ class Symbolizer:
         st = self._procs.get(key)
         mappings = process.mappings
         if st is None or st.mappings_ref is not mappings:
-            st = _Proc(key, mappings)
+            st = _Proc(key, mappings, self._layout(mappings))
             self._procs[key] = st
             while len(self._procs) > self.max_processes:
                 self._procs.popitem(last=False)
         self._procs.move_to_end(key)
         return st
+
+    def _layout(self, mappings: Any) -> _Layout:
+        layouts = self._layouts
+        k = id(mappings)
+        lay = layouts.get(k)
+        if lay is not None and lay.mappings_ref is mappings:  # (the layout's reference keeps the id unique)
+            layouts.move_to_end(k)
+            return lay
+        lay = layouts[k] = _Layout(mappings)
+        layouts.move_to_end(k)
+        while len(layouts) > self.max_processes:
+            layouts.popitem(last=False)
+        return lay
 
     def forget_process(self, pid: int, start_time: Any = None) -> None:
         with self._lock:
@@ -230,7 +281,9 @@ class Symbolizer:
         out.append(root.rstrip('/') + path if root and root != '/' else path)
         return tuple(out)
 
-    def _resolve(self, process: Any, e: _Entry, stats: List[int]) -> None:
+    def _resolve(self, process: Any, st: Optional[_Proc], e: _Entry, stats: List[int]) -> None:
+        """Resolve ``e`` (shared by the processes of a layout) through ``process``. What only
+        this process failed to open is kept in ``st.unreadable``, not in the shared entry."""
         path = e.path
         if path == VDSO:
             e.state = _VDSO
@@ -241,10 +294,40 @@ class Symbolizer:
         if not path or path.startswith('[') or path.startswith('//anon') or path.startswith('/dev/zero'):
             e.state = _ANON
             return
-        e.open_paths = self._open_candidates(process, e)
+        if e.inode and not path.endswith(DELETED_SUFFIX) and self._resolve_by_stat(process, e, stats):
+            return
+        self._resolve_by_open(process, e, stats)
+        if e.state == _BAD and e.reason == 'unreadable':
+            e.state, e.reason = _UNRESOLVED, ''
+            if st is not None:
+                if st.unreadable is None:
+                    st.unreadable = set()
+                st.unreadable.add(id(e))
+
+    def _resolve_by_stat(self, process: Any, e: _Entry, stats: List[int]) -> bool:
+        """One ``stat`` of the mapping's path: when it is the mapped file (same dev and inode as
+        in /proc/PID/maps) and its headers are cached, no need to open it."""
+        root = self._root(process)
+        p = root.rstrip('/') + e.path if root and root != '/' else e.path
+        try:
+            st = os.stat(p)
+        except (OSError, ValueError):
+            return False
+        if st.st_ino != e.inode or _dev_str(st.st_dev) != e.dev:
+            return False
+        info_key = ('info', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        holder = self._cache.get(info_key)
+        if holder is None:
+            return False
+        self._cache_get(info_key, stats)
+        self._set_file(process, e, info_key, holder.info, p)
+        return True
+
+    def _resolve_by_open(self, process: Any, e: _Entry, stats: List[int]) -> None:
+        open_paths = self._open_candidates(process, e)
         fd = -1
         opened = ''
-        for p in e.open_paths:
+        for p in open_paths:
             try:
                 fd = os.open(p, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0))
                 opened = p
@@ -260,7 +343,7 @@ class Symbolizer:
             except OSError:
                 e.state, e.reason = _BAD, 'unreadable'
                 return
-            if e.inode and st.st_ino != e.inode and opened != e.open_paths[0]:
+            if e.inode and st.st_ino != e.inode and opened != open_paths[0]:
                 # Opened by path (the process is gone): the file was replaced since it was mapped.
                 e.state, e.reason = _BAD, 'unreadable'
                 return
@@ -275,7 +358,9 @@ class Symbolizer:
                 self._cache_put(info_key, holder, stats)
         finally:
             os.close(fd)
-        info = holder.info
+        self._set_file(process, e, info_key, holder.info, opened)
+
+    def _set_file(self, process: Any, e: _Entry, info_key: Any, info: Optional[ElfInfo], opened: str) -> None:
         if info is None:
             e.state, e.reason = _BAD, 'not_elf'
             return
@@ -314,7 +399,7 @@ class Symbolizer:
         return info
 
     def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
-        for p in e.open_paths:
+        for p in self._open_candidates(process, e):
             try:
                 f = open(p, 'rb')
             except OSError:
@@ -428,13 +513,23 @@ class Symbolizer:
                     continue
                 try:
                     if e.state == _UNRESOLVED:
-                        self._resolve(process, e, stats)
+                        if st.unreadable is None or id(e) not in st.unreadable:
+                            self._resolve(process, st, e, stats)
                     state = e.state
+                    if state == _UNRESOLVED:
+                        state = _BAD
                     name = None
                     kind = e.kind
                     mapping = e.mapping
                     reason = 'no_symbol'
                     if state == _FILE:
+                        fk = addr if look == addr else ~addr  # a return address is looked up at addr - 1
+                        if e.frames is not None:
+                            frame = e.frames.get(fk)
+                            if frame is not None:
+                                resolved += 1
+                                out.append(frame)
+                                continue
                         table = self._table(process, e, stats, local)
                         v = e.vaddr(look)
                         if v is not None:
@@ -465,12 +560,27 @@ class Symbolizer:
                     name, reason, kind, mapping = None, 'unreadable', e.kind, e.mapping
                 if name:
                     resolved += 1
-                    out.append(Frame(name, addr, kind, mapping))
+                    frame = Frame(name, addr, kind, mapping)
+                    if state == _FILE:
+                        self._keep_frame(e, fk, frame)
+                    out.append(frame)
                 else:
                     unknown[reason] = unknown.get(reason, 0) + 1
                     out.append(Frame('', addr, kind, mapping))
             self._flush_stats(stats, unknown, resolved)
             return out
+
+    def _keep_frame(self, e: _Entry, fk: int, frame: Frame) -> None:
+        if self._frames_kept >= MAX_KEPT_FRAMES:
+            for x in self._frame_entries:
+                x.frames = None
+            self._frame_entries = []
+            self._frames_kept = 0
+        if e.frames is None:
+            e.frames = {}
+            self._frame_entries.append(e)
+        e.frames[fk] = frame
+        self._frames_kept += 1
 
     def _perfmap(self, process: Any, st: _Proc, stats: List[int]) -> Optional[PerfMap]:
         key = ('perfmap', process.pid, getattr(process, 'start_time', 0))
@@ -538,13 +648,13 @@ class Symbolizer:
                 return None
             e = st.entries[i]
             if e.state == _UNRESOLVED:
-                self._resolve(process, e, stats)
+                self._resolve(process, st, e, stats)
             if e.state != _FILE:
                 return None
             holder = self._cache_get(e.info_key, stats)
             if holder is not None:
                 return holder.info
-            for p in e.open_paths:
+            for p in self._open_candidates(process, e):
                 info = read_elf_info(p, self.telemetry)
                 if info is not None:
                     return info
@@ -557,6 +667,7 @@ class Symbolizer:
                 'cache_entries': len(self._cache),
                 'memory_budget_bytes': self.memory_budget_bytes,
                 'processes': len(self._procs),
+                'layouts': len(self._layouts),
                 'kallsyms_symbols': len(self.kallsyms.table) if self.kallsyms.table is not None else 0,
             }
 
