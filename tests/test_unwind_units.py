@@ -143,3 +143,14 @@ def test_unwinder_may_defer():
     addrs, truncated, result = u.unwind_sample(object(), (0x401000, sp, 0), b'\0' * 64, sp)
     u.flush()
     assert result != COMPLETE and tel.total('unwind.samples') == 1
+
+
+def test_split_memory_budget_stays_within_the_users_budget():
+    from datadog_checks.host_profiler.unwind.tables import split_memory_budget
+
+    for unwinding in ('auto', 'dwarf'):
+        sym, cfi = split_memory_budget(256, unwinding)
+        assert sym + cfi == 256 << 20 and cfi == 64 << 20
+    assert split_memory_budget(256, 'frame_pointers') == (256 << 20, 0)
+    sym, cfi = split_memory_budget(16, 'auto')  # small budgets keep a usable CFI cache
+    assert cfi == 8 << 20 and sym == 8 << 20

@@ -18,6 +18,7 @@ from .__about__ import __version__
 from .profile.builder import build_profile
 from .profile.model import Profile
 from .runtime.telemetry import Telemetry
+from .unwind.tables import split_memory_budget
 
 LOG = logging.getLogger(__name__)
 
@@ -88,7 +89,9 @@ class ProfilerPipeline:
         symbolizer_conf = receiver_conf.get('symbolizer') or {}
         self.symbolizer = Symbolizer(
             self.telemetry,
-            memory_budget_bytes=int(symbolizer_conf.get('memory_budget_mb') or 256) << 20,
+            # the receiver's CFI tables take their share of the same budget (dwarf/auto unwinding)
+            memory_budget_bytes=split_memory_budget(int(symbolizer_conf.get('memory_budget_mb') or 256),
+                                                    receiver_conf.get('unwinding') or 'auto')[0],
             debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
             perf_map=bool(symbolizer_conf.get('perf_map', True)),
             # as many processes as the receiver tracks: a smaller LRU thrashes on busy hosts

@@ -51,7 +51,8 @@ class ReceiverConfig(SamplerConfig):
     check_interval: float = 15.0  # the check's interval; no heartbeat for 3x this stops the thread (0: never)
     poll_timeout_ms: int = 50
     unwinding: str = 'auto'  # the spec's default (SamplerConfig keeps frame_pointers for the bare sampler)
-    # the instance's receiver.symbolizer section: the CFI table cache takes a quarter of memory_budget_mb
+    # the instance's receiver.symbolizer section: the CFI table cache takes its share of memory_budget_mb
+    # (unwind.tables.split_memory_budget; the pipeline's symbolizer gets the rest)
     symbolizer: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -149,8 +150,11 @@ class Receiver:
         if self.config.unwinding in ('dwarf', 'auto'):
             from ..unwind.unwinder import Unwinder
 
+            from ..unwind.tables import split_memory_budget
+
             budget_mb = int((self.config.symbolizer or {}).get('memory_budget_mb') or 256)
-            self.unwinder = Unwinder(self.telemetry, memory_budget_bytes=max(8, budget_mb // 4) << 20,
+            self.unwinder = Unwinder(self.telemetry,
+                                     memory_budget_bytes=split_memory_budget(budget_mb, self.config.unwinding)[1],
                                      mode=self.config.unwinding)
         self.stopped_reason = ''
         self.startup_seconds = 0.0

@@ -5,7 +5,9 @@
 
 * ``ByteLRU``: a tiny byte-budgeted LRU. The symbolizer keeps its LRU inside
   ``Symbolizer`` (private ``_cache_get``/``_cache_put``), not as a reusable class, so this
-  package has its own; the receiver gives it a share of ``receiver.symbolizer.memory_budget_mb``.
+  package has its own. ``split_memory_budget`` gives it a quarter of
+  ``receiver.symbolizer.memory_budget_mb`` and the symbolizer the rest: together they stay
+  within the budget the user set.
 * ``CfiTables.finder(process)`` → ``find_table(address) -> (CfiTable, load_bias) | None``:
   the process's mappings (``ProcessInfo``-like: ``pid, start_time, mappings, root``) are
   bisected; a file mapping is opened through ``/proc/PID/map_files/START-END`` (deleted
@@ -45,6 +47,18 @@ from ..receiver.processes import read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
 
 DELETED_SUFFIX = ' (deleted)'
+CFI_BUDGET_SHARE = 4  # the CFI tables get 1/4 of receiver.symbolizer.memory_budget_mb in dwarf/auto
+MIN_CFI_BUDGET_MB = 8
+
+
+def split_memory_budget(budget_mb: int, unwinding: str) -> Tuple[int, int]:
+    """(symbolizer bytes, CFI tables bytes) out of ``memory_budget_mb``: the CFI tables exist
+    only in ``dwarf``/``auto`` unwinding, and take their share from the symbolizer's."""
+    total = max(1, int(budget_mb)) << 20
+    if unwinding not in ('dwarf', 'auto'):
+        return total, 0
+    cfi = max(MIN_CFI_BUDGET_MB << 20, total // CFI_BUDGET_SHARE)
+    return max(1 << 20, total - cfi), cfi
 VDSO = '[vdso]'
 
 
