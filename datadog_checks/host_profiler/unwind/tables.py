@@ -156,7 +156,7 @@ class _Proc:
 
 class CfiTables:
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 64 << 20, proc: str = '/proc',
-                 max_processes: int = 4096) -> None:
+                 max_processes: int = 16384) -> None:  # the receiver's max_processes: fewer thrash
         self.telemetry = telemetry
         self.proc = proc.rstrip('/') or '/proc'
         self.cache = ByteLRU(memory_budget_bytes)
@@ -208,11 +208,6 @@ class CfiTables:
             return e.found
 
         return find_table
-
-    def forget_process(self, pid: int) -> None:
-        with self._lock:
-            for key in [k for k in self._procs if k[0] == pid]:
-                del self._procs[key]
 
     def _resolve(self, process: Any, e: _Entry) -> None:
         with self._lock:
