@@ -123,6 +123,7 @@ def run_soak(args, fault=None):
                 'dropped': telemetry.total('export.queue.dropped'),
                 'accepted': len(srv.accepted),
                 'symbols_cache_mb': round(telemetry.gauge_sum('symbols.cache.bytes') / 1e6, 2),
+                'cfi_cache_mb': round(telemetry.gauge_sum('unwind.cfi.cache.bytes') / 1e6, 2),
                 'tables_loaded': telemetry.total('symbols.tables.loaded'),
                 'tracked': telemetry.gauge_sum('processes.tracked'),
                 'gc_objects': len(gc.get_objects()),
@@ -161,8 +162,10 @@ def run_soak(args, fault=None):
             [(r['t'], r['rss_mb']) for r in steady[len(steady) // 2:]]), 2),
         'symbols_cache_mb_first_last': ([steady[0]['symbols_cache_mb'], rows[-1]['symbols_cache_mb']]
                                         if steady else None),
+        'cfi_cache_mb_first_last': [steady[0]['cfi_cache_mb'], rows[-1]['cfi_cache_mb']] if steady else None,
+        # RSS less what the two byte-budgeted caches hold: growth here is not a cache filling up
         'rss_minus_cache_slope_mb_per_h': round(w.slope_per_hour(
-            [(r['t'], r['rss_mb'] - r['symbols_cache_mb']) for r in steady]), 2),
+            [(r['t'], r['rss_mb'] - r['symbols_cache_mb'] - r['cfi_cache_mb']) for r in steady]), 2),
         'gc_objects_first_last': [steady[0]['gc_objects'], rows[-1]['gc_objects']] if steady else None,
         'run_s_median': w.median([r['run_s'] for r in steady]),
         'errors_total': rows[-1]['errors'] if rows else None,
