@@ -71,10 +71,18 @@ def test_pending_bytes_cap_unwinds_early():
 
 
 def test_ring_pages():
-    assert ring_pages(16384, 2, 20) == 256
-    p = ring_pages(16384, 64, 99)
-    assert p & (p - 1) == 0 and p == 8192
-    assert ring_pages(16384, 2, 999) == 4096  # 16 MiB: half-size records, half a second
+    from datadog_checks.host_profiler.unwind.copies import wakeup_every
+
+    assert ring_pages(16384, 2, 20) == 256  # the minimum: 2.5 s of half-size records
+    assert ring_pages(16384, 2, 99) == 1024  # 2 s
+    assert ring_pages(16384, 2, 999) == 4096  # 16 MiB: 0.8 s
+    assert ring_pages(16384, 64, 999) == 16384  # big hosts: at least 0.5 s, up to the maximum
+    for hz in (20, 99, 999):
+        p = ring_pages(16384, 2, hz)
+        assert p & (p - 1) == 0
+        every = wakeup_every(p, 16384, 2)
+        # a quarter of the ring between wake-ups, in half-size records of both CPUs
+        assert 1 <= every and every * 2 * (64 + 10240 + 8) <= p * 4096 // 4
 
 
 def test_byte_lru():

@@ -49,7 +49,10 @@ class ReceiverConfig(SamplerConfig):
     max_processes: int = 16384
     lock_path: str = DEFAULT_LOCK_PATH
     check_interval: float = 15.0  # the check's interval; no heartbeat for 3x this stops the thread (0: never)
-    poll_timeout_ms: int = 50
+    # longest wait for events between drains: also how fast stop() is noticed. Stack copies wake
+    # the thread early when their ring fills (see bpf/sampler.c), so this can be long; each
+    # wake-up costs ~50 us of CPU (a 50 ms timeout was most of the idle cost).
+    poll_timeout_ms: int = 200
     unwinding: str = 'auto'  # the spec's default (SamplerConfig keeps frame_pointers for the bare sampler)
     # the instance's receiver.symbolizer section: the CFI table cache takes its share of memory_budget_mb
     # (unwind.tables.split_memory_budget; the pipeline's symbolizer gets the rest)

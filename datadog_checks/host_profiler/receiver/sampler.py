@@ -223,6 +223,11 @@ class Sampler:
         return ring_pages(self._copy_size(), len(kernel.online_cpus()) or (os.cpu_count() or 1),
                           int(self.config.samples_per_second))
 
+    def _copy_wakeup_every(self) -> int:
+        from ..unwind.copies import wakeup_every
+
+        return wakeup_every(self._copy_ring_pages(), self._copy_size(), len(kernel.online_cpus()) or 1)
+
     def _copy_size(self) -> int:
         return (int(self.config.stack_copy_size) + 4095) // 4096 * 4096
 
@@ -245,6 +250,7 @@ class Sampler:
             'STACK_COPY_SIZE': self._copy_size(),
             'COPY_PAGES': self._copy_ring_pages() if self.copy_stacks else 1,
             'COPY_CPUS': max(kernel.possible_cpus() or [0]) + 1,
+            'COPY_WAKEUP_EVERY': self._copy_wakeup_every() if self.copy_stacks else 1,
         }
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
 

@@ -55,22 +55,35 @@ def record_bytes(stack_copy_size: int) -> int:
     return HEADER_SIZE + int(stack_copy_size) + PAGE
 
 
-def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, seconds: float = 0.5,
-               min_pages: int = 256, max_pages: int = 16384) -> int:
-    """Ring-buffer pages (a power of 2) holding ``seconds`` of records from every CPU.
+def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, min_pages: int = 256,
+               comfortable_pages: int = 4096, max_pages: int = 16384) -> int:
+    """Ring-buffer pages (a power of 2) for the stack copies of every CPU.
 
     Records are variable-sized (only the pages copied), and sized here at half the largest: a
-    thread's stack rarely fills the whole copy. A burst of bigger records that overflows the
-    ring only makes those samples fall back to frame pointers, counted as
+    thread's stack rarely fills the whole copy. The ring holds 2 s of records up to
+    ``comfortable_pages`` (16 MiB), and never less than 0.5 s (big hosts, up to ``max_pages``).
+    The reader is woken every quarter of it (``wakeup_every``). A burst of bigger records that
+    overflows the ring only makes those samples fall back to frame pointers, counted as
     ``user_stack_copy_lost``. The ring is mapped twice in user space, so every page counts twice
-    in our RSS: 16 MiB (32 MiB of RSS) at 999 Hz on 2 CPUs, 1 MiB at 20 Hz."""
-    need = HEADER_SIZE + (int(stack_copy_size) + PAGE) // 2 + 8
-    need *= max(1, cpus) * max(1, samples_per_second) * seconds
-    pages = max(min_pages, int(need) // PAGE + 1)
-    p = 1
-    while p < pages:
-        p <<= 1
-    return min(p, max_pages)
+    in our RSS: 32 MiB at 999 Hz on 2 CPUs, 2 MiB at 20 Hz."""
+    per_second = (HEADER_SIZE + (int(stack_copy_size) + PAGE) // 2 + 8) * max(1, cpus) * max(1, samples_per_second)
+
+    def pow2(nbytes: float) -> int:
+        pages = max(min_pages, int(nbytes) // PAGE + 1)
+        p = 1
+        while p < pages:
+            p <<= 1
+        return p
+
+    return min(max_pages, max(pow2(per_second * 0.5), min(pow2(per_second * 2.0), comfortable_pages)))
+
+
+def wakeup_every(pages: int, stack_copy_size: int, cpus: int) -> int:
+    """Records of one CPU between two forced wake-ups of the reader: about a quarter of the
+    ring (``pages``) in half-size records from every CPU, so the ring is read well before it
+    fills even when the reader's poll timeout is long."""
+    per_record = HEADER_SIZE + (int(stack_copy_size) + PAGE) // 2 + 8
+    return max(1, int(pages) * PAGE // 4 // per_record // max(1, cpus))
 
 
 class StackCopies:

@@ -11,6 +11,7 @@
 //   OFF_CPU, OFF_CPU_THRESHOLD               1 = sched_switch program; threshold is p * 2^32
 //   OFF_CPU_STACK_SIZE, OFF_CPU_START_SIZE   off-CPU maps sizes
 //   UNWIND_COPY, STACK_COPY_SIZE, COPY_PAGES  1 = copy user regs + stack for user-space unwinding
+//   COPY_CPUS, COPY_WAKEUP_EVERY            scratch slots (possible CPUs); records per CPU between wake-ups
 //   EVENTS, EVENTS_PAGES                     1 = exec/exit tracepoints; ring buffer size in pages (power of 2)
 //
 // Double buffering: `active[0]` holds a generation number that user space increments on each
@@ -209,9 +210,16 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, stru
     u32 len = offsetof(struct copy_t, stack) + size;
     if (len > sizeof(struct copy_t))
         len = sizeof(struct copy_t);
-    // No wake-up per record (BPF_RB_NO_WAKEUP = 1): the sampler thread reads the copies on its
-    // poll cadence (poll_timeout_ms) and at each drain instead of waking up for every sample.
-    if (stack_copies.ringbuf_output(c, len, 1) != 0) {
+    // No wake-up per record: the sampler thread reads the copies on its poll cadence
+    // (poll_timeout_ms) and at each drain, and is woken early (BPF_RB_FORCE_WAKEUP = 2) only
+    // every COPY_WAKEUP_EVERY records of a CPU, about a quarter of the ring (BPF_RB_NO_WAKEUP = 1
+    // otherwise): a few wake-ups per second instead of one per sample, and no overflow between polls.
+    u32 seq_idx = ST_COPIES;
+    u64 *seq = stats.lookup(&seq_idx);
+    u64 flags = 1;
+    if (seq && (*seq % COPY_WAKEUP_EVERY) == COPY_WAKEUP_EVERY - 1)
+        flags = 2;
+    if (stack_copies.ringbuf_output(c, len, flags) != 0) {
         // ring buffer full: the sample falls back to the in-kernel frame-pointer path
         stat_inc(ST_COPY_LOST);
         return 0;
