@@ -63,6 +63,18 @@ def _stop(check, timeout_s: float = 10.0) -> None:
         receiver.join(timeout_s)
 
 
+def _stop_and_collect(check) -> Any:
+    if check.pipeline is None:
+        return None
+    try:
+        return check.pipeline.stop_and_collect()
+    except KeyboardInterrupt:  # a second signal: exit without the last samples
+        return None
+    except Exception as e:  # noqa: BLE001 - the outputs of the earlier runs are still written
+        print('host-profiler: collecting the last samples failed: {}'.format(e), file=sys.stderr)
+        return None
+
+
 def _config_error(e: Exception) -> int:
     path = getattr(e, 'key_path', '')
     print('host-profiler: configuration error{}: {}'.format(' at ' + path if path else '', e), file=sys.stderr)
@@ -126,6 +138,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        # what was sampled since the last run (a signal comes between runs) is exported too
+        last = _stop_and_collect(check)
+        if last is not None and last.resources:
+            profiles.append(last)
         flushed = check.pipeline.flush(FLUSH_TIMEOUT_S) if check.pipeline else True
         _stop(check)
     if not flushed:

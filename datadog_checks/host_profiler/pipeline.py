@@ -190,15 +190,31 @@ class ProfilerPipeline:
         profile = None
         if sampling:
             profile = self._collect_profile()
-            if profile is not None:
-                for exporter in self.exporters:
-                    try:
-                        exporter.export(profile)
-                    except Exception as e:  # an exporter must never break the run
-                        self.telemetry.count('export.errors', 1, ['reason:internal', 'exporter:' + exporter.name])
-                        self.log.warning('exporter %s failed: %s', exporter.name, e)
+            self._export(profile)
         return RunResult(profile=profile, sampling=sampling, sampler_error=self.sampler_error,
                          exporter_statuses=self.exporter_statuses())
+
+    def stop_and_collect(self, timeout_s: float = 10.0) -> Optional[Profile]:
+        """The last run of a command about to exit: stop the sampler (its final drains read
+        everything counted since the previous run), then build and export those samples, so a
+        signal between two runs loses nothing. Returns the profile (None when nothing was left)."""
+        receiver = self.receiver
+        if receiver is None or self._closed:
+            return None
+        receiver.stop(block=True, timeout=timeout_s)
+        profile = self._collect_profile()
+        self._export(profile)
+        return profile
+
+    def _export(self, profile: Optional[Profile]) -> None:
+        if profile is None:
+            return
+        for exporter in self.exporters:
+            try:
+                exporter.export(profile)
+            except Exception as e:  # an exporter must never break the run
+                self.telemetry.count('export.errors', 1, ['reason:internal', 'exporter:' + exporter.name])
+                self.log.warning('exporter %s failed: %s', exporter.name, e)
 
     def _collect_profile(self) -> Optional[Profile]:
         from .processors.pipeline import run_processors
