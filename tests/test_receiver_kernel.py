@@ -151,19 +151,11 @@ def our_fds():
     return kinds
 
 
-OUR_PROGS = {
-    'on_cpu_sample',
-    'tracepoint__sched__sched_process_exec',
-    'tracepoint__sched__sched_process_exit',
-    'tracepoint__sched__sched_switch',
-}
 
-
-def bpftool_our_progs():
-    if not shutil.which('bpftool'):
-        return 0
-    out = subprocess.run(['bpftool', 'prog', 'show', '-j'], capture_output=True, text=True).stdout
-    return sum(1 for p in json.loads(out or '[]') if p.get('name') in OUR_PROGS)
+def loaded_prog_ids():
+    """Ids of every BPF program loaded on the host (bpftool)."""
+    out = subprocess.run(['bpftool', 'prog', 'show', '-j'], capture_output=True, text=True, check=True).stdout
+    return {p['id'] for p in json.loads(out or '[]')}
 
 
 def test_receiver_split_metadata_and_ttl(workload, tmp_path):
@@ -365,12 +357,12 @@ def test_off_cpu_time(workload):
 def test_lifecycle_lock_heartbeat_no_leaks(tmp_path):
     fds0 = our_fds()
     threads0 = set(threading.enumerate())
-    progs0 = bpftool_our_progs()
 
     # start/stop: stop() does not block; the thread detaches everything
     rx = Receiver(receiver_config(tmp_path))
     rx.start()
     assert rx.running and rx.compile_seconds > 0
+    ours = set(rx.program_ids())  # our own ids: other BPF users of the host (a parallel run) do not count
     # one sampler per host: a second receiver names the holder
     other = Receiver(receiver_config(tmp_path))
     with pytest.raises(SamplerError) as e:
@@ -387,6 +379,7 @@ def test_lifecycle_lock_heartbeat_no_leaks(tmp_path):
     rx2 = Receiver(receiver_config(tmp_path, check_interval=0.2), telemetry=tel)
     rx2.start()
     assert rx2.running
+    ours |= set(rx2.program_ids())
     assert rx2.join(5)
     assert 'heartbeat' in rx2.stopped_reason
     gauges = {m.name: m.value for m in tel.snapshot() if m.type == 'gauge'}
@@ -395,13 +388,14 @@ def test_lifecycle_lock_heartbeat_no_leaks(tmp_path):
     # the lock was released: a new receiver starts
     rx3 = Receiver(receiver_config(tmp_path))
     rx3.start()
+    ours |= set(rx3.program_ids())
     rx3.stop(block=True, timeout=5)
     assert not rx3.running
 
     assert our_fds() == fds0
     # no thread of ours left (a thread of an earlier test may have ended meanwhile)
     assert set(threading.enumerate()) <= threads0
-    assert bpftool_our_progs() <= progs0
+    assert ours and not (ours & loaded_prog_ids()), 'BPF programs still loaded'
 
 
 def test_sampler_errors(monkeypatch):
