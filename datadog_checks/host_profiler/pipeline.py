@@ -90,7 +90,7 @@ class ProfilerPipeline:
         self.symbolizer = Symbolizer(
             self.telemetry,
             # the receiver's CFI tables take their share of the same budget (dwarf/auto unwinding)
-            memory_budget_bytes=split_memory_budget(int(symbolizer_conf.get('memory_budget_mb') or 256),
+            memory_budget_bytes=split_memory_budget(symbolizer_conf.get('memory_budget_mb'),
                                                     receiver_conf.get('unwinding') or 'auto')[0],
             debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
             perf_map=bool(symbolizer_conf.get('perf_map', True)),

@@ -138,6 +138,11 @@ def parse_maps(text: str, executable_only: bool = True) -> List[ProcMapping]:
     return out
 
 
+def maps_dev(st_dev: int) -> str:
+    """st_dev as /proc/PID/maps prints it: 'major:minor' in hex (at least 2 digits each)."""
+    return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
+
+
 # The executable lines of /proc/PID/maps ('start-end perms offset dev inode [path]').
 _EXEC_LINE_RE = re.compile(r'^[0-9a-f]+-[0-9a-f]+ \S{2}x\S* .*$', re.M)
 

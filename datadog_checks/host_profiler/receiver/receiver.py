@@ -151,11 +151,10 @@ class Receiver:
         self.error: Optional[BaseException] = None  # what stopped the thread, if it failed
         self.unwinder: Any = None
         if self.config.unwinding in ('dwarf', 'auto'):
+            from ..unwind.tables import split_memory_budget
             from ..unwind.unwinder import Unwinder
 
-            from ..unwind.tables import split_memory_budget
-
-            budget_mb = int((self.config.symbolizer or {}).get('memory_budget_mb') or 256)
+            budget_mb = (self.config.symbolizer or {}).get('memory_budget_mb')
             self.unwinder = Unwinder(self.telemetry,
                                      memory_budget_bytes=split_memory_budget(budget_mb, self.config.unwinding)[1],
                                      mode=self.config.unwinding)

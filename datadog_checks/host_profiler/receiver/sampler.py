@@ -215,24 +215,21 @@ class Sampler:
     def copy_stacks(self) -> bool:
         return self.config.unwinding in ('dwarf', 'auto')
 
-    def _copy_ring_pages(self) -> int:
-        if int(self.config.stack_copy_ring_pages):
-            return int(self.config.stack_copy_ring_pages)
-        from ..unwind.copies import ring_pages
+    def _copy_ring(self) -> Tuple[int, int]:
+        """(ring pages, records of a CPU between forced wake-ups) of the stack copies."""
+        from ..unwind.copies import ring_pages, wakeup_every
 
-        return ring_pages(self._copy_size(), len(kernel.online_cpus()) or (os.cpu_count() or 1),
-                          int(self.config.samples_per_second))
-
-    def _copy_wakeup_every(self) -> int:
-        from ..unwind.copies import wakeup_every
-
-        return wakeup_every(self._copy_ring_pages(), self._copy_size(), len(kernel.online_cpus()) or 1)
+        cpus = len(kernel.online_cpus()) or 1
+        pages = int(self.config.stack_copy_ring_pages) or ring_pages(
+            self._copy_size(), cpus, int(self.config.samples_per_second))
+        return pages, wakeup_every(pages, self._copy_size(), cpus)
 
     def _copy_size(self) -> int:
         return (int(self.config.stack_copy_size) + 4095) // 4096 * 4096
 
     def _cflags(self) -> List[str]:
         c = self.config
+        copy_pages, copy_wakeup_every = self._copy_ring() if self.copy_stacks else (1, 1)
         thr = int(round(float(c.off_cpu_threshold) * (1 << 32)))
         flags = {
             'STACK_STORAGE_SIZE': max(1, int(c.stack_storage_size)),
@@ -248,9 +245,9 @@ class Sampler:
             'EVENTS_PAGES': int(c.events_ring_pages),
             'UNWIND_COPY': int(self.copy_stacks),
             'STACK_COPY_SIZE': self._copy_size(),
-            'COPY_PAGES': self._copy_ring_pages() if self.copy_stacks else 1,
+            'COPY_PAGES': copy_pages,
             'COPY_CPUS': max(kernel.possible_cpus() or [0]) + 1,
-            'COPY_WAKEUP_EVERY': self._copy_wakeup_every() if self.copy_stacks else 1,
+            'COPY_WAKEUP_EVERY': copy_wakeup_every,
         }
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
 

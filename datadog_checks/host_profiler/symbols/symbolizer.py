@@ -43,7 +43,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from ..receiver.kernel import boot_id
-from ..receiver.processes import read_vdso_image
+from ..receiver.processes import maps_dev, read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
@@ -62,11 +62,6 @@ _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
 # Resolved frames of file mappings kept for reuse (the same Frame object for an address of a
 # layout, whichever process and run): fewer objects for the builder, the encoder and the GC.
 MAX_KEPT_FRAMES = 32768
-
-
-def _dev_str(st_dev: int) -> str:
-    """st_dev as /proc/PID/maps prints it: 'major:minor' in hex (at least 2 digits each)."""
-    return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
 
 
 class ProcMappingLike(Protocol):
@@ -313,7 +308,7 @@ class Symbolizer:
             st = os.stat(p)
         except (OSError, ValueError):
             return False
-        if st.st_ino != e.inode or _dev_str(st.st_dev) != e.dev:
+        if st.st_ino != e.inode or maps_dev(st.st_dev) != e.dev:
             return False
         info_key = ('info', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
         holder = self._cache.get(info_key)

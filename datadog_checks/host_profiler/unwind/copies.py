@@ -50,23 +50,25 @@ MAX_RETRIES = 2  # drains a copy may wait for the CFI tables it needs (see CfiTa
 Key = Tuple[int, int, int, bytes, Tuple[int, ...], Any, bool]
 
 
-def record_bytes(stack_copy_size: int) -> int:
-    """The largest record: the header, the page holding sp and ``stack_copy_size`` above it."""
-    return HEADER_SIZE + int(stack_copy_size) + PAGE
+def typical_record_bytes(stack_copy_size: int) -> int:
+    """What a record takes in the ring, sized at half the largest (the header, the page holding
+    sp and ``stack_copy_size`` above it): a thread's stack rarely fills the whole copy. The 8
+    bytes are the ring's own record header."""
+    return HEADER_SIZE + (int(stack_copy_size) + PAGE) // 2 + 8
 
 
 def ring_pages(stack_copy_size: int, cpus: int, samples_per_second: int, min_pages: int = 256,
                comfortable_pages: int = 4096, max_pages: int = 16384) -> int:
     """Ring-buffer pages (a power of 2) for the stack copies of every CPU.
 
-    Records are variable-sized (only the pages copied), and sized here at half the largest: a
-    thread's stack rarely fills the whole copy. The ring holds 2 s of records up to
+    Records are variable-sized (only the pages copied), and sized by ``typical_record_bytes``.
+    The ring holds 2 s of records up to
     ``comfortable_pages`` (16 MiB), and never less than 0.5 s (big hosts, up to ``max_pages``).
     The reader is woken every quarter of it (``wakeup_every``). A burst of bigger records that
     overflows the ring only makes those samples fall back to frame pointers, counted as
     ``user_stack_copy_lost``. The ring is mapped twice in user space, so every page counts twice
     in our RSS: 32 MiB at 999 Hz on 2 CPUs, 2 MiB at 20 Hz."""
-    per_second = (HEADER_SIZE + (int(stack_copy_size) + PAGE) // 2 + 8) * max(1, cpus) * max(1, samples_per_second)
+    per_second = typical_record_bytes(stack_copy_size) * max(1, cpus) * max(1, samples_per_second)
 
     def pow2(nbytes: float) -> int:
         pages = max(min_pages, int(nbytes) // PAGE + 1)
@@ -82,8 +84,7 @@ def wakeup_every(pages: int, stack_copy_size: int, cpus: int) -> int:
     """Records of one CPU between two forced wake-ups of the reader: about a quarter of the
     ring (``pages``) in half-size records from every CPU, so the ring is read well before it
     fills even when the reader's poll timeout is long."""
-    per_record = HEADER_SIZE + (int(stack_copy_size) + PAGE) // 2 + 8
-    return max(1, int(pages) * PAGE // 4 // per_record // max(1, cpus))
+    return max(1, int(pages) * PAGE // 4 // typical_record_bytes(stack_copy_size) // max(1, cpus))
 
 
 class StackCopies:

@@ -43,7 +43,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 from ..receiver.kernel import boot_id
-from ..receiver.processes import read_vdso_image
+from ..receiver.processes import maps_dev, read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
 
 DELETED_SUFFIX = ' (deleted)'
@@ -51,10 +51,13 @@ CFI_BUDGET_SHARE = 4  # the CFI tables get 1/4 of receiver.symbolizer.memory_bud
 MIN_CFI_BUDGET_MB = 8
 
 
-def split_memory_budget(budget_mb: int, unwinding: str) -> Tuple[int, int]:
-    """(symbolizer bytes, CFI tables bytes) out of ``memory_budget_mb``: the CFI tables exist
-    only in ``dwarf``/``auto`` unwinding, and take their share from the symbolizer's."""
-    total = max(1, int(budget_mb)) << 20
+DEFAULT_MEMORY_BUDGET_MB = 256  # receiver.symbolizer.memory_budget_mb's default (spec.yaml)
+
+
+def split_memory_budget(budget_mb: Optional[int], unwinding: str) -> Tuple[int, int]:
+    """(symbolizer bytes, CFI tables bytes) out of ``memory_budget_mb`` (unset: the default): the
+    CFI tables exist only in ``dwarf``/``auto`` unwinding, and take their share from the symbolizer's."""
+    total = max(1, int(budget_mb or DEFAULT_MEMORY_BUDGET_MB)) << 20
     if unwinding not in ('dwarf', 'auto'):
         return total, 0
     cfi = max(MIN_CFI_BUDGET_MB << 20, total // CFI_BUDGET_SHARE)
@@ -260,7 +263,7 @@ class CfiTables:
                     st = os.fstat(f.fileno())
                 except OSError:
                     continue
-                if n == 2 and (st.st_ino != minode or _dev_str(st.st_dev) != str(mdev).lower()):
+                if n == 2 and (st.st_ino != minode or maps_dev(st.st_dev) != str(mdev).lower()):
                     continue
                 skey = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
                 fkey = self._ids.get(skey)
@@ -338,10 +341,5 @@ class CfiTables:
         with self._lock:
             return {'cache_bytes': self.cache.bytes, 'cache_entries': len(self.cache), 'processes': len(self._procs),
                     'build_seconds': self.build_seconds}
-
-
-def _dev_str(st_dev: int) -> str:
-    """st_dev as /proc/PID/maps prints it: 'major:minor' in hex (at least 2 digits each)."""
-    return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
 
 
