@@ -75,7 +75,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={'dev': DEV_REQUIRES, 'deps': []},
     entry_points={
-        'console_scripts': ['host-profiler = datadog_checks.host_profiler.cli:main'],
+        'console_scripts': ['host-profiler = datadog_checks.host_profiler.cli:console_main'],
     },
     zip_safe=False,
 )

@@ -82,3 +82,41 @@ def test_a_signal_between_runs_loses_no_sample(requires_bpf, tmp_path):
     assert summary['samples'] >= 30, summary['samples']
     exported = [decode_bytes((out / 'profiles' / n).read_bytes()) for n in os.listdir(out / 'profiles')]
     assert exported and all(validate(p) == [] for p in exported)
+
+
+@pytest.mark.integration
+def test_the_command_exits_at_once_with_every_output_written(requires_bpf, tmp_path):
+    """The installed `host-profiler` skips the interpreter's teardown (os._exit): everything it
+    wrote must be complete by then, its log lines included, and the exit status kept."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = os.path.join(os.path.dirname(sys.executable), 'host-profiler')
+    config = tmp_path / 'conf.yaml'
+    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
+    out = tmp_path / 'out'
+    busy = start(compile_c('split.c', tmp_path), 20)
+    try:
+        proc = subprocess.Popen([command, 'run', '--config', str(config), '--duration', '100', '--interval', '1',
+                                 '--output', str(out)], stderr=subprocess.PIPE, text=True)
+        time.sleep(5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert proc.returncode == 0, err
+    assert 'symbol_uploader disabled' in err  # a WARNING log line, flushed before the exit
+    assert err.rstrip().endswith('host-profiler: wrote {}'.format(out))
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['samples'] > 0
+    assert (out / 'flamegraph.html').read_text().rstrip().lower().endswith('</html>')
+    assert gzip.decompress((out / 'profile.pb.gz').read_bytes())
+    assert sum(int(line.rsplit(' ', 1)[1]) for line in (out / 'stacks.folded').read_text().splitlines()) > 0
+
+    # an error still exits non-zero through the same path
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('instances:\n  - receiver:\n      samples_per_second: fast\n')
+    assert subprocess.run([command, 'check', '--config', str(bad)], capture_output=True).returncode == 2

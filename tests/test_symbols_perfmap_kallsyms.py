@@ -84,7 +84,8 @@ tick();
 def test_node_perf_basic_prof(tmp_path):
     script = tmp_path / 'hot.js'
     script.write_text(NODE_SCRIPT)
-    p = subprocess.Popen(['node', '--perf-basic-prof', str(script)], stdout=subprocess.DEVNULL)
+    # cwd: V8 writes an isolate-*-v8.log beside it when perf maps are on
+    p = subprocess.Popen(['node', '--perf-basic-prof', str(script)], stdout=subprocess.DEVNULL, cwd=str(tmp_path))
     path = '/tmp/perf-{}.map'.format(p.pid)
     try:
         entry = None
