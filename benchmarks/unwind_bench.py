@@ -117,10 +117,19 @@ def bench_unwind(n: int):
                 frames += len(addrs)
                 complete += result == COMPLETE
         per.sort()
+        # what the profiler does: the process's pc -> rule cache kept across samples
+        find, rules = u.tables.walk_state(proc)
+        cached = []
+        for _ in range(5):
+            for s in snaps:
+                t0 = time.perf_counter()
+                unwind_ex(s.regs, s.stack, s.sp, find, rule_cache=rules)
+                cached.append(time.perf_counter() - t0)
         out[name] = {
             'samples': len(per), 'complete_pct': 100.0 * complete / len(per), 'frames_per_sample': frames / len(per),
             'us_per_sample_median': statistics.median(per) * 1e6, 'us_per_sample_p99': per[int(len(per) * 0.99)] * 1e6,
             'us_per_frame': sum(per) / frames * 1e6, 'first_sample_cold_ms': cold * 1e3,
+            'us_per_sample_median_rule_cache': statistics.median(cached) * 1e6,
         }
     return out
 

@@ -135,11 +135,11 @@ def test_mixed_frame_pointers_and_cfi(env, tmp_path):
     real_finder = u.tables.finder
 
     class HideExe:
-        def finder(self, process):
+        def walk_state(self, process):
             f = real_finder(process)
             exe = [m for m in process.mappings if m.path == binary]
             lo, hi = min(m.start for m in exe), max(m.end for m in exe)
-            return lambda a: None if lo <= a < hi else f(a)
+            return (lambda a: None if lo <= a < hi else f(a)), None
 
     mixed = Unwinder(t, tables=HideExe())
     stacks = sample(env, [binary, '30'], n=40, unwinder=mixed)

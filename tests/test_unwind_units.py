@@ -135,11 +135,11 @@ def test_unwinder_may_defer():
     class T:
         deferrals = 0
 
-        def finder(self, process):
+        def walk_state(self, process):
             def f(addr):
                 self.deferrals += 1
                 return None
-            return f
+            return f, {}
 
     tel = Telemetry()
     u = Unwinder(tel, tables=T(), mode='dwarf')
@@ -162,3 +162,45 @@ def test_split_memory_budget_stays_within_the_users_budget():
     assert split_memory_budget(256, 'frame_pointers') == (256 << 20, 0)
     sym, cfi = split_memory_budget(16, 'auto')  # small budgets keep a usable CFI cache
     assert cfi == 8 << 20 and sym == 8 << 20
+
+
+def test_rule_cache_keeps_found_rules_only_and_changes_no_result():
+    """unwind_ex's rule_cache (kept per process across samples): a pc found in a table is looked
+    up once; a pc without a table now (a build the budget postponed) is asked again next time."""
+    import struct as st
+
+    from datadog_checks.host_profiler.unwind.cfi import BP_SAME, CFA_SP, RA_UNDEFINED
+    from datadog_checks.host_profiler.unwind.unwinder import unwind_ex
+
+    class Table:
+        lookups = 0
+
+        def lookup(self, vaddr):
+            Table.lookups += 1
+            if vaddr == 0x3000 - 1:  # the outermost function: return address undefined
+                return (CFA_SP, 8, RA_UNDEFINED, BP_SAME, 0)
+            return (CFA_SP, 8, -8, BP_SAME, 0)  # a leaf-like frame: CFA = sp + 8, ra at CFA - 8
+
+    table = Table()
+    deferred = {'on': True}
+    asked = []
+
+    def find_table(pc):
+        asked.append(pc)
+        if pc >= 0x3000 - 1 and deferred['on']:
+            return None  # its file's table is not built yet
+        return table, 0
+
+    sp = 0x7FFD00000000
+    stack = st.pack('<QQ', 0x2000, 0x3000) + b'\0' * 48  # leaf 0x1000 -> 0x2000 -> 0x3000
+    cache = {}
+    first = unwind_ex((0x1000, sp, 0), stack, sp, find_table, rule_cache=cache)
+    assert first[0][:3] == [0x1000, 0x2000, 0x3000] and 0x3000 - 1 not in cache
+    assert set(cache) == {0x1000, 0x2000 - 1}
+    asked.clear()
+    second = unwind_ex((0x1000, sp, 0), stack, sp, find_table, rule_cache=cache)
+    assert second == first and asked == [0x3000 - 1]  # only the pc without a table is asked again
+    deferred['on'] = False
+    third = unwind_ex((0x1000, sp, 0), stack, sp, find_table, rule_cache=cache)
+    assert third == unwind_ex((0x1000, sp, 0), stack, sp, find_table)  # same as without a cache
+    assert third[0] == [0x1000, 0x2000, 0x3000] and third[1] == 'complete' and 0x3000 - 1 in cache

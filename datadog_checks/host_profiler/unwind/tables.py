@@ -40,13 +40,14 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..receiver.kernel import boot_id
 from ..receiver.processes import maps_dev, read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
 
 DELETED_SUFFIX = ' (deleted)'
+MAX_CACHED_RULES = 65536  # per process (a few MB at most): cleared when exceeded
 CFI_BUDGET_SHARE = 4  # the CFI tables get 1/4 of receiver.symbolizer.memory_budget_mb in dwarf/auto
 MIN_CFI_BUDGET_MB = 8
 
@@ -127,6 +128,9 @@ class FileCfi:
 _NONE_FILE = FileCfi(EMPTY_TABLE, ())
 
 
+FindTable = Callable[[int], Optional[Tuple[CfiTable, int]]]
+
+
 class _Deferred(Exception):
     """The build budget is spent: leave the mapping unresolved for now."""
 
@@ -148,13 +152,17 @@ class _Entry:
 
 
 class _Proc:
-    __slots__ = ('mappings_ref', 'starts', 'entries')
+    __slots__ = ('mappings_ref', 'starts', 'entries', 'find_table', 'rules')
 
     def __init__(self, mappings: Any) -> None:
         self.mappings_ref = mappings
         ms = sorted((m for m in mappings if m.end > m.start), key=lambda m: m.start)
         self.entries = [_Entry(m) for m in ms]
         self.starts = array('Q', [e.start for e in self.entries])
+        self.find_table: Optional[FindTable] = None
+        # pc -> CFI rule, for the unwinder (unwind_ex's rule_cache): a hot loop's samples repeat
+        # the same few pcs, and a lookup is two bisects. Valid as long as these mappings are.
+        self.rules: Dict[int, Any] = {}
 
 
 class CfiTables:
@@ -184,8 +192,13 @@ class CfiTables:
         self._budget = None if seconds is None else float(seconds)
 
     # ------------------------------------------------------------------------ processes
-    def finder(self, process: Any):
+    def finder(self, process: Any) -> FindTable:
         """``find_table`` for one process (valid while its mappings list is the same)."""
+        return self.walk_state(process)[0]
+
+    def walk_state(self, process: Any) -> Tuple[FindTable, Dict[int, Any]]:
+        """``(find_table, rule_cache)`` for one process, both valid while its mappings list is
+        the same (see ``unwind_ex``)."""
         key = (process.pid, getattr(process, 'start_time', 0))
         with self._lock:
             st = self._procs.get(key)
@@ -196,6 +209,13 @@ class CfiTables:
                 while len(self._procs) > self.max_processes:
                     self._procs.popitem(last=False)
             self._procs.move_to_end(key)
+            if st.find_table is None:
+                st.find_table = self._find_table(process, st)
+            if len(st.rules) > MAX_CACHED_RULES:
+                st.rules.clear()
+        return st.find_table, st.rules
+
+    def _find_table(self, process: Any, st: _Proc) -> FindTable:
         starts = st.starts
         entries = st.entries
 

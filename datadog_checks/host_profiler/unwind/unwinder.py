@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_right
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from time import perf_counter
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .cfi import (
     BP_AT_BP, BP_AT_CFA, BP_SAME, BP_UNDEFINED, CFA_BP, CFA_DEREF_BP, CFA_NONE, CFA_PLT, CFA_SIGNAL, CFA_SP,
@@ -64,8 +65,13 @@ FindTable = Callable[[int], Optional[Tuple[Any, int]]]
 
 
 def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table: FindTable,
-              max_frames: int = MAX_FRAMES, fp_fallback: bool = True) -> Tuple[List[int], str]:
-    """Unwind; returns ``(addresses leaf first, result)`` with result one of ``RESULTS``."""
+              max_frames: int = MAX_FRAMES, fp_fallback: bool = True,
+              rule_cache: Optional[Dict[int, Any]] = None) -> Tuple[List[int], str]:
+    """Unwind; returns ``(addresses leaf first, result)`` with result one of ``RESULTS``.
+
+    ``rule_cache``: a dict kept by the caller across walks of one process (same mappings), pc ->
+    rule, filled with the pcs whose table was found (a pc without one may get it at a later
+    drain, see ``CfiTables.set_build_budget``)."""
     try:
         ip, sp, bp = int(regs[0]) & _MASK, int(regs[1]) & _MASK, int(regs[2]) & _MASK
         base = int(stack_base_sp)
@@ -79,9 +85,12 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
         return out, TRUNCATED
     exact_pc = True  # the leaf pc (and one interrupted by a signal) is not a return address
     lookups = {}  # per-walk memo: pc -> rule (recursion hits the same pcs)
+    cached = rule_cache if rule_cache is not None else lookups
     for _ in range(max_frames * 2):  # signal frames add a step without a frame
         pc = ip if exact_pc else ip - 1
-        rule = lookups.get(pc, 0)
+        rule = cached.get(pc, 0)
+        if rule == 0:
+            rule = lookups.get(pc, 0)
         if rule == 0:
             rule = None
             try:
@@ -92,7 +101,9 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
                 table, bias = found
                 if table is not None:
                     rule = table.lookup(pc - bias)
-            lookups[pc] = rule
+                cached[pc] = rule
+            else:
+                lookups[pc] = rule
         if rule is None:
             # ------------------------------------------------- frame-pointer fallback
             if not fp_fallback:
@@ -250,17 +261,16 @@ class Unwinder:
         ``may_defer``, a walk that met a file whose table the build budget postponed (see
         ``CfiTables.set_build_budget``) returns result ``DEFERRED`` and counts nothing: the caller
         keeps the copy and retries at the next drain."""
-        import time
-
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         deferrals = getattr(self.tables, 'deferrals', 0)
+        rules = None
         if find_table is None:
             try:
-                find_table = self.tables.finder(process)
+                find_table, rules = self.tables.walk_state(process)
             except Exception:  # noqa: BLE001 - a malformed process object
                 find_table = frame_pointer_only
-        addresses, result = unwind_ex(regs, stack, stack_base_sp, find_table, self.max_frames, self.fp_fallback)
-        self._seconds += time.perf_counter() - t0
+        addresses, result = unwind_ex(regs, stack, stack_base_sp, find_table, self.max_frames, self.fp_fallback, rules)
+        self._seconds += perf_counter() - t0
         if may_defer and result != COMPLETE and getattr(self.tables, 'deferrals', 0) != deferrals:
             return addresses, True, DEFERRED
         self._pending[result] += 1
