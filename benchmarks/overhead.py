@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Overhead side by side: host_profiler vs BCC's `profile` vs `perf record`, in one run.
 
-    python benchmarks/overhead.py [--rounds 2] [--window 20] [--warmup 6] [--freqs 20,99]
+    python benchmarks/overhead.py [--rounds 2] [--window 30] [--warmup 20] [--freqs 20,99]
                                   [--only none,ours,bcc,perf] [--quick] [--json FILE]
 
 One fixed-work loop per core (benchmarks/workloads/spin.c) runs for the whole benchmark and
@@ -342,8 +342,8 @@ def print_table(summary, file=sys.stdout):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--rounds', type=int, default=2)
-    ap.add_argument('--window', type=float, default=20.0)
-    ap.add_argument('--warmup', type=float, default=6.0)
+    ap.add_argument('--window', type=float, default=30.0)
+    ap.add_argument('--warmup', type=float, default=20.0)
     ap.add_argument('--freqs', default='20,99')
     ap.add_argument('--only', default='none,ours,bcc,perf')
     ap.add_argument('--workers', type=int, default=os.cpu_count())

@@ -105,11 +105,7 @@ def test_real_host_does_not_crash():
 
 
 def test_oom_helpers_on_a_child_process():
-    child = subprocess.Popen(
-        [sys.executable, '-c', 'import sys; sys.stdin.read()'],
-        stdin=subprocess.PIPE,
-        preexec_fn=oom.oom_preexec(1000),
-    )
+    child = oom.spawn_expendable([sys.executable, '-c', 'import sys; sys.stdin.read()'], stdin=subprocess.PIPE)
     try:
         assert oom.read_oom_score_adj(child.pid) == 1000
         oom.set_oom_score_adj(500, child.pid)
@@ -122,24 +118,44 @@ def test_oom_helpers_on_a_child_process():
     assert oom.read_oom_score_adj(child.pid) is None  # gone
 
 
-def test_preexec_child_oom_score_default():
-    out = subprocess.run(
-        ['cat', '/proc/self/oom_score_adj'], stdout=subprocess.PIPE, preexec_fn=oom.preexec_child_oom_score, check=True
-    ).stdout
-    assert out.strip() == b'1000'
+def test_spawn_expendable_runs_no_python_in_the_child_while_a_lock_is_held():
+    """The hang this replaced: a preexec_fn runs Python (and libraries' at-fork hooks) in the
+    child, where a lock held by another thread at fork stays held forever. With the lock held
+    by another thread during every spawn, the tools still start and exit."""
+    import threading
+    import time
+
+    held = threading.Lock()
+    held.acquire()
+    active = [True]  # at-fork hooks cannot be unregistered: this one does nothing after the test
+    os.register_at_fork(after_in_child=lambda: held.acquire(timeout=30) if active[0] else None)
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            child = oom.spawn_expendable(['sleep', '0.2'])
+            # Popen returns once the child exec'd: a child stuck on the lock would take 30 s
+            assert time.monotonic() - started < 10
+            assert oom.read_oom_score_adj(child.pid) == 1000
+            assert child.wait(10) == 0
+    finally:
+        active[0] = False
+        held.release()
+    out = oom.spawn_expendable(['cat', '/proc/self/oom_score_adj'], stdout=subprocess.PIPE).communicate(timeout=10)[0]
+    assert out.strip() in (b'0', b'1000')  # cat may read its score before the parent writes it
 
 
 def test_keep_own_oom_score_sane_in_a_child():
     # run in a child so the test process's own score is never touched
     code = (
         'from datadog_checks.host_profiler.runtime import oom\n'
+        'oom.set_oom_score_adj(700)\n'
         'a = oom.keep_own_oom_score_sane()\n'
         'b = oom.keep_own_oom_score_sane()\n'
         'print(a, b, oom.read_oom_score_adj())\n'
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     out = subprocess.run(
-        [sys.executable, '-c', code], stdout=subprocess.PIPE, preexec_fn=oom.oom_preexec(700), env=env, check=True
+        [sys.executable, '-c', code], stdout=subprocess.PIPE, env=env, check=True
     ).stdout.decode().split()
     assert out == ['True', 'False', '0']
 

@@ -11,7 +11,8 @@ resets our own score to 0 when something left it above 0, as the original compon
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Union
+import subprocess
+from typing import Any, Optional, Sequence, Union
 
 PROC_ROOT = '/proc'
 OOM_SCORE_ADJ_MIN = -1000
@@ -43,26 +44,21 @@ def set_oom_score_adj(value: int, pid: Pid = 'self', proc_root: str = PROC_ROOT)
         f.write('{}\n'.format(value))
 
 
-def oom_preexec(value: int = OOM_SCORE_ADJ_MAX) -> Callable[[], None]:
-    """A ``subprocess`` ``preexec_fn`` that sets the child's own score (default 1000).
+def spawn_expendable(cmd: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(cmd, **popen_kwargs)``, then the child's ``oom_score_adj`` set to 1000.
 
-    Runs in the child between fork and exec: only a write to /proc/self, and it swallows
-    errors so a missing /proc never prevents the tool from running.
+    The score is written from here right after the spawn, not by a ``preexec_fn``: Python runs
+    a ``preexec_fn`` and the at-fork hooks of imported libraries (logging, tracers) in the child
+    of a threaded process, and a lock another thread held at fork time is never released there,
+    so the child hung before exec (seen in this project's test suite: objcopy never started). The
+    tool runs a moment with the score it inherited; its large allocations come later.
     """
-
-    def _preexec() -> None:
-        try:
-            with open('/proc/self/oom_score_adj', 'w') as f:
-                f.write('{}\n'.format(value))
-        except OSError:
-            pass
-
-    return _preexec
-
-
-def preexec_child_oom_score() -> None:
-    """``preexec_fn=preexec_child_oom_score``: the child is the OOM killer's first choice."""
-    oom_preexec(OOM_SCORE_ADJ_MAX)()
+    proc = subprocess.Popen(list(cmd), **popen_kwargs)
+    try:
+        set_oom_score_adj(OOM_SCORE_ADJ_MAX, proc.pid)
+    except OSError:
+        pass  # it exited already, or there is no /proc: the tool still runs
+    return proc
 
 
 def keep_own_oom_score_sane(proc_root: str = PROC_ROOT, log=None) -> bool:

@@ -29,8 +29,9 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import List, Optional
 
+from ..runtime.oom import spawn_expendable
 from .elfsource import LocalSymbols
 
 log = logging.getLogger(__name__)
@@ -41,13 +42,6 @@ DYNAMIC_SECTIONS = ('.hash', '.gnu.hash', '.dynsym', '.dynstr', '.dynamic', '.gn
 
 class SymbolCopyError(Exception):
     pass
-
-
-def _default_preexec() -> Optional[Callable[[], None]]:
-    """The runtime's preexec: the child's oom_score_adj is 1000."""
-    from ..runtime.oom import preexec_child_oom_score
-
-    return preexec_child_oom_score
 
 
 @dataclass
@@ -71,7 +65,7 @@ def _unlink(path: Optional[str]) -> None:
 class SymbolCopier:
     def __init__(self, objcopy: str = 'objcopy', timeout: float = 10.0, temp_dir: Optional[str] = None,
                  upload_dynamic_symbols: bool = False, upload_go_pcln_tab: bool = True,
-                 compress: bool = True, preexec: Optional[Callable[[], None]] = None) -> None:
+                 compress: bool = True) -> None:
         self.objcopy = objcopy
         self.timeout = timeout
         self.temp_dir = temp_dir
@@ -80,7 +74,6 @@ class SymbolCopier:
         self._compress = compress
         self._zstd: Optional[bool] = None if compress else False  # None: not probed yet
         self._probe_lock = threading.Lock()
-        self._preexec = preexec if preexec is not None else _default_preexec()
         self.largest_elf = 0  # for the OOM hint
         self._procs = set()
         self._procs_lock = threading.Lock()
@@ -177,8 +170,8 @@ class SymbolCopier:
             raise SymbolCopyError('symbol uploader is closing')
         cmd = [self.objcopy] + args + [item.symbol_file, out]
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                    preexec_fn=self._preexec, close_fds=True)
+            # oom_score_adj 1000: the OOM killer takes objcopy before the profiler or the Agent
+            proc = spawn_expendable(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
         except OSError as e:
             raise SymbolCopyError('cannot run objcopy: {}'.format(e))
         with self._procs_lock:
