@@ -14,6 +14,13 @@ from datadog_checks.host_profiler.cli import main
 from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
 
 
+def _local_config(tmp_path):
+    """A config whose lock file and diagnostics stay under tmp_path."""
+    config = tmp_path / 'conf.yaml'
+    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
+    return config
+
+
 def test_converter_error_exits_with_the_key_path(tmp_path, capsys):
     config = tmp_path / 'conf.yaml'
     config.write_text('instances:\n  - receiver:\n      symbol_uploader:\n        enabled: true\n'
@@ -33,8 +40,7 @@ def test_invalid_value_exits_with_the_key_path(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_run_writes_every_output(requires_bpf, tmp_path):
-    config = tmp_path / 'conf.yaml'
-    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
+    config = _local_config(tmp_path)
     out = tmp_path / 'out'
     busy = start(compile_c('split.c', tmp_path), 10)  # an idle host may give no sample in 3 s
     try:
@@ -62,8 +68,7 @@ def test_a_signal_between_runs_loses_no_sample(requires_bpf, tmp_path):
     import signal
     import threading
 
-    config = tmp_path / 'conf.yaml'
-    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
+    config = _local_config(tmp_path)
     out = tmp_path / 'out'
     busy = start(compile_c('split.c', tmp_path), 20)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -94,8 +99,7 @@ def test_the_command_exits_at_once_with_every_output_written(requires_bpf, tmp_p
     import time
 
     command = os.path.join(os.path.dirname(sys.executable), 'host-profiler')
-    config = tmp_path / 'conf.yaml'
-    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n'.format(tmp_path / 'lock', tmp_path))
+    config = _local_config(tmp_path)
     out = tmp_path / 'out'
     busy = start(compile_c('split.c', tmp_path), 20)
     try:

@@ -343,7 +343,7 @@ class Sampler:
                 return
             self._bpf.ring_buffer_poll(timeout_ms)
             if self._copies is not None:
-                # stack copies are submitted without wake-ups (see bpf/sampler.c): read them now
+                # most stack copies are submitted without a wake-up (see bpf/sampler.c): read them now
                 self._bpf.ring_buffer_consume()
 
     # ---------------------------------------------------------------- drain

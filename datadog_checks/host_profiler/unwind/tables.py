@@ -159,7 +159,7 @@ class _Proc:
         ms = sorted((m for m in mappings if m.end > m.start), key=lambda m: m.start)
         self.entries = [_Entry(m) for m in ms]
         self.starts = array('Q', [e.start for e in self.entries])
-        self.find_table: Optional[FindTable] = None
+        self.find_table: Optional[FindTable] = None  # built by CfiTables.walk_state with the entry
         # pc -> CFI rule, for the unwinder (unwind_ex's rule_cache): a hot loop's samples repeat
         # the same few pcs, and a lookup is two bisects. Valid as long as these mappings are.
         self.rules: Dict[int, Any] = {}
@@ -205,12 +205,11 @@ class CfiTables:
             mappings = process.mappings
             if st is None or st.mappings_ref is not mappings:
                 st = _Proc(mappings)
+                st.find_table = self._find_table(process, st)
                 self._procs[key] = st
                 while len(self._procs) > self.max_processes:
                     self._procs.popitem(last=False)
             self._procs.move_to_end(key)
-            if st.find_table is None:
-                st.find_table = self._find_table(process, st)
             if len(st.rules) > MAX_CACHED_RULES:
                 st.rules.clear()
         return st.find_table, st.rules

@@ -84,8 +84,10 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
     if max_frames <= 1:
         return out, TRUNCATED
     exact_pc = True  # the leaf pc (and one interrupted by a signal) is not a return address
-    lookups = {}  # per-walk memo: pc -> rule (recursion hits the same pcs)
-    cached = rule_cache if rule_cache is not None else lookups
+    # pc -> rule memos (recursion hits the same pcs): rules found in a table go to the caller's
+    # cache kept across walks, pcs without a table (yet) to this walk's only
+    cached = rule_cache if rule_cache is not None else {}
+    lookups = {}
     for _ in range(max_frames * 2):  # signal frames add a step without a frame
         pc = ip if exact_pc else ip - 1
         rule = cached.get(pc, 0)
