@@ -71,7 +71,7 @@ def test_registry_exit_ttl_and_reuse():
     reg = ProcessRegistry(exit_ttl=5, clock=clock)
     p = subprocess.Popen(['sleep', '30'])
     try:
-        info, gone = reg.on_exec(p.pid)
+        info, gone = reg.ensure(p.pid)
         assert not gone and info.exe.endswith('sleep')
         assert reg.ensure(p.pid)[0] is info  # known: no re-read
         # pid reuse: a different start time for the same pid replaces the entry
@@ -88,6 +88,25 @@ def test_registry_exit_ttl_and_reuse():
     assert reg.expire() == 0 and p.pid in reg
     clock.t += 1.5
     assert reg.expire() == 1 and p.pid not in reg
+
+
+def test_registry_exec_forgets_and_the_next_read_is_fresh():
+    reg = ProcessRegistry()
+    p = subprocess.Popen(['sleep', '30'])
+    try:
+        info, _ = reg.ensure(p.pid)
+        before = reg.maps_cache.misses
+        reg.on_exec(p.pid)  # nothing is read at exec: most processes are never sampled
+        assert p.pid not in reg and reg.maps_cache.misses == before
+        again, gone = reg.ensure(p.pid)
+        # read again, and parsed (not served from the layout cache: the image is new)
+        assert not gone and again is not info and again.exe.endswith('sleep')
+        assert reg.maps_cache.misses == before + 1
+        assert reg.ensure(p.pid)[0] is again
+        assert 0 <= again.age_s() < 60
+    finally:
+        p.kill()
+        p.wait()
 
 
 def test_registry_gone_counted_once():

@@ -18,6 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+CLK_TCK = os.sysconf('SC_CLK_TCK')
+PF_EXITING = 0x4  # task flag (/proc/PID/stat field 9): the task is in do_exit
+
 __all__ = ['ProcMapping', 'ProcessInfo', 'ProcessRegistry', 'parse_container_id', 'read_process', 'parse_maps']
 
 
@@ -49,6 +52,10 @@ class ProcessInfo:
     @property
     def key(self) -> Tuple[int, int]:
         return (self.pid, self.start_time)
+
+    def age_s(self) -> float:
+        """Seconds since the process started (CLOCK_BOOTTIME is the clock of start_time)."""
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - self.start_time / CLK_TCK
 
     def find_mapping(self, address: int) -> Optional[ProcMapping]:
         maps = self.mappings
@@ -306,7 +313,8 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
     try:
         stat = _read_text(base + '/stat', True)
         comm, start = parse_stat(stat)
-        state = stat[stat.rindex(')') + 2 :][:1]
+        fields = stat[stat.rindex(')') + 2 :].split(None, 7)
+        state, exiting = fields[0], int(fields[6]) & PF_EXITING
     except (OSError, ValueError, IndexError):
         return None
     try:
@@ -328,9 +336,10 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
             env = parse_environ(_read_bytes(base + '/environ'), include_env_vars)
         except OSError:
             pass  # unreadable: skipped silently
-    # A zombie (or a process that exited while we read) has empty maps and no exe: it is gone.
-    # (Kernel threads have neither either, but are not zombies.)
-    if not mappings and not exe and (state in ('Z', 'X') or start_changed(pid, start, proc)):
+    # A zombie, a process past its exit tracepoint (sampled in the rest of its exit: PF_EXITING)
+    # or one that exited while we read has empty maps and no exe: it is gone. (Kernel threads
+    # have neither either, but are none of these.)
+    if not mappings and not exe and (state in ('Z', 'X') or exiting or start_changed(pid, start, proc)):
         return None
     return ProcessInfo(
         pid=pid,
@@ -370,6 +379,7 @@ class ProcessRegistry:
         self._lock = threading.Lock()
         self._by_pid: Dict[int, ProcessInfo] = {}
         self._gone: Dict[int, float] = {}  # pids found gone (counted once), bounded
+        self._execed: set = set()  # pids that exec'd since they were last read (bounded)
         self.maps_cache = MapsCache()  # mappings lists shared by processes of one layout
         self.evicted = 0
         self.gone_before_metadata = 0  # lifetime total
@@ -456,12 +466,23 @@ class ProcessRegistry:
         info.read_at = self._clock()
         return True
 
-    def on_exec(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
-        return self.refresh(pid, fresh=True)
+    def on_exec(self, pid: int) -> None:
+        """The pid runs a new image: what was read is stale. Nothing is read now (most processes
+        are never sampled): the next ``ensure`` reads the new image, fresh."""
+        with self._lock:
+            self._by_pid.pop(pid, None)
+            self._gone.pop(pid, None)
+            if len(self._execed) >= self.max_entries:
+                self._execed.clear()
+            self._execed.add(pid)
 
     def ensure(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
         """Make sure a pid seen in samples has metadata. Reads /proc only when the pid is
-        unknown, or when it was marked exited and a new process may have reused the pid."""
+        unknown (or exec'd since), or when it was marked exited and a new process may have
+        reused the pid."""
+        if pid in self._execed:
+            self._execed.discard(pid)
+            return self.refresh(pid, fresh=True)
         info = self._by_pid.get(pid)
         if info is not None:
             if info.exited_at is not None:

@@ -29,8 +29,10 @@ __all__ = ['Receiver', 'ReceiverConfig', 'Collected', 'DEFAULT_LOCK_PATH', 'acqu
 
 DEFAULT_LOCK_PATH = '/run/host_profiler.lock'
 MAP_NAMES = ('counts', 'stacks', 'off_cpu_counts', 'off_cpu_stacks')
-# At exec the dynamic loader has not mapped the libraries yet: read the maps again this soon
-# after exec (a 50 ms process then still gets its libc), and when the pid first shows up in a drain.
+# A process first sampled this young may be in its dynamic loader, before its libraries are
+# mapped: read its maps again EXEC_REREAD_DELAY_S later (a 50 ms process then still gets its
+# libc), and when the pid first shows up in a drain.
+YOUNG_PROCESS_S = 0.5
 EXEC_REREAD_DELAY_S = 0.015
 # Re-read the maps of a process whose leaf address falls outside every known mapping (dlopen),
 # at most this often per process.
@@ -46,7 +48,6 @@ class ReceiverConfig(SamplerConfig):
     drain_interval: float = 1.0  # seconds between kernel drains
     process_exit_ttl: float = 60.0  # seconds metadata of an exited process is kept
     include_env_vars: Sequence[str] = ()
-    max_processes: int = 16384
     lock_path: str = DEFAULT_LOCK_PATH
     check_interval: float = 15.0  # the check's interval; no heartbeat for 3x this stops the thread (0: never)
     # longest wait for events between drains: also how fast stop() is noticed. Stack copies wake
@@ -294,13 +295,23 @@ class Receiver:
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
             return
-        if ev.kind == 'exec':
-            self.telemetry.count('processes.exec_events', 1)
-            info, gone = self.registry.on_exec(ev.pid)
+        if ev.kind == 'sampled':
+            # The first sample of a process since its exec (or since start-up): read its metadata
+            # now, while it runs. Processes never sampled are never read (see bpf/sampler.c).
+            if not ev.pid:
+                return
+            known = self.registry.get(ev.pid)
+            info, gone = self.registry.ensure(ev.pid)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
-            elif info is not None and len(self._reread) < self.config.max_processes:
+            elif (info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S
+                  and len(self._reread) < self.config.max_processes):
+                # young: the loader may still be mapping its libraries
                 self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
+        elif ev.kind == 'exec':
+            self.telemetry.count('processes.exec_events', 1)
+            self._reread.pop(ev.pid, None)
+            self.registry.on_exec(ev.pid)
         else:
             self.telemetry.count('processes.exit_events', 1)
             self._reread.pop(ev.pid, None)

@@ -76,6 +76,7 @@ STATS = (
     '_off_cpu_events',
     'user_stack_copy_lost',  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
     '_stack_copies',
+    '_events',  # exec/exit events sent (paces their forced wake-ups)
 )
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
@@ -86,6 +87,9 @@ CPU_LOSS_REASONS = LOSS_REASONS[:7] + ('events_lost', 'user_stack_truncated', 'u
 
 EV_EXEC = 1
 EV_EXIT = 2
+EV_SAMPLED = 3
+EVENT_KINDS = {EV_EXEC: 'exec', EV_EXIT: 'exit', EV_SAMPLED: 'sampled'}
+EVENT_RECORD_BYTES = 48 + 8  # struct event_t and the ring's record header
 
 
 @dataclass
@@ -101,7 +105,8 @@ class SamplerConfig:
     off_cpu_stack_storage_size: int = 8192
     off_cpu_start_size: int = 16384  # threads off CPU tracked at once (LRU)
     events_ring_pages: int = 64  # exec/exit ring buffer (power of 2)
-    events: bool = True  # attach exec/exit tracepoints
+    events: bool = True  # attach exec/exit tracepoints and announce each process's first sample
+    max_processes: int = 16384  # processes whose first sample is remembered (LRU; also the registry's size)
     # User stacks: 'frame_pointers' (walked in the kernel by bpf_get_stackid), or 'dwarf'/'auto': the
     # program copies the user registers and the top of the user stack to user space, which unwinds
     # them with the binaries' .eh_frame (auto: frame pointers for code without CFI). See unwind/.
@@ -112,7 +117,7 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class ProcessEvent:
-    kind: str  # 'exec' | 'exit'
+    kind: str  # 'exec' | 'exit' | 'sampled' (the first sample of the process since exec or start-up)
     pid: int  # tgid
     tid: int
     comm: str
@@ -243,6 +248,10 @@ class Sampler:
             'OFF_CPU_START_SIZE': max(1, int(c.off_cpu_start_size)),
             'EVENTS': int(bool(c.events)),
             'EVENTS_PAGES': int(c.events_ring_pages),
+            # a quarter of the ring from every CPU between two forced wake-ups
+            'EVENTS_WAKEUP_EVERY': max(1, int(c.events_ring_pages) * 4096 // 4 // EVENT_RECORD_BYTES
+                                       // (len(kernel.online_cpus()) or 1)),
+            'SAMPLED_TGIDS': max(1, int(c.max_processes)),
             'UNWIND_COPY': int(self.copy_stacks),
             'STACK_COPY_SIZE': self._copy_size(),
             'COPY_PAGES': copy_pages,
@@ -326,8 +335,13 @@ class Sampler:
             ev = self._bpf['events'].event(data)
             if self._on_event is None:
                 return
-            kind = 'exec' if ev.type == EV_EXEC else 'exit'
-            self._on_event(ProcessEvent(kind, int(ev.tgid), int(ev.pid), _comm(ev.comm), int(ev.ts)))
+            kind = EVENT_KINDS.get(ev.type)
+            if kind is None:
+                return
+            comm = _comm(ev.comm)
+            if kind == 'sampled' and not self._keep_comm(comm):
+                return  # its samples are filtered out at the drain: no metadata needed
+            self._on_event(ProcessEvent(kind, int(ev.tgid), int(ev.pid), comm, int(ev.ts)))
         except Exception:  # never let an exception cross the C callback
             if self.log:
                 self.log.debug('process event callback failed', exc_info=True)
@@ -342,9 +356,10 @@ class Sampler:
             if self._closed or self._bpf is None:
                 return
             self._bpf.ring_buffer_poll(timeout_ms)
-            if self._copies is not None:
-                # most stack copies are submitted without a wake-up (see bpf/sampler.c): read them now
-                self._bpf.ring_buffer_consume()
+            # exit events and most stack copies are submitted without a wake-up (see
+            # bpf/sampler.c): read them now. A record left unread would also keep every later
+            # one from waking the reader (the ring wakes it only when it had caught up).
+            self._bpf.ring_buffer_consume()
 
     # ---------------------------------------------------------------- drain
     def kernel_stats(self) -> Dict[str, int]:

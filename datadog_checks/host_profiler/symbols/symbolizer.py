@@ -597,6 +597,15 @@ class Symbolizer:
         return pm
 
     # ----------------------------------------------------------------------- kernel frames
+    def load_kernel_symbols(self) -> bool:
+        """Load /proc/kallsyms now (it is otherwise loaded at the first kernel frame). Never raises."""
+        with self._lock:
+            try:
+                self.kallsyms.maybe_refresh()
+            except Exception:  # noqa: BLE001 - symbolize_kernel reports what it cannot resolve
+                return False
+            return self.kallsyms.table is not None
+
     def symbolize_kernel(self, addresses: Sequence[int]) -> List[Frame]:
         """Frames for kernel ``addresses`` (leaf first) from /proc/kallsyms. Never raises."""
         with self._lock:

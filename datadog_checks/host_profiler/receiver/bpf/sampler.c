@@ -12,7 +12,9 @@
 //   OFF_CPU_STACK_SIZE, OFF_CPU_START_SIZE   off-CPU maps sizes
 //   UNWIND_COPY, STACK_COPY_SIZE, COPY_PAGES  1 = copy user regs + stack for user-space unwinding
 //   COPY_CPUS, COPY_WAKEUP_EVERY            scratch slots (possible CPUs); records per CPU between wake-ups
-//   EVENTS, EVENTS_PAGES                     1 = exec/exit tracepoints; ring buffer size in pages (power of 2)
+//   EVENTS, EVENTS_PAGES                     1 = exec/exit tracepoints and first-sample events; ring
+//                                            buffer size in pages (power of 2)
+//   EVENTS_WAKEUP_EVERY, SAMPLED_TGIDS       events of a CPU between forced wake-ups; tgids remembered
 //
 // Double buffering: `active[0]` holds a generation number that user space increments on each
 // drain; the programs write into set (gen & 1) of every double-buffered map, and user space reads
@@ -43,10 +45,12 @@
 #define ST_OFF_EVENTS 18
 #define ST_COPY_LOST 19
 #define ST_COPIES 20
-#define N_STATS 21
+#define ST_EVENTS 21
+#define N_STATS 22
 
 #define EV_EXEC 1
 #define EV_EXIT 2
+#define EV_SAMPLED 3
 
 // EFAULT: "no stack here" (user stack of a kernel thread, kernel stack of a sample taken in user
 // mode). It is not a loss. The error values are spelled out so no errno header is needed.
@@ -85,6 +89,10 @@ BPF_HASH(pid_filter, u32, u8, PID_FILTER_SIZE);
 #endif
 
 BPF_RINGBUF_OUTPUT(events, EVENTS_PAGES);
+#if EVENTS
+// tgids whose first sample (since exec, or since start-up) was announced to user space
+BPF_TABLE("lru_hash", u32, u8, sampled_tgids, SAMPLED_TGIDS);
+#endif
 
 static __always_inline void stat_inc(u32 idx) {
     u64 *v = stats.lookup(&idx);
@@ -123,6 +131,46 @@ static __always_inline u32 current_gen(void) {
     u32 *g = active.lookup(&zero);
     return g ? *g : 0;
 }
+
+#if EVENTS
+// Process lifecycle. User space reads a process's metadata (mappings, container) when the process
+// is first sampled, not at exec: a host that starts hundreds of short processes a second costs
+// the reader nothing for those never sampled, and at most one read per sample for the others.
+// Only the first-sample event wakes the reader (the process must still be there when its
+// /proc is read); exec and exit events wait for the next wake-up, poll timeout or drain, and
+// force one only every EVENTS_WAKEUP_EVERY events of a CPU (a quarter of the ring).
+static __always_inline void send_event(u32 type, u64 flags) {
+    struct event_t e = {};
+    u64 id = bpf_get_current_pid_tgid();
+    e.type = type;
+    e.tgid = id >> 32;
+    e.pid = (u32)id;
+    e.ts = bpf_ktime_get_ns();
+    bpf_get_current_comm(&e.comm, sizeof(e.comm));
+    if (events.ringbuf_output(&e, sizeof(e), flags) != 0)
+        stat_inc(ST_EVENTS_LOST);
+}
+
+// BPF_RB_NO_WAKEUP (1), or BPF_RB_FORCE_WAKEUP (2) every EVENTS_WAKEUP_EVERY events of this CPU
+static __always_inline u64 lazy_wakeup(void) {
+    u32 idx = ST_EVENTS;
+    u64 *seq = stats.lookup(&idx);
+    if (!seq)
+        return 2;
+    u64 n = (*seq)++;  // per-CPU slot: no atomic needed
+    return (n % EVENTS_WAKEUP_EVERY) == EVENTS_WAKEUP_EVERY - 1 ? 2 : 1;
+}
+
+static __always_inline void announce_first_sample(u32 tgid) {
+    u8 one = 1;
+    if (sampled_tgids.lookup(&tgid))
+        return;
+    if (sampled_tgids.insert(&tgid, &one) != 0)
+        return;  // another CPU announced it first
+    send_event(EV_SAMPLED, 2);
+}
+
+#endif
 
 #if UNWIND_COPY
 // ---------------------------------------------------------------------------------------------
@@ -245,6 +293,9 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     int err;
 
     stat_inc(ST_SAMPLES);
+#if EVENTS
+    announce_first_sample(tgid);
+#endif
 #if UNWIND_COPY
     if (copy_user_stack(ctx, &key, gen))
         return 0;
@@ -291,17 +342,10 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
 }
 
 #if EVENTS
-// Process lifecycle: exec (metadata must be read at once) and exit of the whole thread group.
 TRACEPOINT_PROBE(sched, sched_process_exec) {
-    struct event_t e = {};
-    u64 id = bpf_get_current_pid_tgid();
-    e.type = EV_EXEC;
-    e.tgid = id >> 32;
-    e.pid = (u32)id;
-    e.ts = bpf_ktime_get_ns();
-    bpf_get_current_comm(&e.comm, sizeof(e.comm));
-    if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
-        stat_inc(ST_EVENTS_LOST);
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    sampled_tgids.delete(&tgid);  // a new image: its first sample is announced again
+    send_event(EV_EXEC, lazy_wakeup());
     return 0;
 }
 
@@ -309,15 +353,9 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     // group_dead: the last thread of the group is exiting (the leader may have gone before).
     if (!args->group_dead)
         return 0;
-    struct event_t e = {};
-    u64 id = bpf_get_current_pid_tgid();
-    e.type = EV_EXIT;
-    e.tgid = id >> 32;
-    e.pid = (u32)id;
-    e.ts = bpf_ktime_get_ns();
-    bpf_get_current_comm(&e.comm, sizeof(e.comm));
-    if (events.ringbuf_output(&e, sizeof(e), 0) != 0)
-        stat_inc(ST_EVENTS_LOST);
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    sampled_tgids.delete(&tgid);
+    send_event(EV_EXIT, lazy_wakeup());
     return 0;
 }
 #endif
