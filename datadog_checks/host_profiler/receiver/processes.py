@@ -383,6 +383,7 @@ class ProcessRegistry:
         self.maps_cache = MapsCache()  # mappings lists shared by processes of one layout
         self.evicted = 0
         self.gone_before_metadata = 0  # lifetime total
+        self.reads = 0  # processes read from /proc (lifetime total)
 
     # -- reads (any thread)
     def get(self, pid: int) -> Optional[ProcessInfo]:
@@ -440,6 +441,7 @@ class ProcessRegistry:
         Returns (info, gone) where gone means the process vanished before it could be read
         and this is the first time it is counted. ``fresh``: the process just exec'd (its
         mappings are parsed, not taken from ``maps_cache``)."""
+        self.reads += 1
         info = read_process(pid, self.include_env_vars, self.proc, self.maps_cache, fresh)
         if info is None:
             return self.get(pid), self._mark_gone(pid)

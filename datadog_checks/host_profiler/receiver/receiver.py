@@ -308,12 +308,10 @@ class Receiver:
                   and len(self._reread) < self.config.max_processes):
                 # young: the loader may still be mapping its libraries
                 self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
-        elif ev.kind == 'exec':
-            self.telemetry.count('processes.exec_events', 1)
+        elif ev.kind == 'exec':  # of a process sampled before (see bpf/sampler.c)
             self._reread.pop(ev.pid, None)
             self.registry.on_exec(ev.pid)
         else:
-            self.telemetry.count('processes.exit_events', 1)
             self._reread.pop(ev.pid, None)
             self.registry.on_exit(ev.pid)
 
@@ -377,6 +375,8 @@ class Receiver:
             t.count('sampler.lost', n, ['reason:' + r])
         t.count('sampler.filtered', res.filtered)
         t.count('sampler.drains', 1)
+        t.count('processes.exec_events', res.execs)
+        t.count('processes.exit_events', res.exits)
         t.gauge('sampler.drain_duration', res.duration_s)
         for m, v in res.map_fill.items():
             t.gauge('sampler.map_fill_ratio', v, ['map:' + m])

@@ -77,6 +77,8 @@ STATS = (
     'user_stack_copy_lost',  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
     '_stack_copies',
     '_events',  # exec/exit events sent (paces their forced wake-ups)
+    '_execs',  # every exec on the host
+    '_exits',  # every thread-group exit on the host
 )
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
@@ -133,6 +135,8 @@ class DrainResult:
     duration_s: float = 0.0
     map_fill: Dict[str, float] = field(default_factory=dict)  # map -> fill ratio before clearing
     kernel_samples: int = 0  # samples the CPU program counted (after idle/pid filtering)
+    execs: int = 0  # execs on the host since the previous drain (counted in the kernel)
+    exits: int = 0  # thread-group exits on the host since the previous drain
 
 
 def _comm(raw) -> str:
@@ -251,7 +255,8 @@ class Sampler:
             # a quarter of the ring from every CPU between two forced wake-ups
             'EVENTS_WAKEUP_EVERY': max(1, int(c.events_ring_pages) * 4096 // 4 // EVENT_RECORD_BYTES
                                        // (len(kernel.online_cpus()) or 1)),
-            'SAMPLED_TGIDS': max(1, int(c.max_processes)),
+            # twice the registry: the kernel forgets an announced process after user space does
+            'SAMPLED_TGIDS': 2 * max(1, int(c.max_processes)),
             'UNWIND_COPY': int(self.copy_stacks),
             'STACK_COPY_SIZE': self._copy_size(),
             'COPY_PAGES': copy_pages,
@@ -476,6 +481,8 @@ class Sampler:
                 duration_s=time.monotonic() - t0,
                 map_fill=map_fill,
                 kernel_samples=delta[STATS.index('_samples')],
+                execs=delta[STATS.index('_execs')],
+                exits=delta[STATS.index('_exits')],
             )
 
     def _drain_copies(self, old: int, stacks, cache, samples, lost, pairs, final: bool) -> int:

@@ -46,7 +46,9 @@
 #define ST_COPY_LOST 19
 #define ST_COPIES 20
 #define ST_EVENTS 21
-#define N_STATS 22
+#define ST_EXECS 22
+#define ST_EXITS 23
+#define N_STATS 24
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -136,9 +138,11 @@ static __always_inline u32 current_gen(void) {
 // Process lifecycle. User space reads a process's metadata (mappings, container) when the process
 // is first sampled, not at exec: a host that starts hundreds of short processes a second costs
 // the reader nothing for those never sampled, and at most one read per sample for the others.
-// Only the first-sample event wakes the reader (the process must still be there when its
-// /proc is read); exec and exit events wait for the next wake-up, poll timeout or drain, and
-// force one only every EVENTS_WAKEUP_EVERY events of a CPU (a quarter of the ring).
+// So exec and exit events go to user space only for processes announced there (sampled since
+// their exec); every exec and exit is counted here (ST_EXECS, ST_EXITS). Only the first-sample
+// event wakes the reader (the process must still be there when its /proc is read); exec and
+// exit events wait for the next wake-up, poll timeout or drain, and force one only every
+// EVENTS_WAKEUP_EVERY events of a CPU (a quarter of the ring).
 static __always_inline void send_event(u32 type, u64 flags) {
     struct event_t e = {};
     u64 id = bpf_get_current_pid_tgid();
@@ -343,7 +347,10 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
 
 #if EVENTS
 TRACEPOINT_PROBE(sched, sched_process_exec) {
+    stat_inc(ST_EXECS);
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!sampled_tgids.lookup(&tgid))
+        return 0;  // never announced: user space knows nothing of it
     sampled_tgids.delete(&tgid);  // a new image: its first sample is announced again
     send_event(EV_EXEC, lazy_wakeup());
     return 0;
@@ -353,7 +360,10 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     // group_dead: the last thread of the group is exiting (the leader may have gone before).
     if (!args->group_dead)
         return 0;
+    stat_inc(ST_EXITS);
     u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!sampled_tgids.lookup(&tgid))
+        return 0;
     sampled_tgids.delete(&tgid);
     send_event(EV_EXIT, lazy_wakeup());
     return 0;
