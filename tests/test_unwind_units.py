@@ -2,7 +2,6 @@
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """unwind/ pieces without BPF: record parsing and aggregation, table cache, build budget."""
-import ctypes
 import os
 import subprocess
 import time
@@ -30,10 +29,10 @@ def test_record_parsing_and_generations():
     stack = bytes(range(256)) * 16  # 4096 bytes: the page holding sp
     delta = 0x40
     hdr = HEADER.pack(7, 8, 5, 2, 0x401000, 0x7FFD0000F040, 0x7FFD0000F100, 4096, delta, b'comm\0')
-    buf = ctypes.create_string_buffer(hdr + stack)
-    sc.callback(None, ctypes.addressof(buf), HEADER_SIZE + 4096)
-    sc.callback(None, ctypes.addressof(buf), HEADER_SIZE + 4096)
-    sc.callback(None, ctypes.addressof(buf), 10)  # short: counted bad, no exception
+    buf = b'\0' * 24 + hdr + stack  # a record at offset 24 of the ring's pages
+    sc.add_record(buf, 24, HEADER_SIZE + 4096)
+    sc.add_record(buf, 24, HEADER_SIZE + 4096)
+    sc.add_record(buf, 24, 10)  # short: counted bad, no exception
     assert sc.records == 2 and sc.bad_records == 1 and not calls  # unwound at drain time only
     assert sc.take(keep_gen=2) == []  # generation 2 is still active
     assert len(calls) == 2 and calls[0][2] == stack[delta:] and calls[0][3] == 0x7FFD0000F040

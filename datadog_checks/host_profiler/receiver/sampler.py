@@ -24,6 +24,8 @@ import atexit
 import ctypes as ct
 import os
 import re
+import select
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from ..profile.model import CPU_SAMPLES, OFF_CPU_TIME, RawSample
 from ..runtime.memory import release_freed_memory
 from . import kernel
 from .kernel import SamplerError
+from .ringbuf import RingReader
 
 __all__ = ['Sampler', 'SamplerConfig', 'SamplerError', 'DrainResult', 'ProcessEvent', 'LOSS_REASONS']
 
@@ -91,7 +94,8 @@ EV_EXEC = 1
 EV_EXIT = 2
 EV_SAMPLED = 3
 EVENT_KINDS = {EV_EXEC: 'exec', EV_EXIT: 'exit', EV_SAMPLED: 'sampled'}
-EVENT_RECORD_BYTES = 48 + 8  # struct event_t and the ring's record header
+EVENT = struct.Struct('<IIIIQ16s')  # struct event_t: type, tgid, pid, pad, ts, comm
+EVENT_RECORD_BYTES = EVENT.size + 8  # and the ring's record header
 
 
 @dataclass
@@ -183,6 +187,9 @@ class Sampler:
         self._lock = threading.RLock()
         self._bpf = None
         self._closed = False
+        self._rings: List[Tuple[RingReader, Callable[..., None]]] = []  # (reader, record handler)
+        self._ring_pages: Dict[str, int] = {}  # ring buffer map -> pages (set with the compile flags)
+        self._epoll = None
         self._gen = 0
         self._prev_stats = [0] * len(STATS)
         self._include = re.compile(self.config.comm_include) if self.config.comm_include else None
@@ -239,6 +246,7 @@ class Sampler:
     def _cflags(self) -> List[str]:
         c = self.config
         copy_pages, copy_wakeup_every = self._copy_ring() if self.copy_stacks else (1, 1)
+        self._ring_pages = {'events': int(c.events_ring_pages), 'stack_copies': copy_pages}
         thr = int(round(float(c.off_cpu_threshold) * (1 << 32)))
         flags = {
             'STACK_STORAGE_SIZE': max(1, int(c.stack_storage_size)),
@@ -311,10 +319,11 @@ class Sampler:
                 for p in self.config.pids:
                     pf[pf.Key(int(p))] = pf.Leaf(1)
             self._active[self._active.Key(0)] = self._active.Leaf(self._gen)
+            # ring buffers are read from their mapped pages (see ringbuf.py), woken through epoll
             if self.config.events:
-                b['events'].open_ring_buffer(self._ring_callback)
+                self._open_ring('events', self._on_event_record)
             if self._copies is not None:
-                b['stack_copies'].open_ring_buffer(self._copies.callback)
+                self._open_ring('stack_copies', self._copies.add_record)
             self.cpus = kernel.online_cpus()
             b.attach_perf_event(
                 ev_type=bcc.PerfType.SOFTWARE,
@@ -335,21 +344,32 @@ class Sampler:
         self.attach_seconds = time.monotonic() - t1
 
     # ---------------------------------------------------------------- events
-    def _ring_callback(self, ctx, data, size):
+    def _open_ring(self, name: str, handle: Callable[..., None]) -> None:
+        reader = RingReader(self._bpf[name].map_fd, self._ring_pages[name] * 4096)
+        self._rings.append((reader, handle))
+        if self._epoll is None:
+            self._epoll = select.epoll()
+        self._epoll.register(reader.fd, select.EPOLLIN)
+
+    def _read_rings(self) -> None:
+        for reader, handle in self._rings:
+            reader.read(handle)
+
+    def _on_event_record(self, buf, off: int, size: int) -> None:
+        if self._on_event is None or size < EVENT.size:
+            return
+        etype, tgid, pid, _pad, ts, comm = EVENT.unpack_from(buf, off)
+        kind = EVENT_KINDS.get(etype)
+        if kind is None:
+            return
+        comm = _comm(comm)
+        if kind == 'sampled' and not self._keep_comm(comm):
+            return  # its samples are filtered out at the drain: no metadata needed
         try:
-            ev = self._bpf['events'].event(data)
-            if self._on_event is None:
-                return
-            kind = EVENT_KINDS.get(ev.type)
-            if kind is None:
-                return
-            comm = _comm(ev.comm)
-            if kind == 'sampled' and not self._keep_comm(comm):
-                return  # its samples are filtered out at the drain: no metadata needed
-            self._on_event(ProcessEvent(kind, int(ev.tgid), int(ev.pid), comm, int(ev.ts)))
-        except Exception:  # never let an exception cross the C callback
+            self._on_event(ProcessEvent(kind, tgid, pid, comm, ts))
+        except Exception:  # noqa: BLE001 - one event must not stop the others
             if self.log:
-                self.log.debug('process event callback failed', exc_info=True)
+                self.log.debug('process event handler failed', exc_info=True)
 
     def poll(self, timeout_ms: int = 50) -> None:
         """Deliver pending exec/exit events to on_event (waits at most timeout_ms); in dwarf/auto,
@@ -360,11 +380,10 @@ class Sampler:
         with self._lock:
             if self._closed or self._bpf is None:
                 return
-            self._bpf.ring_buffer_poll(timeout_ms)
-            # exit events and most stack copies are submitted without a wake-up (see
-            # bpf/sampler.c): read them now. A record left unread would also keep every later
-            # one from waking the reader (the ring wakes it only when it had caught up).
-            self._bpf.ring_buffer_consume()
+            self._epoll.poll(timeout_ms / 1000.0)
+            # every ring, woken or not: exit events and most stack copies are submitted without
+            # a wake-up (see bpf/sampler.c)
+            self._read_rings()
 
     # ---------------------------------------------------------------- drain
     def kernel_stats(self) -> Dict[str, int]:
@@ -431,7 +450,7 @@ class Sampler:
             time.sleep(FLIP_GRACE_S)
             if self._copies is not None:
                 # every copy of the old generation is in the ring buffer now: unwind them all
-                self._bpf.ring_buffer_consume()
+                self._read_rings()
             buf = old & 1
             counts, stacks = self._counts[buf], self._stacks[buf]
 
@@ -628,6 +647,12 @@ class Sampler:
             b, self._bpf = self._bpf, None
             self._counts = self._stacks = ()
             self._off_cache = {}
+            rings, self._rings = self._rings, []
+            for reader, _ in rings:
+                reader.close()
+            if self._epoll is not None:
+                self._epoll.close()
+                self._epoll = None
         if b is not None:
             try:
                 b.cleanup()

@@ -21,8 +21,8 @@ The copy starts at the page holding ``sp`` because page-aligned reads at constan
 are what the verifier can bound; it stops at the first unmapped page (the top of the
 stack), so ``size - delta`` bytes above ``sp`` are valid.
 
-``StackCopies.callback`` is the ring-buffer callback: it only keeps the record (the bytes above
-``sp``). Records are unwound at drain time, through ``unwind_user(tgid, regs, stack, sp)``, and
+``StackCopies.add_record`` is the ring-buffer handler (``receiver.ringbuf.RingReader``): it only
+keeps the record (the bytes above ``sp``). Records are unwound at drain time, through ``unwind_user(tgid, regs, stack, sp)``, and
 identical results aggregated per generation; the sampler's drain takes the finished generations
 with ``take(gen, resolve_kstack)`` and resolves the kernel stack ids before clearing their maps.
 A copy whose unwinding needs a CFI table the per-drain build budget postponed waits for the
@@ -34,7 +34,6 @@ records exceed ``max_pending_bytes`` they are unwound at once (bounded memory on
 """
 from __future__ import annotations
 
-import ctypes
 import struct
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -104,24 +103,20 @@ class StackCopies:
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
-    def callback(self, ctx: object, data: int, size: int) -> int:
-        """BCC ``open_ring_buffer`` callback. Never raises (an exception must not cross C)."""
+    def add_record(self, buf: Any, off: int, size: int) -> None:
+        """A record at ``buf[off:off + size]`` (the ring's mapped pages): keeps a copy of the
+        bytes above sp only. Never raises."""
+        if size < HEADER_SIZE:
+            self.bad_records += 1
+            return
         try:
-            if size < HEADER_SIZE or not data:
-                self.bad_records += 1
-                return 0
-            self.add_raw(ctypes.string_at(data, HEADER_SIZE), data, size)
+            tgid, tid, kstack, gen, ip, sp, bp, n, delta, comm = HEADER.unpack_from(buf, off)
+            n = min(n, size - HEADER_SIZE)
+            start = off + HEADER_SIZE
+            stack = buf[start + delta:start + n] if delta < n else b''
         except Exception:  # noqa: BLE001
             self.bad_records += 1
-        return 0
-
-    def add_raw(self, header: bytes, data: int, size: int) -> None:
-        tgid, tid, kstack, gen, ip, sp, bp, n, delta, comm = HEADER.unpack(header)
-        n = min(n, size - HEADER_SIZE)
-        if delta < n:
-            stack = ctypes.string_at(data + HEADER_SIZE + delta, n - delta)
-        else:
-            stack = b''
+            return
         self.add(gen, tgid, tid, comm, kstack, ip, sp, bp, stack)
 
     def add(self, gen: int, tgid: int, tid: int, comm: bytes, kstack: int, ip: int, sp: int, bp: int,
