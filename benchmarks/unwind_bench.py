@@ -118,18 +118,30 @@ def bench_unwind(n: int):
                 complete += result == COMPLETE
         per.sort()
         # what the profiler does: the process's pc -> rule cache kept across samples
-        find, rules = u.tables.walk_state(proc)
+        find, rules, _memo = u.tables.walk_state(proc)
         cached = []
         for _ in range(5):
             for s in snaps:
                 t0 = time.perf_counter()
                 unwind_ex(s.regs, s.stack, s.sp, find, rule_cache=rules)
                 cached.append(time.perf_counter() - t0)
+        # and the whole-walk memo (unwind/memo.py): the profiler's path, Unwinder.unwind_sample.
+        # Each snapshot comes back 5 times: the first is a miss, then a hit if the words it read
+        # are the same (they are: the same snapshot), so this is the cost of a hit, not a hit rate.
+        memoized = []
+        for _ in range(5):
+            for s in snaps:
+                t0 = time.perf_counter()
+                u.unwind_sample(proc, s.regs, s.stack, s.sp)
+                memoized.append(time.perf_counter() - t0)
+        _f, _r, memo = u.tables.walk_state(proc)
         out[name] = {
             'samples': len(per), 'complete_pct': 100.0 * complete / len(per), 'frames_per_sample': frames / len(per),
             'us_per_sample_median': statistics.median(per) * 1e6, 'us_per_sample_p99': per[int(len(per) * 0.99)] * 1e6,
             'us_per_frame': sum(per) / frames * 1e6, 'first_sample_cold_ms': cold * 1e3,
             'us_per_sample_median_rule_cache': statistics.median(cached) * 1e6,
+            'us_per_sample_median_walk_memo_hit': statistics.median(memoized) * 1e6,
+            'walk_memo_hits': memo.hits, 'walk_memo_misses': memo.misses,
         }
     return out
 
@@ -247,9 +259,10 @@ def main() -> int:
             r['profiler_table'], r['profiler_table_cold_ms']))
     print('Unwinding (warm tables, 16 KiB stack copies from ptrace snapshots):')
     for name, r in result['unwind'].items():
-        print('  %-20s %5.1f us/sample median (p99 %5.1f), %5.2f us/frame, %5.1f frames, %5.1f%% complete' % (
-            name, r['us_per_sample_median'], r['us_per_sample_p99'], r['us_per_frame'], r['frames_per_sample'],
-            r['complete_pct']))
+        print('  %-20s %5.1f us/sample median (p99 %5.1f), %5.2f us/frame, %5.1f frames, %5.1f%% complete; '
+              'with the rule cache %.1f us, a walk-memo hit %.1f us' % (
+                  name, r['us_per_sample_median'], r['us_per_sample_p99'], r['us_per_frame'], r['frames_per_sample'],
+                  r['complete_pct'], r['us_per_sample_median_rule_cache'], r['us_per_sample_median_walk_memo_hit']))
     if 'profiler_cpu' in result:
         print('Profiler CPU with every core busy (%d cores), steady state:' % (os.cpu_count() or 1))
         for name, r in result['profiler_cpu'].items():

@@ -3,6 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """unwind/ pieces without BPF: record parsing and aggregation, table cache, build budget."""
 import os
+import struct
 import subprocess
 import time
 
@@ -10,12 +11,27 @@ import pytest
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.receiver.processes import read_process
+from datadog_checks.host_profiler.unwind import memo as memo_mod
 from datadog_checks.host_profiler.unwind.copies import HEADER, HEADER_SIZE, MAX_RETRIES, StackCopies, ring_pages
 from datadog_checks.host_profiler.unwind.tables import ByteLRU, CfiTables
-from datadog_checks.host_profiler.unwind.unwinder import COMPLETE, DEFERRED, Unwinder
+from datadog_checks.host_profiler.unwind.memo import WalkMemo
+from datadog_checks.host_profiler.unwind.unwinder import COMPLETE, DEFERRED, Unwinder, frame_pointer_only, unwind_ex
 from tests.workloads import NO_FRAME_POINTERS, compile_c
 
 pytestmark = pytest.mark.unit
+
+
+class _Walk:
+    def __init__(self, unwind_user, tgid):
+        self.unwind_user, self.tgid = unwind_user, tgid
+
+    def __call__(self, regs, stack, sp, may_defer):
+        return self.unwind_user(self.tgid, regs, stack, sp, may_defer)
+
+
+def per_process(unwind_user):
+    """A ``walker_for`` from a function of (tgid, regs, stack, sp, may_defer)."""
+    return lambda tgid: _Walk(unwind_user, tgid)
 
 
 def test_record_parsing_and_generations():
@@ -25,7 +41,7 @@ def test_record_parsing_and_generations():
         calls.append((tgid, regs, stack, sp))
         return (regs[0], 0x1000), False, False
 
-    sc = StackCopies(unwind_user)
+    sc = StackCopies(per_process(unwind_user))
     stack = bytes(range(256)) * 16  # 4096 bytes: the page holding sp
     delta = 0x40
     hdr = HEADER.pack(7, 8, 5, 2, 0x401000, 0x7FFD0000F040, 0x7FFD0000F100, 4096, delta, b'comm\0')
@@ -48,7 +64,7 @@ def test_retry_keeps_kernel_stack_and_gives_up():
             return (regs[0],), True, True
         return (regs[0], 0x2000), False, False
 
-    sc = StackCopies(unwind_user)
+    sc = StackCopies(per_process(unwind_user))
     sc.add(4, 1, 1, b'c', 9, 0x401000, 0x7FFD0000F040, 0, b'')
     resolved = []
     out = sc.take(5, lambda gen, ks: resolved.append((gen, ks)) or (0xFFFF0001,))
@@ -63,7 +79,7 @@ def test_retry_keeps_kernel_stack_and_gives_up():
 
 def test_pending_bytes_cap_unwinds_early():
     n = []
-    sc = StackCopies(lambda *a: (n.append(1) or (a[1][0],), False, False), max_pending_bytes=10000)
+    sc = StackCopies(per_process(lambda *a: (n.append(1) or (a[1][0],), False, False)), max_pending_bytes=10000)
     for _ in range(5):
         sc.add(1, 1, 1, b'c', -14, 0x401000, 0x7FFD0000F040, 0, b'\0' * 4000)
     assert len(n) >= 2 and sc.pending_bytes <= 10000
@@ -138,7 +154,7 @@ def test_unwinder_may_defer():
             def f(addr):
                 self.deferrals += 1
                 return None
-            return f, {}
+            return f, {}, None
 
     tel = Telemetry()
     u = Unwinder(tel, tables=T(), mode='dwarf')
@@ -203,3 +219,37 @@ def test_rule_cache_keeps_found_rules_only_and_changes_no_result():
     third = unwind_ex((0x1000, sp, 0), stack, sp, find_table, rule_cache=cache)
     assert third == unwind_ex((0x1000, sp, 0), stack, sp, find_table)  # same as without a cache
     assert third[0] == [0x1000, 0x2000, 0x3000] and third[1] == 'complete' and 0x3000 - 1 in cache
+
+
+def test_walk_memo_hits_only_when_the_words_read_are_the_same():
+    sp = 0x7FFD0000F000
+    buf = bytearray(0x100)  # a frame-pointer chain: bp -> (saved bp, return address)
+    struct.pack_into('<QQ', buf, 0x20, sp + 0x60, 0x401234)
+    struct.pack_into('<QQ', buf, 0x60, 0, 0x401500)
+    stack = bytes(buf)
+    regs = (0x401000, sp, sp + 0x20)
+    memo = WalkMemo()
+    offsets, read = memo.recorder()
+    addrs, result = unwind_ex(regs, stack, sp, frame_pointer_only, read=read)
+    assert addrs == [0x401000, 0x401234, 0x401500] and result == COMPLETE
+    assert sorted(offsets) == [0x20, 0x28, 0x60, 0x68]
+    memo.put(regs, stack, offsets, addrs, result)
+    # a copy that differs only in words the walk did not read (a local variable): a hit
+    other = bytearray(stack)
+    other[0x08] = 0xFF
+    assert memo.get(regs, bytes(other)) == (tuple(addrs), result)
+    # a different return address: a miss, and the walk sees it
+    changed = bytearray(stack)
+    struct.pack_into('<Q', changed, 0x28, 0x409999)
+    assert memo.get(regs, bytes(changed)) is None
+    assert unwind_ex(regs, bytes(changed), sp, frame_pointer_only)[0][1] == 0x409999
+    # other registers, or a copy of another length: a miss
+    assert memo.get((0x401000, sp, sp + 0x28), stack) is None
+    assert memo.get(regs, stack + b'\0' * 8) is None
+    # a process whose walks rarely repeat stops being remembered (and frees its entries)
+    total = memo_mod.WalkMemo.total
+    for i in range(memo_mod.TRIAL):
+        memo.get((0x402000 + i, sp, 0), stack)
+    assert not memo.enabled and len(memo) == 0 and memo_mod.WalkMemo.total == total - 1
+    memo.put(regs, stack, offsets, addrs, result)
+    assert memo.get(regs, stack) is None

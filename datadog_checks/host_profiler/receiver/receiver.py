@@ -196,7 +196,7 @@ class Receiver:
             self.stopped_reason = ''
             self._lock_fd = acquire_host_lock(self.config.lock_path)
             sampler = Sampler(self.config, on_event=self._on_event, log=self.log,
-                              unwind_user=self._unwind_user if self.unwinder is not None else None)
+                              walker_for=self._walker_for if self.unwinder is not None else None)
             try:
                 sampler.start()
             except BaseException:
@@ -315,16 +315,16 @@ class Receiver:
             self._reread.pop(ev.pid, None)
             self.registry.on_exit(ev.pid)
 
-    def _unwind_user(self, tgid: int, regs: Tuple[int, int, int], stack: bytes, sp: int, may_defer: bool = False):
-        """Unwind one stack copy (called by the sampler's drain on this thread; see unwind/copies.py).
-        Returns (addresses leaf first, truncated, retry_later)."""
+    def _walker_for(self, tgid: int):
+        """The walk of one process's stack copies (the sampler's drain calls it on this thread, once
+        per process and pass; see unwind/copies.py): ``walk(regs, stack, sp, may_defer) ->
+        (addresses leaf first, truncated, retry_later)``. None when the process is unknown."""
         info, gone = self.registry.ensure(tgid)
         if gone:
             self.telemetry.count('processes.gone_before_metadata', 1)
         if info is None:
-            return (regs[0],), True, False
-        addresses, truncated, result = self.unwinder.unwind_sample(info, regs, stack, sp, may_defer=may_defer)
-        return addresses, truncated, result == 'deferred'
+            return None
+        return self.unwinder.walker(info)
 
     def _drain_once(self, sampler: Sampler) -> None:
         if self.unwinder is not None:

@@ -149,7 +149,7 @@ def _comm(raw) -> str:
 
 
 class _StandaloneUnwind:
-    """``unwind_user`` for a sampler used without the receiver: process mappings from /proc."""
+    """``walker_for`` for a sampler used without the receiver: process mappings from /proc."""
 
     def __init__(self, mode: str) -> None:
         from ..runtime.telemetry import Telemetry
@@ -158,19 +158,18 @@ class _StandaloneUnwind:
         self.unwinder = Unwinder(Telemetry(), mode=mode)
         self._procs: Dict[int, object] = {}
 
-    def __call__(self, tgid: int, regs, stack: bytes, sp: int, may_defer: bool = False):
+    def __call__(self, tgid: int):
         from .processes import read_process
 
         proc = self._procs.get(tgid)
         if proc is None:
             proc = read_process(tgid)
             if proc is None:
-                return (regs[0],), True, False
+                return None
             if len(self._procs) > 4096:
                 self._procs.clear()
             self._procs[tgid] = proc
-        addresses, truncated, _ = self.unwinder.unwind_sample(proc, regs, stack, sp)
-        return addresses, truncated, False
+        return self.unwinder.walker(proc)
 
 
 class Sampler:
@@ -179,7 +178,7 @@ class Sampler:
         config: Optional[SamplerConfig] = None,
         on_event: Optional[Callable[[ProcessEvent], None]] = None,
         log=None,
-        unwind_user: Optional[Callable[..., Tuple[Sequence[int], bool, bool]]] = None,
+        walker_for: Optional[Callable[[int], Optional[Callable[..., Tuple[Sequence[int], bool, bool]]]]] = None,
     ):
         self.config = config or SamplerConfig()
         self._on_event = on_event
@@ -202,13 +201,13 @@ class Sampler:
         self._off_pending_prev: set = set()
         self._validate()
         # dwarf/auto: stack copies arrive through a ring buffer and are unwound at drain time by
-        # `unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated,
+        # `walker_for(tgid)((ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated,
         # retry_later)` (the receiver's, which knows the processes; a standalone sampler reads /proc).
         self._copies = None
         if self.copy_stacks:
             from ..unwind.copies import StackCopies
 
-            self._copies = StackCopies(unwind_user or _StandaloneUnwind(self.config.unwinding))
+            self._copies = StackCopies(walker_for or _StandaloneUnwind(self.config.unwinding))
 
     # ---------------------------------------------------------------- start-up
     def _validate(self) -> None:

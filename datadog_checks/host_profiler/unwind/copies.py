@@ -22,7 +22,7 @@ are what the verifier can bound; it stops at the first unmapped page (the top of
 stack), so ``size - delta`` bytes above ``sp`` are valid.
 
 ``StackCopies.add_record`` is the ring-buffer handler (``receiver.ringbuf.RingReader``): it only
-keeps the record (the bytes above ``sp``). Records are unwound at drain time, through ``unwind_user(tgid, regs, stack, sp)``, and
+keeps the record (the bytes above ``sp``). Records are unwound at drain time, through ``walker_for(tgid)(regs, stack, sp, may_defer)``, and
 identical results aggregated per generation; the sampler's drain takes the finished generations
 with ``take(gen, resolve_kstack)`` and resolves the kernel stack ids before clearing their maps.
 A copy whose unwinding needs a CFI table the per-drain build budget postponed waits for the
@@ -41,8 +41,10 @@ HEADER = struct.Struct('<IIiIQQQII16s')
 HEADER_SIZE = HEADER.size  # 64
 PAGE = 4096
 
-# unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated, retry_later)
-UnwindUser = Callable[[int, Tuple[int, int, int], bytes, int, bool], Tuple[Sequence[int], bool, bool]]
+# walk((ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated, retry_later)
+Walk = Callable[[Tuple[int, int, int], bytes, int, bool], Tuple[Sequence[int], bool, bool]]
+# walker_for(tgid) -> the walk of that process's copies (None: the process is unknown)
+WalkerFor = Callable[[int], Optional[Walk]]
 MAX_RETRIES = 2  # drains a copy may wait for the CFI tables it needs (see CfiTables.set_build_budget)
 
 # (gen, tgid, tid, comm bytes, user addresses, kernel stack id, truncated) -> samples
@@ -87,8 +89,8 @@ def wakeup_every(pages: int, stack_copy_size: int, cpus: int) -> int:
 
 
 class StackCopies:
-    def __init__(self, unwind_user: UnwindUser, max_pending_bytes: int = 32 << 20) -> None:
-        self.unwind_user = unwind_user
+    def __init__(self, walker_for: WalkerFor, max_pending_bytes: int = 32 << 20) -> None:
+        self.walker_for = walker_for
         self.max_pending_bytes = int(max_pending_bytes)
         self._acc: Dict[Key, int] = {}
         self._pending: List[tuple] = []
@@ -134,13 +136,18 @@ class StackCopies:
         when its generation is finished (not ``keep_gen``)."""
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         acc = self._acc
-        unwind_user = self.unwind_user
+        # one walker per process for the whole pass: its metadata, tables and memo are looked up once
+        walkers: Dict[int, Optional[Walk]] = {}
         keep: List[list] = []
         for rec in pending:
             gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries = rec
             may_defer = resolve_kstack is not None and retries < MAX_RETRIES
             try:
-                addresses, truncated, retry = unwind_user(tgid, (ip, sp, bp), stack, sp, may_defer)
+                walk = walkers[tgid] if tgid in walkers else walkers.setdefault(tgid, self.walker_for(tgid))
+                if walk is None:
+                    addresses, truncated, retry = (ip,), True, False
+                else:
+                    addresses, truncated, retry = walk((ip, sp, bp), stack, sp, may_defer)
             except Exception:  # noqa: BLE001 - the leaf at least
                 addresses, truncated, retry = (ip,), True, False
             if retry and may_defer:

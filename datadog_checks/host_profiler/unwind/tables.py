@@ -45,6 +45,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from ..receiver.kernel import boot_id
 from ..receiver.processes import maps_dev, read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
+from .memo import WalkMemo
 
 DELETED_SUFFIX = ' (deleted)'
 MAX_CACHED_RULES = 65536  # per process (a few MB at most): cleared when exceeded
@@ -152,7 +153,7 @@ class _Entry:
 
 
 class _Proc:
-    __slots__ = ('mappings_ref', 'starts', 'entries', 'find_table', 'rules')
+    __slots__ = ('mappings_ref', 'starts', 'entries', 'find_table', 'rules', 'walks')
 
     def __init__(self, mappings: Any) -> None:
         self.mappings_ref = mappings
@@ -163,6 +164,7 @@ class _Proc:
         # pc -> CFI rule, for the unwinder (unwind_ex's rule_cache): a hot loop's samples repeat
         # the same few pcs, and a lookup is two bisects. Valid as long as these mappings are.
         self.rules: Dict[int, Any] = {}
+        self.walks = WalkMemo()  # whole walks, valid as long as the rules are
 
 
 class CfiTables:
@@ -196,9 +198,9 @@ class CfiTables:
         """``find_table`` for one process (valid while its mappings list is the same)."""
         return self.walk_state(process)[0]
 
-    def walk_state(self, process: Any) -> Tuple[FindTable, Dict[int, Any]]:
-        """``(find_table, rule_cache)`` for one process, both valid while its mappings list is
-        the same (see ``unwind_ex``)."""
+    def walk_state(self, process: Any) -> Tuple[FindTable, Dict[int, Any], WalkMemo]:
+        """``(find_table, rule_cache, walk memo)`` for one process, valid while its mappings list
+        is the same (see ``unwind_ex`` and ``memo.py``)."""
         key = (process.pid, getattr(process, 'start_time', 0))
         with self._lock:
             st = self._procs.get(key)
@@ -212,7 +214,7 @@ class CfiTables:
             self._procs.move_to_end(key)
             if len(st.rules) > MAX_CACHED_RULES:
                 st.rules.clear()
-        return st.find_table, st.rules
+        return st.find_table, st.rules, st.walks
 
     def _find_table(self, process: Any, st: _Proc) -> FindTable:
         starts = st.starts

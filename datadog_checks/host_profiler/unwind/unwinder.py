@@ -66,12 +66,14 @@ FindTable = Callable[[int], Optional[Tuple[Any, int]]]
 
 def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table: FindTable,
               max_frames: int = MAX_FRAMES, fp_fallback: bool = True,
-              rule_cache: Optional[Dict[int, Any]] = None) -> Tuple[List[int], str]:
+              rule_cache: Optional[Dict[int, Any]] = None, read: Callable[[Any, int], Tuple[int]] = _U64,
+              ) -> Tuple[List[int], str]:
     """Unwind; returns ``(addresses leaf first, result)`` with result one of ``RESULTS``.
 
     ``rule_cache``: a dict kept by the caller across walks of one process (same mappings), pc ->
     rule, filled with the pcs whose table was found (a pc without one may get it at a later
-    drain, see ``CfiTables.set_build_budget``)."""
+    drain, see ``CfiTables.set_build_budget``). ``read(stack, offset)``: every stack word the
+    walk reads goes through it (``WalkMemo`` records them)."""
     try:
         ip, sp, bp = int(regs[0]) & _MASK, int(regs[1]) & _MASK, int(regs[2]) & _MASK
         base = int(stack_base_sp)
@@ -117,8 +119,8 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
             if bp + 16 > top:
                 return out, TRUNCATED
             o = bp - base
-            ra = _U64(stack, o + 8)[0]
-            nbp = _U64(stack, o)[0]
+            ra = read(stack, o + 8)[0]
+            nbp = read(stack, o)[0]
             nsp = bp + 16
         else:
             kind = rule[0]
@@ -134,9 +136,9 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
                 if sp + SIGFRAME_RIP + 8 > top:
                     return out, TRUNCATED
                 o = sp - base
-                nip = _U64(stack, o + SIGFRAME_RIP)[0]
-                nsp = _U64(stack, o + SIGFRAME_RSP)[0]
-                bp = _U64(stack, o + SIGFRAME_RBP)[0]
+                nip = read(stack, o + SIGFRAME_RIP)[0]
+                nsp = read(stack, o + SIGFRAME_RSP)[0]
+                bp = read(stack, o + SIGFRAME_RBP)[0]
                 if not nip or nip >= USER_MAX:
                     return out, FAILED
                 out.append(nip)
@@ -151,7 +153,7 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
                     return out, FAILED
                 if a + 8 > top:
                     return out, TRUNCATED
-                cfa = _U64(stack, a - base)[0]
+                cfa = read(stack, a - base)[0]
             else:  # CFA_UNSUPPORTED (CFA_NONE never reaches here: lookup returns None)
                 return out, FAILED
             ra_off = rule[2]
@@ -164,7 +166,7 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
                 return out, FAILED
             if a + 8 > top:
                 return out, TRUNCATED
-            ra = _U64(stack, a - base)[0]
+            ra = read(stack, a - base)[0]
             bk = rule[3]
             if bk == BP_SAME:
                 nbp = bp
@@ -174,14 +176,14 @@ def unwind_ex(regs: Sequence[int], stack: bytes, stack_base_sp: int, find_table:
                     return out, FAILED
                 if a + 8 > top:
                     return out, TRUNCATED
-                nbp = _U64(stack, a - base)[0]
+                nbp = read(stack, a - base)[0]
             elif bk == BP_AT_BP:
                 a = bp + rule[4]
                 if a < base:
                     return out, FAILED
                 if a + 8 > top:
                     return out, TRUNCATED
-                nbp = _U64(stack, a - base)[0]
+                nbp = read(stack, a - base)[0]
             elif bk == BP_UNDEFINED:
                 nbp = 0
             else:  # unsupported: unknown from here; only matters if a later frame needs it
@@ -263,15 +265,36 @@ class Unwinder:
         ``may_defer``, a walk that met a file whose table the build budget postponed (see
         ``CfiTables.set_build_budget``) returns result ``DEFERRED`` and counts nothing: the caller
         keeps the copy and retries at the next drain."""
+        if find_table is not None:
+            return self._walk(find_table, None, None, regs, stack, stack_base_sp, may_defer)
+        w = self.walker(process)
+        return self._walk(w.find_table, w.rules, w.memo, regs, stack, stack_base_sp, may_defer)
+
+    def walker(self, process: Any) -> 'ProcessWalk':
+        """The walk of one process's samples taken together: its tables, rules and walk memo are
+        looked up once (see ``ProcessWalk``)."""
+        try:
+            find_table, rules, memo = self.tables.walk_state(process)
+        except Exception:  # noqa: BLE001 - a malformed process object
+            find_table, rules, memo = frame_pointer_only, None, None
+        return ProcessWalk(self, find_table, rules, memo)
+
+    def _walk(self, find_table: FindTable, rules: Optional[Dict[int, Any]], memo: Any, regs: Sequence[int],
+              stack: bytes, stack_base_sp: int, may_defer: bool = False) -> Tuple[List[int], bool, str]:
         t0 = perf_counter()
         deferrals = getattr(self.tables, 'deferrals', 0)
-        rules = None
-        if find_table is None:
-            try:
-                find_table, rules = self.tables.walk_state(process)
-            except Exception:  # noqa: BLE001 - a malformed process object
-                find_table = frame_pointer_only
-        addresses, result = unwind_ex(regs, stack, stack_base_sp, find_table, self.max_frames, self.fp_fallback, rules)
+        hit = memo.get(regs, stack) if memo is not None and stack_base_sp == regs[1] else None
+        if hit is not None:
+            addresses, result = list(hit[0]), hit[1]
+        elif memo is not None and memo.enabled:
+            offsets, read = memo.recorder()
+            addresses, result = unwind_ex(regs, stack, stack_base_sp, find_table, self.max_frames, self.fp_fallback,
+                                          rules, read)
+            if getattr(self.tables, 'deferrals', 0) == deferrals:  # no table was missing
+                memo.put(regs, stack, offsets, addresses, result)
+        else:
+            addresses, result = unwind_ex(regs, stack, stack_base_sp, find_table, self.max_frames, self.fp_fallback,
+                                          rules)
         self._seconds += perf_counter() - t0
         if may_defer and result != COMPLETE and getattr(self.tables, 'deferrals', 0) != deferrals:
             return addresses, True, DEFERRED
@@ -292,3 +315,22 @@ class Unwinder:
         if self._seconds:
             t.count('unwind.duration', self._seconds)
             self._seconds = 0.0
+
+
+class ProcessWalk:
+    """``walk(regs, stack, stack_base_sp, may_defer) -> (addresses leaf first, truncated,
+    retry_later)`` for the samples of one process (``Unwinder.walker``)."""
+
+    __slots__ = ('unwinder', 'find_table', 'rules', 'memo')
+
+    def __init__(self, unwinder: Unwinder, find_table: FindTable, rules: Optional[Dict[int, Any]], memo: Any) -> None:
+        self.unwinder = unwinder
+        self.find_table = find_table
+        self.rules = rules
+        self.memo = memo
+
+    def __call__(self, regs: Sequence[int], stack: bytes, stack_base_sp: int,
+                 may_defer: bool = False) -> Tuple[Sequence[int], bool, bool]:
+        addresses, truncated, result = self.unwinder._walk(self.find_table, self.rules, self.memo, regs, stack,
+                                                           stack_base_sp, may_defer)
+        return addresses, truncated, result == DEFERRED
