@@ -189,6 +189,7 @@ class Sampler:
         self._rings: List[Tuple[RingReader, Callable[..., None]]] = []  # (reader, record handler)
         self._ring_pages: Dict[str, int] = {}  # ring buffer map -> pages (set with the compile flags)
         self._epoll = None
+        self._wake_fd = -1  # eventfd: wake() ends a poll early
         self._gen = 0
         self._prev_stats = [0] * len(STATS)
         self._include = re.compile(self.config.comm_include) if self.config.comm_include else None
@@ -318,6 +319,9 @@ class Sampler:
                 for p in self.config.pids:
                     pf[pf.Key(int(p))] = pf.Leaf(1)
             self._active[self._active.Key(0)] = self._active.Leaf(self._gen)
+            self._epoll = select.epoll()
+            self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            self._epoll.register(self._wake_fd, select.EPOLLIN)
             # ring buffers are read from their mapped pages (see ringbuf.py), woken through epoll
             if self.config.events:
                 self._open_ring('events', self._on_event_record)
@@ -346,9 +350,17 @@ class Sampler:
     def _open_ring(self, name: str, handle: Callable[..., None]) -> None:
         reader = RingReader(self._bpf[name].map_fd, self._ring_pages[name] * 4096)
         self._rings.append((reader, handle))
-        if self._epoll is None:
-            self._epoll = select.epoll()
         self._epoll.register(reader.fd, select.EPOLLIN)
+
+    def wake(self) -> None:
+        """End the current poll (from any thread)."""
+        fd = self._wake_fd
+        if fd < 0:
+            return  # not started, or closed
+        try:
+            os.eventfd_write(fd, 1)
+        except OSError:
+            pass  # closed meanwhile
 
     def _read_rings(self) -> None:
         for reader, handle in self._rings:
@@ -373,13 +385,15 @@ class Sampler:
     def poll(self, timeout_ms: int = 50) -> None:
         """Deliver pending exec/exit events to on_event (waits at most timeout_ms); in dwarf/auto,
         also take the stack copies out of their ring buffer (they are unwound at the next drain)."""
-        if not self.config.events and self._copies is None:
-            time.sleep(timeout_ms / 1000.0)
-            return
         with self._lock:
             if self._closed or self._bpf is None:
                 return
-            self._epoll.poll(timeout_ms / 1000.0)
+            for fd, _ in self._epoll.poll(timeout_ms / 1000.0):
+                if fd == self._wake_fd:
+                    try:
+                        os.eventfd_read(self._wake_fd)
+                    except OSError:
+                        pass
             # every ring, woken or not: exit events and most stack copies are submitted without
             # a wake-up (see bpf/sampler.c)
             self._read_rings()
@@ -652,6 +666,9 @@ class Sampler:
             if self._epoll is not None:
                 self._epoll.close()
                 self._epoll = None
+            if self._wake_fd >= 0:
+                fd, self._wake_fd = self._wake_fd, -1
+                os.close(fd)
         if b is not None:
             try:
                 b.cleanup()
