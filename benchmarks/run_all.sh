@@ -45,6 +45,7 @@ args_for() {
         quick:receiver_startup) echo "--runs 2" ;;
         quick:overhead|quick:accuracy|quick:scale|quick:startup) echo "--quick" ;;
         quick:soak) echo "--minutes 1 --interval 5" ;;
+        quick:exec_churn) echo "--rounds 1 --window 15" ;;
         *:soak) echo "--minutes 3" ;;
         long:overhead) echo "--rounds 3 --window 60 --warmup 25" ;;
         long:accuracy) echo "--seconds 60 --repeat 3" ;;
@@ -53,7 +54,7 @@ args_for() {
 }
 
 ORDER="profile_encode symbols_bench processors_bench exporters_bench uploader_bench unwind_bench receiver_startup
-startup accuracy overhead scale soak"
+startup accuracy overhead exec_churn scale soak"
 # any other script present is appended
 for f in benchmarks/*.py; do
     n=$(basename "$f" .py)
