@@ -109,6 +109,22 @@ def test_registry_exec_forgets_and_the_next_read_is_fresh():
         p.wait()
 
 
+def test_registry_check_start_replaces_a_reused_pid_whose_exit_went_unseen():
+    reg = ProcessRegistry()
+    p = subprocess.Popen(['sleep', '30'])
+    try:
+        info, _ = reg.ensure(p.pid)
+        reads = reg.reads
+        assert reg.ensure(p.pid, check_start=True)[0] is info  # same process: kept
+        info.start_time -= 1  # as if the pid now belonged to a newer process, exit never seen
+        assert reg.ensure(p.pid)[0] is info  # without the check: trusted (no /proc read)
+        newer, _ = reg.ensure(p.pid, check_start=True)
+        assert newer is not info and newer.exited_at is None and reg.reads == reads + 1
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_registry_gone_counted_once():
     reg = ProcessRegistry()
     p = subprocess.Popen(['true'])

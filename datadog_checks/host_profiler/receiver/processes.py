@@ -478,16 +478,16 @@ class ProcessRegistry:
                 self._execed.clear()
             self._execed.add(pid)
 
-    def ensure(self, pid: int) -> Tuple[Optional[ProcessInfo], bool]:
+    def ensure(self, pid: int, check_start: bool = False) -> Tuple[Optional[ProcessInfo], bool]:
         """Make sure a pid seen in samples has metadata. Reads /proc only when the pid is
-        unknown (or exec'd since), or when it was marked exited and a new process may have
-        reused the pid."""
+        unknown (or exec'd since), or when it was marked exited (or ``check_start``) and a new
+        process may have reused the pid."""
         if pid in self._execed:
             self._execed.discard(pid)
             return self.refresh(pid, fresh=True)
         info = self._by_pid.get(pid)
         if info is not None:
-            if info.exited_at is not None:
+            if info.exited_at is not None or check_start:
                 start = read_start_time(pid, self.proc)
                 if start is not None and start != info.start_time:
                     return self.refresh(pid)

@@ -304,7 +304,10 @@ class Receiver:
             if not ev.pid:
                 return
             known = self.registry.get(ev.pid)
-            info, gone = self.registry.ensure(ev.pid)
+            # Known and not exited, yet announced again: the kernel forgot it (its LRU of announced
+            # processes is twice the registry), so its exit may have gone unseen and the pid may
+            # belong to another process now: compare start times.
+            info, gone = self.registry.ensure(ev.pid, check_start=True)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
             elif (info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S
