@@ -118,13 +118,17 @@ def parse_container_id(cgroup_text: str) -> Tuple[str, str]:
     return container_id, pod_uid
 
 
-def parse_stat(text: str) -> Tuple[str, int]:
-    """(comm, start_time) from /proc/PID/stat (comm may contain spaces and parentheses)."""
+def _stat_fields(text: str) -> Tuple[str, List[str]]:
+    """(comm, the fields after it) of /proc/PID/stat: the list starts with field 3 (state)."""
     lp = text.index('(')
     rp = text.rindex(')')
-    comm = text[lp + 1 : rp]
-    rest = text[rp + 2 :].split()
-    return comm, int(rest[19])  # field 22; rest[0] is field 3
+    return text[lp + 1 : rp], text[rp + 2 :].split()
+
+
+def parse_stat(text: str) -> Tuple[str, int]:
+    """(comm, start_time) from /proc/PID/stat (comm may contain spaces and parentheses)."""
+    comm, rest = _stat_fields(text)
+    return comm, int(rest[19])  # field 22
 
 
 def parse_maps(text: str, executable_only: bool = True) -> List[ProcMapping]:
@@ -311,10 +315,9 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
     ``MapsCache``; ``fresh`` for a process that just exec'd)."""
     base = '{}/{}'.format(proc, pid)
     try:
-        stat = _read_text(base + '/stat', True)
-        comm, start = parse_stat(stat)
-        fields = stat[stat.rindex(')') + 2 :].split(None, 7)
-        state, exiting = fields[0], int(fields[6]) & PF_EXITING
+        comm, fields = _stat_fields(_read_text(base + '/stat', True))
+        # fields 3 (state), 9 (flags) and 22 (start time)
+        state, exiting, start = fields[0], int(fields[6]) & PF_EXITING, int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
     try:

@@ -283,7 +283,10 @@ class Unwinder:
               stack: bytes, stack_base_sp: int, may_defer: bool = False) -> Tuple[List[int], bool, str]:
         t0 = perf_counter()
         deferrals = getattr(self.tables, 'deferrals', 0)
-        hit = memo.get(regs, stack) if memo is not None and stack_base_sp == regs[1] else None
+        # the memo's words are offsets from sp: only copies that start at sp (all of the sampler's)
+        if memo is not None and stack_base_sp != regs[1]:
+            memo = None
+        hit = memo.get(regs, stack) if memo is not None else None
         if hit is not None:
             addresses, result = list(hit[0]), hit[1]
         elif memo is not None and memo.enabled:

@@ -174,6 +174,15 @@ static __always_inline void announce_first_sample(u32 tgid) {
     send_event(EV_SAMPLED, 2);
 }
 
+// An exec or an exit: passed on only for a process announced to user space, which forgets it
+// here (one delete: it fails for a process never announced).
+static __always_inline void pass_on_if_announced(u32 type) {
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (sampled_tgids.delete(&tgid) != 0)
+        return;  // never announced: user space knows nothing of it
+    send_event(type, lazy_wakeup());
+}
+
 #endif
 
 #if UNWIND_COPY
@@ -348,11 +357,7 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
 #if EVENTS
 TRACEPOINT_PROBE(sched, sched_process_exec) {
     stat_inc(ST_EXECS);
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!sampled_tgids.lookup(&tgid))
-        return 0;  // never announced: user space knows nothing of it
-    sampled_tgids.delete(&tgid);  // a new image: its first sample is announced again
-    send_event(EV_EXEC, lazy_wakeup());
+    pass_on_if_announced(EV_EXEC);  // and the new image's first sample is announced again
     return 0;
 }
 
@@ -361,11 +366,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit) {
     if (!args->group_dead)
         return 0;
     stat_inc(ST_EXITS);
-    u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (!sampled_tgids.lookup(&tgid))
-        return 0;
-    sampled_tgids.delete(&tgid);
-    send_event(EV_EXIT, lazy_wakeup());
+    pass_on_if_announced(EV_EXIT);
     return 0;
 }
 #endif
