@@ -1,0 +1,327 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Native source lines: ELF virtual address -> (source file, line) from DWARF line tables.
+
+Read with pyelftools' line programs, lazily:
+
+* when a file is first seen, only its address -> compilation unit index is built, from
+  ``.debug_aranges`` (or, when a producer wrote none, from each CU's top DIE ranges);
+* a CU's line program is decoded the first time an address inside it is looked up, into
+  three compact columns (address, line, file index) plus the CU's file names; the decoded
+  CUs of a table are kept in an LRU capped at ``max_cu_bytes``.
+
+The file is reopened for each CU decode (through ``open_dwarf``) rather than held open:
+a cached table must not pin a file descriptor. pyelftools' ``ELFFile.get_dwarf_info``
+reads every DWARF section into memory (hundreds of MB for large debug files), so the
+``DWARFInfo`` here is built over windows of the open file (``_SectionView``) instead, and
+only the bytes a CU needs are read. ``LineTable.nbytes`` follows what it holds; the
+symbolizer re-accounts it in its byte-budgeted cache after each decode.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from typing import Any, BinaryIO, Callable, List, Optional, Tuple
+
+from elftools.dwarf.aranges import ARanges
+from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
+
+from .elf import ElfInfo
+
+# Default of receiver.symbolizer.lines (see docs/benchmarks.md "Session 5: names and lines"
+# for what a cold load costs; spec.yaml says why it is on).
+LINES_DEFAULT = True
+SHF_COMPRESSED = 0x800
+ELFCOMPRESS_ZLIB = 1
+MAX_DECOMPRESSED = 256 << 20
+# sections a line lookup may touch (DW_FORM_strp / line_strp names, DWARF 5 string offsets)
+_SECTIONS = ('.debug_info', '.debug_abbrev', '.debug_str', '.debug_line', '.debug_line_str', '.debug_aranges',
+             '.debug_ranges', '.debug_rnglists', '.debug_addr', '.debug_str_offsets')
+
+OpenDwarf = Callable[[], Optional[BinaryIO]]
+
+
+class _SectionView(io.RawIOBase):
+    """A read-only window [offset, offset + size) of ``f``, seen as a stream from 0."""
+
+    def __init__(self, f: BinaryIO, offset: int, size: int) -> None:
+        super().__init__()
+        self._f = f
+        self._base = offset
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        if whence == 1:
+            pos += self._pos
+        elif whence == 2:
+            pos += self._size
+        self._pos = max(0, pos)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._size - self._pos
+        if left <= 0:
+            return b''
+        if n is None or n < 0 or n > left:
+            n = left
+        self._f.seek(self._base + self._pos)
+        data = self._f.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
+
+
+def _section_stream(f: BinaryIO, info: ElfInfo, name: str) -> Optional[DebugSectionDescriptor]:
+    sec = info.sections.get(name)
+    if sec is None or sec.nobits or sec.size == 0:
+        return None
+    if sec.flags & SHF_COMPRESSED:
+        # (gcc -gz, Go binaries) an Elf_Chdr, then the zlib stream: decompressed whole, capped
+        f.seek(sec.offset)
+        raw = f.read(sec.size)
+        le = '<' if info.little_endian else '>'
+        if info.elfclass == 64:
+            ctype, _res, csize, _align = struct.unpack_from(le + 'IIQQ', raw)
+            hdr = 24
+        else:
+            ctype, csize, _align = struct.unpack_from(le + 'III', raw)
+            hdr = 12
+        if ctype != ELFCOMPRESS_ZLIB or csize > MAX_DECOMPRESSED:
+            raise ValueError('{}: unsupported compression {} or {} bytes'.format(name, ctype, csize))
+        dec = zlib.decompressobj()
+        data = dec.decompress(raw[hdr:], MAX_DECOMPRESSED)
+        return DebugSectionDescriptor(io.BytesIO(data), name, None, len(data), 0)
+    return DebugSectionDescriptor(_SectionView(f, sec.offset, sec.size), name, None, sec.size, 0)
+
+
+def dwarf_info(f: BinaryIO, info: ElfInfo) -> DWARFInfo:
+    """A pyelftools DWARFInfo reading ``f`` on demand (no section is read whole)."""
+    secs = {n: _section_stream(f, info, n) for n in _SECTIONS}
+    return DWARFInfo(
+        config=DwarfConfig(little_endian=info.little_endian, default_address_size=info.elfclass // 8,
+                           machine_arch=info.machine),
+        debug_info_sec=secs['.debug_info'], debug_aranges_sec=secs['.debug_aranges'],
+        debug_abbrev_sec=secs['.debug_abbrev'], debug_frame_sec=None, eh_frame_sec=None,
+        debug_str_sec=secs['.debug_str'], debug_loc_sec=None, debug_ranges_sec=secs['.debug_ranges'],
+        debug_line_sec=secs['.debug_line'], debug_pubtypes_sec=None, debug_pubnames_sec=None,
+        debug_addr_sec=secs['.debug_addr'], debug_str_offsets_sec=secs['.debug_str_offsets'],
+        debug_line_str_sec=secs['.debug_line_str'], debug_loclists_sec=None,
+        debug_rnglists_sec=secs['.debug_rnglists'], debug_sup_sec=None, gnu_debugaltlink_sec=None,
+        debug_types_sec=None)
+
+
+def has_line_tables(info: Optional[ElfInfo]) -> bool:
+    if info is None or not info.has_debug_info:
+        return False
+    sec = info.sections.get('.debug_line')
+    return sec is not None and not sec.nobits and sec.size > 0
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode('utf-8', 'replace')
+    return str(v) if v is not None else ''
+
+
+class _CULines:
+    """One CU's decoded line rows, sorted by address; a row with line 0 ends a sequence."""
+
+    __slots__ = ('addrs', 'lines', 'files', 'names', 'nbytes')
+
+    def __init__(self, addrs: array, lines: array, files: array, names: List[str]) -> None:
+        self.addrs = addrs
+        self.lines = lines
+        self.files = files
+        self.names = names
+        self.nbytes = 120 + len(addrs) * 16 + sum(60 + len(n) for n in names)
+
+    def lookup(self, vaddr: int) -> Optional[Tuple[str, int]]:
+        i = bisect_right(self.addrs, vaddr) - 1
+        if i < 0 or self.lines[i] == 0:
+            return None
+        f = self.files[i]
+        return (self.names[f] if f < len(self.names) else ''), self.lines[i]
+
+
+def _file_names(lp: Any, comp_dir: str) -> List[str]:
+    """Full paths of the line program's file table, indexed as its rows index them (as
+    addr2line prints them: directory joined, relative directories under DW_AT_comp_dir)."""
+    hdr = lp.header
+    version = hdr['version']
+    dirs = [_text(d) for d in hdr['include_directory']]
+    names = []
+    for fe in hdr['file_entry']:
+        name = _text(fe.name)
+        d = fe.dir_index
+        if version >= 5:
+            dname = dirs[d] if d < len(dirs) else ''
+        else:
+            dname = comp_dir if d == 0 else (dirs[d - 1] if d - 1 < len(dirs) else '')
+        if dname and not dname.startswith('/') and comp_dir:
+            dname = os.path.join(comp_dir, dname)
+        names.append(name if name.startswith('/') or not dname else os.path.join(dname, name))
+    if version < 5:
+        names.insert(0, '')  # DWARF 2-4 number files from 1
+    return names
+
+
+def decode_cu(dwarf: DWARFInfo, cu_offset: int) -> _CULines:
+    cu = dwarf.get_CU_at(cu_offset)
+    lp = dwarf.line_program_for_CU(cu)
+    if lp is None:
+        return _CULines(array('Q'), array('I'), array('I'), [])
+    top = cu.get_top_DIE()
+    comp_dir = _text(top.attributes['DW_AT_comp_dir'].value) if 'DW_AT_comp_dir' in top.attributes else ''
+    rows = []
+    for entry in lp.get_entries():
+        st = entry.state
+        if st is None:
+            continue
+        # end-of-sequence rows sort before a row of the next sequence at the same address
+        rows.append((st.address, 0 if st.end_sequence else 1, 0 if st.end_sequence else st.line, st.file))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    addrs, lines, files = array('Q'), array('I'), array('I')
+    for addr, _kind, line, fileno in rows:
+        if addrs and addrs[-1] == addr:  # the last row at an address wins, as in addr2line
+            lines[-1] = line
+            files[-1] = fileno
+            continue
+        addrs.append(addr)
+        lines.append(line)
+        files.append(fileno)
+    return _CULines(addrs, lines, files, _file_names(lp, comp_dir))
+
+
+def _cu_ranges(dwarf: DWARFInfo) -> List[Tuple[int, int, int]]:
+    """(start, end, CU offset) for every address range of the file's CUs."""
+    out: List[Tuple[int, int, int]] = []
+    if dwarf.debug_aranges_sec is not None:
+        ar = ARanges(dwarf.debug_aranges_sec.stream, dwarf.debug_aranges_sec.size, dwarf.structs)
+        for e in ar.entries:
+            if e.length:
+                out.append((e.begin_addr, e.begin_addr + e.length, e.info_offset))
+        if out:
+            return out
+    # no .debug_aranges (clang, rustc): each CU's top DIE (low_pc/high_pc or DW_AT_ranges)
+    rl = None
+    for cu in dwarf.iter_CUs():
+        top = cu.get_top_DIE()
+        attrs = top.attributes
+        if 'DW_AT_low_pc' in attrs and 'DW_AT_high_pc' in attrs:
+            lo = attrs['DW_AT_low_pc'].value
+            hi = attrs['DW_AT_high_pc']
+            end = hi.value if hi.form == 'DW_FORM_addr' else lo + hi.value
+            out.append((lo, end, cu.cu_offset))
+        elif 'DW_AT_ranges' in attrs:
+            if rl is None:
+                rl = dwarf.range_lists()
+            if rl is None:
+                continue
+            base = attrs['DW_AT_low_pc'].value if 'DW_AT_low_pc' in attrs else 0
+            for r in rl.get_range_list_at_offset(attrs['DW_AT_ranges'].value, cu=cu):
+                if hasattr(r, 'begin_offset'):
+                    if getattr(r, 'is_absolute', False):
+                        out.append((r.begin_offset, r.end_offset, cu.cu_offset))
+                    else:
+                        out.append((base + r.begin_offset, base + r.end_offset, cu.cu_offset))
+                elif hasattr(r, 'base_address'):
+                    base = r.base_address
+    return out
+
+
+class LineTable:
+    """Address -> (file, line) for one ELF file; CUs decoded on first use (see module doc)."""
+
+    __slots__ = ('starts', 'ends', 'cu_offsets', 'cus', 'cu_bytes', 'max_cu_bytes', 'source', 'dwarf_info',
+                 'failed', 'decodes')
+
+    def __init__(self, ranges: List[Tuple[int, int, int]], dwarf_source: Optional[ElfInfo], source: str,
+                 max_cu_bytes: int) -> None:
+        ranges = sorted(r for r in ranges if r[1] > r[0])
+        self.starts = array('Q', [r[0] for r in ranges])
+        self.ends = array('Q', [r[1] for r in ranges])
+        self.cu_offsets = array('Q', [r[2] for r in ranges])
+        self.cus: 'OrderedDict[int, _CULines]' = OrderedDict()
+        self.cu_bytes = 0
+        self.max_cu_bytes = max_cu_bytes
+        self.source = source  # 'self' | 'debug_file' | 'none'
+        self.dwarf_info = dwarf_source  # ElfInfo of the file holding the DWARF (section offsets)
+        self.failed: set = set()  # CUs that did not decode (not retried)
+        self.decodes = 0
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @property
+    def nbytes(self) -> int:
+        return 300 + len(self.starts) * 24 + self.cu_bytes + (len(self.dwarf_info.section_list) * 260
+                                                               if self.dwarf_info else 0)
+
+    def lookup(self, vaddr: int, open_dwarf: OpenDwarf) -> Optional[Tuple[str, int]]:
+        """(file, line) of ``vaddr``, decoding its CU if needed (``open_dwarf`` gives the
+        DWARF file open, or None). Raises on malformed DWARF (the caller counts it)."""
+        i = bisect_right(self.starts, vaddr) - 1
+        if i < 0 or vaddr >= self.ends[i]:
+            return None
+        off = self.cu_offsets[i]
+        cu = self.cus.get(off)
+        if cu is None:
+            if off in self.failed or self.dwarf_info is None:
+                return None
+            f = open_dwarf()
+            if f is None:
+                return None
+            try:
+                with f:
+                    cu = decode_cu(dwarf_info(f, self.dwarf_info), off)
+            except Exception:
+                self.failed.add(off)
+                raise
+            self.decodes += 1
+            self.cus[off] = cu
+            self.cu_bytes += cu.nbytes
+            while self.cu_bytes > self.max_cu_bytes and len(self.cus) > 1:
+                _, old = self.cus.popitem(last=False)
+                self.cu_bytes -= old.nbytes
+        else:
+            self.cus.move_to_end(off)
+        return cu.lookup(vaddr)
+
+
+NO_LINES = LineTable([], None, 'none', 0)
+
+
+def load_line_table(f: BinaryIO, dwarf_source: ElfInfo, source: str, max_cu_bytes: int) -> LineTable:
+    """The CU index of the DWARF in ``f`` (whose ElfInfo is ``dwarf_source``). Raises on
+    malformed DWARF."""
+    return LineTable(_cu_ranges(dwarf_info(f, dwarf_source)), dwarf_source, source, max_cu_bytes)
+
+
+def identity_matches(f: Any, info: ElfInfo) -> bool:
+    """Whether open file ``f`` is still the file ``info`` was read from."""
+    try:
+        st = os.fstat(f.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == (info.dev, info.inode, info.size, info.mtime_ns)
+
