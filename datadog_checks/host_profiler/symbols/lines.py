@@ -44,6 +44,7 @@ MAX_DECOMPRESSED = 256 << 20
 _SECTIONS = ('.debug_info', '.debug_abbrev', '.debug_str', '.debug_line', '.debug_line_str', '.debug_aranges',
              '.debug_ranges', '.debug_rnglists', '.debug_addr', '.debug_str_offsets')
 
+DEFERRED = object()  # LineTable.lookup: the CU's decode was put off (decode-time budget spent)
 OpenDwarf = Callable[[], Optional[BinaryIO]]
 
 
@@ -56,6 +57,8 @@ class _SectionView(io.RawIOBase):
         self._base = offset
         self._size = size
         self._pos = 0
+        self._window = b''
+        self._wstart = 0
 
     def readable(self) -> bool:
         return True
@@ -74,15 +77,29 @@ class _SectionView(io.RawIOBase):
     def tell(self) -> int:
         return self._pos
 
+    WINDOW = 1 << 16
+
     def read(self, n: int = -1) -> bytes:
+        # pyelftools' parsers read a few bytes at a time: serve them from a read-ahead window
         left = self._size - self._pos
         if left <= 0:
             return b''
         if n is None or n < 0 or n > left:
             n = left
-        self._f.seek(self._base + self._pos)
-        data = self._f.read(n)
-        self._pos += len(data)
+        pos = self._pos
+        w = pos - self._wstart
+        if 0 <= w and w + n <= len(self._window):
+            self._pos = pos + n
+            return self._window[w:w + n]
+        if n >= self.WINDOW:
+            self._f.seek(self._base + pos)
+            data = self._f.read(n)
+        else:
+            self._f.seek(self._base + pos)
+            self._window = self._f.read(min(self.WINDOW, left))
+            self._wstart = pos
+            data = self._window[:n]
+        self._pos = pos + len(data)
         return data
 
     def readinto(self, b: Any) -> int:
@@ -91,26 +108,56 @@ class _SectionView(io.RawIOBase):
         return len(data)
 
 
+class _InflatingView(_SectionView):
+    """A zlib-compressed section seen decompressed; inflates its prefix as far as read."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, f: BinaryIO, offset: int, size: int, decompressed_size: int) -> None:
+        super().__init__(f, offset, size)
+        self._zsize = size  # compressed bytes
+        self._out = bytearray()
+        self._zpos = 0
+        self._z = zlib.decompressobj()
+        self._size = decompressed_size
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._size - self._pos
+        if left <= 0:
+            return b''
+        if n is None or n < 0 or n > left:
+            n = left
+        want = self._pos + n
+        while len(self._out) < want and not self._z.eof:
+            self._f.seek(self._base + self._zpos)
+            chunk = self._f.read(min(self.CHUNK, self._zsize - self._zpos))
+            if not chunk:
+                break
+            self._zpos += len(chunk)
+            self._out += self._z.decompress(chunk, MAX_DECOMPRESSED - len(self._out))
+        data = bytes(memoryview(self._out)[self._pos:want])
+        self._pos += len(data)
+        return data
+
+
 def _section_stream(f: BinaryIO, info: ElfInfo, name: str) -> Optional[DebugSectionDescriptor]:
     sec = info.sections.get(name)
     if sec is None or sec.nobits or sec.size == 0:
         return None
     if sec.flags & SHF_COMPRESSED:
-        # (gcc -gz, Go binaries) an Elf_Chdr, then the zlib stream: decompressed whole, capped
+        # (gcc -gz, Debian's debug files, Go) an Elf_Chdr, then a zlib stream, inflated only
+        # as far as it is read (a CU's header and top DIE sit at its offset)
         f.seek(sec.offset)
-        raw = f.read(sec.size)
+        chdr = f.read(24 if info.elfclass == 64 else 12)
         le = '<' if info.little_endian else '>'
         if info.elfclass == 64:
-            ctype, _res, csize, _align = struct.unpack_from(le + 'IIQQ', raw)
-            hdr = 24
+            ctype, _res, csize, _align = struct.unpack(le + 'IIQQ', chdr)
         else:
-            ctype, csize, _align = struct.unpack_from(le + 'III', raw)
-            hdr = 12
+            ctype, csize, _align = struct.unpack(le + 'III', chdr)
         if ctype != ELFCOMPRESS_ZLIB or csize > MAX_DECOMPRESSED:
             raise ValueError('{}: unsupported compression {} or {} bytes'.format(name, ctype, csize))
-        dec = zlib.decompressobj()
-        data = dec.decompress(raw[hdr:], MAX_DECOMPRESSED)
-        return DebugSectionDescriptor(io.BytesIO(data), name, None, len(data), 0)
+        stream = _InflatingView(f, sec.offset + len(chdr), sec.size - len(chdr), csize)
+        return DebugSectionDescriptor(stream, name, None, csize, 0)
     return DebugSectionDescriptor(_SectionView(f, sec.offset, sec.size), name, None, sec.size, 0)
 
 
@@ -277,9 +324,10 @@ class LineTable:
         return 300 + len(self.starts) * 24 + self.cu_bytes + (len(self.dwarf_info.section_list) * 260
                                                                if self.dwarf_info else 0)
 
-    def lookup(self, vaddr: int, open_dwarf: OpenDwarf) -> Optional[Tuple[str, int]]:
+    def lookup(self, vaddr: int, open_dwarf: OpenDwarf, may_decode: bool = True) -> Any:
         """(file, line) of ``vaddr``, decoding its CU if needed (``open_dwarf`` gives the
-        DWARF file open, or None). Raises on malformed DWARF (the caller counts it)."""
+        DWARF file open, or None); ``DEFERRED`` when the CU is not decoded yet and
+        ``may_decode`` is false. Raises on malformed DWARF (the caller counts it)."""
         i = bisect_right(self.starts, vaddr) - 1
         if i < 0 or vaddr >= self.ends[i]:
             return None
@@ -288,6 +336,8 @@ class LineTable:
         if cu is None:
             if off in self.failed or self.dwarf_info is None:
                 return None
+            if not may_decode:
+                return DEFERRED
             f = open_dwarf()
             if f is None:
                 return None

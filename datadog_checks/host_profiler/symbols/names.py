@@ -11,7 +11,8 @@ caches the result with the table, so a name is never demangled per sample).
   and the v0 crate disambiguators, in every mode but ``none``. Rust generics are kept: the
   C++ modes below apply to C++ names only.
 * C++ (Itanium ``_Z...``), ``receiver.symbolizer.demangle`` (Grafana's modes):
-  ``full``       what ``c++filt`` prints: ``ns::Foo<int>::bar(std::vector<int, ...> const&) const``
+  ``full``       the whole name, as gdb and perf print it (and c++filt, but for its spelled-out
+                 ``std::string``/iostream typedefs): ``ns::Foo<int>::bar(std::vector<int, ...> const&) const``
   ``templates``  no parameter list (nor return type): ``ns::Foo<int>::bar``
   ``simplified`` no parameter list, no template arguments: ``ns::Foo::bar`` (default)
   ``none``       the mangled name.

@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
@@ -49,7 +50,7 @@ from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
 from .gopclntab import load_pclntab
 from .kallsyms import Kallsyms
-from .lines import NO_LINES, LineTable, has_line_tables, identity_matches, load_line_table
+from .lines import DEFERRED, NO_LINES, LineTable, has_line_tables, identity_matches, load_line_table
 from .names import normalize_mode
 from .perfmap import PerfMap, perf_map_candidates
 from .symtab import EMPTY, ChainTable, load_symbols
@@ -64,6 +65,11 @@ _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
 # Resolved frames of file mappings kept for reuse (the same Frame object for an address of a
 # layout, whichever process and run): fewer objects for the builder, the encoder and the GC.
 MAX_KEPT_FRAMES = 32768
+# Decoding a CU's line table costs ~0.1-0.2 s of CPU (pyelftools): at most this many seconds of
+# it per window, so that a burst of new code (start-up, a host full of new binaries) costs at
+# most a tenth of a core; frames met beyond it get their line at a later sighting.
+LINE_DECODE_SECONDS = 1.0
+LINE_DECODE_WINDOW = 10.0
 
 
 class ProcMappingLike(Protocol):
@@ -164,6 +170,7 @@ class Symbolizer:
         self.proc = proc.rstrip('/') or '/proc'
         self.demangle = normalize_mode(demangle)  # names.DEMANGLE_MODES
         self.lines = bool(lines)
+        self._line_window = (0.0, 0.0)  # (window start, decode seconds spent in it)
         self.adjust_return_addresses = adjust_return_addresses
         self.max_processes = max_processes
         self.on_new_file = on_new_file
@@ -185,6 +192,7 @@ class Symbolizer:
         for reason in UNKNOWN_REASONS:
             telemetry.declare('symbols.frames.unknown', ('reason:' + reason,))
         telemetry.declare('symbols.lines.cu_decodes')
+        telemetry.declare('symbols.lines.deferred')
         for kind in ('elf', 'pclntab', 'perfmap', 'debugdata', 'dwarf'):
             telemetry.declare('symbols.bad_input', ('kind:' + kind,))
         telemetry.gauge('symbols.cache.bytes', 0)
@@ -471,14 +479,22 @@ class Symbolizer:
         if lt is NO_LINES:
             return None
         decodes = lt.decodes
+        now = time.monotonic()
+        start, spent = self._line_window
+        if now - start > LINE_DECODE_WINDOW:
+            start, spent = now, 0.0
         try:
-            hit = lt.lookup(vaddr, lambda: self._reopen_dwarf(process, e, lt))
+            hit = lt.lookup(vaddr, lambda: self._reopen_dwarf(process, e, lt), spent < LINE_DECODE_SECONDS)
         except Exception:  # noqa: BLE001 - malformed DWARF: the frame keeps its name
             self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
-            return None
+            hit = None
         if lt.decodes != decodes:
+            spent += time.monotonic() - now
             self.telemetry.count('symbols.lines.cu_decodes', lt.decodes - decodes)
             self._resize(key, lt)
+        self._line_window = (start, spent)
+        if hit is DEFERRED:
+            self.telemetry.count('symbols.lines.deferred', 1)
         return hit
 
     def _load_lines(self, process: Any, e: _Entry, stats: List[int]) -> LineTable:
@@ -628,12 +644,15 @@ class Symbolizer:
                     name, reason, kind, mapping = None, 'unreadable', e.kind, e.mapping
                 if name:
                     resolved += 1
-                    if source_line is not None:
+                    if source_line is DEFERRED:  # no line yet: not kept, so it is looked up again
+                        frame = Frame(name, addr, kind, mapping)
+                    elif source_line is not None:
                         frame = Frame(name, addr, kind, mapping, source_line[0], source_line[1])
+                        self._keep_frame(e, fk, frame)
                     else:
                         frame = Frame(name, addr, kind, mapping)
-                    if state == _FILE:
-                        self._keep_frame(e, fk, frame)
+                        if state == _FILE:
+                            self._keep_frame(e, fk, frame)
                     out.append(frame)
                 else:
                     unknown[reason] = unknown.get(reason, 0) + 1
