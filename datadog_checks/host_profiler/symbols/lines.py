@@ -318,6 +318,27 @@ def decode_line_program(data: bytes, hdr: Any, little_endian: bool = True) -> Li
     return rows
 
 
+def _by_address(rows: List[Tuple[int, int, int, int]]) -> List[Tuple[int, int, int, int]]:
+    """The rows with their sequences ordered by start address. Each sequence is already in
+    address order (DWARF requires it), so sequences are moved whole rather than rows sorted;
+    an end-of-sequence row then precedes a following sequence's row at the same address."""
+    seqs = []
+    start = 0
+    for k, row in enumerate(rows):
+        if row[1] == 0:
+            seqs.append((rows[start][0], start, k + 1))
+            start = k + 1
+    if start < len(rows):
+        seqs.append((rows[start][0], start, len(rows)))
+    if all(seqs[k][0] <= seqs[k + 1][0] for k in range(len(seqs) - 1)):
+        return rows
+    seqs.sort()
+    out: List[Tuple[int, int, int, int]] = []
+    for _addr, a, b in seqs:
+        out.extend(rows[a:b])
+    return out
+
+
 def decode_cu(dwarf: DWARFInfo, cu_offset: int) -> _CULines:
     cu = dwarf.get_CU_at(cu_offset)
     lp = dwarf.line_program_for_CU(cu)
@@ -328,7 +349,7 @@ def decode_cu(dwarf: DWARFInfo, cu_offset: int) -> _CULines:
     lp.stream.seek(lp.program_start_offset)
     program = lp.stream.read(lp.program_end_offset - lp.program_start_offset)
     rows = decode_line_program(program, lp.header, dwarf.config.little_endian)
-    rows.sort(key=lambda r: (r[0], r[1]))
+    rows = _by_address(rows)
     addrs, lines, files = array('Q'), array('I'), array('I')
     for addr, _kind, line, fileno in rows:
         if addrs and addrs[-1] == addr:  # the last row at an address wins, as in addr2line
