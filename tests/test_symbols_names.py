@@ -274,7 +274,7 @@ def test_end_to_end_clean_names(requires_bpf, rust_bins, cpp_bin, tmp_path):
     procs = [run_until_ready(b) for b in bins]
     out = tmp_path / 'out'
     try:
-        assert main(['run', '--config', str(config), '--duration', '4', '--interval', '2', '--output', str(out)]) == 0
+        assert main(['run', '--config', str(config), '--duration', '8', '--interval', '4', '--output', str(out)]) == 0
     finally:
         for p in procs:
             p.kill()
