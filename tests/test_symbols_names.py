@@ -128,7 +128,9 @@ def rust_bins(tmp_path_factory):
     out = {}
     for kind, extra in (('legacy', ('-C', 'symbol-mangling-version=legacy')), ('v0', ('-C', 'symbol-mangling-version=v0'))):
         binary = str(d / ('hp_' + kind))
-        args = [rustc, '-O', '-C', 'force-frame-pointers=yes', '-o', binary, str(src)]
+        # opt-level 0, as the C and C++ programs below: the sampler's frame-pointer walk loses
+        # the leaf frame of optimized code (seen on main too; see the session report)
+        args = [rustc, '-C', 'opt-level=0', '-C', 'force-frame-pointers=yes', '-o', binary, str(src)]
         if kind == 'v0':
             args[1:1] = list(extra)
         sh(*args)
@@ -144,7 +146,7 @@ def cpp_bin(tmp_path_factory):
     src = d / 'foo.cc'
     src.write_text(CPP_SOURCE)
     binary = str(d / 'foo_cpp')
-    sh('g++', '-O1', '-fno-omit-frame-pointer', '-o', binary, str(src))
+    sh('g++', '-O0', '-fno-omit-frame-pointer', '-o', binary, str(src))
     return binary
 
 
@@ -261,7 +263,10 @@ def _symbol_vaddr(path, name):
 @pytest.mark.integration
 def test_end_to_end_clean_names(requires_bpf, rust_bins, cpp_bin, tmp_path):
     """The real sampler and the `run` command: the folded stacks name the Rust (legacy and v0)
-    and C++ hot functions cleanly, and no frame carries a version suffix or a Rust hash."""
+    and C++ hot functions cleanly, and no frame carries a version suffix or a Rust hash.
+    Frame-pointer unwinding (the programs are built with frame pointers): on a crowded host the
+    DWARF unwinder's stack copies may be lost, which would test the host, not the names; the
+    long interval keeps the sampler's heartbeat (3 intervals) clear of a slow first run."""
     from datadog_checks.host_profiler.cli import main
 
     c_bin = compile_c(_write(tmp_path, 'c_loop.c', C_LOOP), tmp_path)
@@ -270,11 +275,12 @@ def test_end_to_end_clean_names(requires_bpf, rust_bins, cpp_bin, tmp_path):
     config.write_text(
         'instances:\n  - lock_file: {lock}\n    diagnostics_dir: {tmp}\n    receiver:\n'
         '      samples_per_second: 99\n      comm_patterns: ["^hp_", "^foo_cpp$", "^c_loop$"]\n'
+        '      unwinding: frame_pointers\n'
         '      symbolizer:\n        demangle: simplified\n'.format(lock=tmp_path / 'lock', tmp=tmp_path))
     procs = [run_until_ready(b) for b in bins]
     out = tmp_path / 'out'
     try:
-        assert main(['run', '--config', str(config), '--duration', '8', '--interval', '4', '--output', str(out)]) == 0
+        assert main(['run', '--config', str(config), '--duration', '12', '--interval', '6', '--output', str(out)]) == 0
     finally:
         for p in procs:
             p.kill()
@@ -291,7 +297,10 @@ def test_end_to_end_clean_names(requires_bpf, rust_bins, cpp_bin, tmp_path):
     for comm in ('hp_legacy', 'hp_v0'):
         assert any('hp::burn_rust' in frames for frames, _ in stacks.get(comm, [])), (comm, list(stacks))
     assert any('ns::Foo::bar' in frames for frames, _ in stacks.get('foo_cpp', [])), list(stacks)
-    assert any('__libc_start_main' in frames for frames, _ in stacks.get('c_loop', [])), stacks.get('c_loop')
+    assert any('c_spin' in frames for frames, _ in stacks.get('c_loop', [])), stacks.get('c_loop')
+    # libc's frames are named from its debug file's .symtab (libc6-dbg), where most names carry a
+    # version: the frame-pointer walk reaches __libc_start_call_main (the frame above main)
+    assert any('__libc_start_call_main' in frames for frames, _ in stacks.get('c_loop', [])), stacks.get('c_loop')
 
 
 # ------------------------------------------------------------------------------ units + fuzz
