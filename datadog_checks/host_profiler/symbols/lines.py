@@ -39,6 +39,7 @@ LINES_DEFAULT = True
 SHF_COMPRESSED = 0x800
 ELFCOMPRESS_ZLIB = 1
 MAX_DECOMPRESSED = 256 << 20
+MAX_KEPT_INFLATED = 32 << 20
 # sections a line lookup may touch (DW_FORM_strp / line_strp names, DWARF 5 string offsets)
 _SECTIONS = ('.debug_info', '.debug_abbrev', '.debug_str', '.debug_line', '.debug_line_str', '.debug_aranges',
              '.debug_ranges', '.debug_rnglists', '.debug_addr', '.debug_str_offsets')
@@ -139,7 +140,8 @@ class _InflatingView(_SectionView):
         return data
 
 
-def _section_stream(f: BinaryIO, info: ElfInfo, name: str) -> Optional[DebugSectionDescriptor]:
+def _section_stream(f: BinaryIO, info: ElfInfo, name: str,
+                    inflated: Optional[dict] = None) -> Optional[DebugSectionDescriptor]:
     sec = info.sections.get(name)
     if sec is None or sec.nobits or sec.size == 0:
         return None
@@ -155,14 +157,29 @@ def _section_stream(f: BinaryIO, info: ElfInfo, name: str) -> Optional[DebugSect
             ctype, csize, _align = struct.unpack(le + 'III', chdr)
         if ctype != ELFCOMPRESS_ZLIB or csize > MAX_DECOMPRESSED:
             raise ValueError('{}: unsupported compression {} or {} bytes'.format(name, ctype, csize))
+        if inflated is not None:
+            # kept with the table: each CU decode would otherwise inflate again up to its offset
+            data = inflated.get(name)
+            if data is None:
+                data = inflated[name] = _InflatingView(f, sec.offset + len(chdr), sec.size - len(chdr), csize).read()
+            return DebugSectionDescriptor(io.BytesIO(data), name, None, len(data), 0)
         stream = _InflatingView(f, sec.offset + len(chdr), sec.size - len(chdr), csize)
         return DebugSectionDescriptor(stream, name, None, csize, 0)
     return DebugSectionDescriptor(_SectionView(f, sec.offset, sec.size), name, None, sec.size, 0)
 
 
-def dwarf_info(f: BinaryIO, info: ElfInfo) -> DWARFInfo:
+def _inflated_size(info: ElfInfo, name: str) -> int:
+    """An estimate (4x the compressed size: reading the exact one from the Elf_Chdr needs the
+    file) of a compressed section's inflated size; 0 when it is not compressed."""
+    sec = info.sections.get(name)
+    if sec is None or sec.nobits or not sec.flags & SHF_COMPRESSED:
+        return 0
+    return sec.size * 4
+
+
+def dwarf_info(f: BinaryIO, info: ElfInfo, inflated: Optional[dict] = None) -> DWARFInfo:
     """A pyelftools DWARFInfo reading ``f`` on demand (no section is read whole)."""
-    secs = {n: _section_stream(f, info, n) for n in _SECTIONS}
+    secs = {n: _section_stream(f, info, n, inflated) for n in _SECTIONS}
     return DWARFInfo(
         config=DwarfConfig(little_endian=info.little_endian, default_address_size=info.elfclass // 8,
                            machine_arch=info.machine),
@@ -443,7 +460,7 @@ class LineTable:
     """Address -> (file, line) for one ELF file; CUs decoded on first use (see module doc)."""
 
     __slots__ = ('starts', 'ends', 'cu_offsets', 'cus', 'cu_bytes', 'max_cu_bytes', 'source', 'dwarf_info',
-                 'failed', 'decodes')
+                 'failed', 'decodes', 'inflated')
 
     def __init__(self, ranges: List[Tuple[int, int, int]], dwarf_source: Optional[ElfInfo], source: str,
                  max_cu_bytes: int) -> None:
@@ -458,13 +475,22 @@ class LineTable:
         self.dwarf_info = dwarf_source  # ElfInfo of the file holding the DWARF (section offsets)
         self.failed: set = set()  # CUs that did not decode (not retried)
         self.decodes = 0
+        # compressed sections (SHF_COMPRESSED) inflated whole at the first CU decode when the
+        # file's total is at most MAX_KEPT_INFLATED (Debian's debug files: libc's is 8.6 MB);
+        # larger ones are inflated per decode, only as far as read
+        self.inflated: Optional[dict] = None
+        if dwarf_source is not None:
+            total = sum(_inflated_size(dwarf_source, n) for n in _SECTIONS)
+            if 0 < total <= MAX_KEPT_INFLATED:
+                self.inflated = {}
 
     def __len__(self) -> int:
         return len(self.starts)
 
     @property
     def nbytes(self) -> int:
-        return 300 + len(self.starts) * 24 + self.cu_bytes + (len(self.dwarf_info.section_list) * 260
+        kept = sum(len(v) for v in self.inflated.values()) if self.inflated else 0
+        return 300 + kept + len(self.starts) * 24 + self.cu_bytes + (len(self.dwarf_info.section_list) * 260
                                                                if self.dwarf_info else 0)
 
     def lookup(self, vaddr: int, open_dwarf: OpenDwarf, may_decode: bool = True) -> Any:
@@ -486,7 +512,7 @@ class LineTable:
                 return None
             try:
                 with f:
-                    cu = decode_cu(dwarf_info(f, self.dwarf_info), off)
+                    cu = decode_cu(dwarf_info(f, self.dwarf_info, self.inflated), off)
             except Exception:
                 self.failed.add(off)
                 raise
