@@ -3,13 +3,15 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Native source lines: ELF virtual address -> (source file, line) from DWARF line tables.
 
-Read with pyelftools' line programs, lazily:
+Read lazily, with pyelftools for the CU headers, DIEs and line-program headers:
 
 * when a file is first seen, only its address -> compilation unit index is built, from
   ``.debug_aranges`` (or, when a producer wrote none, from each CU's top DIE ranges);
 * a CU's line program is decoded the first time an address inside it is looked up, into
   three compact columns (address, line, file index) plus the CU's file names; the decoded
-  CUs of a table are kept in an LRU capped at ``max_cu_bytes``.
+  CUs of a table are kept in an LRU capped at ``max_cu_bytes``. The aranges and the line
+  program's opcodes are read by hand (``parse_aranges``, ``decode_line_program``: see why
+  there); the tests check both against pyelftools.
 
 The file is reopened for each CU decode (through ``open_dwarf``) rather than held open:
 a cached table must not pin a file descriptor. pyelftools' ``ELFFile.get_dwarf_info``
