@@ -76,8 +76,17 @@ def setup_cases(work, jit, secret_dir):
             f.write('{:x} 100 jitted_fn\n'.format(hf.ANON_ADDR))
 
     bomb = hf.with_debugdata_bomb(jit['stripped'], os.path.join(work, 'bomb'))
+    bomb4k = hf.with_debugdata_bomb(jit['stripped'], os.path.join(work, 'bomb4k'), prefix=hf.elf_header_claiming(4096))
+    bomb60m = hf.with_debugdata_bomb(jit['stripped'], os.path.join(work, 'bomb60m'),
+                                     prefix=hf.elf_header_claiming(60 << 20))
+
+    def kib(path):
+        return (os.path.getsize(path) - os.path.getsize(jit['stripped'])) // 1024
     many = hf.with_huge_section_table(jit['full'], os.path.join(work, 'many'))
-    nothing = (lambda root, pid: None)
+
+    def nothing(root, pid):
+        pass
+
     return [
         ('perf map in the root (control)', jit['full'], JIT, good_map),
         ('perf map: absolute symlink to a root-only host file', jit['full'], JIT, escape_abs),
@@ -88,8 +97,9 @@ def setup_cases(work, jit, secret_dir):
         ('perf map is a symlink to /dev/zero', jit['full'], JIT, dev_zero),
         ('perf map: 10 GB sparse file', jit['full'], JIT, sparse_map),
         ('debug file (by build id): 10 GB sparse file', jit['stripped'], jit['wait'], sparse_debug),
-        ('.gnu_debugdata: xz bomb (1 GiB of zeros in {} KiB)'.format(
-            (os.path.getsize(bomb) - os.path.getsize(jit['stripped'])) // 1024), bomb, jit['wait'], nothing),
+        ('.gnu_debugdata: xz bomb, 1 GiB of zeros in {} KiB'.format(kib(bomb)), bomb, jit['wait'], nothing),
+        ('.gnu_debugdata: xz bomb, ELF header claiming 4 KiB + 1 GiB of zeros', bomb4k, jit['wait'], nothing),
+        ('.gnu_debugdata: xz bomb, ELF header claiming 60 MiB + 1 GiB of zeros', bomb60m, jit['wait'], nothing),
         ('ELF section table claims 65,535 sections', many, jit['wait'], nothing),
         ('stripped binary, no debug file (control)', jit['stripped'], jit['wait'], nothing),
     ]
@@ -116,7 +126,8 @@ def run_case(work, n, binary, address, prepare, timeout):
         th.join(timeout)
         if th.is_alive():
             return {'function': None, 'seconds': None, 'blocked': True, 'refused': {}}
-        refused = {k: v for k, v in t.totals().items() if k.startswith('symbols.files.refused') and v}
+        refused = {k: v for k, v in t.totals().items()
+                   if (k.startswith('symbols.files.refused') or k.startswith('symbols.bad_input')) and v}
         return dict(out, blocked=False, refused=refused)
     finally:
         hf.stop(p)
@@ -142,7 +153,7 @@ def main():
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    print('| case | function name | time | refused |')
+    print('| case | function name | time | counted |')
     print('|---|---|---|---|')
     for r in rows:
         if r['blocked']:
@@ -151,7 +162,8 @@ def main():
         name = r['function'] or '(unknown)'
         if hf.SECRET_FN in name:
             name = '**host file line: {}**'.format(name)
-        refused = ', '.join('{}: {:g}'.format(k.split('{', 1)[1].rstrip('}'), v) for k, v in r['refused'].items())
+        refused = ', '.join('{} {{{}}}'.format(k.split('{')[0].replace('symbols.', ''), k.split('{', 1)[1].rstrip('}'))
+                            for k in r['refused'])
         print('| {} | {} | {:.1f} ms | {} |'.format(r['case'], name, r['seconds'] * 1000, refused or '-'))
 
 

@@ -222,13 +222,22 @@ def test_debug_file_by_build_id_in_the_root_and_10gb_sparse_one_refused(tmp_path
     assert names == [''] and _refused(t) == {'symbols.files.refused{reason:too_large}': 1}
 
 
-def test_lzma_bomb_in_gnu_debugdata_is_bounded(tmp_path, jitspin, running):
-    binary = hf.with_debugdata_bomb(jitspin['stripped'], str(tmp_path / 'bomb'))  # 1 GiB of zeros
+@pytest.mark.parametrize('bomb', ['zeros', 'elf_header_4k', 'elf_header_60m'])
+def test_lzma_bomb_in_gnu_debugdata_is_bounded(tmp_path, jitspin, running, bomb):
+    """1 GiB of zeros behind .gnu_debugdata (a ~220 KiB section). Plain zeros are not an ELF
+    file (bad input, seen in the first 64 bytes); behind an ELF header, the output may not
+    exceed what the header spans nor the 64 MiB cap (refused)."""
+    prefix = {'zeros': b'', 'elf_header_4k': hf.elf_header_claiming(4096),
+              'elf_header_60m': hf.elf_header_claiming(60 << 20)}[bomb]
+    binary = hf.with_debugdata_bomb(jitspin['stripped'], str(tmp_path / 'bomb'), 1 << 30, prefix)
     info = read_elf_info(binary)
     assert info.has_gnu_debugdata and not info.has_symtab
     p = running(hf.make_root(str(tmp_path / 'root'), binary))
     names, t = _symbolize(p.pid, [jitspin['wait']])
     assert names == ['']
+    if bomb == 'zeros':
+        assert t.totals()['symbols.bad_input{kind:debugdata}'] == 1 and not _refused(t)
+        return
     assert _refused(t) == {'symbols.files.refused{reason:too_large}': 1}
     last = files.recent_refusals()[-1]
     assert last['kind'] == 'debugdata' and last['path'].endswith(':.gnu_debugdata') and last['pid'] == p.pid

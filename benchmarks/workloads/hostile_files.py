@@ -121,24 +121,33 @@ def _varint(n):
     return bytes(out)
 
 
-def xz_bomb(decompressed=1 << 30):
-    """A valid .xz file (no integrity check) of ``decompressed`` zero bytes, ~220 bytes per MiB.
+def _lzma2_chunk(data):
+    """The one LZMA2 chunk (control, sizes, props, coded bytes) of ``data`` (1 MiB)."""
+    raw = lzma.compress(data, format=lzma.FORMAT_RAW,
+                        filters=[{'id': lzma.FILTER_LZMA2, 'preset': 0, 'dict_size': 1 << 20}])
+    unpacked = (((raw[0] & 0x1F) << 16) | (raw[1] << 8) | raw[2]) + 1
+    packed = ((raw[3] << 8) | raw[4]) + 1
+    if raw[0] & 0xE0 != 0xE0 or unpacked != len(data) or len(raw) != 6 + packed + 1:
+        raise RuntimeError('unexpected LZMA2 chunking')
+    return raw[:6 + packed], unpacked, packed
+
+
+def xz_bomb(decompressed=1 << 30, prefix=b''):
+    """A valid .xz file (no integrity check) of ``decompressed`` bytes: ``prefix``, then zeros;
+    ~220 bytes per MiB.
 
     Compressing a GiB of zeros takes ~25 s here, so the stream is assembled instead: LZMA2
     compresses 1 MiB of zeros into one chunk; after a state reset (control 0xA0: no dictionary
     reset, no new properties) the same coded bytes decode to the same MiB again, so the chunk
     is repeated. The xz container (header, block header, index, footer) is written around it."""
     chunk_size = 1 << 20
-    raw = lzma.compress(bytes(chunk_size), format=lzma.FORMAT_RAW,
-                        filters=[{'id': lzma.FILTER_LZMA2, 'preset': 0, 'dict_size': 1 << 20}])
-    unpacked = (((raw[0] & 0x1F) << 16) | (raw[1] << 8) | raw[2]) + 1
-    packed = ((raw[3] << 8) | raw[4]) + 1
-    if raw[0] & 0xE0 != 0xE0 or unpacked != chunk_size or len(raw) != 6 + packed + 1:
-        raise RuntimeError('unexpected LZMA2 chunking of 1 MiB of zeros')
+    zeros, unpacked, packed = _lzma2_chunk(bytes(chunk_size))
+    first = _lzma2_chunk(prefix + bytes(chunk_size - len(prefix)))[0] if prefix else zeros
+    # (the repeated chunk starts like the zeros did: previous byte 0, position a multiple of 4)
     again = bytes([0xA0 | ((unpacked - 1) >> 16), ((unpacked - 1) >> 8) & 0xFF, (unpacked - 1) & 0xFF,
-                   (packed - 1) >> 8, (packed - 1) & 0xFF]) + raw[6:6 + packed]
+                   (packed - 1) >> 8, (packed - 1) & 0xFF]) + zeros[6:]
     n = max(1, decompressed // chunk_size)
-    data = raw[:6 + packed] + again * (n - 1) + b'\x00'
+    data = first + again * (n - 1) + b'\x00'
     flags = b'\x00\x00'  # check: none
     out = bytearray(b'\xfd7zXZ\x00' + flags + struct.pack('<I', zlib.crc32(flags)))
     block = bytearray(b'\x00\x00\x21\x01\x10')  # size (below), flags, LZMA2, 1 prop byte, 1 MiB dictionary
@@ -156,11 +165,23 @@ def xz_bomb(decompressed=1 << 30):
     return bytes(out)
 
 
-def with_debugdata_bomb(stripped, out, decompressed=1 << 30):
-    """``stripped`` with a .gnu_debugdata section holding an xz bomb (objcopy --add-section)."""
+def elf_header_claiming(size):
+    """A 64-byte ELF64 header whose section header table ends at ``size`` bytes."""
+    head = bytearray(64)
+    head[:6] = b'\x7fELF\x02\x01'
+    head[6] = 1
+    struct.pack_into('<HHI', head, 16, 1, 62, 1)  # ET_REL, x86-64, version
+    struct.pack_into('<Q', head, 0x28, size - 64 * 4)  # e_shoff
+    struct.pack_into('<HHHHHH', head, 0x34, 64, 0, 0, 64, 4, 0)  # ehsize, ph*, shentsize, shnum, shstrndx
+    return bytes(head)
+
+
+def with_debugdata_bomb(stripped, out, decompressed=1 << 30, prefix=b''):
+    """``stripped`` with a .gnu_debugdata section holding an xz bomb (objcopy --add-section):
+    ``prefix`` (e.g. ``elf_header_claiming(4096)``) then zeros."""
     bomb = out + '.xz'
     with open(bomb, 'wb') as f:
-        f.write(xz_bomb(decompressed))
+        f.write(xz_bomb(decompressed, prefix))
     subprocess.run(['objcopy', '--add-section', '.gnu_debugdata=' + bomb, stripped, out], check=True,
                    capture_output=True)
     os.unlink(bomb)
