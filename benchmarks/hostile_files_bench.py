@@ -10,6 +10,7 @@ table: case, resulting function name, time, the refusal counter (``symbols.files
 A case that takes longer than ``--timeout`` is reported as blocked (its thread is left behind).
 
     sudo python benchmarks/hostile_files_bench.py [--timeout 20] [--json]
+    sudo python benchmarks/hostile_files_bench.py --opener-cost   # the opener vs open(), per file
 """
 import argparse
 import json
@@ -133,11 +134,53 @@ def run_case(work, n, binary, address, prepare, timeout):
         hf.stop(p)
 
 
+def opener_cost(rounds=5, n=2000):
+    """Microseconds per open+fstat+close of a library: plain open() vs the opener (by path in a
+    root, openat2 and walk, and by /proc/self/map_files), best of ``rounds`` (the machine is shared)."""
+    from datadog_checks.host_profiler.host import files
+
+    libc = next(m.split()[-1] for m in open('/proc/self/maps') if 'libc.so' in m or 'libc-' in m)
+    start, end = next(m.split()[0] for m in open('/proc/self/maps') if m.split()[-1] == libc).split('-')
+    op = files.FileOpener()
+
+    def plain():
+        with open(libc, 'rb') as f:
+            os.fstat(f.fileno())
+
+    def in_root():
+        op.open_in_root('/proc/self/root', libc)[0].close()
+
+    def mapped():
+        op.open_mapped(os.getpid(), int(start, 16), int(end, 16))[0].close()
+
+    out = {}
+    for name, fn in (('open()+fstat', plain), ('opener, in root (openat2)', in_root),
+                     ('opener, by map_files', mapped), ('opener, in root (walk)', in_root)):
+        if 'walk' in name:
+            files._openat2_available = False
+        best = min(_time(fn, n) for _ in range(rounds))
+        out[name] = round(best / n * 1e6, 1)
+    files._openat2_available = None
+    return out
+
+
+def _time(fn, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - t0
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--timeout', type=float, default=20.0)
     ap.add_argument('--json', action='store_true')
+    ap.add_argument('--opener-cost', action='store_true')
     args = ap.parse_args()
+    if args.opener_cost:
+        for k, v in opener_cost().items():
+            print('{}: {} us'.format(k, v))
+        return
     work = tempfile.mkdtemp(prefix='hp-hostile-')
     secret_dir = tempfile.mkdtemp(prefix='hp-secret-', dir='/root')
     try:
