@@ -296,3 +296,34 @@ def test_opener_rules_at_the_file_level(tmp_path, resolution):
         with pytest.raises(files.FileRefused) as e:
             op.open_in_root('/', '/proc/{}/root/etc/hostname'.format(os.getpid()))
         assert e.value.reason == 'magic_link'
+
+
+def test_uploader_reads_debug_files_inside_the_root_and_hands_objcopy_that_file(tmp_path, jitspin):
+    """A container's build-id link is absolute (/usr/lib/debug/...): followed from the host it
+    would name a host path; inside the root it names the container's debug file, which objcopy
+    is given as the file already opened (/dev/fd/N)."""
+    from datadog_checks.host_profiler.uploader.elfsource import inspect
+    from datadog_checks.host_profiler.uploader.symbol_copier import SymbolCopier
+
+    root = hf.make_root(str(tmp_path / 'root'), jitspin['stripped'])
+    real = os.path.join(root, 'usr', 'lib', 'debug', 'real-jitspin.debug')
+    os.makedirs(os.path.dirname(real))
+    shutil.copy(jitspin['full'], real)
+    os.symlink('/usr/lib/debug/real-jitspin.debug', _debug_path(root, jitspin['build_id']))
+    assert not os.path.exists('/usr/lib/debug/real-jitspin.debug')
+    t = Telemetry()
+    local = inspect('/jitspin', root, opener=files.FileOpener(t))
+    link = '/usr/lib/debug/.build-id/{}/{}.debug'.format(jitspin['build_id'][:2], jitspin['build_id'][2:])
+    assert local.source == 'symbol_table' and local.symbol_file_location == (root, link)
+    result = SymbolCopier(temp_dir=str(tmp_path), compress=False).copy(local)
+    try:
+        info = read_elf_info(result.path)
+        assert info.has_symtab and info.gnu_build_id == jitspin['build_id']
+    finally:
+        result.close()
+    # a FIFO in the binary's place: refused at once, counted
+    os.unlink(os.path.join(root, 'jitspin'))
+    os.mkfifo(os.path.join(root, 'jitspin'))
+    with pytest.raises(files.FileRefused):
+        inspect('/jitspin', root, opener=files.FileOpener(t))
+    assert _refused(t) == {'symbols.files.refused{reason:not_regular}': 1}
