@@ -49,16 +49,53 @@ def _make_check(instance: Dict[str, Any]):
     return check
 
 
-def _interrupt(signum, _frame) -> None:
-    raise KeyboardInterrupt('signal {}'.format(signum))
+class _Signals:
+    """SIGINT/SIGTERM received by ``run``. The handler counts the signal, then raises
+    KeyboardInterrupt to cut short what the main thread is doing. Python drops an exception raised
+    inside a garbage-collector callback or a finalizer ("Exception ignored in ..."): the count
+    still tells the main loop and the final flush to stop, and such a drop is not printed."""
+
+    count = 0
+    previous_hook = None
+
+    @classmethod
+    def handler(cls, signum, _frame) -> None:
+        cls.count += 1
+        raise KeyboardInterrupt('signal {}'.format(signum))
+
+    @staticmethod
+    def unraisable(hook):
+        def quiet(unraisable) -> None:
+            if isinstance(unraisable.exc_value, KeyboardInterrupt):
+                return  # a signal raised inside a finalizer: counted, acted on by the main loop
+            hook(unraisable)
+
+        return quiet
 
 
 def _stop_on_signals() -> None:
     """SIGTERM (systemd, docker, kill) and SIGINT end a run the same way: flush the exports and
     write the outputs. SIGINT is installed even when inherited as ignored (a background job of a
     non-interactive shell)."""
+    _Signals.count = 0
+    _Signals.previous_hook = sys.unraisablehook
+    sys.unraisablehook = _Signals.unraisable(sys.unraisablehook)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _interrupt)
+        signal.signal(sig, _Signals.handler)
+
+
+def _flush(check, timeout_s: float) -> bool:
+    """Wait for the exports to be delivered, at most ``timeout_s``; a new signal ends the wait."""
+    if check.pipeline is None:
+        return True
+    signals = _Signals.count
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if check.pipeline.flush(max(0.0, min(0.25, remaining))):
+            return True
+        if remaining <= 0 or _Signals.count != signals:
+            return False
 
 
 def _stop(check, timeout_s: float = 10.0) -> None:
@@ -100,7 +137,9 @@ def _final_phase(check, profiles: List[Any]) -> bool:
         last = _stop_and_collect(check)
         if last is not None and last.resources:
             profiles.append(last)
-        flushed = check.pipeline.flush(FLUSH_TIMEOUT_S) if check.pipeline else True
+        signals = _Signals.count
+        flushed = _flush(check, FLUSH_TIMEOUT_S)
+        interrupted = _Signals.count != signals
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -161,9 +200,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         # --duration counts sampling time, not start-up.
         sampling_started = time.monotonic()
         deadline = sampling_started + args.duration
-        while True:
+        while not _Signals.count:
             now = time.monotonic()
             time.sleep(max(0.0, min(args.interval, deadline - now)))
+            if _Signals.count:
+                break
             error = check.run()
             if error:
                 print('host-profiler: check run failed: {}'.format(error), file=sys.stderr)
@@ -183,6 +224,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if log_handler is not None:
             log_handler.status_line = None
         flushed = _final_phase(check, profiles)
+        if _Signals.previous_hook is not None:
+            sys.unraisablehook, _Signals.previous_hook = _Signals.previous_hook, None
     if not flushed:
         print('host-profiler: some exports could not be delivered within {:.0f} s'.format(FLUSH_TIMEOUT_S),
               file=sys.stderr)

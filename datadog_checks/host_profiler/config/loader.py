@@ -141,6 +141,9 @@ def load_instance(
     """
     instance = read_instance(path_or_dict)
     check_known_options(instance)
+    # the user's endpoints first (their own messages beat a converter's about the same exporter),
+    # then every endpoint of the result, the inferred ones included
+    check_endpoints(expand_env(instance, environ))
     resolved = resolve_mode(mode, instance)
     if resolved == 'agent':
         from datadog_checks.base.agent import datadog_agent
