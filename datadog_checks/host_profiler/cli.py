@@ -84,11 +84,11 @@ def _stop_on_signals() -> None:
         signal.signal(sig, _Signals.handler)
 
 
-def _flush(check, timeout_s: float) -> bool:
-    """Wait for the exports to be delivered, at most ``timeout_s``; a new signal ends the wait."""
+def _flush(check, timeout_s: float, signals: int) -> bool:
+    """Wait for the exports to be delivered, at most ``timeout_s``; a signal after the first
+    ``signals`` ends the wait."""
     if check.pipeline is None:
         return True
-    signals = _Signals.count
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
@@ -132,13 +132,13 @@ def _final_phase(check, profiles: List[Any]) -> bool:
     FLUSH_TIMEOUT_S), stop. Another SIGINT/SIGTERM meanwhile cuts the wait short, quietly: the
     outputs are still written. Returns whether every export was delivered."""
     flushed = interrupted = False
+    signals = _Signals.count  # the one that ended the run, if any
     try:
         # what was sampled since the last run (a signal comes between runs) is exported too
         last = _stop_and_collect(check)
         if last is not None and last.resources:
             profiles.append(last)
-        signals = _Signals.count
-        flushed = _flush(check, FLUSH_TIMEOUT_S)
+        flushed = _flush(check, FLUSH_TIMEOUT_S, signals)
         interrupted = _Signals.count != signals
     except KeyboardInterrupt:
         interrupted = True
