@@ -21,7 +21,7 @@ import time
 
 import pytest
 from fake_otlp import FakeOtlp
-from workloads import NO_FRAME_POINTERS, compile_c, start
+from workloads import FRAME_POINTERS, NO_FRAME_POINTERS, compile_c, start
 
 from datadog_checks.host_profiler.check import HostProfilerCheck
 from datadog_checks.host_profiler.profile.otlp import decode_bytes
@@ -120,20 +120,26 @@ def test_resolution_rules(tmp_path):
                             gethostname=lambda: 'container') == ('container', 'os')
 
 
-def test_partial_stacks_are_not_lost(requires_bpf, tmp_path):
-    """A recursion deeper than the 16 KiB stack copy: the unwinder cannot reach main, every sample
-    is kept (and exported, with a [truncated] root) and counted as a partial stack, not as lost."""
-    deep = start(compile_c('recurse.c', tmp_path, name='deep', cflags=NO_FRAME_POINTERS, defines=('DEPTH=3000',)),
+@pytest.mark.parametrize('unwinding,cflags,depth,reason', [
+    # deeper than the 16 KiB stack copy: the user-space unwinder cannot reach main
+    ('auto', NO_FRAME_POINTERS, 3000, 'unwind_incomplete'),
+    # deeper than the in-kernel frame-pointer walk's limit (127 frames)
+    ('frame_pointers', FRAME_POINTERS, 300, 'depth_limit'),
+])
+def test_partial_stacks_are_not_lost(requires_bpf, tmp_path, unwinding, cflags, depth, reason):
+    """Every sample of a deep recursion is kept (and exported, with a [truncated] root) and
+    counted as a partial stack, not as lost."""
+    deep = start(compile_c('recurse.c', tmp_path, name='deep', cflags=cflags, defines=('DEPTH={}'.format(depth),)),
                  600)  # killed at the end; start-up may take long on a loaded machine
     try:
         out, err = _run(tmp_path, '--duration', '4', '--interval', '2', '--status',
-                        extra='    receiver:\n      pids: [{}]\n'.format(deep.pid))
+                        extra='    receiver:\n      pids: [{}]\n      unwinding: {}\n'.format(deep.pid, unwinding))
     finally:
         deep.kill()
         deep.wait()
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['samples'] >= 20, summary['samples']
-    assert summary['partial_stacks']['sampler.stacks.partial{reason:unwind_incomplete}'] >= 0.8 * summary['samples']
+    assert summary['partial_stacks']['sampler.stacks.partial{reason:' + reason + '}'] >= 0.8 * summary['samples']
     assert summary['partial_total'] == sum(summary['partial_stacks'].values())
     assert not any('truncated' in k or 'partial' in k for k in summary['losses'])
     assert summary['lost_total'] == 0, summary['losses']
