@@ -14,7 +14,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
+from datadog_checks.base.agent import AGENT_RUNNING
 
 from .__about__ import __version__
 from .config_models import ConfigMixin
@@ -40,6 +40,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         self.bpf_stats: Any = None
         self.diagnostics: Any = None
         self.health_metrics: Any = None
+        self.hostname: Any = None
         self._metadata_sent = False
         # The converter must run before the config models validate the instance.
         self.check_initializations.appendleft(self._normalize_instance)
@@ -54,9 +55,14 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         if requested in (None, '', 'auto'):
             requested = 'agent' if AGENT_RUNNING else 'standalone'
         self.mode = resolve_mode(requested, self.instance)
-        instance, warnings = load_instance(dict(self.instance), self.mode)
+        notes: List[str] = []
+        instance, warnings = load_instance(dict(self.instance), self.mode, notes=notes)
         for secret in secrets_in(instance):
             self.register_secret(secret)
+        # what the converter added where the user gave no value is INFO; a user's value that
+        # conflicts stays a warning (shown on the Agent's status page too)
+        for message in notes:
+            self.log.info(message)
         for message in warnings:
             self.warning(message)
         self.instance = instance
@@ -65,9 +71,12 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
     def _build(self) -> None:
         from .runtime.bpf_stats import BpfStats
         from .runtime.diagnostics import Diagnostics
+        from .runtime.hostname import HostnameProvider
         from .runtime.process_metrics import ProcessMetrics
         from .runtime.scrub import secrets_in
 
+        # never the stubs' placeholder outside the Agent (runtime/hostname.py)
+        self.hostname = HostnameProvider(self.instance.get('hostname'), log=self.log)
         interval = float(self.instance.get('min_collection_interval') or 15)
         self.pipeline = ProfilerPipeline(
             self.instance,
@@ -75,7 +84,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             telemetry=self.telemetry,
             http_factory=self._http_client,
             log=self.log,
-            hostname=datadog_agent.get_hostname,
+            hostname=self.hostname,
             interval_s=interval,
         )
         self.process_metrics = ProcessMetrics(self.telemetry)
@@ -103,7 +112,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         from .runtime.otlp_metrics import OtlpMetricsExporter
 
         return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(health), telemetry=self.telemetry,
-                                   host_name=platform.node(), timeout=5.0, log=self.log)
+                                   host_name=self.hostname(), timeout=5.0, log=self.log)
 
     def _http_client(self, _component_config: Dict[str, Any]) -> Any:
         """An HTTP client configured exactly as ``self.http`` (Agent proxy, TLS, timeouts).

@@ -81,6 +81,7 @@ class ProfilerPipeline:
         self.instance = instance
         self.mode = mode
         self.telemetry = telemetry or Telemetry()
+        self.telemetry.declare('profile.empty_intervals')
         self.log = log or LOG
         self.interval_s = float(interval_s)
         receiver_conf = instance.get('receiver') or {}
@@ -211,6 +212,10 @@ class ProfilerPipeline:
 
     def _export(self, profile: Optional[Profile]) -> None:
         if profile is None:
+            return
+        if not any(r.samples or r.off_cpu_samples for r in profile.resources):
+            # nothing was sampled: no empty file, no empty request (counted, and in summary.json)
+            self.telemetry.count('profile.empty_intervals', 1)
             return
         for exporter in self.exporters:
             try:

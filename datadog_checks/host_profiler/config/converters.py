@@ -15,7 +15,8 @@ Rules common to both modes (each rule is restated as a comment above its code):
 
 * R1 user-set leaves are never overwritten (``_set_default`` only writes absent keys);
 * R2 missing required leaves are added with every parent (``_ensure_map``);
-* R3 incompatible user values produce a warning and are kept;
+* R3 incompatible user values produce a warning and are kept; what the converter adds where
+  the user gave no value is a note (logged at INFO), never a warning;
 * R4 numeric ``api_key``/``app_key``/``dd-api-key`` become strings. ``${env:X}``
   references are strings already and are left alone: the loader expands them *after*
   conversion, so an expanded value is never re-typed;
@@ -396,6 +397,12 @@ def _additional_headers(agent_config: AgentConfig, warnings: Warnings) -> Dict[s
     return {str(k): str(v) for k, v in headers.items()}
 
 
+def _note(notes: Optional[Warnings], message: str) -> None:
+    """R3: a default added where the user gave no value is worth an INFO line, not a warning."""
+    if notes is not None:
+        notes.append(message)
+
+
 def _start(instance: Any, origin_version: Optional[str]) -> Tuple[Dict[str, Any], Warnings, str]:
     """What both converters do first: a private copy, the origin version, the common checks."""
     if instance is None:
@@ -410,9 +417,11 @@ def _start(instance: Any, origin_version: Optional[str]) -> Tuple[Dict[str, Any]
 
 
 def convert_with_agent(
-    instance: Dict[str, Any], agent_config: AgentConfig, *, origin_version: Optional[str] = None
+    instance: Dict[str, Any], agent_config: AgentConfig, *, origin_version: Optional[str] = None,
+    notes: Optional[Warnings] = None,
 ) -> Tuple[Dict[str, Any], Warnings]:
     """Normalise an instance for agent mode; ``agent_config`` is ``datadog_agent.get_config``.
+    Returns (instance, warnings); ``notes`` (a list, optional) receives what was added (R3).
 
     The Agent's tagger is the enrichment (infraattributes); endpoints and keys come from the
     Agent's own configuration when the user did not write them.
@@ -488,7 +497,7 @@ def convert_with_agent(
     infra = processors.get('infraattributes')
     if infra is None:
         processors['infraattributes'] = {'allow_hostname_override': True, 'cardinality': DEFAULT_CARDINALITY}
-        warnings.append('Added infraattributes processor with default settings to user configuration')
+        _note(notes, 'Added infraattributes processor with default settings to user configuration')
     else:
         infra = _ensure_map(processors, 'infraattributes', ['processors'])
         override, _ = _set_default(infra, 'allow_hostname_override', True)
@@ -517,9 +526,11 @@ def convert_with_agent(
 
 
 def convert_without_agent(
-    instance: Dict[str, Any], *, require_exporter: bool = False, origin_version: Optional[str] = None
+    instance: Dict[str, Any], *, require_exporter: bool = False, origin_version: Optional[str] = None,
+    notes: Optional[Warnings] = None,
 ) -> Tuple[Dict[str, Any], Warnings]:
     """Normalise an instance for standalone mode: nothing secret is guessed.
+    Returns (instance, warnings); ``notes`` (a list, optional) receives what was added (R3).
 
     ``require_exporter``: the caller has no local fallback (``host-profiler run`` writes files
     when nothing is configured, so it passes False; a standalone check with no output passes True).
@@ -538,12 +549,12 @@ def convert_without_agent(
     processors = conf.get('processors')
     if processors is None:
         processors = conf['processors'] = {}
-    # resourcedetection: added with host.arch/host.name/os.type on when missing (warning); on a
+    # resourcedetection: added with host.arch/host.name/os.type on when missing (note); on a
     # user's section each switch defaults to true, and host.arch turned off warns and is kept.
     rd = processors.get('resourcedetection')
     if rd is None:
         processors['resourcedetection'] = {k: True for k in RESOURCE_DETECTION_KEYS}
-        warnings.append('Added minimal resourcedetection processor to user configuration')
+        _note(notes, 'Added minimal resourcedetection processor to user configuration')
     else:
         rd = _ensure_map(processors, 'resourcedetection', ['processors'])
         arch, _ = _set_default(rd, 'host.arch', True)
@@ -557,11 +568,11 @@ def convert_without_agent(
         warnings.append('Removed infraattributes processor: it requires the Datadog Agent (standalone mode)')
 
     # Receiver: when no receiver section exists, a minimal one is added with the symbol
-    # uploader disabled (endpoints and keys cannot be guessed), with a warning.
+    # uploader disabled (endpoints and keys cannot be guessed), with a note.
     receiver = conf.get('receiver')
     if receiver is None:
         conf['receiver'] = {'symbol_uploader': {'enabled': False}}
-        warnings.append('Added minimal receiver to user configuration: symbol_uploader disabled')
+        _note(notes, 'Added minimal receiver to user configuration: symbol_uploader disabled')
     else:
         receiver = _ensure_map(conf, 'receiver', [])
         uploader = receiver.get('symbol_uploader')
@@ -569,10 +580,10 @@ def convert_without_agent(
         if uploader is None or (isinstance(uploader, dict) and 'enabled' not in uploader
                                 and not uploader.get('symbol_endpoints')):
             # The uploader's own default is enabled, which would fail without endpoints; with
-            # nothing to upload to, it is turned off explicitly (warning) instead of failing later.
+            # nothing to upload to, it is turned off explicitly (note) instead of failing later.
             uploader = _ensure_map(receiver, 'symbol_uploader', ['receiver'])
             uploader['enabled'] = False
-            warnings.append('symbol_uploader disabled: no symbol_endpoints configured (standalone mode)')
+            _note(notes, 'symbol_uploader disabled: no symbol_endpoints configured (standalone mode)')
         uploader = _ensure_map(receiver, 'symbol_uploader', ['receiver'])
         if uploader.get('enabled', True):
             # Enabled uploader: symbol_endpoints must be a non-empty list (original messages).

@@ -56,6 +56,7 @@ class OtlpHttpItem(BaseModel):
     compression: Optional[Literal['gzip', 'zstd', 'none']] = 'gzip'
     endpoint: str
     headers: Optional[MappingProxyType[str, str]] = {}
+    name: Optional[str] = None
     queue_size_mb: Optional[float] = Field(64, ge=0.0)
     retry: Optional[Retry] = {}
     timeout: Optional[float] = Field(10, gt=0.0)
@@ -230,6 +231,7 @@ class InstanceConfig(BaseModel):
     enable_legacy_tags_normalization: Optional[bool] = None
     exporters: Optional[Exporters] = None
     health_metrics: Optional[HealthMetrics] = None
+    hostname: Optional[str] = None
     lock_file: Optional[str] = None
     metric_patterns: Optional[MetricPatterns] = None
     min_collection_interval: Optional[float] = None

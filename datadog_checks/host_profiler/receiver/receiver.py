@@ -23,7 +23,7 @@ from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
 from .kernel import SamplerError
 from .processes import ProcessRegistry
-from .sampler import LOSS_REASONS, ProcessEvent, Sampler, SamplerConfig
+from .sampler import LOSS_REASONS, PARTIAL_REASONS, ProcessEvent, Sampler, SamplerConfig
 
 __all__ = ['Receiver', 'ReceiverConfig', 'Collected', 'DEFAULT_LOCK_PATH', 'acquire_host_lock']
 
@@ -177,6 +177,8 @@ class Receiver:
             t.declare(name)
         for r in LOSS_REASONS:
             t.declare('sampler.lost', ['reason:' + r])
+        for r in PARTIAL_REASONS:
+            t.declare('sampler.stacks.partial', ['reason:' + r])
         t.gauge('sampler.running', 0)
 
     # -- lifecycle
@@ -379,6 +381,8 @@ class Receiver:
         t.count('sampler.samples', sum(s.count for s in res.samples if s.value_type == CPU_SAMPLES))
         for r, n in res.lost.items():
             t.count('sampler.lost', n, ['reason:' + r])
+        for r, n in res.partial.items():
+            t.count('sampler.stacks.partial', n, ['reason:' + r])
         t.count('sampler.filtered', res.filtered)
         t.count('sampler.drains', 1)
         t.count('processes.exec_events', res.execs)
