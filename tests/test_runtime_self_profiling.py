@@ -296,3 +296,123 @@ def test_relay_forwards_to_a_unix_socket_trace_agent(tmp_path):
     assert server.uploads[0][1]['DD-EVP-ORIGIN'] == 'dd-trace-py'
     assert telemetry.total('self_profiling.uploads') == 1
     assert 'DD-API-KEY' not in server.uploads[0][1]  # never sent to a trace agent
+
+
+# --- lifecycle: it lives exactly as long as the sampler thread -----------------------------------
+
+def _check_instance(tmp_path, endpoint, **extra):
+    instance = {
+        'mode': 'standalone',
+        'min_collection_interval': 1,  # the sampler stops itself after 3 s without a run
+        'lock_file': str(tmp_path / 'host_profiler.lock'),
+        'diagnostics_dir': str(tmp_path),
+        'exporters': {'file': {'directory': str(tmp_path / 'profiles'), 'formats': ['otlp']}},
+        'ddprofiling': {'enabled': True, 'period': 1, 'endpoint': endpoint},
+    }
+    instance.update(extra)
+    return instance
+
+
+def _wait(predicate, timeout):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+@pytest.mark.integration
+def test_starts_and_stops_with_the_sampler(requires_bpf, tmp_path, trace_agent, dd_run_check):
+    import time
+
+    from ddtrace.profiling.profiler import Profiler
+
+    from datadog_checks.host_profiler import HostProfilerCheck
+
+    endpoint = 'http://127.0.0.1:{}'.format(trace_agent.server_address[1])
+    check = HostProfilerCheck('host_profiler', {}, [_check_instance(tmp_path, endpoint)])
+    try:
+        dd_run_check(check, cancel=False)
+        sp = check.pipeline.self_profiling
+        assert sp.status()['running'] and sp.status()['state'] == 'running'
+        assert check.diagnostics.payload()['extra']['self_profiling']['endpoint'] == endpoint + '/profiling/v1/input'
+
+        # no run for 3 intervals: the sampler thread stops itself, and self-profiling with it
+        assert _wait(lambda: not check.pipeline.receiver.running, 20)
+        assert sp.join(20) and not sp.status()['running'] and sp.state == 'stopped'
+        assert Profiler._active_instance is None
+        assert len(trace_agent.uploads) >= 1  # its last profile was flushed on the way out
+
+        # the next run starts both again
+        dd_run_check(check, cancel=False)
+        assert check.pipeline.receiver.running and sp.status()['running']
+        before = len(trace_agent.uploads)
+        started = time.monotonic()
+        check.cancel()
+        assert time.monotonic() - started < 1.0  # cancel() does not wait for the last upload
+        assert sp.join(20) and not sp.status()['running']
+        assert len(trace_agent.uploads) > before
+        assert Profiler._active_instance is None
+    finally:
+        check.cancel()
+
+
+@pytest.mark.integration
+def test_agent_mode_defaults_to_the_trace_receiver_and_yields_to_integration_profiling(
+        requires_bpf, tmp_path, dd_run_check, caplog):
+    from unittest import mock
+
+    from datadog_checks.base.stubs import datadog_agent
+
+    from datadog_checks.host_profiler import HostProfilerCheck
+
+    instance = _check_instance(tmp_path, None, mode='agent', receiver={'symbol_uploader': {'enabled': False}})
+    del instance['ddprofiling']['endpoint']
+    agent = {'api_key': 'agentkey123', 'site': 'datadoghq.com', 'integration_profiling': True,
+             'apm_config': {'receiver_port': 8127}}
+    lookup = {'api_key': 'agentkey123', 'site': 'datadoghq.com', 'integration_profiling': True,
+              'apm_config.receiver_port': 8127}
+    with mock.patch.dict(datadog_agent._config, agent), \
+            mock.patch.object(datadog_agent, 'get_config', side_effect=lambda k: lookup.get(k, '')):
+        check = HostProfilerCheck('host_profiler', {}, [instance])
+        try:
+            with caplog.at_level(logging.INFO):
+                dd_run_check(check, cancel=False)
+            status = check.pipeline.self_profiling.status()
+        finally:
+            check.cancel()
+    assert status['endpoint'] == 'http://localhost:8127/profiling/v1/input'
+    assert status['running'] is False and 'integration_profiling is on' in status['state']
+    assert any('integration_profiling' in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+
+
+@pytest.mark.integration
+def test_a_signal_stops_it_with_a_last_upload(requires_bpf, tmp_path, trace_agent):
+    """SIGTERM to `host-profiler run`: ddtrace's own signal handler is not left in the way, the run
+    exits 0 with its outputs, and the profile of the last seconds is uploaded on the way out."""
+    import signal
+    import time
+
+    endpoint = 'http://127.0.0.1:{}'.format(trace_agent.server_address[1])
+    config = _config(tmp_path, {'enabled': True, 'period': 60, 'endpoint': endpoint})  # no periodic upload
+    busy = start(compile_c('split.c', tmp_path), 30)
+    try:
+        proc = subprocess.Popen([COMMAND, 'run', '--config', str(config), '--duration', '100', '--interval', '2',
+                                 '--output', str(tmp_path / 'out')], stderr=subprocess.PIPE, text=True)
+        # once sampling (and so self-profiling) runs: the first export is written (BPF compile first)
+        assert _wait(lambda: any((tmp_path / 'out' / 'profiles').glob('*.otlp.pb'))
+                     if (tmp_path / 'out' / 'profiles').exists() else False, 60)
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert proc.returncode == 0, err
+    assert (tmp_path / 'out' / 'summary.json').exists()
+    assert len(trace_agent.uploads) == 1, err  # the last upload only, sent once
+    event = json.loads(_parts(trace_agent.uploads[0][1], trace_agent.uploads[0][2])['event'])
+    assert 'service:host-profiler' in event['tags_profiler'].split(',')
