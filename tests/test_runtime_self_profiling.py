@@ -416,3 +416,69 @@ def test_a_signal_stops_it_with_a_last_upload(requires_bpf, tmp_path, trace_agen
     assert len(trace_agent.uploads) == 1, err  # the last upload only, sent once
     event = json.loads(_parts(trace_agent.uploads[0][1], trace_agent.uploads[0][2])['event'])
     assert 'service:host-profiler' in event['tags_profiler'].split(',')
+
+
+@pytest.mark.integration
+def test_flare_says_where_it_sends_and_sends_nothing(requires_bpf, tmp_path, trace_agent):
+    import zipfile
+
+    key = 'feedface0123456789abcdef01234567'
+    config = _config(tmp_path, {'enabled': True, 'period': 1, 'endpoint': 'https://intake.profile.datadoghq.eu',
+                                'api_key': key})
+    output = tmp_path / 'flare.zip'
+    proc = subprocess.run([COMMAND, 'flare', '--config', str(config), '--output', str(output), '--duration', '2'],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(output) as zf:
+        everything = b''.join(zf.read(n) for n in zf.namelist())
+        diagnostics = json.loads(zf.read('diagnostics.json'))
+    status = diagnostics['extra']['self_profiling']
+    assert status['enabled'] is True and status['running'] is False
+    assert status['state'].startswith('held: host-profiler flare')
+    assert status['endpoint'] == 'https://intake.profile.datadoghq.eu/api/v2/profile' and status['agentless']
+    assert key.encode() not in everything and key not in proc.stderr
+
+
+def test_held_never_starts():
+    sp = SelfProfiling({'enabled': True, 'endpoint': 'http://localhost:8126'}, mode='standalone')
+    sp.hold('test')
+    assert sp.start() is False and sp.status()['state'] == 'held: test'
+
+
+class _FakeIntakeSession:
+    """The agentless intake (a remote Datadog service): records what it is sent, answers `status`."""
+
+    def __init__(self, status):
+        self.status = status
+        self.sent = []
+
+    def post(self, url, data=None, headers=None, timeout=None):
+        self.sent.append((url, dict(headers or {}), data))
+
+        class Response:
+            status_code = self.status
+
+        return Response()
+
+
+def test_agentless_uploads_carry_the_key_and_failures_are_counted(caplog):
+    key = 'c0ffee0123456789abcdef0123456789'
+    telemetry = Telemetry()
+    session = _FakeIntakeSession(202)
+    sp = SelfProfiling({'enabled': True, 'endpoint': 'https://intake.profile.datadoghq.eu', 'api_key': key},
+                       mode='standalone', telemetry=telemetry, http_factory=lambda _conf: session)
+    headers = {'Content-Type': 'multipart/form-data; boundary=b'}
+    assert sp._forward(b'payload', dict(headers)) == 202
+    url, sent_headers, body = session.sent[0]
+    assert url == 'https://intake.profile.datadoghq.eu/api/v2/profile'
+    assert sent_headers['DD-API-KEY'] == key and body == b'payload'
+    assert telemetry.total('self_profiling.uploads') == 1
+
+    session.status = 403
+    with caplog.at_level(logging.WARNING):
+        assert sp._forward(b'payload', dict(headers)) == 403
+        assert sp._forward(b'payload', dict(headers)) == 403
+    assert telemetry.totals()['self_profiling.upload_errors{reason:http_403}'] == 2
+    warnings = [r.getMessage() for r in caplog.records if 'self-profiling upload' in r.getMessage()]
+    assert len(warnings) == 1 and 'HTTP 403' in warnings[0]  # once per kind of failure
+    assert key not in caplog.text and key not in json.dumps(sp.status())
