@@ -482,3 +482,25 @@ def test_agentless_uploads_carry_the_key_and_failures_are_counted(caplog):
     warnings = [r.getMessage() for r in caplog.records if 'self-profiling upload' in r.getMessage()]
     assert len(warnings) == 1 and 'HTTP 403' in warnings[0]  # once per kind of failure
     assert key not in caplog.text and key not in json.dumps(sp.status())
+
+
+def test_start_leaves_the_signal_handlers_as_they_were(trace_agent):
+    """ddtrace chains SIGTERM/SIGINT handlers on import and on start (main thread); ours stay."""
+    import signal
+
+    def handler(*_):
+        pass
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    endpoint = 'http://127.0.0.1:{}'.format(trace_agent.server_address[1])
+    sp = SelfProfiling({'enabled': True, 'period': 60, 'endpoint': endpoint}, mode='standalone')
+    try:
+        for s in saved:
+            signal.signal(s, handler)
+        assert sp.start() is True
+        assert signal.getsignal(signal.SIGTERM) is handler and signal.getsignal(signal.SIGINT) is handler
+    finally:
+        sp.stop(block=True, timeout=20)
+        for s, h in saved.items():
+            signal.signal(s, h)
+    assert len(trace_agent.uploads) == 1  # the last profile, at stop

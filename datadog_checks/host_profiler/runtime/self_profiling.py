@@ -25,6 +25,7 @@ from __future__ import annotations
 import http.client
 import http.server
 import logging
+import os
 import signal
 import socket
 import threading
@@ -172,6 +173,16 @@ class SelfProfiling:
             return False
         if self._profiler is None and not self.join(FORWARD_TIMEOUT_S):
             return False  # the previous run's last upload is still going: ddtrace allows one profiler
+        # Importing ddtrace (its global tracer) and starting its profiler each chain a SIGTERM/SIGINT
+        # handler when in the main thread (a flush inside the handler); the sampler's owner (the
+        # Agent, `host-profiler run`) stops it instead, so its handlers are put back as they were.
+        saved = _signal_handlers()
+        try:
+            return self._start()
+        finally:
+            _restore_signal_handlers(saved)
+
+    def _start(self) -> bool:
         with self._lock:
             if self._profiler is not None:
                 return True
@@ -203,6 +214,11 @@ class SelfProfiling:
             if shared not in (None, '', False, 'false', 'False', '0', 0):
                 return ("the Agent's integration_profiling is on: its profiler already covers this process "
                         '(service datadog-agent-integrations), and only one Python profiler can run per process')
+        if self.mode != 'agent':
+            # Standalone, this is our own process: ddtrace's instrumentation telemetry would report
+            # to a trace agent on localhost:8126 nobody configured. Read once, when ddtrace is
+            # imported; the user's own setting wins. (Under the Agent, the Agent's environment rules.)
+            os.environ.setdefault('DD_INSTRUMENTATION_TELEMETRY_ENABLED', 'false')
         try:
             from ddtrace.profiling.profiler import Profiler
         except Exception as e:  # noqa: BLE001
@@ -237,13 +253,7 @@ class SelfProfiling:
         scheduler = profiler._scheduler
         scheduler.interval = self.period
         scheduler._configured_interval = self.period
-        # ddtrace chains its own SIGTERM/SIGINT handler (a blocking upload inside the handler) when
-        # started from the main thread; the sampler's owner stops it instead, so keep theirs.
-        saved = _signal_handlers()
-        try:
-            profiler.start()
-        finally:
-            _restore_signal_handlers(saved)
+        profiler.start()
         self._profiler = profiler
         if self.bare_tags:
             self.log.warning('host_profiler self-profiling: tags without a value are not sent with the profile '
