@@ -77,6 +77,7 @@ class ProfilerPipeline:
     ) -> None:
         from .exporters import build_exporters
         from .processors.pipeline import build_processors
+        from .runtime.self_profiling import SelfProfiling
         from .symbols.symbolizer import Symbolizer
 
         self.instance = instance
@@ -107,8 +108,6 @@ class ProfilerPipeline:
             mode=mode, version=__version__, log=self.log,
         )
         self.uploader = self._build_uploader(http_factory)
-        from .runtime.self_profiling import SelfProfiling
-
         self.self_profiling = SelfProfiling(
             instance.get('ddprofiling'), mode=mode, tags=instance.get('tags'), telemetry=self.telemetry,
             version=__version__, http_factory=http_factory, agent_config=agent_config, log=self.log,

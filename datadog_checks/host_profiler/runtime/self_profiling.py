@@ -158,6 +158,8 @@ class SelfProfiling:
         self.state = 'off' if not self.enabled else 'not started'
         if self.enabled:
             self.telemetry.declare('self_profiling.uploads')
+            for reason in ('connection', 'timeout'):  # http_<status> ones appear when they happen
+                self.telemetry.declare('self_profiling.upload_errors', ['reason:' + reason])
             self.telemetry.gauge('self_profiling.running', 0)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class SelfProfiling:
                 self.state = 'skipped: ' + reason
                 return False
             try:
-                self._start_locked()
+                self._start_profiler()
             except Exception as e:  # noqa: BLE001 - self-profiling must never stop the profiler
                 self._close_relay()
                 self.state = 'failed: {}'.format(scrub_text(e, [self._api_key]))
@@ -227,7 +229,7 @@ class SelfProfiling:
             return 'another ddtrace profiler already runs in this process'
         return ''
 
-    def _start_locked(self) -> None:
+    def _start_profiler(self) -> None:
         from ddtrace.profiling.profiler import Profiler
 
         self._relay = _RelayServer(self._forward)
