@@ -325,9 +325,10 @@ def _wait(predicate, timeout):
 
 
 @pytest.mark.integration
-def test_starts_and_stops_with_the_sampler(requires_bpf, tmp_path, trace_agent, dd_run_check):
+def test_starts_and_stops_with_the_sampler(requires_bpf, tmp_path, trace_agent, dd_run_check, aggregator):
     import time
 
+    from datadog_checks.dev.utils import get_metadata_metrics
     from ddtrace.profiling.profiler import Profiler
 
     from datadog_checks.host_profiler import HostProfilerCheck
@@ -338,6 +339,11 @@ def test_starts_and_stops_with_the_sampler(requires_bpf, tmp_path, trace_agent, 
         dd_run_check(check, cancel=False)
         sp = check.pipeline.self_profiling
         assert sp.status()['running'] and sp.status()['state'] == 'running'
+        dd_run_check(check, cancel=False)  # its metrics, declared in metadata.csv with their types
+        aggregator.assert_metric('host_profiler.self_profiling.running', value=1)
+        aggregator.assert_metric('host_profiler.self_profiling.uploads')
+        aggregator.assert_metric_has_tag('host_profiler.self_profiling.upload_errors', 'reason:connection')
+        aggregator.assert_metrics_using_metadata(get_metadata_metrics(), check_submission_type=True)
         assert check.diagnostics.payload()['extra']['self_profiling']['endpoint'] == endpoint + '/profiling/v1/input'
 
         # no run for 3 intervals: the sampler thread stops itself, and self-profiling with it
