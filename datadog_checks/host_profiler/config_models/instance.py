@@ -20,6 +20,17 @@ from datadog_checks.base.utils.models import validation
 from . import defaults, validators
 
 
+class Ddprofiling(BaseModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        frozen=True,
+    )
+    api_key: Optional[str] = None
+    enabled: Optional[bool] = False
+    endpoint: Optional[str] = None
+    period: Optional[float] = Field(60, ge=1.0)
+
+
 class Debug(BaseModel):
     model_config = ConfigDict(
         arbitrary_types_allowed=True,
@@ -224,6 +235,7 @@ class InstanceConfig(BaseModel):
         arbitrary_types_allowed=True,
         frozen=True,
     )
+    ddprofiling: Optional[Ddprofiling] = None
     diagnostics_dir: Optional[str] = None
     disable_generic_tags: Optional[bool] = None
     empty_default_hostname: Optional[bool] = None

@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
@@ -160,6 +160,7 @@ class Receiver:
                                      memory_budget_bytes=split_memory_budget(budget_mb, self.config.unwinding)[1],
                                      mode=self.config.unwinding)
         self.stopped_reason = ''
+        self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0
         self.compile_seconds = 0.0
         self._declare()
@@ -296,6 +297,12 @@ class Receiver:
             self._release_lock()
             self._stop.set()
             self.telemetry.gauge('sampler.running', 0)
+            if self.on_stopped is not None:  # whatever stops the thread (stop(), no heartbeat, an error)
+                try:
+                    self.on_stopped()
+                except Exception as e:  # noqa: BLE001
+                    if self.log:
+                        self.log.warning('host_profiler sampler stop hook failed: %s', e)
 
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
