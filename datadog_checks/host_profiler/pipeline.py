@@ -78,6 +78,7 @@ class ProfilerPipeline:
         from .exporters import build_exporters
         from .processors.pipeline import build_processors
         from .runtime.self_profiling import SelfProfiling
+        from .symbols.lines import LINES_DEFAULT
         from .symbols.symbolizer import Symbolizer
 
         self.instance = instance
@@ -97,6 +98,8 @@ class ProfilerPipeline:
                                                     receiver_conf.get('unwinding') or 'auto')[0],
             debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
             perf_map=bool(symbolizer_conf.get('perf_map', True)),
+            demangle=symbolizer_conf.get('demangle') or 'simplified',
+            lines=bool(symbolizer_conf.get('lines', LINES_DEFAULT)),
             # as many processes as the receiver tracks: a smaller LRU thrashes on busy hosts
             max_processes=int(receiver_conf.get('max_processes') or 16384),
         )

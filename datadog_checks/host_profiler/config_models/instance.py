@@ -197,6 +197,10 @@ class Symbolizer(BaseModel):
         frozen=True,
     )
     debug_dirs: Optional[tuple[str, ...]] = ['/usr/lib/debug']
+    demangle: Optional[Literal['none', 'simplified', 'templates', 'full']] = (
+        'simplified'
+    )
+    lines: Optional[bool] = True
     memory_budget_mb: Optional[int] = Field(256, ge=16)
     perf_map: Optional[bool] = True
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
@@ -51,6 +52,8 @@ from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
 from .gopclntab import load_pclntab
 from .kallsyms import Kallsyms
+from .lines import DEFERRED, NO_LINES, LineTable, has_line_tables, identity_matches, load_line_table
+from .names import normalize_mode
 from .perfmap import PerfMap, perf_map_paths
 from .symtab import EMPTY, ChainTable, load_symbols
 
@@ -64,6 +67,11 @@ _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
 # Resolved frames of file mappings kept for reuse (the same Frame object for an address of a
 # layout, whichever process and run): fewer objects for the builder, the encoder and the GC.
 MAX_KEPT_FRAMES = 32768
+# Decoding a CU's line table costs ~0.1-0.2 s of CPU (pyelftools): at most this many seconds of
+# it per window, so that a burst of new code (start-up, a host full of new binaries) costs at
+# most a tenth of a core; frames met beyond it get their line at a later sighting.
+LINE_DECODE_SECONDS = 1.0
+LINE_DECODE_WINDOW = 10.0
 
 
 class ProcMappingLike(Protocol):
@@ -155,14 +163,16 @@ class _Sized:
 class Symbolizer:
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 256 << 20, debug_dirs: Sequence[str] = ('/usr/lib/debug',),
                  perf_map: bool = True, proc: str = '/proc', kallsyms_path: Optional[str] = None,
-                 demangle: bool = True, adjust_return_addresses: bool = True, max_processes: int = 4096,
+                 demangle: Any = 'simplified', lines: bool = False, adjust_return_addresses: bool = True, max_processes: int = 4096,
                  on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None) -> None:
         self.telemetry = telemetry
         self.memory_budget_bytes = int(memory_budget_bytes)
         self.debug_dirs = tuple(debug_dirs)
         self.perf_map = perf_map
         self.proc = proc.rstrip('/') or '/proc'
-        self.demangle = demangle
+        self.demangle = normalize_mode(demangle)  # names.DEMANGLE_MODES
+        self.lines = bool(lines)
+        self._line_window = (0.0, 0.0)  # (window start, decode seconds spent in it)
         self.adjust_return_addresses = adjust_return_addresses
         self.max_processes = max_processes
         self.on_new_file = on_new_file
@@ -184,7 +194,9 @@ class Symbolizer:
             telemetry.declare(name)
         for reason in UNKNOWN_REASONS:
             telemetry.declare('symbols.frames.unknown', ('reason:' + reason,))
-        for kind in ('elf', 'pclntab', 'perfmap', 'debugdata'):
+        telemetry.declare('symbols.lines.cu_decodes')
+        telemetry.declare('symbols.lines.deferred')
+        for kind in ('elf', 'pclntab', 'perfmap', 'debugdata', 'dwarf'):
             telemetry.declare('symbols.bad_input', ('kind:' + kind,))
         declare_refusals(telemetry)
         telemetry.gauge('symbols.cache.bytes', 0)
@@ -452,6 +464,80 @@ class Symbolizer:
             return tables[0]
         return ChainTable(tables)
 
+    # ------------------------------------------------------------------------------ lines
+    def _source_line(self, process: Any, e: _Entry, vaddr: int, stats: List[int],
+                     local: Dict[Any, Any]) -> Optional[Tuple[str, int]]:
+        """(file, line) of ELF address ``vaddr`` from the DWARF line tables of ``e``'s file
+        (or its debug file); None without them. Cached as the symbol tables are, under the
+        same byte budget; a CU's lines are decoded at its first lookup."""
+        key = ('lines',) + tuple(e.key[1:])
+        lt = local.get(key)
+        if lt is None:
+            lt = self._cache_get(key, stats)
+            if lt is None:
+                lt = self._load_lines(process, e, stats)
+                self._cache_put(key, lt, stats)
+            local[key] = lt
+        if lt is NO_LINES:
+            return None
+        decodes = lt.decodes
+        now = time.monotonic()
+        start, spent = self._line_window
+        if now - start > LINE_DECODE_WINDOW:
+            start, spent = now, 0.0
+        try:
+            hit = lt.lookup(vaddr, lambda: self._reopen_dwarf(process, e, lt), spent < LINE_DECODE_SECONDS)
+        except Exception:  # noqa: BLE001 - malformed DWARF: the frame keeps its name
+            self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
+            hit = None
+        if lt.decodes != decodes:
+            spent += time.monotonic() - now
+            self.telemetry.count('symbols.lines.cu_decodes', lt.decodes - decodes)
+            self._resize(key, lt)
+        self._line_window = (start, spent)
+        if hit is DEFERRED:
+            self.telemetry.count('symbols.lines.deferred', 1)
+        return hit
+
+    def _load_lines(self, process: Any, e: _Entry, stats: List[int]) -> LineTable:
+        for p in self._open_candidates(process, e):
+            try:
+                f = open(p, 'rb')
+            except OSError:
+                continue
+            with f:
+                info = self._info(e, f, p, stats)
+                if info is None:
+                    return NO_LINES
+                cu_budget = max(1 << 20, self.memory_budget_bytes // 8)
+                try:
+                    if has_line_tables(info):
+                        return load_line_table(f, info, 'self', cu_budget)
+                    if info.gnu_build_id or info.debuglink_name:
+                        path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
+                        dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, None, p)
+                        if has_line_tables(dbg):
+                            with open(dbg.path, 'rb') as g:
+                                return load_line_table(g, dbg, 'debug_file', cu_budget)
+                except Exception:  # noqa: BLE001 - malformed DWARF can raise anything
+                    self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
+                return NO_LINES
+        return NO_LINES
+
+    def _reopen_dwarf(self, process: Any, e: _Entry, lt: LineTable) -> Any:
+        """The file holding ``lt``'s DWARF, open, if it is still the file it was read from."""
+        info = lt.dwarf_info
+        paths = self._open_candidates(process, e) if lt.source == 'self' else (info.path,)
+        for p in paths:
+            try:
+                f = open(p, 'rb')
+            except OSError:
+                continue
+            if identity_matches(f, info):
+                return f
+            f.close()
+        return None
+
     # ------------------------------------------------------------------------------- vdso
     def _vdso_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
         size = e.end - e.start
@@ -516,6 +602,7 @@ class Symbolizer:
                     if state == _UNRESOLVED:
                         state = _BAD
                     name = None
+                    source_line = None
                     kind = e.kind
                     mapping = e.mapping
                     reason = 'no_symbol'
@@ -531,6 +618,8 @@ class Symbolizer:
                         v = e.vaddr(look)
                         if v is not None:
                             name = table.lookup(v)
+                            if name and self.lines:
+                                source_line = self._source_line(process, e, v, stats, local)
                         if name is None and table is EMPTY:
                             reason = 'no_symbols'
                     elif state == _ANON:
@@ -557,9 +646,15 @@ class Symbolizer:
                     name, reason, kind, mapping = None, 'unreadable', e.kind, e.mapping
                 if name:
                     resolved += 1
-                    frame = Frame(name, addr, kind, mapping)
-                    if state == _FILE:
+                    if source_line is DEFERRED:  # no line yet: not kept, so it is looked up again
+                        frame = Frame(name, addr, kind, mapping)
+                    elif source_line is not None:
+                        frame = Frame(name, addr, kind, mapping, source_line[0], source_line[1])
                         self._keep_frame(e, fk, frame)
+                    else:
+                        frame = Frame(name, addr, kind, mapping)
+                        if state == _FILE:
+                            self._keep_frame(e, fk, frame)
                     out.append(frame)
                 else:
                     unknown[reason] = unknown.get(reason, 0) + 1
