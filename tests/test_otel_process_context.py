@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -404,6 +405,9 @@ def test_the_context_outranks_the_environment_but_not_what_the_profiler_observed
 
 DDTRACE_APP = textwrap.dedent('''
     import os, sys, time
+    go = sys.argv[2] if len(sys.argv) > 2 else ''
+    while go and not os.path.exists(go):  # burn before the tracer starts: sampled before it publishes
+        sum(i * i for i in range(10000))
     # what the process's environment (/proc/PID/environ) says is overridden before the tracer starts:
     # the profiler must report what the tracer publishes
     os.environ.update(DD_SERVICE='ctx-service', DD_ENV='ctx-env', DD_VERSION='9.9.9')
@@ -426,11 +430,13 @@ def ddtrace_env():
                 DD_REMOTE_CONFIGURATION_ENABLED='false', DD_TRACE_STARTUP_LOGS='false')
 
 
-def start_ddtrace_app(tmp_path, seconds):
+def start_ddtrace_app(tmp_path, seconds, go='', wait=True):
     script = tmp_path / 'traced_app.py'
     script.write_text(DDTRACE_APP)
-    app = subprocess.Popen([sys.executable, str(script), str(seconds)], stdout=subprocess.PIPE,
+    app = subprocess.Popen([sys.executable, str(script), str(seconds), str(go)], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True, env=ddtrace_env())
+    if not wait:
+        return app, None
     runtime_id = app.stdout.readline().strip()
     assert runtime_id, 'the traced app did not start'
     return app, runtime_id
@@ -467,3 +473,60 @@ def test_the_real_dd_trace_py_publishes_a_context_we_read(tmp_path):
     finally:
         app.kill()
         app.wait()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('late', [False, True], ids=['published-before-sampling', 'published-after-first-sample'])
+def test_live_samples_of_a_traced_app_land_in_a_resource_named_by_its_context(requires_bpf, tmp_path, late):
+    """The real sampler profiles the real dd-trace-py app: its samples go to a resource carrying the
+    service.name/version/environment and service.instance.id the tracer published, not the ones its
+    environment says. ``late``: the app is first sampled before its tracer starts, so the context is
+    found by a later scan of its maps."""
+    from datadog_checks.host_profiler.cli import main
+    from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
+
+    config = tmp_path / 'conf.yaml'
+    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n    receiver:\n'
+                      '      include_env_vars: [DD_SERVICE, DD_ENV, DD_VERSION]\n'.format(tmp_path / 'lock', tmp_path))
+    out = tmp_path / 'out'
+    go = tmp_path / 'go'
+    app, runtime_id = start_ddtrace_app(tmp_path, 300, go=go if late else '', wait=not late)
+    try:
+        if late:  # the tracer starts once the profiler has exported a profile (so sampled the app first)
+            def start_tracer_after_first_export():
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline and not (os.path.isdir(out / 'profiles')
+                                                           and os.listdir(out / 'profiles')):
+                    time.sleep(0.05)
+                go.write_text('')
+            threading.Thread(target=start_tracer_after_first_export, daemon=True).start()
+        assert main(['run', '--config', str(config), '--duration', '16', '--interval', '3', '--output', str(out)]) == 0
+        if late:
+            runtime_id = app.stdout.readline().strip()
+    finally:
+        app.kill()
+        app.wait()
+    mine = []
+    for name in sorted(os.listdir(out / 'profiles')):
+        data = decode_bytes((out / 'profiles' / name).read_bytes())
+        assert validate(data) == []
+        for rp in data.resource_profiles:
+            attrs = {kv.key: getattr(kv.value, kv.value.WhichOneof('value')) for kv in rp.resource.attributes}
+            if attrs.get('process.pid') == app.pid:
+                samples = sum(v for sp in rp.scope_profiles for p in sp.profiles[:1] for s in p.samples
+                              for v in s.values)
+                mine.append((attrs, samples))
+    diagnostics = [ln.strip() for ln in open(tmp_path / 'host_profiler_diagnostics.log') if 'otel_context' in ln]
+    assert mine, 'no sample of the traced app'
+    named = [(a, n) for a, n in mine if a.get('service.instance.id') == runtime_id]
+    assert named, ([a for a, _ in mine], diagnostics)
+    for attrs, _ in named:
+        assert attrs['service.name'] == 'ctx-service' and attrs['service.version'] == '9.9.9'
+        assert attrs['deployment.environment.name'] == 'ctx-env'
+        assert attrs['telemetry.sdk.language'] == 'python'
+        assert not any(k.startswith('threadlocal.') for k in attrs)
+    if not late:  # published before its first sample: every export names it
+        assert len(named) == len(mine)
+    else:  # before the tracer started the environment named it; the rescan found the context later
+        assert mine[0][0]['service.name'] == 'env-service' and mine[-1][0]['service.name'] == 'ctx-service', mine
+        assert all(a['service.name'] in ('env-service', 'ctx-service') for a, _ in mine)

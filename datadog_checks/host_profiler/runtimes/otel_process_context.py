@@ -200,7 +200,9 @@ def decode_payload(payload: bytes) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     extra: Dict[str, Any] = {}
     for kv in message.resource.attributes:
         value = any_value_to_python(kv.value)
-        if value is None or not kv.key:
+        # '' is "not set": dd-trace-py publishes service.version='' and container.id='' when unknown,
+        # which must not erase what the environment or the cgroup says
+        if value is None or value == '' or not kv.key:
             continue
         (extra if kv.key.startswith(THREADLOCAL_PREFIX) else resource)[kv.key] = value
     for kv in message.attributes:
