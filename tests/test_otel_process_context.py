@@ -475,58 +475,74 @@ def test_the_real_dd_trace_py_publishes_a_context_we_read(tmp_path):
         app.wait()
 
 
+def _app_resources(pipeline, pid):
+    """Resource attributes of ``pid`` in one run's OTLP export (as the exporters send it)."""
+    from datadog_checks.host_profiler.profile.otlp import encode, validate
+
+    result = pipeline.run_once()
+    assert result.sampling, result.sampler_error
+    if result.profile is None:
+        return None
+    data = encode(result.profile)
+    assert validate(data) == []
+    for rp in data.resource_profiles:
+        attrs = {kv.key: getattr(kv.value, kv.value.WhichOneof('value')) for kv in rp.resource.attributes}
+        if attrs.get('process.pid') == pid and rp.scope_profiles[0].profiles[0].samples:
+            return attrs
+    return None
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize('late', [False, True], ids=['published-before-sampling', 'published-after-first-sample'])
 def test_live_samples_of_a_traced_app_land_in_a_resource_named_by_its_context(requires_bpf, tmp_path, late):
     """The real sampler profiles the real dd-trace-py app: its samples go to a resource carrying the
-    service.name/version/environment and service.instance.id the tracer published, not the ones its
-    environment says. ``late``: the app is first sampled before its tracer starts, so the context is
-    found by a later scan of its maps."""
-    from datadog_checks.host_profiler.cli import main
-    from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
+    service.name/version and service.instance.id the tracer published, not what its environment says;
+    the user's attributes action still has the last word (deployment.environment.name). ``late``: the
+    app is sampled before its tracer starts, so the context is found by a later scan of its maps."""
+    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
 
-    config = tmp_path / 'conf.yaml'
-    config.write_text('instances:\n  - lock_file: {}\n    diagnostics_dir: {}\n    receiver:\n'
-                      '      include_env_vars: [DD_SERVICE, DD_ENV, DD_VERSION]\n'.format(tmp_path / 'lock', tmp_path))
-    out = tmp_path / 'out'
+    instance = {
+        'lock_file': str(tmp_path / 'lock'),
+        'receiver': {'include_env_vars': ['DD_SERVICE', 'DD_ENV', 'DD_VERSION']},
+        'processors': {'resourcedetection': {}, 'attributes': {'actions': [
+            {'key': 'deployment.environment.name', 'action': 'upsert', 'value': 'user-env'}]}},
+    }
+    # a long check interval: a loaded machine must not make the sampler stop itself for lack of heartbeat
+    pipeline = ProfilerPipeline(instance, mode='standalone', interval_s=60, hostname=lambda: 'test-host')
     go = tmp_path / 'go'
     app, runtime_id = start_ddtrace_app(tmp_path, 300, go=go if late else '', wait=not late)
+    seen = []
     try:
-        if late:  # the tracer starts once the profiler has exported a profile (so sampled the app first)
-            def start_tracer_after_first_export():
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline and not (os.path.isdir(out / 'profiles')
-                                                           and os.listdir(out / 'profiles')):
-                    time.sleep(0.05)
-                go.write_text('')
-            threading.Thread(target=start_tracer_after_first_export, daemon=True).start()
-        assert main(['run', '--config', str(config), '--duration', '16', '--interval', '3', '--output', str(out)]) == 0
-        if late:
+        deadline = time.monotonic() + 120
+        if late:  # first sampled while its environment is all there is
+            while time.monotonic() < deadline and not seen:
+                time.sleep(1)
+                attrs = _app_resources(pipeline, app.pid)
+                if attrs:
+                    seen.append(attrs)
+            assert seen, 'no sample of the app before its tracer started'
+            assert seen[0]['service.name'] == 'env-service' and seen[0]['service.version'] == '0.0.1'
+            assert 'service.instance.id' not in seen[0]
+            go.write_text('')
             runtime_id = app.stdout.readline().strip()
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            attrs = _app_resources(pipeline, app.pid)
+            if attrs:
+                seen.append(attrs)
+                if attrs.get('service.instance.id') == runtime_id:
+                    break
     finally:
+        pipeline.close()
         app.kill()
         app.wait()
-    mine = []
-    for name in sorted(os.listdir(out / 'profiles')):
-        data = decode_bytes((out / 'profiles' / name).read_bytes())
-        assert validate(data) == []
-        for rp in data.resource_profiles:
-            attrs = {kv.key: getattr(kv.value, kv.value.WhichOneof('value')) for kv in rp.resource.attributes}
-            if attrs.get('process.pid') == app.pid:
-                samples = sum(v for sp in rp.scope_profiles for p in sp.profiles[:1] for s in p.samples
-                              for v in s.values)
-                mine.append((attrs, samples))
-    diagnostics = [ln.strip() for ln in open(tmp_path / 'host_profiler_diagnostics.log') if 'otel_context' in ln]
-    assert mine, 'no sample of the traced app'
-    named = [(a, n) for a, n in mine if a.get('service.instance.id') == runtime_id]
-    assert named, ([a for a, _ in mine], diagnostics)
-    for attrs, _ in named:
-        assert attrs['service.name'] == 'ctx-service' and attrs['service.version'] == '9.9.9'
-        assert attrs['deployment.environment.name'] == 'ctx-env'
-        assert attrs['telemetry.sdk.language'] == 'python'
-        assert not any(k.startswith('threadlocal.') for k in attrs)
-    if not late:  # published before its first sample: every export names it
-        assert len(named) == len(mine)
-    else:  # before the tracer started the environment named it; the rescan found the context later
-        assert mine[0][0]['service.name'] == 'env-service' and mine[-1][0]['service.name'] == 'ctx-service', mine
-        assert all(a['service.name'] in ('env-service', 'ctx-service') for a, _ in mine)
+    attrs = seen[-1] if seen else {}
+    assert attrs.get('service.instance.id') == runtime_id, ([a.get('service.name') for a in seen],
+                                                            pipeline.telemetry.totals())
+    assert attrs['service.name'] == 'ctx-service' and attrs['service.version'] == '9.9.9'
+    assert attrs['deployment.environment.name'] == 'user-env'  # the user's action wins over the context
+    assert attrs['telemetry.sdk.language'] == 'python'
+    assert attrs['host.name'] == 'test-host'  # the tracer's own host.name does not replace the host's
+    assert not any(k.startswith('threadlocal.') for k in attrs)
+    assert pipeline.telemetry.gauge_sum('otel_context.processes') >= 1
+    assert pipeline.telemetry.total('otel_context.reads') >= 1
