@@ -109,19 +109,19 @@ def find_mapping(maps_text: str) -> int:
 
     Only non-executable mappings count (as the OTel eBPF profiler does): a publisher maps it
     read-write, and an executable mapping of that name is not a context."""
-    if 'OTEL_CTX' not in maps_text:  # the common case, in C
-        return 0
-    for line in maps_text.splitlines():
-        if 'OTEL_CTX' not in line:
-            continue
-        parts = line.split(None, 5)
-        if len(parts) < 6 or 'x' in parts[1]:
-            continue
-        if parts[5].startswith(MAPPING_NAMES):
+    at = maps_text.find('OTEL_CTX')  # absent in the common case: one scan, in C
+    while at >= 0:
+        start = maps_text.rfind('\n', 0, at) + 1
+        end = maps_text.find('\n', at)
+        if end < 0:
+            end = len(maps_text)
+        parts = maps_text[start:end].split(None, 5)
+        if len(parts) == 6 and 'x' not in parts[1] and parts[5].startswith(MAPPING_NAMES):
             try:
                 return int(parts[0].partition('-')[0], 16)
             except ValueError:
-                continue
+                pass
+        at = maps_text.find('OTEL_CTX', end)
     return 0
 
 
