@@ -122,8 +122,8 @@ def build_profile(
     - Stacks are leaf first: kernel frames (leaf first) on top of user frames (leaf first).
     - A truncated user stack, or a lost user stack id, ends (at the root) with an ``abort``
       frame so that it is never mistaken for a complete stack.
-    - Raw samples with the same key (pid, tid, comm, stacks, flags, value type, span link) are
-      merged: the same stack in two spans stays two samples.
+    - Raw samples with the same key (pid, tid, comm, stacks, flags, value type, span link, thread
+      context attributes) are merged: the same stack in two spans stays two samples.
     - Samples whose value type is ``OFF_CPU_TIME`` go to ``Resource.off_cpu_samples``.
     - ``resolve_process`` is called once per pid. The symbolizers are called at most once
       per distinct (pid, user stack) / kernel stack, and only with the addresses not
@@ -134,7 +134,7 @@ def build_profile(
     merged: Dict[Tuple, int] = {}
     for s in samples:
         key = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.truncated, s.user_stack_lost, s.value_type,
-               s.link)
+               s.link, s.context_attributes)
         merged[key] = merged.get(key, 0) + s.count
 
     processes: Dict[int, Any] = {}
@@ -146,7 +146,7 @@ def build_profile(
     stack_cache: Dict[Tuple, Tuple[Frame, ...]] = {}
     resources: Dict[int, Resource] = {}
 
-    for (pid, tid, comm, ustack, kstack, truncated, lost, value_type, link), value in merged.items():
+    for (pid, tid, comm, ustack, kstack, truncated, lost, value_type, link, context_attrs), value in merged.items():
         if value <= 0:
             continue
         if pid not in processes:
@@ -189,7 +189,7 @@ def build_profile(
         if resource is None:
             resource = resources[pid] = Resource(attributes={})
         sample = Sample(frames=frames, value=value, thread_id=tid, thread_name=comm, truncated=truncated or lost,
-                        link=link)
+                        link=link, context_attributes=context_attrs)
         if value_type == OFF_CPU_TIME:
             resource.off_cpu_samples.append(sample)
         else:

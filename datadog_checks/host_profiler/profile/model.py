@@ -67,6 +67,8 @@ class RawSample:
     truncated: bool = False  # the user stack was cut (depth limit or copy size)
     user_stack_lost: bool = False  # the stack id was lost (map full / collision)
     link: Optional[SpanLink] = None  # the span the thread was in (thread context), if any
+    # the thread context's attributes, keys resolved through the process's key map (OTEP 4947)
+    context_attributes: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Sample:
     thread_name: str = ''
     truncated: bool = False
     link: Optional[SpanLink] = None  # same stack in two spans = two samples
+    context_attributes: Tuple[Tuple[str, str], ...] = ()  # thread-context attributes: sample attributes
 
 
 @dataclass

@@ -276,6 +276,8 @@ def _fill_samples(pb_profile: profiles_pb2.Profile, samples: Sequence[Any], t: _
         msg = add()
         msg.stack_index = si
         msg.attribute_indices.extend(attrs)
+        if s.context_attributes:  # thread-context attributes, under the keys of the process's key map
+            msg.attribute_indices.extend([t.attribute(k, v) for k, v in s.context_attributes])
         msg.values.append(s.value)
         if s.link is not None:
             msg.link_index = t.link(s.link)
