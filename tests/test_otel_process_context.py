@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
@@ -241,9 +240,9 @@ def test_reads_during_an_update_storm_are_never_torn(publisher, monkeypatch):
     calls = [0]
     real_timestamp = opc._timestamp
 
-    def counting_timestamp(fd, addr):
+    def counting_timestamp(pid, addr, proc):
         calls[0] += 1
-        return real_timestamp(fd, addr)
+        return real_timestamp(pid, addr, proc)
 
     monkeypatch.setattr(opc, '_timestamp', counting_timestamp)
     assert publisher.cmd('storm {} {}'.format(publisher.payload_file(a), publisher.payload_file(b))) == 'storming'

@@ -26,6 +26,7 @@ usually start after the process's first sample), less often as they age.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import struct
@@ -212,45 +213,85 @@ def decode_payload(payload: bytes) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     return resource, extra
 
 
-# ---------------------------------------------------------------------------- /proc/PID/mem I/O
+# ---------------------------------------------------------------------------- reading another process
 
 
-def _open_mem(pid: int, proc: str) -> int:
+class _IoVec(ctypes.Structure):
+    _fields_ = [('iov_base', ctypes.c_void_p), ('iov_len', ctypes.c_size_t)]
+
+
+def _libc_process_vm_readv() -> Any:
     try:
-        return os.open('{}/{}/mem'.format(proc, pid), os.O_RDONLY | os.O_CLOEXEC)
-    except (FileNotFoundError, ProcessLookupError) as e:
-        raise ContextReadError('gone', str(e))
-    except PermissionError as e:
-        raise ContextReadError('permission', '{} (run as root or grant CAP_SYS_PTRACE)'.format(e))
-    except OSError as e:
-        raise ContextReadError('unreadable', str(e))
+        fn = ctypes.CDLL(None, use_errno=True).process_vm_readv
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.POINTER(_IoVec), ctypes.c_ulong, ctypes.POINTER(_IoVec), ctypes.c_ulong,
+                   ctypes.c_ulong]
+    fn.restype = ctypes.c_ssize_t
+    return fn
 
 
-def _pread(fd: int, size: int, address: int) -> bytes:
+# process_vm_readv, as the spec recommends: one syscall and no file descriptor, half the cost of
+# opening /proc/PID/mem for the 8-byte check of each drain. /proc/PID/mem is the fallback on kernels
+# built without CONFIG_CROSS_MEMORY_ATTACH (ENOSYS).
+_process_vm_readv = _libc_process_vm_readv()
+
+
+def _error(e: OSError, what: str) -> ContextReadError:
+    if e.errno == errno.ESRCH or isinstance(e, (FileNotFoundError, ProcessLookupError)):
+        return ContextReadError('gone', str(e))
+    if e.errno in (errno.EPERM, errno.EACCES):
+        return ContextReadError('permission', '{} (run as root or grant CAP_SYS_PTRACE)'.format(e))
+    return ContextReadError('unreadable', '{}: {}'.format(what, e))
+
+
+def _read_proc_mem(pid: int, address: int, size: int, proc: str) -> bytes:
     try:
-        data = os.pread(fd, size, address)
+        fd = os.open('{}/{}/mem'.format(proc, pid), os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        if e.errno == errno.ESRCH:
-            raise ContextReadError('gone', str(e))
-        raise ContextReadError('unreadable', '{} bytes at 0x{:x}: {}'.format(size, address, e))
-    except OverflowError as e:
-        raise ContextReadError('bad_pointer', str(e))
+        raise _error(e, '{}/{}/mem'.format(proc, pid))
+    try:
+        return os.pread(fd, size, address)
+    except OSError as e:
+        raise _error(e, '{} bytes at 0x{:x}'.format(size, address))
+    finally:
+        os.close(fd)
+
+
+def read_memory(pid: int, address: int, size: int, proc: str = '/proc') -> bytes:
+    """``size`` bytes at ``address`` in ``pid``. Raises ``ContextReadError`` (gone, permission,
+    unreadable: not mapped or a short read, bad_pointer: not an address)."""
+    global _process_vm_readv
+    if not 0 <= address < 1 << 64 or address + size > 1 << 64:
+        raise ContextReadError('bad_pointer', '0x{:x}'.format(address))
+    data = None
+    if _process_vm_readv is not None and proc == '/proc':
+        buf = ctypes.create_string_buffer(size)
+        local = _IoVec(ctypes.addressof(buf), size)
+        remote = _IoVec(address, size)
+        n = _process_vm_readv(pid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+        if n >= 0:
+            data = buf.raw[:n]
+        else:
+            err = ctypes.get_errno()
+            if err == errno.ENOSYS:
+                _process_vm_readv = None
+            else:
+                raise _error(OSError(err, os.strerror(err)), '{} bytes at 0x{:x}'.format(size, address))
+    if data is None:
+        data = _read_proc_mem(pid, address, size, proc)
     if len(data) != size:
         raise ContextReadError('unreadable', 'short read at 0x{:x} ({} of {} bytes)'.format(address, len(data), size))
     return data
 
 
-def _timestamp(fd: int, address: int) -> int:
-    return struct.unpack('<Q', _pread(fd, 8, address + TIMESTAMP_OFFSET))[0]
+def _timestamp(pid: int, address: int, proc: str) -> int:
+    return struct.unpack('<Q', read_memory(pid, address + TIMESTAMP_OFFSET, 8, proc))[0]
 
 
 def read_published_at(pid: int, address: int, proc: str = '/proc') -> int:
     """The 8-byte ``monotonic_published_at_ns`` alone: the cheap check of each drain."""
-    fd = _open_mem(pid, proc)
-    try:
-        return _timestamp(fd, address)
-    finally:
-        os.close(fd)
+    return _timestamp(pid, address, proc)
 
 
 def read_context(pid: int, address: int, proc: str = '/proc', attempts: int = DEFAULT_ATTEMPTS) -> ProcessContext:
@@ -258,39 +299,35 @@ def read_context(pid: int, address: int, proc: str = '/proc', attempts: int = DE
 
     The timestamp is read before the header and again after the payload; the copy is kept only
     when both are the same non-zero value. Raises ``ContextReadError`` (``.reason``)."""
-    fd = _open_mem(pid, proc)
-    try:
-        for _ in range(max(1, attempts)):
-            before = _timestamp(fd, address)
-            if before == 0:  # being written
+    for _ in range(max(1, attempts)):
+        before = _timestamp(pid, address, proc)
+        if before == 0:  # being written
+            continue
+        signature, version, size, published_at, pointer = HEADER.unpack(read_memory(pid, address, HEADER.size, proc))
+        if signature != SIGNATURE:
+            raise ContextReadError('bad_signature', repr(signature))
+        if version != VERSION:
+            raise ContextReadError('bad_version', 'version {} (only {} is read)'.format(version, VERSION))
+        if published_at != before:
+            continue
+        if not 0 < size <= MAX_PAYLOAD_BYTES or pointer == 0 or pointer + size > _USER_SPACE_END:
+            if _timestamp(pid, address, proc) != before:  # a torn header, not a bad one
                 continue
-            signature, version, size, published_at, pointer = HEADER.unpack(_pread(fd, HEADER.size, address))
-            if signature != SIGNATURE:
-                raise ContextReadError('bad_signature', repr(signature))
-            if version != VERSION:
-                raise ContextReadError('bad_version', 'version {} (only {} is read)'.format(version, VERSION))
-            if published_at != before:
+            if not 0 < size <= MAX_PAYLOAD_BYTES:
+                raise ContextReadError('bad_size', '{} bytes (at most {})'.format(size, MAX_PAYLOAD_BYTES))
+            raise ContextReadError('bad_pointer', '0x{:x}'.format(pointer))
+        try:
+            payload = read_memory(pid, pointer, size, proc)
+        except ContextReadError:
+            if _timestamp(pid, address, proc) != before:  # the old payload was freed meanwhile
                 continue
-            if not 0 < size <= MAX_PAYLOAD_BYTES or pointer == 0 or pointer + size > _USER_SPACE_END:
-                if _timestamp(fd, address) != before:  # a torn header, not a bad one
-                    continue
-                if not 0 < size <= MAX_PAYLOAD_BYTES:
-                    raise ContextReadError('bad_size', '{} bytes (at most {})'.format(size, MAX_PAYLOAD_BYTES))
-                raise ContextReadError('bad_pointer', '0x{:x}'.format(pointer))
-            try:
-                payload = _pread(fd, size, pointer)
-            except ContextReadError:
-                if _timestamp(fd, address) != before:  # the old payload was freed meanwhile
-                    continue
-                raise
-            if _timestamp(fd, address) != before:
-                continue
-            resource, extra = decode_payload(payload)
-            return ProcessContext(address=address, published_at_ns=before, resource=resource, attributes=extra)
-        raise ContextReadError('concurrent_update', 'the timestamp was 0 or changed at each of {} attempts'
-                               .format(max(1, attempts)))
-    finally:
-        os.close(fd)
+            raise
+        if _timestamp(pid, address, proc) != before:
+            continue
+        resource, extra = decode_payload(payload)
+        return ProcessContext(address=address, published_at_ns=before, resource=resource, attributes=extra)
+    raise ContextReadError('concurrent_update', 'the timestamp was 0 or changed at each of {} attempts'
+                           .format(max(1, attempts)))
 
 
 # ---------------------------------------------------------------------------- per drain
