@@ -407,7 +407,8 @@ class Receiver:
             drains, self._drains = self._drains, 0
             start_ns, end_ns = self._since_ns, time.time_ns()
             self._since_ns = end_ns
-        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], k[8], k[9]) for k, n in acc.items()]
+        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], link=k[8],
+                             context_attributes=k[9]) for k, n in acc.items()]
         unique = len({(k[3], k[4]) for k in acc})
         self.telemetry.gauge('sampler.unique_stacks', unique)
         self.telemetry.gauge('processes.tracked', len(self.registry))
