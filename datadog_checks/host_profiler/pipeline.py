@@ -73,15 +73,18 @@ class ProfilerPipeline:
         hostname: Optional[Callable[[], str]] = None,
         tagger: Any = None,
         interval_s: float = 15.0,
+        agent_config: Optional[Callable[[str], Any]] = None,
     ) -> None:
         from .exporters import build_exporters
         from .processors.pipeline import build_processors
+        from .runtime.self_profiling import SelfProfiling
         from .symbols.lines import LINES_DEFAULT
         from .symbols.symbolizer import Symbolizer
 
         self.instance = instance
         self.mode = mode
         self.telemetry = telemetry or Telemetry()
+        self.telemetry.declare('profile.empty_intervals')
         self.log = log or LOG
         self.interval_s = float(interval_s)
         receiver_conf = instance.get('receiver') or {}
@@ -109,6 +112,10 @@ class ProfilerPipeline:
             mode=mode, version=__version__, log=self.log,
         )
         self.uploader = self._build_uploader(http_factory)
+        self.self_profiling = SelfProfiling(
+            instance.get('ddprofiling'), mode=mode, tags=instance.get('tags'), telemetry=self.telemetry,
+            version=__version__, http_factory=http_factory, agent_config=agent_config, log=self.log,
+        )
         self.receiver: Any = None
         self.sampler_error = ''
         self._lock = threading.Lock()
@@ -156,6 +163,8 @@ class ProfilerPipeline:
         try:
             self.receiver = Receiver(receiver_config(self.instance, self.interval_s), telemetry=self.telemetry,
                                      log=self.log)
+            # self-profiling lives as long as the sampler thread, however that thread ends
+            self.receiver.on_stopped = self.self_profiling.stop
             self.receiver.start()
         except SamplerError as e:
             self.receiver = None
@@ -164,6 +173,7 @@ class ProfilerPipeline:
             self.sampler_error = str(e)
             return False
         self.sampler_error = ''
+        self.self_profiling.start()
         return True
 
     def close(self) -> None:
@@ -175,6 +185,7 @@ class ProfilerPipeline:
             receiver, self.receiver = self.receiver, None
         if receiver is not None:
             receiver.stop(block=False)
+        self.self_profiling.stop()
         close_processors(self.processors)
         if self.uploader is not None:
             self.uploader.close()
@@ -214,6 +225,10 @@ class ProfilerPipeline:
 
     def _export(self, profile: Optional[Profile]) -> None:
         if profile is None:
+            return
+        if not any(r.samples or r.off_cpu_samples for r in profile.resources):
+            # nothing was sampled: no empty file, no empty request (counted, and in summary.json)
+            self.telemetry.count('profile.empty_intervals', 1)
             return
         for exporter in self.exporters:
             try:
