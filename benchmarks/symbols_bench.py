@@ -173,7 +173,8 @@ def bench_demangle(results):
     """Every function name of a table turned into its display name, per mode: what a table
     costs when all its symbols end up in profiles (a name is cleaned once, then cached)."""
     rust = _build_rust_v0()
-    libs = [('libLLVM', biggest_library()), ('libstdc++', '/usr/lib/x86_64-linux-gnu/libstdc++.so.6'), ('rust_v0', rust)]
+    libs = [('libLLVM', biggest_library()), ('libstdc++', '/usr/lib/x86_64-linux-gnu/libstdc++.so.6'),
+            ('rust_v0', rust)]
     out = {}
     for label, path in libs:
         if not path or not os.path.exists(path):

@@ -124,7 +124,7 @@ def test_lines_match_addr2line(lines_bin, which):
     got = [(f.source_file, f.line) if f.line else None for f in frames]
     named = [(g, e) for g, e, f in zip(got, expected, frames) if f.function]
     assert len(named) > 300
-    mismatches = [(hex(v), g, e) for v, (g, e) in zip(vaddrs, zip(got, expected)) if g != e and frames[vaddrs.index(v)].function]
+    mismatches = [(hex(v), g, e) for v, g, e, f in zip(vaddrs, got, expected, frames) if g != e and f.function]
     assert not mismatches[:5]
     assert t.total('symbols.lines.cu_decodes') >= 1
 
@@ -175,8 +175,9 @@ def test_hand_written_readers_agree_with_pyelftools(lines_bin):
                 lp = dwarf.line_program_for_CU(cu)
                 if lp is None:
                     continue
-                expected = [(e.state.address, 0 if e.state.end_sequence else 1, 0 if e.state.end_sequence else e.state.line,
-                             e.state.file) for e in lp.get_entries() if e.state is not None]
+                states = [e.state for e in lp.get_entries() if e.state is not None]
+                expected = [(st.address, 0, 0, st.file) if st.end_sequence else (st.address, 1, st.line, st.file)
+                            for st in states]
                 lp.stream.seek(lp.program_start_offset)
                 data = lp.stream.read(lp.program_end_offset - lp.program_start_offset)
                 assert lines_mod.decode_line_program(data, lp.header) == expected
@@ -215,8 +216,8 @@ def test_decode_budget_defers_and_retries(lines_bin, monkeypatch):
     """With the decode budget spent, frames get no line and are not kept; once the window
     passes, the same address gets its line."""
     monkeypatch.setattr(symbolizer_mod, 'LINE_DECODE_SECONDS', 0.0)
-    vaddr = [v for v, e in zip(text_vaddrs(lines_bin['full'], 200), addr2line(lines_bin['full'], text_vaddrs(lines_bin['full'], 200)))
-             if e and e[0] == lines_bin['src']][0]
+    vaddrs = text_vaddrs(lines_bin['full'], 200)
+    vaddr = [v for v, e in zip(vaddrs, addr2line(lines_bin['full'], vaddrs)) if e and e[0] == lines_bin['src']][0]
     p = run_until_ready(lines_bin['full'])
     try:
         proc = read_process(p.pid)

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -126,7 +125,8 @@ def rust_bins(tmp_path_factory):
     src = d / 'hp.rs'
     src.write_text(RUST_SOURCE)
     out = {}
-    for kind, extra in (('legacy', ('-C', 'symbol-mangling-version=legacy')), ('v0', ('-C', 'symbol-mangling-version=v0'))):
+    for kind, extra in (('legacy', ('-C', 'symbol-mangling-version=legacy')),
+                        ('v0', ('-C', 'symbol-mangling-version=v0'))):
         binary = str(d / ('hp_' + kind))
         # opt-level 0, as the C and C++ programs below: the sampler's frame-pointer walk loses
         # the leaf frame of optimized code (seen on main too; see the session report)
@@ -168,7 +168,7 @@ def test_rust_names_have_no_hash(rust_bins, kind):
         table = load_symbols(f, info)
     names = [table.name_at(i) for i in range(len(table))]
     mangled_prefix = '_R' if kind == 'v0' else '_ZN'
-    assert sum(1 for n in names if n.startswith(mangled_prefix)) == 0, [n for n in names if n.startswith(mangled_prefix)][:5]
+    assert not [n for n in names if n.startswith(mangled_prefix)][:5]
     assert not [n for n in names if RUST_HASH.search(n)][:5]
     assert not [n for n in names if V0_DISAMBIGUATOR.search(n)][:5]
     assert not [n for n in names if '@' in n][:5]
@@ -180,7 +180,8 @@ def test_rust_names_have_no_hash(rust_bins, kind):
         proc = read_process(p.pid)
         s = Symbolizer(Telemetry(), debug_dirs=())
         wanted = {n: a for n, a in funcs.items() if 'burn_rust' in n or 'spin' in n and 'Spinner' in n}
-        frames = s.symbolize_user(proc, [bias + a + 1 for a in wanted.values()])  # +1: return addresses are looked up at -1
+        # +1: a non-leaf address is a return address, looked up at -1
+        frames = s.symbolize_user(proc, [bias + a + 1 for a in wanted.values()])
         got = sorted(f.function for f in frames)
         assert 'hp::burn_rust' in got, got
         spin = [g for g in got if g.endswith('::spin')]
@@ -327,7 +328,8 @@ def test_full_mode_agrees_with_libstdcxx_on_all_of_libstdcxx():
         pytest.skip('no libstdc++ at ' + lib)
     names = sorted({n.split('@')[0] for n in nm_dynamic(lib) if n.startswith('_Z')})
     assert len(names) > 1000
-    mismatches = [(n, clean_name(n, 'full'), _cxa_demangle(n)) for n in names if clean_name(n, 'full') != _cxa_demangle(n)]
+    mismatches = [(n, clean_name(n, 'full'), _cxa_demangle(n)) for n in names
+                  if clean_name(n, 'full') != _cxa_demangle(n)]
     assert not mismatches[:5]
 
 
@@ -344,8 +346,8 @@ MANGLED_SEEDS = ['_ZNK2ns3FooIiE3barERKSt6vectorIiSaIiEE', '_ZN2hp9burn_rust17h4
           database=None, suppress_health_check=list(HealthCheck))
 @given(st.sampled_from(MANGLED_SEEDS), st.randoms(use_true_random=False), st.sampled_from(DEMANGLE_MODES))
 def test_fuzz_clean_name(seed, rnd, mode):
-    """Mutated mangled names (cut, spliced, bytes replaced or repeated) never raise, never hang
-    and give a string; the template stripper only ever removes characters."""
+    """Mutated mangled names (cut, spliced, bytes replaced or repeated) never raise and give a
+    non-empty string (a hang would stop the run); the template stripper only removes characters."""
     s = list(seed)
     for _ in range(rnd.randint(1, 6)):
         op = rnd.randint(0, 3)
@@ -359,9 +361,7 @@ def test_fuzz_clean_name(seed, rnd, mode):
         else:
             s[i:i] = [rnd.choice('<>(')] * rnd.randint(1, 50)
     name = ''.join(s)[:5000]
-    t0 = time.perf_counter()
     out = clean_name(name, mode)
-    assert isinstance(out, str)
-    assert time.perf_counter() - t0 < 1.0, name  # a hang guard, not a benchmark
+    assert isinstance(out, str) and (out or not name)
     stripped = strip_template_args(name)
     assert len(stripped) <= len(name)

@@ -99,7 +99,8 @@ def _libbfd_paths() -> list:
         if multiarch:
             dirs.append('{}/{}'.format(base, multiarch))
         dirs.append(base)
-    found = [ctypes.util.find_library('bfd')] if ctypes.util.find_library('bfd') else []
+    named = ctypes.util.find_library('bfd')
+    found = [named] if named else []
     for d in dirs:
         found.extend(sorted(glob.glob(d + '/libbfd-*.so'), reverse=True))
     return found

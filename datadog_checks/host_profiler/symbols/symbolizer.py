@@ -163,7 +163,8 @@ class _Sized:
 class Symbolizer:
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 256 << 20, debug_dirs: Sequence[str] = ('/usr/lib/debug',),
                  perf_map: bool = True, proc: str = '/proc', kallsyms_path: Optional[str] = None,
-                 demangle: Any = 'simplified', lines: bool = False, adjust_return_addresses: bool = True, max_processes: int = 4096,
+                 demangle: Any = 'simplified', lines: bool = False, adjust_return_addresses: bool = True,
+                 max_processes: int = 4096,
                  on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None) -> None:
         self.telemetry = telemetry
         self.memory_budget_bytes = int(memory_budget_bytes)
