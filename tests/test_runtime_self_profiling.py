@@ -149,7 +149,7 @@ def _run(tmp_path, config, duration):
     busy = start(compile_c('split.c', tmp_path), 30)  # something to sample, so the profiler works
     try:
         proc = subprocess.run([COMMAND, 'run', '--config', str(config), '--duration', str(duration),
-                               '--interval', '2', '--output', str(tmp_path / 'out')],
+                               '--interval', '4', '--output', str(tmp_path / 'out')],
                               capture_output=True, text=True, timeout=120)
     finally:
         busy.kill()
@@ -231,7 +231,7 @@ def test_refused_uploads_are_counted_and_sampling_goes_on(requires_bpf, tmp_path
     # the metadata says self-profiling is a feature of this instance
     assert 'self_profiling' in json.dumps(report['metadata'])
 
-    proc = subprocess.run([COMMAND, 'run', '--config', str(config), '--duration', '4', '--interval', '2',
+    proc = subprocess.run([COMMAND, 'run', '--config', str(config), '--duration', '4', '--interval', '4',
                            '--output', str(tmp_path / 'out')], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert 'wrote' in proc.stderr
@@ -303,7 +303,7 @@ def test_relay_forwards_to_a_unix_socket_trace_agent(tmp_path):
 def _check_instance(tmp_path, endpoint, **extra):
     instance = {
         'mode': 'standalone',
-        'min_collection_interval': 1,  # the sampler stops itself after 3 s without a run
+        'min_collection_interval': 3,  # the sampler stops itself after 9 s without a run (a loaded machine)
         'lock_file': str(tmp_path / 'host_profiler.lock'),
         'diagnostics_dir': str(tmp_path),
         'exporters': {'file': {'directory': str(tmp_path / 'profiles'), 'formats': ['otlp']}},
@@ -347,7 +347,7 @@ def test_starts_and_stops_with_the_sampler(requires_bpf, tmp_path, trace_agent, 
         assert check.diagnostics.payload()['extra']['self_profiling']['endpoint'] == endpoint + '/profiling/v1/input'
 
         # no run for 3 intervals: the sampler thread stops itself, and self-profiling with it
-        assert _wait(lambda: not check.pipeline.receiver.running, 20)
+        assert _wait(lambda: not check.pipeline.receiver.running, 40)
         assert sp.join(20) and not sp.status()['running'] and sp.state == 'stopped'
         assert Profiler._active_instance is None
         assert len(trace_agent.uploads) >= 1  # its last profile was flushed on the way out
@@ -406,7 +406,7 @@ def test_a_signal_stops_it_with_a_last_upload(requires_bpf, tmp_path, trace_agen
     config = _config(tmp_path, {'enabled': True, 'period': 60, 'endpoint': endpoint})  # no periodic upload
     busy = start(compile_c('split.c', tmp_path), 30)
     try:
-        proc = subprocess.Popen([COMMAND, 'run', '--config', str(config), '--duration', '100', '--interval', '2',
+        proc = subprocess.Popen([COMMAND, 'run', '--config', str(config), '--duration', '100', '--interval', '4',
                                  '--output', str(tmp_path / 'out')], stderr=subprocess.PIPE, text=True)
         # once sampling (and so self-profiling) runs: the first export is written (BPF compile first)
         assert _wait(lambda: any((tmp_path / 'out' / 'profiles').glob('*.otlp.pb'))
