@@ -86,6 +86,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             log=self.log,
             hostname=self.hostname,
             interval_s=interval,
+            agent_config=datadog_agent.get_config if self.mode == 'agent' else None,
         )
         self.process_metrics = ProcessMetrics(self.telemetry)
         self.bpf_stats = BpfStats(self.telemetry, self._bpf_program_ids,
@@ -178,6 +179,8 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         if (receiver_conf.get('symbol_uploader') or {}).get('enabled'):
             features.append('symbol_upload')
         features.append('unwinding:' + str(receiver_conf.get('unwinding') or 'auto'))
+        if self.pipeline is not None and self.pipeline.self_profiling.enabled:
+            features.append('self_profiling')
         self.set_metadata('version', __version__)
         self.set_metadata('bcc_version', bcc_version() or 'unknown')
         self.set_metadata('kernel_release', platform.release())
@@ -200,6 +203,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             'mode': self.mode,
             'error': result.sampler_error,
         })
+        self.diagnostics.set_extra('self_profiling', self.pipeline.self_profiling.status())
         if not self.diagnostics.due():  # written at most once a minute: fold stacks only then
             return
         if result.profile is not None and result.profile.resources:

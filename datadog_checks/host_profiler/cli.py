@@ -105,6 +105,8 @@ def _stop(check, timeout_s: float = 10.0) -> None:
     check.cancel()
     if receiver is not None:
         receiver.join(timeout_s)
+    if check.pipeline is not None:  # its last upload, bounded by the forward timeout
+        check.pipeline.self_profiling.join(timeout_s)
 
 
 def _stop_and_collect(check) -> Any:
@@ -318,6 +320,8 @@ def cmd_flare(args: argparse.Namespace) -> int:
     except ConfigurationError as e:
         return _config_error(e)
     profiles = []
+    if check.pipeline is not None:  # the flare reports self-profiling's settings; it sends nothing
+        check.pipeline.self_profiling.hold('host-profiler flare sends nothing')
     try:
         check.run()
         deadline = time.monotonic() + args.duration

@@ -327,6 +327,75 @@ def _check_exporters(instance: Dict[str, Any], origin: str, origin_version: str,
 
 
 # ---------------------------------------------------------------------------------------
+# Self-profiling (``ddprofiling``): the original's ddprofiling extension, as an instance
+# section. Only a section the user wrote is touched, so instances without it are unchanged.
+
+DEFAULT_TRACE_RECEIVER_PORT = 8126
+MSG_DDPROFILING_NO_ENDPOINT = (
+    'ddprofiling is enabled but has no endpoint: set ddprofiling.endpoint to a trace agent '
+    '(http://host:8126) or an agentless intake (https://intake.profile.<site>)'
+)
+
+
+def ddprofiling_is_agentless(endpoint: Any) -> bool:
+    """An endpoint on a Datadog site is the agentless profile intake, which needs an API key."""
+    return is_datadog_endpoint(endpoint)
+
+
+def _ddprofiling_section(conf: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The user's ``ddprofiling`` mapping when it is enabled (None otherwise); checks its types."""
+    if conf.get('ddprofiling') is None:
+        return None
+    section = _ensure_map(conf, 'ddprofiling', [])
+    enabled = section.get('enabled', False)
+    if not isinstance(enabled, bool):
+        raise ConverterError('must be true or false', 'ddprofiling.enabled')
+    endpoint = section.get('endpoint')
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise ConverterError('must be a string', 'ddprofiling.endpoint')
+    if 'api_key' in section:
+        _stringify_key(section, 'api_key')  # R4
+    return section if enabled else None
+
+
+def _agent_trace_receiver(agent_config: AgentConfig) -> str:
+    """The Agent's trace receiver: its unix socket when configured, else localhost:receiver_port."""
+    socket_path = _agent_get(agent_config, 'apm_config.receiver_socket')
+    if isinstance(socket_path, str) and socket_path.strip():
+        return 'unix://' + socket_path.strip()
+    port = _agent_get(agent_config, 'apm_config.receiver_port')
+    try:
+        port = int(port) if port is not None else DEFAULT_TRACE_RECEIVER_PORT
+    except (TypeError, ValueError):
+        port = DEFAULT_TRACE_RECEIVER_PORT
+    if port <= 0:  # receiver_port 0 turns the TCP receiver off: nothing listens
+        port = DEFAULT_TRACE_RECEIVER_PORT
+    return 'http://localhost:{}'.format(port)
+
+
+def _convert_ddprofiling(conf: Dict[str, Any], agent_config: Optional[AgentConfig], warnings: Warnings) -> None:
+    """Agent mode (``agent_config`` given): the endpoint defaults to the Agent's trace receiver and an
+    agentless intake's API key to the Agent's ``api_key``. Standalone: nothing is inferred; an enabled
+    section without endpoint, or with an agentless intake but no API key, is an error (R5)."""
+    section = _ddprofiling_section(conf)
+    if section is None:
+        return
+    endpoint = section.get('endpoint')
+    if not (isinstance(endpoint, str) and endpoint.strip()):
+        if agent_config is None:
+            raise ConverterError(MSG_DDPROFILING_NO_ENDPOINT, 'ddprofiling.endpoint')
+        endpoint = section['endpoint'] = _agent_trace_receiver(agent_config)
+    if ddprofiling_is_agentless(endpoint) and not _stringify_key(section, 'api_key'):
+        api_key = _agent_get(agent_config, 'api_key') if agent_config is not None else None
+        if api_key in (None, ''):
+            raise ConverterError(
+                'ddprofiling.endpoint {} is an agentless intake: it needs ddprofiling.api_key'.format(endpoint),
+                'ddprofiling.api_key',
+            )
+        section['api_key'] = str(api_key)
+
+
+# ---------------------------------------------------------------------------------------
 # Agent mode.
 
 
@@ -518,6 +587,9 @@ def convert_with_agent(
         del processors['k8sattributes']
         warnings.append('Removed k8sattributes processor: in agent mode the Agent tagger provides Kubernetes tags')
 
+    # ddprofiling: endpoint defaults to the Agent's trace receiver (socket, else localhost:port).
+    _convert_ddprofiling(conf, agent_config, warnings)
+
     return conf, warnings
 
 
@@ -602,5 +674,8 @@ def convert_without_agent(
             _stringify_symbol_endpoints(eps)
         elif isinstance(uploader.get('symbol_endpoints'), list):
             _stringify_symbol_endpoints(uploader['symbol_endpoints'])
+
+    # ddprofiling: no default endpoint; an agentless intake needs ddprofiling.api_key.
+    _convert_ddprofiling(conf, None, warnings)
 
     return conf, warnings

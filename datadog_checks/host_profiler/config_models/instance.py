@@ -20,6 +20,17 @@ from datadog_checks.base.utils.models import validation
 from . import defaults, validators
 
 
+class Ddprofiling(BaseModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        frozen=True,
+    )
+    api_key: Optional[str] = None
+    enabled: Optional[bool] = False
+    endpoint: Optional[str] = None
+    period: Optional[float] = Field(60, ge=1.0)
+
+
 class Debug(BaseModel):
     model_config = ConfigDict(
         arbitrary_types_allowed=True,
@@ -186,6 +197,10 @@ class Symbolizer(BaseModel):
         frozen=True,
     )
     debug_dirs: Optional[tuple[str, ...]] = ['/usr/lib/debug']
+    demangle: Optional[Literal['none', 'simplified', 'templates', 'full']] = (
+        'simplified'
+    )
+    lines: Optional[bool] = True
     memory_budget_mb: Optional[int] = Field(256, ge=16)
     perf_map: Optional[bool] = True
 
@@ -224,6 +239,7 @@ class InstanceConfig(BaseModel):
         arbitrary_types_allowed=True,
         frozen=True,
     )
+    ddprofiling: Optional[Ddprofiling] = None
     diagnostics_dir: Optional[str] = None
     disable_generic_tags: Optional[bool] = None
     empty_default_hostname: Optional[bool] = None

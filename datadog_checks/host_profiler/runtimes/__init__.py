@@ -1,0 +1,1 @@
+"""Runtime-specific readers: what a process publishes about itself (OTel contexts) and runtime frames."""
