@@ -14,7 +14,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.base.agent import AGENT_RUNNING
+from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
 
 from .__about__ import __version__
 from .config_models import ConfigMixin
