@@ -11,6 +11,7 @@ The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import os
@@ -58,6 +59,7 @@ class ReceiverConfig(SamplerConfig):
     # the instance's receiver.symbolizer section: the CFI table cache takes its share of memory_budget_mb
     # (unwind.tables.split_memory_budget; the pipeline's symbolizer gets the rest)
     symbolizer: Dict[str, Any] = field(default_factory=dict)
+    python: str = 'auto'  # Python frames (runtimes/python): auto | off
 
 
 @dataclass
@@ -159,6 +161,14 @@ class Receiver:
             self.unwinder = Unwinder(self.telemetry,
                                      memory_budget_bytes=split_memory_budget(budget_mb, self.config.unwinding)[1],
                                      mode=self.config.unwinding)
+        from ..runtimes import Runtimes
+
+        runtimes = []
+        if self.config.python == 'auto':
+            from ..runtimes.python import PythonRuntime
+
+            runtimes.append(PythonRuntime(self.telemetry, log, frame_pointers=self.config.unwinding == 'frame_pointers'))
+        self.runtimes = Runtimes(runtimes)
         self.stopped_reason = ''
         self.startup_seconds = 0.0
         self.compile_seconds = 0.0
@@ -204,6 +214,10 @@ class Receiver:
                 self._release_lock()
                 raise
             self._sampler = sampler
+            self.runtimes.attach(sampler)
+            for info in list(self.registry):  # processes known before a restart
+                if info.exited_at is None:
+                    self.runtimes.observe(info)
             self.compile_seconds = sampler.compile_seconds
             self.startup_seconds = time.monotonic() - t0
             self._last_heartbeat = time.monotonic()
@@ -274,6 +288,7 @@ class Receiver:
                     for pid in [p for p, t in self._reread.items() if t <= now]:
                         del self._reread[pid]
                         self.registry.refresh_mappings(pid, fresh=True)
+                        self._observe(self.registry.get(pid))
                 if now >= next_drain:
                     self._drain_once(sampler)
                     next_drain += cfg.drain_interval
@@ -291,6 +306,7 @@ class Receiver:
                 self.log.error('host_profiler sampler thread failed: %s', e, exc_info=True)
         finally:
             sampler.close()
+            self.runtimes.close()
             self._release_lock()
             self._stop.set()
             self.telemetry.gauge('sampler.running', 0)
@@ -308,6 +324,7 @@ class Receiver:
             # processes is twice the registry), so its exit may have gone unseen and the pid may
             # belong to another process now: compare start times.
             info, gone = self.registry.ensure(ev.pid, check_start=True)
+            self._observe(info)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
             elif (info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S
@@ -316,10 +333,21 @@ class Receiver:
                 self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
         elif ev.kind == 'exec':  # of a process sampled before (see bpf/sampler.c)
             self._reread.pop(ev.pid, None)
+            self.runtimes.forget(ev.pid)
             self.registry.on_exec(ev.pid)
         else:
             self._reread.pop(ev.pid, None)
+            self.runtimes.forget(ev.pid)
             self.registry.on_exit(ev.pid)
+
+    def _observe(self, info) -> None:
+        """Runtimes detect their processes at first sight (and after a re-read of the mappings)."""
+        if info is not None and info.exited_at is None and self.runtimes:
+            try:
+                self.runtimes.observe(info)
+            except Exception:  # noqa: BLE001 - a runtime must not stop the sampler thread
+                if self.log:
+                    self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)
 
     def _walker_for(self, tgid: int):
         """The walk of one process's stack copies (the sampler's drain calls it on this thread, once
@@ -357,6 +385,7 @@ class Receiver:
                 t.count('processes.gone_before_metadata', 1)
             if info is None or info.exited_at is not None:
                 continue
+            self._observe(info)
             if not info.drained:
                 info.drained = True
                 # Read before this drain (at exec): read again, the loader may have mapped more
@@ -367,10 +396,12 @@ class Receiver:
             elif now - info.read_at > MAPS_REFRESH_MIN_S and any(info.find_mapping(a) is None for a in ls):
                 self.registry.refresh_mappings(pid)
         self.registry.expire()
+        samples = self._resolve_runtime_stacks(res) if self.runtimes else res.samples
         with self._lock:
             acc = self._acc
-            for s in res.samples:
-                k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost)
+            for s in samples:
+                k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost,
+                     s.runtime_stack)
                 acc[k] = acc.get(k, 0) + s.count
             for r, n in res.lost.items():
                 self._lost[r] = self._lost.get(r, 0) + n
@@ -388,6 +419,31 @@ class Receiver:
             t.gauge('sampler.map_fill_ratio', v, ['map:' + m])
         t.gauge('processes.tracked', len(self.registry))
 
+    def _resolve_runtime_stacks(self, res) -> List[RawSample]:
+        """What the BPF program recorded of runtime frames -> RuntimeStacks, now, while the
+        processes still run (their code objects are read from their memory)."""
+        memo: Dict[Tuple[int, int], Any] = {}
+        out = []
+        for s in res.samples:
+            raw = s.runtime_stack
+            if raw is not None:
+                k = (s.pid, id(raw))
+                if k not in memo:
+                    try:
+                        memo[k] = self.runtimes.resolve(s.pid, raw)
+                    except Exception:  # noqa: BLE001 - the sample keeps its native frames
+                        memo[k] = None
+                        if self.log:
+                            self.log.debug('runtime frames of pid %s failed', s.pid, exc_info=True)
+                s = dataclasses.replace(s, runtime_stack=memo[k])
+            out.append(s)
+        for r in self.runtimes.runtimes:
+            kernel_counts = getattr(r, 'kernel_counts', None)
+            if kernel_counts is not None:
+                kernel_counts(res.runtime_stats)
+        self.runtimes.end_drain()
+        return out
+
     # -- check side
     def collect(self) -> Collected:
         """What accumulated since the previous collect (then reset). Thread-safe."""
@@ -398,7 +454,7 @@ class Receiver:
             drains, self._drains = self._drains, 0
             start_ns, end_ns = self._since_ns, time.time_ns()
             self._since_ns = end_ns
-        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7]) for k, n in acc.items()]
+        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], k[8]) for k, n in acc.items()]
         unique = len({(k[3], k[4]) for k in acc})
         self.telemetry.gauge('sampler.unique_stacks', unique)
         self.telemetry.gauge('processes.tracked', len(self.registry))
