@@ -1,11 +1,12 @@
 """Python workload with threads, a generator, asyncio and a C-extension callback
-(``sorted(key=...)``), for argv[1] seconds. Each thread spins in its own named function."""
+(``sorted(key=...)``), for argv[1] seconds after sleeping argv[2] seconds. Each thread spins in its own named function."""
 import asyncio
 import sys
 import threading
 import time
 
-END = time.time() + (float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
+WARM_UP = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+END = time.time() + WARM_UP + (float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
 
 
 def spin(n):
@@ -57,6 +58,7 @@ def sleeper():
 
 
 def main():
+    time.sleep(WARM_UP)
     threads = [threading.Thread(target=f, name=f.__name__) for f in (generator_consumer, asyncio_thread, sleeper)]
     for t in threads:
         t.start()

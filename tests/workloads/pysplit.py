@@ -1,7 +1,11 @@
 """Python workload with known functions: a 3:1 split between ``heavy`` and ``light`` under a
-fixed-depth recursion, run for argv[1] seconds. Works on CPython 3.6+ (no f-strings past 3.6)."""
+recursion of ``descend`` argv[2] deep (default 5), run for argv[1] seconds after sleeping argv[3]
+seconds (default 0: a profiler learns of a process at its first sample). Runs on CPython 3.6+."""
 import sys
 import time
+
+DEPTH = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+WARM_UP = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
 
 
 def spin(n):
@@ -31,10 +35,11 @@ class Worker:
     def run(self, seconds):
         end = time.time() + seconds
         while time.time() < end:
-            descend(5)
+            descend(DEPTH)
 
 
 def main():
+    time.sleep(WARM_UP)
     Worker().run(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
 
 

@@ -42,6 +42,9 @@ FIRST_DRAIN_S = 0.2
 OWN_LOCK_WAIT_S = 3.0
 # dwarf/auto: share of each drain interval that may go to compiling CFI tables (see unwind/tables.py)
 UNWIND_BUILD_BUDGET = 0.5
+# Runtimes read what the recorded frames point to (Python code objects) this often, from their own
+# thread: the drain may come late (CFI builds on a busy host), by when a process may have exited.
+PREFETCH_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -225,6 +228,9 @@ class Receiver:
             self.telemetry.gauge('sampler.running', 1)
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
+            if self.runtimes:
+                threading.Thread(target=self._prefetch, args=(sampler,), name='host_profiler-runtimes',
+                                 daemon=True).start()
 
     def program_ids(self) -> Dict[int, str]:
         """Kernel ids of the sampler's BPF programs -> name ({} when not running)."""
@@ -311,6 +317,14 @@ class Receiver:
             self._stop.set()
             self.telemetry.gauge('sampler.running', 0)
 
+    def _prefetch(self, sampler: Sampler) -> None:
+        while not self._stop.wait(PREFETCH_INTERVAL_S):
+            try:
+                self.runtimes.prefetch(sampler)
+            except Exception:  # noqa: BLE001 - a failed look is retried at the next one
+                if self.log:
+                    self.log.debug('runtime prefetch failed', exc_info=True)
+
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
             return
@@ -385,7 +399,6 @@ class Receiver:
                 t.count('processes.gone_before_metadata', 1)
             if info is None or info.exited_at is not None:
                 continue
-            self._observe(info)
             if not info.drained:
                 info.drained = True
                 # Read before this drain (at exec): read again, the loader may have mapped more
@@ -395,6 +408,7 @@ class Receiver:
                     self.registry.refresh_mappings(pid)
             elif now - info.read_at > MAPS_REFRESH_MIN_S and any(info.find_mapping(a) is None for a in ls):
                 self.registry.refresh_mappings(pid)
+            self._observe(info)  # with the mappings just re-read (a libpython the loader mapped late)
         self.registry.expire()
         samples = self._resolve_runtime_stacks(res) if self.runtimes else res.samples
         with self._lock:

@@ -620,6 +620,32 @@ class Sampler:
             for sid in [s for s, (_, g) in cache.items() if g < horizon]:
                 del cache[sid]
 
+    def peek_python_stacks(self, seen: Dict[int, int]) -> List[Tuple[int, tuple]]:
+        """(tgid, frames) of the Python stacks recorded since the last drain and not in ``seen``
+        (id -> drain count, updated here): the runtime reads their code objects while the processes
+        still run, from another thread than the drain's. Takes no lock: BPF map reads are atomic per
+        element and a drain running meanwhile only removes elements. Never raises."""
+        out: List[Tuple[int, tuple]] = []
+        tables = self._pystacks
+        gen = self._gen
+        try:
+            for table in tables:
+                for k in table.keys():
+                    sid = k.value
+                    if sid in seen:
+                        continue
+                    try:
+                        v = table[k]
+                    except KeyError:
+                        continue  # drained meanwhile
+                    seen[sid] = gen
+                    n = min(int(v.n), int(self.config.python_max_frames))
+                    fr = v.frames
+                    out.append((int(v.tgid), tuple(fr[i].code for i in range(n))))
+        except Exception:  # noqa: BLE001 - the sampler was closed meanwhile
+            pass
+        return out
+
     def _python_stack(self, sid: int):
         """('cpython', frames (code, instr, flags) leaf first, truncated) of a Python stack id, or None."""
         if not sid:

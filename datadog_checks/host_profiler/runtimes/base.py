@@ -41,6 +41,11 @@ class Runtime:
     def end_drain(self) -> None:
         pass
 
+    def prefetch(self, sampler: Any) -> int:
+        """Optional, from the receiver's prefetch thread every PREFETCH_INTERVAL_S: read what the
+        recorded frames point to while the processes run. Returns how much was read."""
+        return 0
+
     def close(self) -> None:
         pass
 
@@ -74,6 +79,9 @@ class Runtimes:
     def end_drain(self) -> None:
         for r in self.runtimes:
             r.end_drain()
+
+    def prefetch(self, sampler: Any) -> int:
+        return sum(r.prefetch(sampler) for r in self.runtimes)
 
     def close(self) -> None:
         for r in self.runtimes:

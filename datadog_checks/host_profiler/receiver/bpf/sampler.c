@@ -238,6 +238,8 @@ struct py_frame_t {
 struct py_stack_t {
     u32 n;
     u32 truncated;
+    u32 tgid;  // whose code objects these are (user space reads them early, see runtimes/python)
+    u32 pad;
     struct py_frame_t frames[PY_MAX_FRAMES];
 };
 
@@ -299,8 +301,9 @@ static __always_inline u64 python_stack(u32 tgid, u32 gen) {
     if (!w)
         return 0;
     w->frame = frame;
-    w->hash = 0xcbf29ce484222325ULL;
+    w->hash = py_mix(0xcbf29ce484222325ULL, tgid);
     w->st.n = 0;
+    w->st.tgid = tgid;
     for (int i = 0; i < PY_MAX_FRAMES + 8; i++) {
         u64 f = w->frame;
         if (!f)

@@ -16,7 +16,8 @@
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+import threading
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from ...profile.model import FRAME_ABORT, FRAME_CPYTHON, Frame, RuntimeStack
 from ..base import MemoryReadError, ProcessMemory, Runtime
@@ -50,6 +51,9 @@ class PythonRuntime(Runtime):
         self._counts: Dict[str, int] = {}
         self._errors: Dict[str, int] = {}
         self._unsupported_logged: set = set()
+        self._forgotten: Dict[int, int] = {}  # pid -> the drain after which it is dropped
+        self._lock = threading.Lock()  # the prefetch thread and the drain share the caches
+        self._peeked: Dict[int, int] = {}  # Python stack ids already prefetched -> drain count
         self._declare()
 
     def _declare(self) -> None:
@@ -68,7 +72,13 @@ class PythonRuntime(Runtime):
         self._procs.clear()  # a new program: its map is empty
 
     def observe(self, process: Any) -> None:
+        with self._lock:
+            self._observe(process)
+
+    def _observe(self, process: Any) -> None:
         pid = process.pid
+        if self._forgotten.pop(pid, None) is not None:
+            self._drop(pid)  # exec'd (or the pid reused): detect afresh
         known = self._procs.get(pid)
         if known is not None and known[0] == process.start_time and (known[2] is not None or
                                                                        known[1] == len(process.mappings)):
@@ -106,8 +116,15 @@ class PythonRuntime(Runtime):
             self.log.info('Python frames off for pid %s: %s (its native frames are kept)', process.pid, e)
 
     def forget(self, pid: int) -> None:
-        if self._procs.pop(pid, None) is None:
+        with self._lock:
+            self._forget(pid)
+
+    def _forget(self, pid: int) -> None:
+        """The BPF program stops walking it now; what user space knows of it stays until the end
+        of the next drain, which still resolves its last samples (from the code objects cached)."""
+        if pid not in self._procs:
             return
+        self._forgotten[pid] = self.codes.drain + 1
         table = self._table
         if table is not None:
             try:
@@ -115,11 +132,42 @@ class PythonRuntime(Runtime):
             except KeyError:
                 pass
         self.memory.forget(pid)
+
+    def _drop(self, pid: int) -> None:
+        self._procs.pop(pid, None)
         self.codes.forget(pid)
         for k in [k for k in self._frames if k[0] == pid]:
             del self._frames[k]
 
+    def prefetch(self, sampler: Any) -> int:
+        """Read the code objects of the Python stacks recorded since the last look, while their
+        processes run: called every few hundred ms from the receiver's prefetch thread, so neither
+        a process that exits before the drain nor a code object freed soon after its run (a
+        module's, once imported) loses its names. Returns the code objects read."""
+        stacks = sampler.peek_python_stacks(self._peeked)
+        counts: Dict[str, int] = {}
+        for pid, codes in stacks:
+            with self._lock:
+                known = self._procs.get(pid)
+                if known is None or known[3] is None:
+                    continue
+                for code in codes:
+                    try:
+                        self.codes.get(self.memory, pid, code, known[3], known[2].code_type, counts)
+                    except (MemoryReadError, BadObject, ValueError, UnicodeDecodeError):
+                        pass  # counted when the drain resolves it
+        if len(self._peeked) > 1 << 16:
+            self._peeked.clear()
+        with self._lock:
+            for k, v in counts.items():
+                self._counts[k] = self._counts.get(k, 0) + v
+        return counts.get('code_objects_read', 0)
+
     def resolve(self, pid: int, raw: Any) -> Optional[RuntimeStack]:
+        with self._lock:
+            return self._resolve(pid, raw)
+
+    def _resolve(self, pid: int, raw: Any) -> Optional[RuntimeStack]:
         known = self._procs.get(pid)
         offsets = known[3] if known is not None else None
         counts = self._counts
@@ -168,6 +216,13 @@ class PythonRuntime(Runtime):
 
     def end_drain(self) -> None:
         """Metrics of this drain; the kernel-side counters come from the sampler's stats."""
+        with self._lock:
+            self._end_drain()
+
+    def _end_drain(self) -> None:
+        for pid in [p for p, d in self._forgotten.items() if d <= self.codes.drain]:
+            del self._forgotten[pid]
+            self._drop(pid)
         self.codes.drain += 1
         c, e = self._counts, self._errors
         self._counts, self._errors = {}, {}

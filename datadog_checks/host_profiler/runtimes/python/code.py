@@ -21,7 +21,7 @@ from .offsets import Offsets
 
 MAX_NAME = 1024
 MAX_FILENAME = 4096
-MAX_LINES_PER_CODE = 256  # instruction positions whose line is remembered
+MAX_LINES_PER_CODE = 64  # instruction positions whose line is remembered
 MAX_LINETABLE = 1 << 16  # as the OpenTelemetry profiler: bigger tables are not believed
 
 
@@ -41,7 +41,8 @@ class CodeInfo:
 
     @property
     def nbytes(self) -> int:
-        return 200 + len(self.name) + len(self.filename) + len(self.linetable) + 40 * MAX_LINES_PER_CODE
+        # what a full `lines` costs is counted from the start: the size stays the same while cached
+        return 200 + len(self.name) + len(self.filename) + len(self.linetable) + 24 * MAX_LINES_PER_CODE
 
 
 def read_str(mem: ProcessMemory, pid: int, addr: int, off: Offsets, limit: int) -> str:
@@ -144,7 +145,10 @@ class CodeCache:
             if info.validated == self.drain:
                 return info
             # once per drain: is it still the same object? (freed code objects get reused)
-            header = mem.read(pid, addr, off.code_header_size)
+            try:
+                header = mem.read(pid, addr, off.code_header_size)
+            except MemoryReadError:
+                return info  # the process exited: its last samples keep what was read while it ran
             if _key_bytes(header, off) == info.header:
                 info.validated = self.drain
                 return info
