@@ -24,10 +24,9 @@ pytestmark = [pytest.mark.integration]
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYSPLIT = os.path.join(HERE, 'workloads', 'pysplit.py')
 PYMIX = os.path.join(HERE, 'workloads', 'pymix.py')
-SECONDS = 8.0
-# the workloads sleep first: the receiver detects a process at its first sample, then the BPF
-# program walks its frames (under load that takes a second or two)
-WARM_UP = '2.5'
+SECONDS = 12.0
+# the workloads wait for a start file, written once the receiver runs (WARM_UP is replaced by its path)
+WARM_UP = '<go>'
 EVAL = '_PyEval_EvalFrameDefault'
 
 
@@ -36,14 +35,16 @@ def _profile(tmp_path, commands, **receiver):
     from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
 
     tel = Telemetry()
-    # the whole host (no pid filter): the processes start after the program is compiled and loaded
-    cfg = dict(samples_per_second=99, drain_interval=0.5, check_interval=0, lock_path=str(tmp_path / 'hp.lock'))
+    go = tmp_path / 'go'  # the workloads wait for it: they run once the program is loaded
+    procs = {label: subprocess.Popen([str(go) if a == WARM_UP else a for a in cmd], stdout=subprocess.DEVNULL)
+             for label, cmd in commands.items()}
+    cfg = dict(samples_per_second=99, drain_interval=0.5, check_interval=0, lock_path=str(tmp_path / 'hp.lock'),
+               pids=[p.pid for p in procs.values()])
     cfg.update(receiver)
     rx = Receiver(ReceiverConfig(**cfg), telemetry=tel)
-    procs = {}
     try:
         rx.start()
-        procs = {label: subprocess.Popen(cmd, stdout=subprocess.DEVNULL) for label, cmd in commands.items()}
+        go.write_text('')
         for p in procs.values():
             p.wait(SECONDS + 60)
     finally:
@@ -89,8 +90,24 @@ def _in_program(frames):
     return not any(f.function in OUTSIDE_PROGRAM for f in frames)
 
 
-def _check_split(label, samples, depth=5, min_samples=20):
+# The BPF program walks a process's frames once user space has detected it, at its first sample;
+# the samples before (tens of ms on an idle host, up to a second or two when the receiver's thread
+# is busy unwinding a loaded 2-core host) have native frames only. Past that, every sample must
+# carry the whole chain.
+MIN_WALKED = 0.7
+
+
+def _walked(frames):
+    return any(f.kind == FRAME_CPYTHON for f in frames)
+
+
+def _check_split(label, samples, depth=5, min_samples=10):
     samples = [s for s in samples if _in_program(s[0])]
+    everything = sum(c for _, c, _ in samples)
+    walked = sum(c for f, c, _ in samples if _walked(f))
+    assert walked >= MIN_WALKED * everything, '{}: {} of {} samples with Python frames'.format(
+        label, walked, everything)
+    samples = [s for s in samples if _walked(s[0])]
     total = sum(c for _, c, _ in samples)
     assert total >= min_samples, '{}: only {} samples'.format(label, total)
     split = collections.Counter()
@@ -163,12 +180,12 @@ def test_lines_are_those_of_the_calls(auto_run):
 
 def test_deep_recursion_is_truncated_and_marked(auto_run):
     samples, tel = auto_run
-    deep = [s for s in samples['deep'] if _in_program(s[0])]
+    deep = [s for s in samples['deep'] if _in_program(s[0]) and _walked(s[0])]
     total = sum(c for _, c, _ in deep)
     marked = sum(c for f, c, _ in deep if '[python stack truncated]' in _names(f))
-    leafy = sum(c for f, c, _ in deep if _names(f)[-2:] in (['heavy', 'spin'], ['light', 'spin'])
-                or _names(f)[-3:-1] in (['heavy', 'spin'], ['light', 'spin']))
-    assert total >= 20 and marked >= 0.8 * total and leafy >= 0.8 * total, (total, marked, leafy)
+    leafy = sum(c for f, c, _ in deep if [x.function for x in f if x.kind == FRAME_CPYTHON][-2:]
+                in (['heavy', 'spin'], ['light', 'spin']))
+    assert total >= 10 and marked >= 0.8 * total and leafy >= 0.8 * total, (total, marked, leafy)
     assert tel.total('runtime.python.truncated_stacks') > 0
 
 
@@ -223,11 +240,14 @@ def test_frame_pointers_mode_puts_python_on_top(requires_bpf, tmp_path):
     samples, _ = _profile(tmp_path, commands, unwinding='frame_pointers')
     for label, s in samples.items():
         s = [x for x in s if _in_program(x[0])]
+        assert sum(c for f, c, _ in s if _walked(f)) >= MIN_WALKED * sum(c for _, c, _ in s), label
+        s = [x for x in s if _walked(x[0])]
         total = sum(c for _, c, _ in s)
         good = collections.Counter()
         for frames, c, _ in s:
-            py = [f for f in frames if f.kind == FRAME_CPYTHON]
-            which = _chain_ok(py, 5)
-            if which and frames[-1].kind == FRAME_CPYTHON or (which and frames[-2].kind == FRAME_CPYTHON):
+            which = _chain_ok(frames, 5)
+            # the Python frames start the stack (what the walk found below the eval loop is dropped)
+            # and no eval-loop frame is left; native frames the leaf called stay on top
+            if which and frames[0].function == '<module>' and EVAL not in _names(frames):
                 good[which] += c
-        assert total >= 20 and sum(good.values()) >= 0.9 * total, (label, total, good)
+        assert total >= 10 and sum(good.values()) >= 0.9 * total, (label, total, good)

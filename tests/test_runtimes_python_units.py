@@ -116,6 +116,8 @@ def test_interleave_frame_pointers_puts_the_rest_at_the_root():
     segs = ((_frame('a'),), (_frame('b'),), (_frame('c'),))
     fp = RuntimeStack(segs, frozenset({'_PyEval_EvalFrameDefault'}), native_ends_at_interpreter=True)
     assert [f.function for f in interleave(native, fp)] == ['leaf_c', 'a', 'b', 'c']
+    one_segment = RuntimeStack(segs[:1], frozenset({'_PyEval_EvalFrameDefault'}), native_ends_at_interpreter=True)
+    assert [f.function for f in interleave(native, one_segment)] == ['leaf_c', 'a']
     dwarf = RuntimeStack(segs, frozenset({'_PyEval_EvalFrameDefault'}))
     assert [f.function for f in interleave(native, dwarf)] == ['leaf_c', 'a', 'garbage', 'b', 'c']
     # more eval frames than segments: the extra ones stay native

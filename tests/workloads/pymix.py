@@ -1,12 +1,14 @@
 """Python workload with threads, a generator, asyncio and a C-extension callback
-(``sorted(key=...)``), for argv[1] seconds after sleeping argv[2] seconds. Each thread spins in its own named function."""
+(``sorted(key=...)``), for argv[1] seconds after sleeping argv[2] seconds
+(or until the file it names exists). Each thread spins in its own named function."""
 import asyncio
 import sys
 import threading
 import time
 
-WARM_UP = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-END = time.time() + WARM_UP + (float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
+WARM_UP = sys.argv[2] if len(sys.argv) > 2 else '0'
+SECONDS = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+END = 0.0
 
 
 def spin(n):
@@ -57,8 +59,21 @@ def sleeper():
         time.sleep(0.05)
 
 
+def warm_up():
+    """Sleep WARM_UP seconds, or until the file WARM_UP names exists (a test's start signal)."""
+    try:
+        time.sleep(float(WARM_UP))
+    except ValueError:
+        import os
+
+        while not os.path.exists(WARM_UP):
+            time.sleep(0.01)
+
+
 def main():
-    time.sleep(WARM_UP)
+    global END
+    warm_up()
+    END = time.time() + SECONDS
     threads = [threading.Thread(target=f, name=f.__name__) for f in (generator_consumer, asyncio_thread, sleeper)]
     for t in threads:
         t.start()

@@ -1,11 +1,11 @@
 """Python workload with known functions: a 3:1 split between ``heavy`` and ``light`` under a
 recursion of ``descend`` argv[2] deep (default 5), run for argv[1] seconds after sleeping argv[3]
-seconds (default 0: a profiler learns of a process at its first sample). Runs on CPython 3.6+."""
+seconds, or until the file it names exists (a profiler learns of a process at its first sample). Runs on CPython 3.6+."""
 import sys
 import time
 
 DEPTH = int(sys.argv[2]) if len(sys.argv) > 2 else 5
-WARM_UP = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+WARM_UP = sys.argv[3] if len(sys.argv) > 3 else '0'
 
 
 def spin(n):
@@ -38,8 +38,19 @@ class Worker:
             descend(DEPTH)
 
 
+def warm_up():
+    """Sleep WARM_UP seconds, or until the file WARM_UP names exists (a test's start signal)."""
+    try:
+        time.sleep(float(WARM_UP))
+    except ValueError:
+        import os
+
+        while not os.path.exists(WARM_UP):
+            time.sleep(0.01)
+
+
 def main():
-    time.sleep(WARM_UP)
+    warm_up()
     Worker().run(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0)
 
 

@@ -98,8 +98,8 @@ def interleave(native: Sequence[Frame], runtime: RuntimeStack) -> Tuple[Frame, .
     The i-th native frame (leaf first) named in ``runtime.interpreter_functions`` is replaced by
     segment i. Segments left over (the native unwinding stopped, or lost an interpreter frame) go
     below the last native frame; with ``native_ends_at_interpreter`` (frame pointers cannot pass
-    the eval loop) they replace what the walk found below the last interpreter frame instead, which
-    is not a real caller. Interpreter frames left over (C calls of the eval loop that had not
+    the eval loop) what the walk found below the last interpreter frame is dropped (it is not a
+    real caller, at best a lucky one) and the Python frames end the stack. Interpreter frames left over (C calls of the eval loop that had not
     pushed a Python frame yet) stay native.
     """
     segments = runtime.segments
@@ -114,11 +114,10 @@ def interleave(native: Sequence[Frame], runtime: RuntimeStack) -> Tuple[Frame, .
             last = len(out)
         else:
             out.append(f)
-    if i < len(segments):
-        if runtime.native_ends_at_interpreter and last >= 0:
-            del out[last:]
-        for seg in segments[i:]:
-            out.extend(seg)
+    if runtime.native_ends_at_interpreter and last >= 0:
+        del out[last:]
+    for seg in segments[i:]:
+        out.extend(seg)
     return tuple(out)
 
 

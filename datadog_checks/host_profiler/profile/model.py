@@ -100,8 +100,8 @@ class RuntimeStack:
     """The frames of one interpreted runtime in one sample, leaf first, cut into segments: segment
     i is what the i-th native frame of the interpreter loop (leaf first) was running, and replaces
     that frame (``interpreter_functions`` names them). ``native_ends_at_interpreter``: the native
-    unwinding cannot pass an interpreter frame (frame pointers), so the segments left over go at
-    the root in place of the native frames below the last one replaced."""
+    unwinding cannot pass an interpreter frame (frame pointers), so the native frames below the
+    last one replaced are dropped and the segments left over end the stack."""
 
     segments: Tuple[Tuple[Frame, ...], ...]
     interpreter_functions: FrozenSet[str]

@@ -110,13 +110,7 @@ def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> 
                 raise NotPython('unsupported_arch', '{}: {}'.format(path, elf['e_machine']))
             loads = tuple((s['p_offset'], s['p_vaddr'], s['p_filesz']) for s in elf.iter_segments()
                           if s['p_type'] == 'PT_LOAD')
-            dynsym = elf.get_section_by_name('.dynsym')
-            symbols = {}
-            if dynsym is not None:
-                for name in SYMBOLS:
-                    found = dynsym.get_symbol_by_name(name)
-                    if found:
-                        symbols[name] = found[0]['st_value']
+            symbols = _dynamic_symbols(elf, f, SYMBOLS)
             version = None
             if symbols.get('Py_Version'):
                 version = _read_vaddr(f, loads, symbols['Py_Version'], 4)
@@ -132,6 +126,36 @@ def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> 
         _file_cache.clear()
     _file_cache[key] = info
     return info
+
+
+def _dynamic_symbols(elf: ELFFile, f, names) -> Dict[str, int]:
+    """name -> st_value of a few .dynsym symbols. pyelftools' get_symbol_by_name parses every
+    symbol in Python (a second for libpython on a busy host, while the process runs unprofiled):
+    the names are found in .dynstr, then the table is scanned in C with struct.iter_unpack."""
+    dynsym = elf.get_section_by_name('.dynsym')
+    dynstr = elf.get_section_by_name('.dynstr')
+    if dynsym is None or dynstr is None or dynsym['sh_entsize'] != 24:
+        return {}
+    if dynsym['sh_size'] > 64 << 20 or dynstr['sh_size'] > 64 << 20:
+        raise ValueError('symbol table too large')
+    f.seek(dynstr['sh_offset'])
+    strtab = f.read(dynstr['sh_size'])
+    offsets = {}
+    for name in names:
+        needle = b'\0' + name.encode() + b'\0'
+        at = strtab.find(needle)
+        if at >= 0:
+            offsets[at + 1] = name
+    if not offsets:
+        return {}
+    f.seek(dynsym['sh_offset'])
+    table = f.read(dynsym['sh_size'] - dynsym['sh_size'] % 24)
+    out: Dict[str, int] = {}
+    for st_name, _info, _other, shndx, value, _size in struct.iter_unpack('<IBBHQQ', table):
+        name = offsets.get(st_name)
+        if name is not None and shndx != 0 and value:
+            out[name] = value
+    return out
 
 
 def _read_vaddr(f, loads, vaddr: int, size: int) -> Optional[bytes]:
