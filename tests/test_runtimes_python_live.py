@@ -8,8 +8,6 @@ puts them where the native `_PyEval_EvalFrameDefault` frames were."""
 import collections
 import os
 import subprocess
-import sys
-import time
 
 import pytest
 
@@ -30,8 +28,9 @@ WARM_UP = '<go>'
 EVAL = '_PyEval_EvalFrameDefault'
 
 
-def _profile(tmp_path, commands, **receiver):
-    """{label: [(root-first frames, count, tid)]} of the commands run at once under one receiver."""
+def _profile(tmp_path, commands, whole_host=False, **receiver):
+    """{label: [(root-first frames, count, tid)]} of the commands run at once under one receiver
+    (and {'pid:N': ...} for every other process sampled, with ``whole_host``)."""
     from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
 
     tel = Telemetry()
@@ -39,7 +38,7 @@ def _profile(tmp_path, commands, **receiver):
     procs = {label: subprocess.Popen([str(go) if a == WARM_UP else a for a in cmd], stdout=subprocess.DEVNULL)
              for label, cmd in commands.items()}
     cfg = dict(samples_per_second=99, drain_interval=0.5, check_interval=0, lock_path=str(tmp_path / 'hp.lock'),
-               pids=[p.pid for p in procs.values()])
+               pids=[] if whole_host else [p.pid for p in procs.values()])
     cfg.update(receiver)
     rx = Receiver(ReceiverConfig(**cfg), telemetry=tel)
     try:
@@ -59,8 +58,10 @@ def _profile(tmp_path, commands, **receiver):
     by_pid = {r.pid: r for r in profile.resources}
     out = {}
     for label, p in procs.items():
-        r = by_pid.get(p.pid)
+        r = by_pid.pop(p.pid, None)
         out[label] = [(list(reversed(s.frames)), s.value, s.thread_id) for s in (r.samples if r else [])]
+    for pid, r in by_pid.items():
+        out['pid:{}'.format(pid)] = [(list(reversed(s.frames)), s.value, s.thread_id) for s in r.samples]
     return out, tel
 
 
@@ -251,3 +252,21 @@ def test_frame_pointers_mode_puts_python_on_top(requires_bpf, tmp_path):
             if which and frames[0].function == '<module>' and EVAL not in _names(frames):
                 good[which] += c
         assert total >= 10 and sum(good.values()) >= 0.9 * total, (label, total, good)
+
+
+def test_fork_child_gets_its_own_python_stacks(requires_bpf, tmp_path):
+    """A forked child is a new process with the parent's memory: detected at its first sample."""
+    samples, _ = _profile(tmp_path, {'parent': [DEBIAN_PYTHON, os.path.join(HERE, 'workloads', 'pyfork.py'),
+                                                str(SECONDS / 2), WARM_UP]}, whole_host=True, unwinding='auto')
+
+    def share(stacks, fn):
+        total = sum(c for f, c, _ in stacks if _in_program(f))
+        return total, sum(c for f, c, _ in stacks if _in_program(f) and fn in _names(f))
+
+    total, parent = share(samples['parent'], 'parent_work')
+    assert total >= 10 and parent >= 0.7 * total, (total, parent)
+    children = [(k, share(v, 'child_work')) for k, v in samples.items() if k.startswith('pid:')]
+    child = [(k, t, n) for k, (t, n) in children if n]
+    assert len(child) == 1, children
+    _, t, n = child[0]
+    assert t >= 10 and n >= 0.7 * t, child

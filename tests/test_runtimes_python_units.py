@@ -8,8 +8,6 @@ import os
 import random
 import struct
 import subprocess
-import sys
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -135,7 +133,7 @@ def test_btf_fsbase_offset_matches_bpftool():
                          capture_output=True, text=True, check=True).stdout.splitlines()
 
     def member(struct_name, name):
-        start = next(i for i, l in enumerate(raw) if "STRUCT '{}'".format(struct_name) in l)
+        start = next(i for i, text in enumerate(raw) if "STRUCT '{}'".format(struct_name) in text)
         for line in raw[start + 1:]:
             if not line.startswith('\t'):
                 break

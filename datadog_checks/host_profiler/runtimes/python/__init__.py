@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ...profile.model import FRAME_ABORT, FRAME_CPYTHON, Frame, RuntimeStack
 from ..base import MemoryReadError, ProcessMemory, Runtime

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 from ..base import MemoryReadError, ProcessMemory
 from .lines import line_310, line_311, line_lnotab
