@@ -160,10 +160,14 @@ def test_known_split_auto(auto_run, label, path):
     with_chain = [(f, c) for f, c, _ in samples if _chain_ok(f, 5)]
     leftover = sum(c for f, c in with_chain if EVAL in _names(f))
     assert leftover <= 0.05 * sum(c for _, c in with_chain), label
-    for frames, _ in with_chain[:20]:
+    below = 0
+    for frames, _ in with_chain:
         i = _names(frames).index('<module>')
-        assert i > 0 and frames[i - 1].kind != FRAME_CPYTHON and frames[i - 1].function != EVAL, label
+        # a native caller under <module> (not when a stack copy was lost and the sample fell back to
+        # a frame-pointer walk, or the native unwinding stopped early)
+        below += i > 0 and frames[i - 1].kind != FRAME_CPYTHON and frames[i - 1].function != EVAL
         assert all(f.source_file.endswith('pysplit.py') and f.line > 0 for f in frames[i:] if f.kind == FRAME_CPYTHON)
+    assert below >= 0.8 * len(with_chain), (label, below, len(with_chain))
 
 
 def test_lines_are_those_of_the_calls(auto_run):
