@@ -171,3 +171,34 @@ def test_detect_and_read_code_objects_of_a_live_interpreter(label, path, tmp_pat
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_python_frames_in_otlp_pprof_and_folded():
+    """A built profile with interleaved Python frames, through the real encoders."""
+    from datadog_checks.host_profiler.profile import otlp, pprof
+    from datadog_checks.host_profiler.profile.builder import build_profile
+    from datadog_checks.host_profiler.profile.folded import to_folded
+    from datadog_checks.host_profiler.profile.model import RawSample
+
+    py = RuntimeStack(((Frame('Worker.spin', 0, FRAME_CPYTHON, None, '/app/w.py', 12),
+                        Frame('<module>', 0, FRAME_CPYTHON, None, '/app/w.py', 30)),),
+                      frozenset({'_PyEval_EvalFrameDefault'}))
+    raw = RawSample(7, 7, 'python3', (0x10, 0x20, 0x30), (), 5, runtime_stack=py)
+    names = {0x10: 'PyLong_FromLong', 0x20: '_PyEval_EvalFrameDefault', 0x30: 'Py_RunMain'}
+    profile = build_profile([raw], lambda pid: None, lambda proc, addrs: [Frame(names[a], a) for a in addrs],
+                            lambda addrs: [], time_unix_nano=1, duration_nano=1, period_nano=1)
+    assert to_folded(profile).strip() == 'python3;Py_RunMain;<module>;Worker.spin;PyLong_FromLong 5'
+    data = otlp.decode_bytes(otlp.encode_bytes(profile))
+    assert not otlp.validate(data)
+    d = data.dictionary
+    found = {}
+    for loc in d.location_table[1:]:
+        fn = d.function_table[loc.lines[0].function_index]
+        types = {d.string_table[d.attribute_table[i].key_strindex]: d.attribute_table[i].value.string_value
+                 for i in loc.attribute_indices}
+        found[d.string_table[fn.name_strindex]] = (d.string_table[fn.filename_strindex], loc.lines[0].line,
+                                                   loc.mapping_index, types['profile.frame.type'])
+    assert found['Worker.spin'] == ('/app/w.py', 12, 0, 'cpython')
+    assert found['<module>'] == ('/app/w.py', 30, 0, 'cpython')
+    assert found['PyLong_FromLong'][3] == 'native'
+    assert b'Worker.spin' in pprof.encode_raw(profile) and b'/app/w.py' in pprof.encode_raw(profile)
