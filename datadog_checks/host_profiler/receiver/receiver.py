@@ -35,6 +35,8 @@ MAP_NAMES = ('counts', 'stacks', 'off_cpu_counts', 'off_cpu_stacks')
 # libc), and when the pid first shows up in a drain.
 YOUNG_PROCESS_S = 0.5
 EXEC_REREAD_DELAY_S = 0.015
+# A runtime whose library the loader has not mapped yet asks for the maps again this soon
+RUNTIME_REREAD_DELAY_S = 0.02
 # Re-read the maps of a process whose leaf address falls outside every known mapping (dlopen),
 # at most this often per process.
 MAPS_REFRESH_MIN_S = 2.0
@@ -358,7 +360,10 @@ class Receiver:
         """Runtimes detect their processes at first sight (and after a re-read of the mappings)."""
         if info is not None and info.exited_at is None and self.runtimes:
             try:
-                self.runtimes.observe(info)
+                if (self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S
+                        and len(self._reread) < self.config.max_processes):
+                    # its interpreter library is not mapped yet: read its maps again shortly
+                    self._reread.setdefault(info.pid, time.monotonic() + RUNTIME_REREAD_DELAY_S)
             except Exception:  # noqa: BLE001 - a runtime must not stop the sampler thread
                 if self.log:
                     self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)

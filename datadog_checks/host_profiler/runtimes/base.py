@@ -15,8 +15,9 @@ class Runtime:
     """One interpreted runtime. Called from the receiver's thread only.
 
     - ``attach(sampler)``: the BPF program is loaded; take its maps (``sampler.table(name)``).
-    - ``observe(process)``: a process was first sampled (or its mappings re-read): detect it
-      from its mappings and, if it is ours, give the BPF program its state.
+    - ``observe(process) -> bool``: a process was first sampled (or its mappings re-read): detect
+      it from its mappings and, if it is ours, give the BPF program its state. True asks for its
+      mappings to be read again soon (a library the loader has not mapped yet).
     - ``forget(pid)``: the process exited or exec'd: remove its state.
     - ``resolve(pid, raw)``: what the BPF program recorded for one sample (``raw[0] == kind``)
       -> a ``RuntimeStack``, or None (the sample keeps its native frames).
@@ -29,7 +30,7 @@ class Runtime:
     def attach(self, sampler: Any) -> None:
         raise NotImplementedError
 
-    def observe(self, process: Any) -> None:
+    def observe(self, process: Any) -> bool:
         raise NotImplementedError
 
     def forget(self, pid: int) -> None:
@@ -64,9 +65,11 @@ class Runtimes:
         for r in self.runtimes:
             r.attach(sampler)
 
-    def observe(self, process: Any) -> None:
+    def observe(self, process: Any) -> bool:
+        again = False
         for r in self.runtimes:
-            r.observe(process)
+            again = bool(r.observe(process)) or again
+        return again
 
     def forget(self, pid: int) -> None:
         for r in self.runtimes:

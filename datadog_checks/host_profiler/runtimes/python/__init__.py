@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Tuple
 from ...profile.model import FRAME_ABORT, FRAME_CPYTHON, Frame, RuntimeStack
 from ..base import MemoryReadError, ProcessMemory, Runtime
 from .code import BadObject, CodeCache, line_of
-from .detect import Interpreter, NotPython, detect
+from .detect import Interpreter, NotPython, NotYet, detect
 from .offsets import Offsets, offsets_for
 
 __all__ = ['PythonRuntime']
@@ -71,9 +71,13 @@ class PythonRuntime(Runtime):
         self._table = sampler.table('py_procs')
         self._procs.clear()  # a new program: its map is empty
 
-    def observe(self, process: Any) -> None:
+    def observe(self, process: Any) -> bool:
         with self._lock:
-            self._observe(process)
+            try:
+                self._observe(process)
+            except NotYet:
+                return True
+            return False
 
     def _observe(self, process: Any) -> None:
         pid = process.pid
@@ -85,7 +89,7 @@ class PythonRuntime(Runtime):
             return  # seen with these mappings already
         interp = offsets = None
         try:
-            interp = detect(process)
+            interp = detect(process)  # NotYet goes to observe(): nothing is remembered
             if interp is not None:
                 offsets = offsets_for(interp.file.major, interp.file.minor)
                 if offsets is None:

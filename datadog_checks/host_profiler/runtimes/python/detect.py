@@ -27,6 +27,10 @@ MAX_FILE_BYTES = 1 << 30
 SYMBOLS = ('_PyRuntime', 'Py_Version', 'PyCode_Type', 'PyUnicode_Type')
 
 
+class NotYet(Exception):
+    """A shared build's executable is mapped but not its libpython yet (the loader runs): look again soon."""
+
+
 class NotPython(Exception):
     """Carries the reason (a metric tag) a process is not profiled as Python."""
 
@@ -184,7 +188,7 @@ def detect(process) -> Optional[Interpreter]:
     info = read_interpreter_file(path, open_path_of(process, path), major, minor)
     runtime = info.symbol('_PyRuntime')
     if not runtime and not LIB_RE.search(path):
-        return None  # a shared build's executable, its libpython not mapped yet (the loader runs)
+        raise NotYet(path)  # a shared build's executable, its libpython not mapped yet (the loader runs)
     if not runtime:
         raise NotPython('no_runtime_symbol', '{} exports no _PyRuntime'.format(path))
     bias = info.bias(m.start, m.offset)
