@@ -274,3 +274,31 @@ def test_fork_child_gets_its_own_python_stacks(requires_bpf, tmp_path):
     assert len(child) == 1, children
     _, t, n = child[0]
     assert t >= 10 and n >= 0.7 * t, child
+
+
+def test_interpreter_in_a_chroot_of_its_own_mount_namespace(requires_bpf, tmp_path):
+    """A container-like process: its interpreter's path exists only in its own mount namespace
+    and root, so only /proc/PID/root finds the file."""
+    import shutil
+
+    if not shutil.which('unshare') or not shutil.which('chroot'):
+        pytest.skip('needs unshare and chroot (util-linux, coreutils)')
+    root = tmp_path / 'root'
+    for d in ('usr', 'lib', 'lib64', 'etc', 'work', 'opt/hidden'):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / 'opt/hidden/python3.11').touch()
+    shutil.copy(PYSPLIT, root / 'work' / 'pysplit.py')
+    script = ('mount --bind /usr {r}/usr && mount --bind /lib {r}/lib && mount --bind /lib64 {r}/lib64 && '
+              'mount --bind /etc {r}/etc && mount --bind {py} {r}/opt/hidden/python3.11 && '
+              'while [ ! -e {go} ]; do sleep 0.01; done && '
+              'exec chroot {r} /opt/hidden/python3.11 /work/pysplit.py {s} 5 0').format(
+                  r=root, py=DEBIAN_PYTHON, s=SECONDS / 2, go=tmp_path / 'go')  # _profile writes go
+    cmd = ['unshare', '--mount', '--propagation', 'private', 'sh', '-c', script]
+    samples, tel = _profile(tmp_path, {'chroot': cmd}, unwinding='auto')
+    assert not os.path.exists('/opt/hidden/python3.11')
+    s = [x for x in samples['chroot'] if _in_program(x[0])]
+    total = sum(c for _, c, _ in s)
+    good = sum(c for f, c, _ in s if _chain_ok(f, 5))
+    assert total >= 10 and good >= 0.8 * total, (total, good)
+    assert all(f.source_file == '/work/pysplit.py' for f, _, _ in s for f in f if f.kind == FRAME_CPYTHON
+               and f.function == 'heavy')

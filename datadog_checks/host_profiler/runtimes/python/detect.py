@@ -6,7 +6,8 @@
 Only the mappings count (never comm or argv): the executable ``python3.X`` or the library
 ``libpython3.X*.so*`` (a shared build maps its executable too, but the interpreter is in the
 library). /proc/PID/maps shows resolved paths, so a symlinked interpreter (a venv's bin/python)
-shows as the real file. The file is opened under the process's root (containers). Symbols come
+shows as the real file. The file is opened through /proc/PID/map_files (the very file mapped, in
+any namespace), else under the process's root (containers). Symbols come
 from ``.dynsym``, which even stripped distribution builds keep: ``_PyRuntime`` (3.7+),
 ``Py_Version`` (3.11+: the exact version), ``PyCode_Type`` (to validate code objects).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
@@ -98,10 +100,10 @@ _file_cache: Dict[tuple, InterpreterFile] = {}
 def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> InterpreterFile:
     """Symbols and version of an interpreter file (cached by dev, inode, size, mtime)."""
     try:
-        st = os.stat(open_path)
+        st = os.stat(open_path)  # follows a map_files link to the mapped file
     except OSError as e:
         raise NotPython('file_unreadable', '{}: {}'.format(path, e.strerror))
-    if not os.path.isfile(open_path) or st.st_size > MAX_FILE_BYTES:
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
         raise NotPython('file_unreadable', '{}: not a regular file or too large'.format(path))
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _file_cache.get(key)
@@ -171,8 +173,14 @@ def _read_vaddr(f, loads, vaddr: int, size: int) -> Optional[bytes]:
     return None
 
 
-def open_path_of(process, path: str) -> str:
-    """The path to open for a file the process maps: under its root when it has its own."""
+def open_path_of(process, path: str, mapping=None) -> str:
+    """The path to open for a file the process maps. /proc/PID/map_files/START-END opens the very
+    file mapped whatever the namespaces (a chroot in a private mount namespace shows a maps path
+    that names another file from ours); else the path under the process's root."""
+    if mapping is not None:
+        direct = '/proc/{}/map_files/{:x}-{:x}'.format(process.pid, mapping.start, mapping.end)
+        if os.path.exists(direct):
+            return direct
     root = getattr(process, 'root', '') or '/proc/{}/root'.format(process.pid)
     return root.rstrip('/') + path if root != '/' else path
 
@@ -185,7 +193,7 @@ def detect(process) -> Optional[Interpreter]:
         return None
     m, major, minor = found
     path = m.path[:-len(' (deleted)')] if m.path.endswith(' (deleted)') else m.path
-    info = read_interpreter_file(path, open_path_of(process, path), major, minor)
+    info = read_interpreter_file(path, open_path_of(process, path, m), major, minor)
     runtime = info.symbol('_PyRuntime')
     if not runtime and not LIB_RE.search(path):
         raise NotYet(path)  # a shared build's executable, its libpython not mapped yet (the loader runs)
