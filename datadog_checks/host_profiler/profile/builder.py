@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .model import FRAME_ABORT, FRAME_KERNEL, FRAME_NATIVE, OFF_CPU_TIME, Frame, Profile, RawSample, Resource, Sample
+from .model import (FRAME_ABORT, FRAME_KERNEL, FRAME_NATIVE, OFF_CPU_TIME, Frame, Profile, RawSample, Resource,
+                    RuntimeStack, Sample)
 
 # Marker frames placed at the root of a stack that is known to be incomplete.
 TRUNCATED_FRAME = Frame(function='[truncated]', address=0, kind=FRAME_ABORT)
@@ -107,6 +108,35 @@ def _symbolize(
     return tuple(map(cache.__getitem__, addresses))
 
 
+def interleave(native: Sequence[Frame], runtime: RuntimeStack) -> Tuple[Frame, ...]:
+    """User frames (leaf first) with the runtime's segments in place of its interpreter frames.
+
+    The i-th native frame (leaf first) named in ``runtime.interpreter_functions`` is replaced by
+    segment i. Segments left over (the native unwinding stopped, or lost an interpreter frame) go
+    below the last native frame; with ``native_ends_at_interpreter`` (frame pointers cannot pass
+    the eval loop) what the walk found below the last interpreter frame is dropped (it is not a
+    real caller, at best a lucky one) and the Python frames end the stack. Interpreter frames left over (C calls of the eval loop that had not
+    pushed a Python frame yet) stay native.
+    """
+    segments = runtime.segments
+    names = runtime.interpreter_functions
+    out: List[Frame] = []
+    i = 0
+    last = -1  # index in `out` after the last segment placed
+    for f in native:
+        if i < len(segments) and f.function in names:
+            out.extend(segments[i])
+            i += 1
+            last = len(out)
+        else:
+            out.append(f)
+    if runtime.native_ends_at_interpreter and last >= 0:
+        del out[last:]
+    for seg in segments[i:]:
+        out.extend(seg)
+    return tuple(out)
+
+
 def build_profile(
     samples: Iterable[RawSample],
     resolve_process: ResolveProcess,
@@ -132,10 +162,14 @@ def build_profile(
     """
     # 1. Merge identical keys (the kernel aggregates per drain; two drains may repeat keys).
     merged: Dict[Tuple, int] = {}
+    runtime_of: Dict[Tuple, Optional[RuntimeStack]] = {}
     for s in samples:
         key = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.truncated, s.user_stack_lost, s.value_type,
-               s.link, s.context_attributes)
+               s.link, s.context_attributes,
+               id(s.runtime_stack) if isinstance(s.runtime_stack, RuntimeStack) else 0)
         merged[key] = merged.get(key, 0) + s.count
+        if key[-1]:
+            runtime_of[key] = s.runtime_stack
 
     processes: Dict[int, Any] = {}
     comms: Dict[int, str] = {}
@@ -146,7 +180,8 @@ def build_profile(
     stack_cache: Dict[Tuple, Tuple[Frame, ...]] = {}
     resources: Dict[int, Resource] = {}
 
-    for (pid, tid, comm, ustack, kstack, truncated, lost, value_type, link, context_attrs), value in merged.items():
+    for mkey, value in merged.items():
+        pid, tid, comm, ustack, kstack, truncated, lost, value_type, link, context_attrs, rid = mkey
         if value <= 0:
             continue
         if pid not in processes:
@@ -161,7 +196,7 @@ def build_profile(
         elif tid == pid and not _registry_comm(process):
             comms[pid] = comm
 
-        skey = (pid, ustack, kstack, truncated, lost)
+        skey = (pid, ustack, kstack, truncated, lost, rid)
         frames = stack_cache.get(skey)
         if frames is None:
             kframes = kernel_cache.get(kstack) if kstack else ()
@@ -178,6 +213,8 @@ def build_profile(
                 uframes = user_cache[ukey] = _symbolize(
                     ustack, addr_cache, symbolize_user, (process,), FRAME_NATIVE
                 )
+            if rid:
+                uframes = interleave(uframes, runtime_of[mkey])
             frames = kframes + uframes
             if lost:
                 frames += (USER_STACK_LOST_FRAME,)

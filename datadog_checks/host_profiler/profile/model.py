@@ -11,7 +11,7 @@ addresses into ``Frame``; ``profile.builder`` groups samples per process into a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 # profile.frame.type values, as the OTel eBPF profiler names them.
 FRAME_KERNEL = 'kernel'
@@ -19,6 +19,7 @@ FRAME_NATIVE = 'native'
 FRAME_GO = 'go'
 FRAME_JIT = 'jit'  # resolved from /tmp/perf-PID.map
 FRAME_ABORT = 'abort'  # marks a truncated stack
+FRAME_CPYTHON = 'cpython'  # a Python function (runtimes/python)
 
 BUILD_ID_GNU = 'gnu'
 BUILD_ID_GO = 'go'
@@ -66,6 +67,9 @@ class RawSample:
     value_type: ValueType = CPU_SAMPLES
     truncated: bool = False  # the user stack was cut (depth limit or copy size)
     user_stack_lost: bool = False  # the stack id was lost (map full / collision)
+    # Frames of an interpreted runtime, interleaved with the user stack by profile.builder: what the
+    # BPF program recorded (the sampler), then a RuntimeStack (the receiver resolves it at the drain)
+    runtime_stack: Any = None
     link: Optional[SpanLink] = None  # the span the thread was in (thread context), if any
     # the thread context's attributes, keys resolved through the process's key map (OTEP 4947)
     context_attributes: Tuple[Tuple[str, str], ...] = ()
@@ -109,6 +113,20 @@ class Frame:
         if self.mapping is None:
             return self.address
         return self.address - self.mapping.start + self.mapping.file_offset
+
+
+@dataclass(frozen=True)
+class RuntimeStack:
+    """The frames of one interpreted runtime in one sample, leaf first, cut into segments: segment
+    i is what the i-th native frame of the interpreter loop (leaf first) was running, and replaces
+    that frame (``interpreter_functions`` names them). ``native_ends_at_interpreter``: the native
+    unwinding cannot pass an interpreter frame (frame pointers), so the native frames below the
+    last one replaced are dropped and the segments left over end the stack."""
+
+    segments: Tuple[Tuple[Frame, ...], ...]
+    interpreter_functions: FrozenSet[str]
+    truncated: bool = False
+    native_ends_at_interpreter: bool = False
 
 
 @dataclass(frozen=True)

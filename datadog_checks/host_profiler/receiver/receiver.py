@@ -11,6 +11,7 @@ The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import os
@@ -36,6 +37,8 @@ MAP_NAMES = ('counts', 'stacks', 'off_cpu_counts', 'off_cpu_stacks')
 # libc), and when the pid first shows up in a drain.
 YOUNG_PROCESS_S = 0.5
 EXEC_REREAD_DELAY_S = 0.015
+# A runtime whose library the loader has not mapped yet asks for the maps again this soon
+RUNTIME_REREAD_DELAY_S = 0.02
 # Re-read the maps of a process whose leaf address falls outside every known mapping (dlopen),
 # at most this often per process.
 MAPS_REFRESH_MIN_S = 2.0
@@ -43,6 +46,9 @@ FIRST_DRAIN_S = 0.2
 OWN_LOCK_WAIT_S = 3.0
 # dwarf/auto: share of each drain interval that may go to compiling CFI tables (see unwind/tables.py)
 UNWIND_BUILD_BUDGET = 0.5
+# Runtimes read what the recorded frames point to (Python code objects) this often, from their own
+# thread: the drain may come late (CFI builds on a busy host), by when a process may have exited.
+PREFETCH_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -60,6 +66,7 @@ class ReceiverConfig(SamplerConfig):
     # the instance's receiver.symbolizer section: the CFI table cache takes its share of memory_budget_mb
     # (unwind.tables.split_memory_budget; the pipeline's symbolizer gets the rest)
     symbolizer: Dict[str, Any] = field(default_factory=dict)
+    python: str = 'auto'  # Python frames (runtimes/python): auto | off
 
 
 @dataclass
@@ -166,6 +173,14 @@ class Receiver:
         # OTel thread contexts (OTEP 4947): a sampled thread's copied record -> RawSample.link and
         # .context_attributes, with the key map of ProcessInfo.otel_context (the copy itself is BPF's)
         self.thread_contexts = ThreadContextDecoder(self.telemetry)
+        from ..runtimes import Runtimes
+
+        runtimes = []
+        if self.config.python == 'auto':
+            from ..runtimes.python import PythonRuntime
+
+            runtimes.append(PythonRuntime(self.telemetry, log, frame_pointers=self.config.unwinding == 'frame_pointers'))
+        self.runtimes = Runtimes(runtimes)
         self.stopped_reason = ''
         self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0
@@ -214,6 +229,10 @@ class Receiver:
                 self._release_lock()
                 raise
             self._sampler = sampler
+            self.runtimes.attach(sampler)
+            for info in list(self.registry):  # processes known before a restart
+                if info.exited_at is None:
+                    self.runtimes.observe(info)
             self.compile_seconds = sampler.compile_seconds
             self.startup_seconds = time.monotonic() - t0
             self._last_heartbeat = time.monotonic()
@@ -221,6 +240,9 @@ class Receiver:
             self.telemetry.gauge('sampler.running', 1)
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
+            if self.runtimes:
+                threading.Thread(target=self._prefetch, args=(sampler,), name='host_profiler-runtimes',
+                                 daemon=True).start()
 
     def program_ids(self) -> Dict[int, str]:
         """Kernel ids of the sampler's BPF programs -> name ({} when not running)."""
@@ -284,6 +306,7 @@ class Receiver:
                     for pid in [p for p, t in self._reread.items() if t <= now]:
                         del self._reread[pid]
                         self.registry.refresh_mappings(pid, fresh=True)
+                        self._observe(self.registry.get(pid))
                 if now >= next_drain:
                     self._drain_once(sampler)
                     next_drain += cfg.drain_interval
@@ -301,6 +324,7 @@ class Receiver:
                 self.log.error('host_profiler sampler thread failed: %s', e, exc_info=True)
         finally:
             sampler.close()
+            self.runtimes.close()
             self._release_lock()
             self._stop.set()
             self.telemetry.gauge('sampler.running', 0)
@@ -310,6 +334,14 @@ class Receiver:
                 except Exception as e:  # noqa: BLE001
                     if self.log:
                         self.log.warning('host_profiler sampler stop hook failed: %s', e)
+
+    def _prefetch(self, sampler: Sampler) -> None:
+        while not self._stop.wait(PREFETCH_INTERVAL_S):
+            try:
+                self.runtimes.prefetch(sampler)
+            except Exception:  # noqa: BLE001 - a failed look is retried at the next one
+                if self.log:
+                    self.log.debug('runtime prefetch failed', exc_info=True)
 
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
@@ -324,6 +356,7 @@ class Receiver:
             # processes is twice the registry), so its exit may have gone unseen and the pid may
             # belong to another process now: compare start times.
             info, gone = self.registry.ensure(ev.pid, check_start=True)
+            self._observe(info)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
             elif (info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S
@@ -332,10 +365,24 @@ class Receiver:
                 self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
         elif ev.kind == 'exec':  # of a process sampled before (see bpf/sampler.c)
             self._reread.pop(ev.pid, None)
+            self.runtimes.forget(ev.pid)
             self.registry.on_exec(ev.pid)
         else:
             self._reread.pop(ev.pid, None)
+            self.runtimes.forget(ev.pid)
             self.registry.on_exit(ev.pid)
+
+    def _observe(self, info) -> None:
+        """Runtimes detect their processes at first sight (and after a re-read of the mappings)."""
+        if info is not None and info.exited_at is None and self.runtimes:
+            try:
+                if (self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S
+                        and len(self._reread) < self.config.max_processes):
+                    # its interpreter library is not mapped yet: read its maps again shortly
+                    self._reread.setdefault(info.pid, time.monotonic() + RUNTIME_REREAD_DELAY_S)
+            except Exception:  # noqa: BLE001 - a runtime must not stop the sampler thread
+                if self.log:
+                    self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)
 
     def _walker_for(self, tgid: int):
         """The walk of one process's stack copies (the sampler's drain calls it on this thread, once
@@ -382,13 +429,15 @@ class Receiver:
                     self.registry.refresh_mappings(pid)
             elif now - info.read_at > MAPS_REFRESH_MIN_S and any(info.find_mapping(a) is None for a in ls):
                 self.registry.refresh_mappings(pid)
+            self._observe(info)  # with the mappings just re-read (a libpython the loader mapped late)
         self.contexts.update(self.registry, leaves, now)
         self.registry.expire()
+        samples = self._resolve_runtime_stacks(res) if self.runtimes else res.samples
         with self._lock:
             acc = self._acc
-            for s in res.samples:
+            for s in samples:
                 k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost,
-                     s.link, s.context_attributes)
+                     s.runtime_stack, s.link, s.context_attributes)
                 acc[k] = acc.get(k, 0) + s.count
             for r, n in res.lost.items():
                 self._lost[r] = self._lost.get(r, 0) + n
@@ -408,6 +457,31 @@ class Receiver:
             t.gauge('sampler.map_fill_ratio', v, ['map:' + m])
         t.gauge('processes.tracked', len(self.registry))
 
+    def _resolve_runtime_stacks(self, res) -> List[RawSample]:
+        """What the BPF program recorded of runtime frames -> RuntimeStacks, now, while the
+        processes still run (their code objects are read from their memory)."""
+        memo: Dict[Tuple[int, int], Any] = {}
+        out = []
+        for s in res.samples:
+            raw = s.runtime_stack
+            if raw is not None:
+                k = (s.pid, id(raw))
+                if k not in memo:
+                    try:
+                        memo[k] = self.runtimes.resolve(s.pid, raw)
+                    except Exception:  # noqa: BLE001 - the sample keeps its native frames
+                        memo[k] = None
+                        if self.log:
+                            self.log.debug('runtime frames of pid %s failed', s.pid, exc_info=True)
+                s = dataclasses.replace(s, runtime_stack=memo[k])
+            out.append(s)
+        for r in self.runtimes.runtimes:
+            kernel_counts = getattr(r, 'kernel_counts', None)
+            if kernel_counts is not None:
+                kernel_counts(res.runtime_stats)
+        self.runtimes.end_drain()
+        return out
+
     # -- check side
     def collect(self) -> Collected:
         """What accumulated since the previous collect (then reset). Thread-safe."""
@@ -418,8 +492,8 @@ class Receiver:
             drains, self._drains = self._drains, 0
             start_ns, end_ns = self._since_ns, time.time_ns()
             self._since_ns = end_ns
-        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], link=k[8],
-                             context_attributes=k[9]) for k, n in acc.items()]
+        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], k[8], link=k[9],
+                             context_attributes=k[10]) for k, n in acc.items()]
         unique = len({(k[3], k[4]) for k in acc})
         self.telemetry.gauge('sampler.unique_stacks', unique)
         self.telemetry.gauge('processes.tracked', len(self.registry))

@@ -82,7 +82,15 @@ STATS = (
     '_events',  # exec/exit events sent (paces their forced wake-ups)
     '_execs',  # every exec on the host
     '_exits',  # every thread-group exit on the host
+    # CPython frame walks (runtimes/python): reported by the Python runtime, not as sample losses
+    '_py_walks',  # samples of a thread of a known CPython process
+    '_py_no_thread_state',  # ... of a thread without a Python frame (never ran Python, or idle)
+    '_py_read_error',  # a read of the thread state or of a frame failed
+    '_py_truncated',  # deeper than the frame bound: the outermost frames are cut
+    '_py_stacks_full',  # the Python stack map was full: the sample has native frames only
+    '_py_frames',  # frames recorded
 )
+PY_STATS = tuple(s for s in STATS if s.startswith('_py_'))
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
     'off_cpu_stack_expired',  # off-CPU record whose stacks user space no longer holds
@@ -123,6 +131,12 @@ class SamplerConfig:
     unwinding: str = 'frame_pointers'
     stack_copy_size: int = 16384  # bytes of user stack copied per sample (8192..32768)
     stack_copy_ring_pages: int = 0  # ring buffer of the copies in pages (power of 2); 0: from CPUs x rate
+    # CPython frames walked in the kernel for the processes user space registers in `py_procs`
+    # (see runtimes/python)
+    python: str = 'off'  # 'auto': Python frames for the CPython processes registered in py_procs
+    python_max_frames: int = 128  # power of 2
+    python_stacks_size: int = 4096  # distinct Python stacks per drain interval (each of two maps)
+    python_processes: int = 4096
 
 
 @dataclass(frozen=True)
@@ -146,6 +160,7 @@ class DrainResult:
     kernel_samples: int = 0  # samples the CPU program counted (after idle/pid filtering)
     execs: int = 0  # execs on the host since the previous drain (counted in the kernel)
     exits: int = 0  # thread-group exits on the host since the previous drain
+    runtime_stats: Dict[str, int] = field(default_factory=dict)  # the kernel's _py_* counters of the drain
 
 
 def _comm(raw) -> str:
@@ -185,6 +200,7 @@ class Sampler:
         log=None,
         walker_for: Optional[Callable[[int], Optional[Callable[..., Tuple[Sequence[int], bool, bool]]]]] = None,
     ):
+        self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
         self.config = config or SamplerConfig()
         self._on_event = on_event
         self.log = log
@@ -231,6 +247,11 @@ class Sampler:
         pages = int(c.stack_copy_ring_pages)
         if pages < 0 or pages & (pages - 1):
             raise SamplerError('stack_copy_ring_pages must be 0 (automatic) or a power of 2')
+        if c.python not in ('auto', 'off'):
+            raise SamplerError('python must be auto or off: fix receiver python')
+        n = int(c.python_max_frames)
+        if n < 8 or n > 512 or n & (n - 1):
+            raise SamplerError('python_max_frames must be a power of 2 between 8 and 512')
 
     @property
     def copy_stacks(self) -> bool:
@@ -275,8 +296,38 @@ class Sampler:
             'COPY_PAGES': copy_pages,
             'COPY_CPUS': max(kernel.possible_cpus() or [0]) + 1,
             'COPY_WAKEUP_EVERY': copy_wakeup_every,
+            'PYTHON': int(self.python),
+            'PY_PROCS': max(1, int(c.python_processes)),
+            'PY_STACKS': max(1, int(c.python_stacks_size)),
+            'PY_MAX_FRAMES': int(c.python_max_frames),
+            'TASK_FSBASE_OFF': self._fsbase_offset() if self.python else 0,
         }
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
+
+    @property
+    def python(self) -> bool:
+        return self.config.python == 'auto'
+
+    @staticmethod
+    def _fsbase_offset() -> int:
+        from .btf import BtfError, task_fsbase_offset
+
+        try:
+            return task_fsbase_offset()
+        except (OSError, BtfError, ValueError) as e:
+            raise SamplerError(
+                'reading task_struct.thread.fsbase from the kernel BTF (/sys/kernel/btf/vmlinux) failed ({}): '
+                'Python frames need a kernel with CONFIG_DEBUG_INFO_BTF; set receiver python to off'.format(e))
+
+    def table(self, name: str):
+        """A map of the loaded program by name (runtimes fill their per-process maps), or None."""
+        with self._lock:
+            if self._bpf is None:
+                return None
+            try:
+                return self._bpf[name]
+            except KeyError:
+                return None
 
     @property
     def off_cpu(self) -> bool:
@@ -315,6 +366,7 @@ class Sampler:
             self._stats = b['stats']
             self._counts = (b['counts0'], b['counts1'])
             self._stacks = (b['stacks0'], b['stacks1'])
+            self._pystacks = (b['pystacks0'], b['pystacks1']) if self.python else ()
             if self.off_cpu:
                 self._off_counts = (b['offcpu_counts0'], b['offcpu_counts1'])
                 self._off_stacks = (b['offcpu_stacks0'], b['offcpu_stacks1'])
@@ -474,7 +526,9 @@ class Sampler:
 
             entries = []
             for k, v in counts.items_lookup_and_delete_batch():
-                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v)))
+                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack))
+            if self._pystacks:
+                self._read_python_stacks(old)
             n_counts = len(entries)
 
             samples: List[RawSample] = []
@@ -483,7 +537,7 @@ class Sampler:
             filtered = 0
             cache: Dict[int, Optional[Tuple[int, ...]]] = {}
             pairs = set()
-            for tgid, tid, rawcomm, us, ks, cnt in entries:
+            for tgid, tid, rawcomm, us, ks, cnt, py in entries:
                 comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
                 if not self._keep_comm(comm):
                     filtered += cnt
@@ -494,7 +548,8 @@ class Sampler:
                 if truncated:
                     partial[PARTIAL_DEPTH_LIMIT] += cnt
                 pairs.add((us, ks))
-                samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost))
+                samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
+                                         self._python_stack(py)))
             if self._copies is not None:
                 filtered += self._drain_copies(old, stacks, cache, samples, partial, pairs, final)
             n_stacks = self._clear_stacks(stacks, [s for s in cache if s >= 0])
@@ -522,6 +577,7 @@ class Sampler:
                 kernel_samples=delta[STATS.index('_samples')],
                 execs=delta[STATS.index('_execs')],
                 exits=delta[STATS.index('_exits')],
+                runtime_stats={name: delta[STATS.index(name)] for name in PY_STATS},
             )
 
     def _drain_copies(self, old: int, stacks, cache, samples, partial, pairs, final: bool) -> int:
@@ -534,7 +590,7 @@ class Sampler:
         def resolve_kstack(gen: int, ks: int) -> Tuple[int, ...]:
             return self._resolve(stacks, cache, ks)[0] if gen == old32 else ()
 
-        for (gen, tgid, tid, rawcomm, ustack, ks, truncated), cnt in self._copies.take(
+        for (gen, tgid, tid, rawcomm, ustack, ks, truncated, py), cnt in self._copies.take(
                 self._gen & 0xFFFFFFFF, resolve_kstack, final):
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self._keep_comm(comm):
@@ -549,8 +605,60 @@ class Sampler:
             if truncated:
                 partial[PARTIAL_UNWIND] += cnt
             pairs.add(('copy', ustack, ks))
-            samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, False))
+            samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, False,
+                                     self._python_stack(py)))
         return filtered
+
+    def _read_python_stacks(self, old: int) -> None:
+        """Move the Python stacks of the generation that ended into the cache. Content-addressed
+        (the id is a hash of the stack), so a stack copy that waits across drains still finds its
+        stack here: entries live a few generations."""
+        from ..unwind.copies import MAX_RETRIES
+
+        table = self._pystacks[old & 1]
+        cache = self._py_cache
+        for k, v in table.items_lookup_and_delete_batch():
+            n = min(int(v.n), int(self.config.python_max_frames))
+            fr = v.frames
+            frames = tuple((fr[i].code, fr[i].instr, fr[i].flags) for i in range(n))
+            cache[k if isinstance(k, int) else int(k.value)] = ('cpython', frames, bool(v.truncated)), old
+        horizon = old - MAX_RETRIES - 2
+        if len(cache) > 4 * int(self.config.python_stacks_size):
+            for sid in [s for s, (_, g) in cache.items() if g < horizon]:
+                del cache[sid]
+
+    def peek_python_stacks(self, seen: Dict[int, int]) -> List[Tuple[int, tuple]]:
+        """(tgid, frames) of the Python stacks recorded since the last drain and not in ``seen``
+        (id -> drain count, updated here): the runtime reads their code objects while the processes
+        still run, from another thread than the drain's. Takes no lock: BPF map reads are atomic per
+        element and a drain running meanwhile only removes elements. Never raises."""
+        out: List[Tuple[int, tuple]] = []
+        tables = self._pystacks
+        gen = self._gen
+        try:
+            for table in tables:
+                for k in table.keys():
+                    sid = k.value
+                    if sid in seen:
+                        continue
+                    try:
+                        v = table[k]
+                    except KeyError:
+                        continue  # drained meanwhile
+                    seen[sid] = gen
+                    n = min(int(v.n), int(self.config.python_max_frames))
+                    fr = v.frames
+                    out.append((int(v.tgid), tuple(fr[i].code for i in range(n))))
+        except Exception:  # noqa: BLE001 - the sampler was closed meanwhile
+            pass
+        return out
+
+    def _python_stack(self, sid: int):
+        """('cpython', frames (code, instr, flags) leaf first, truncated) of a Python stack id, or None."""
+        if not sid:
+            return None
+        hit = self._py_cache.get(sid)
+        return hit[0] if hit is not None else None
 
     def _resolve(self, stacks, cache, sid: int) -> Tuple[Tuple[int, ...], bool]:
         """(addresses, lost). A negative id is an error code from bpf_get_stackid."""

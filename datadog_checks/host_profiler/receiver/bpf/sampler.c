@@ -15,6 +15,10 @@
 //   EVENTS, EVENTS_PAGES                     1 = exec/exit tracepoints and first-sample events; ring
 //                                            buffer size in pages (power of 2)
 //   EVENTS_WAKEUP_EVERY, SAMPLED_TGIDS       events of a CPU between forced wake-ups; tgids remembered
+//   PYTHON, PY_PROCS, PY_STACKS, PY_MAX_FRAMES  1 = walk CPython frame chains (runtimes/python);
+//                                            processes, distinct Python stacks per set, frames per walk
+//   TASK_FSBASE_OFF                          offsetof(task_struct, thread.fsbase) from the running
+//                                            kernel's BTF (the compile headers may be another kernel's)
 //
 // Double buffering: `active[0]` holds a generation number that user space increments on each
 // drain; the programs write into set (gen & 1) of every double-buffered map, and user space reads
@@ -48,7 +52,13 @@
 #define ST_EVENTS 21
 #define ST_EXECS 22
 #define ST_EXITS 23
-#define N_STATS 24
+#define ST_PY_WALKS 24
+#define ST_PY_NO_THREAD 25
+#define ST_PY_READ_ERROR 26
+#define ST_PY_TRUNCATED 27
+#define ST_PY_STACKS_FULL 28
+#define ST_PY_FRAMES 29
+#define N_STATS 30
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -66,6 +76,8 @@ struct key_t {
     s32 ustack;  // stack id, or -errno
     s32 kstack;  // stack id, or -errno
     u32 gen;     // off-CPU only: generation of the stack maps the ids belong to; 0 for CPU samples
+    u32 pad;
+    u64 pystack; // CPU only: id of the Python stack in pystacks{gen & 1}, 0 for none
     char comm[16];
 };
 
@@ -185,6 +197,185 @@ static __always_inline void pass_on_if_announced(u32 type) {
 
 #endif
 
+
+#if PYTHON
+// ---------------------------------------------------------------------------------------------
+// CPython frames (see runtimes/python/). User space puts one py_proc_t per detected CPython
+// process into `py_procs` (keyed by tgid) and removes it at exit. For each sample of a thread of
+// such a process the program finds the thread's PyThreadState through the glibc TSD slot of
+// CPython's autoTSSkey (valid while the thread has released the GIL, unlike _Py_tss_tstate), walks
+// the frame chain and records per frame the code object's address and the instruction position.
+// The stack goes into the content-addressed map pystacks{gen & 1} under a 64-bit hash of its
+// contents; the sample refers to it by that id (in its count key, or in its stack copy), so
+// identical Python stacks are stored once and counting stays in the kernel. User space turns code
+// objects into names, files and lines (it reads the process's memory).
+#define PY_LAYOUT_FRAMEOBJECT 1  // <= 3.10: PyFrameObject, one C eval call per frame, f_lasti an int
+#define PY_LAYOUT_IS_ENTRY 2     // 3.11: _PyInterpreterFrame, is_entry marks a C call's outermost frame
+#define PY_LAYOUT_SHIM 3         // 3.12+: each C call pushes a shim frame with owner == FRAME_OWNED_BY_CSTACK
+#define PY_OWNED_BY_CSTACK 3
+#define PY_SEGMENT_END 1         // py_frame_t.flags: the outermost frame of one C eval call
+
+struct py_proc_t {
+    u64 tsd_key_addr;   // address of the pthread_key_t of autoTSSkey in the process
+    u16 tsd_first;      // glibc: fs_base + tsd_first + 16 * key holds the value of a key < 32
+    u16 tsd_second;     // glibc: fs_base + tsd_second + 8 * (key / 32): second-level block
+    u16 tstate_frame;   // offset in PyThreadState of frame / cframe / current_frame
+    u16 cframe_frame;   // offset of current_frame in _PyCFrame (3.11, 3.12), 0xffff: none
+    u16 f_back;         // offsets in the frame
+    u16 f_code;
+    u16 f_instr;        // f_lasti (int) or prev_instr / instr_ptr (pointer)
+    u16 f_marker;       // is_entry (3.11) or owner (3.12+), one byte
+    u32 layout;
+    u32 pad;
+};
+
+struct py_frame_t {
+    u64 code;   // PyCodeObject address
+    u32 instr;  // f_lasti (<= 3.10), or instruction pointer - code address (3.11+); ~0: unknown
+    u32 flags;
+};
+
+struct py_stack_t {
+    u32 n;
+    u32 truncated;
+    u32 tgid;  // whose code objects these are (user space reads them early, see runtimes/python)
+    u32 pad;
+    struct py_frame_t frames[PY_MAX_FRAMES];
+};
+
+// The walk's state lives in this per-CPU slot, not in registers: values loaded from a map are
+// unknown to the verifier, so the paths through one iteration (a shim frame or a function's) end
+// in equal states and are pruned, instead of doubling at each of the 136 iterations.
+struct py_walk_t {
+    u64 frame;
+    u64 hash;
+    struct py_stack_t st;
+};
+
+BPF_HASH(py_procs, u32, struct py_proc_t, PY_PROCS);
+BPF_PERCPU_ARRAY(py_scratch, struct py_walk_t, 1);
+BPF_F_TABLE("hash", u64, struct py_stack_t, pystacks0, PY_STACKS, BPF_F_NO_PREALLOC);
+BPF_F_TABLE("hash", u64, struct py_stack_t, pystacks1, PY_STACKS, BPF_F_NO_PREALLOC);
+
+static __always_inline u64 py_mix(u64 h, u64 v) {
+    h ^= v;
+    h *= 0x100000001b3ULL;  // FNV-1a prime, on 64-bit words
+    return h ^ (h >> 29);
+}
+
+// The Python stack of the current thread into pystacks{gen & 1}; returns its id, 0 for none.
+static __always_inline u64 python_stack(u32 tgid, u32 gen) {
+    struct py_proc_t *p = py_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    stat_inc(ST_PY_WALKS);
+    u64 fs = 0;
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+    bpf_probe_read_kernel(&fs, sizeof(fs), (void *)((u64)task + TASK_FSBASE_OFF));
+    u32 key = 0;
+    if (!fs || bpf_probe_read_user(&key, sizeof(key), (void *)p->tsd_key_addr) != 0) {
+        stat_inc(ST_PY_READ_ERROR);
+        return 0;
+    }
+    u64 tstate = 0;
+    int err = 0;
+    if (key < 32) {
+        err = bpf_probe_read_user(&tstate, sizeof(tstate), (void *)(fs + p->tsd_first + 16 * key));
+    } else if (key < 1024) {
+        u64 block = 0;
+        err = bpf_probe_read_user(&block, sizeof(block), (void *)(fs + p->tsd_second + 8 * (key >> 5)));
+        if (!err && block)
+            err = bpf_probe_read_user(&tstate, sizeof(tstate), (void *)(block + 16 * (key & 31) + 8));
+    }
+    u64 frame = 0;
+    if (!err && tstate)
+        err = bpf_probe_read_user(&frame, sizeof(frame), (void *)(tstate + p->tstate_frame));
+    if (!err && frame && p->cframe_frame != 0xffff)
+        err = bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + p->cframe_frame));
+    if (err || !frame) {
+        stat_inc(err ? ST_PY_READ_ERROR : ST_PY_NO_THREAD);  // a thread that never ran Python, or idle
+        return 0;
+    }
+    u32 zero = 0;
+    struct py_walk_t *w = py_scratch.lookup(&zero);
+    if (!w)
+        return 0;
+    w->frame = frame;
+    w->hash = py_mix(0xcbf29ce484222325ULL, tgid);
+    w->st.n = 0;
+    w->st.tgid = tgid;
+    for (int i = 0; i < PY_MAX_FRAMES + 8; i++) {
+        u64 f = w->frame;
+        if (!f)
+            break;
+        u64 code = 0, back = 0, instr = 0;
+        u8 marker = 0;
+        if (bpf_probe_read_user(&code, sizeof(code), (void *)(f + p->f_code)) != 0 ||
+            bpf_probe_read_user(&back, sizeof(back), (void *)(f + p->f_back)) != 0) {
+            stat_inc(ST_PY_READ_ERROR);
+            break;
+        }
+        if (p->layout == PY_LAYOUT_FRAMEOBJECT) {
+            bpf_probe_read_user(&instr, 4, (void *)(f + p->f_instr));  // int f_lasti
+        } else {
+            bpf_probe_read_user(&instr, sizeof(instr), (void *)(f + p->f_instr));
+            bpf_probe_read_user(&marker, 1, (void *)(f + p->f_marker));
+            instr = (instr >= code && instr - code < 0xffffffffULL) ? instr - code : 0xffffffff;
+        }
+        w->frame = back;
+        u32 n = w->st.n;
+        if (p->layout == PY_LAYOUT_SHIM && marker == PY_OWNED_BY_CSTACK) {
+            // the shim of a C-level eval call: not a Python function; it ends the segment above it
+            if (n > 0)
+                w->st.frames[(n - 1) & (PY_MAX_FRAMES - 1)].flags = PY_SEGMENT_END;
+            w->hash = py_mix(w->hash, PY_OWNED_BY_CSTACK);  // stacks that differ only in C calls differ
+            continue;
+        }
+        if (n >= PY_MAX_FRAMES) {
+            w->frame = f;
+            break;
+        }
+        u32 flags = (p->layout == PY_LAYOUT_FRAMEOBJECT || (p->layout == PY_LAYOUT_IS_ENTRY && marker)) ? PY_SEGMENT_END : 0;
+        struct py_frame_t *pf = &w->st.frames[n & (PY_MAX_FRAMES - 1)];
+        pf->code = code;
+        pf->instr = (u32)instr;
+        pf->flags = flags;
+        w->hash = py_mix(py_mix(w->hash, code), (instr << 1) | flags);
+        w->st.n = n + 1;
+    }
+    u32 n = w->st.n;
+    if (n == 0)
+        return 0;
+    w->st.truncated = w->frame != 0;
+    if (w->frame)
+        stat_inc(ST_PY_TRUNCATED);
+    {
+        u32 idx = ST_PY_FRAMES;
+        u64 *v = stats.lookup(&idx);
+        if (v)
+            *v += n;
+    }
+    // Frames past n are left from earlier walks: user space reads frames[0..n) only.
+    u64 h = py_mix(w->hash, ((u64)n << 1) | w->st.truncated);
+    if (h == 0)
+        h = 1;
+    // Content-addressed: a stack already there is not copied again (2 KiB per copy).
+    int ret = 0;
+    if (gen & 1) {
+        if (!pystacks1.lookup(&h))
+            ret = pystacks1.update(&h, &w->st);
+    } else {
+        if (!pystacks0.lookup(&h))
+            ret = pystacks0.update(&h, &w->st);
+    }
+    if (ret != 0) {
+        stat_inc(ST_PY_STACKS_FULL);
+        return 0;
+    }
+    return h;
+}
+#endif
+
 #if UNWIND_COPY
 // ---------------------------------------------------------------------------------------------
 // dwarf/auto unwinding (see unwind/copies.py): instead of counting a sample in the kernel with a
@@ -204,6 +395,7 @@ struct copy_t {
     u64 bp;
     u32 size;   // bytes copied from the start of the page that holds sp
     u32 delta;  // sp - start of that page
+    u64 pystack;  // id of the Python stack in pystacks{gen & 1}, 0 for none
     char comm[16];
     u8 stack[STACK_COPY_SIZE + COPY_PAGE];
 };
@@ -249,6 +441,7 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, stru
     c->ip = ip;
     c->sp = sp;
     c->bp = bp;
+    c->pystack = key->pystack;
     __builtin_memcpy(&c->comm, key->comm, sizeof(c->comm));
     if (gen & 1)
         c->kstack = stacks1.get_stackid(ctx, 0);
@@ -308,6 +501,9 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     stat_inc(ST_SAMPLES);
 #if EVENTS
     announce_first_sample(tgid);
+#endif
+#if PYTHON
+    key.pystack = python_stack(tgid, gen);
 #endif
 #if UNWIND_COPY
     if (copy_user_stack(ctx, &key, gen))

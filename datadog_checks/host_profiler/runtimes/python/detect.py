@@ -1,0 +1,204 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Is a process a CPython interpreter, which version, and where are its runtime globals.
+
+Only the mappings count (never comm or argv): the executable ``python3.X`` or the library
+``libpython3.X*.so*`` (a shared build maps its executable too, but the interpreter is in the
+library). /proc/PID/maps shows resolved paths, so a symlinked interpreter (a venv's bin/python)
+shows as the real file. The file is opened through /proc/PID/map_files (the very file mapped, in
+any namespace), else under the process's root (containers). Symbols come
+from ``.dynsym``, which even stripped distribution builds keep: ``_PyRuntime`` (3.7+),
+``Py_Version`` (3.11+: the exact version), ``PyCode_Type`` (to validate code objects).
+"""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+LIB_RE = re.compile(r'(?:^|/)libpython(\d)\.(\d+)[a-z]*\.so[^/]*$')
+EXE_RE = re.compile(r'(?:^|/)python(\d)\.(\d+)[a-z]*$')
+MAX_FILE_BYTES = 1 << 30
+SYMBOLS = ('_PyRuntime', 'Py_Version', 'PyCode_Type', 'PyUnicode_Type')
+
+
+class NotYet(Exception):
+    """A shared build's executable is mapped but not its libpython yet (the loader runs): look again soon."""
+
+
+class NotPython(Exception):
+    """Carries the reason (a metric tag) a process is not profiled as Python."""
+
+    def __init__(self, reason: str, detail: str = '') -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class InterpreterFile:
+    path: str  # as the process sees it
+    major: int
+    minor: int  # from Py_Version when exported, else the file name
+    micro: int
+    exec_type: bool  # ET_EXEC (not position independent: no load bias)
+    symbols: Tuple[Tuple[str, int], ...]  # name -> ELF virtual address
+    loads: Tuple[Tuple[int, int, int], ...]  # PT_LOAD (file offset, vaddr, filesz)
+
+    def symbol(self, name: str) -> int:
+        return dict(self.symbols).get(name, 0)
+
+    def bias(self, map_start: int, map_offset: int) -> int:
+        """Load bias of the file from one of its mappings."""
+        if self.exec_type:
+            return 0
+        for off, vaddr, filesz in self.loads:
+            if off <= map_offset < off + max(filesz, 1):
+                return map_start - (map_offset - off + vaddr)
+        return map_start - map_offset
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A CPython process: its interpreter file and the run-time addresses of its globals."""
+
+    file: InterpreterFile
+    runtime: int  # &_PyRuntime
+    code_type: int  # &PyCode_Type (0: unknown)
+
+    @property
+    def version(self) -> str:
+        return '{}.{}'.format(self.file.major, self.file.minor)
+
+
+def find_interpreter_mapping(mappings) -> Optional[Tuple[object, int, int]]:
+    """(mapping, major, minor) of the library if mapped, else of the executable."""
+    exe = None
+    for m in mappings:
+        path = m.path
+        if path.endswith(' (deleted)'):
+            path = path[:-len(' (deleted)')]
+        mm = LIB_RE.search(path)
+        if mm:
+            return m, int(mm.group(1)), int(mm.group(2))
+        if exe is None:
+            mm = EXE_RE.search(path)
+            if mm:
+                exe = (m, int(mm.group(1)), int(mm.group(2)))
+    return exe
+
+
+_file_cache: Dict[tuple, InterpreterFile] = {}
+
+
+def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> InterpreterFile:
+    """Symbols and version of an interpreter file (cached by dev, inode, size, mtime)."""
+    try:
+        st = os.stat(open_path)  # follows a map_files link to the mapped file
+    except OSError as e:
+        raise NotPython('file_unreadable', '{}: {}'.format(path, e.strerror))
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
+        raise NotPython('file_unreadable', '{}: not a regular file or too large'.format(path))
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _file_cache.get(key)
+    if hit is not None:
+        return hit
+    try:
+        with open(open_path, 'rb') as f:
+            elf = ELFFile(f)
+            if elf['e_machine'] != 'EM_X86_64':
+                raise NotPython('unsupported_arch', '{}: {}'.format(path, elf['e_machine']))
+            loads = tuple((s['p_offset'], s['p_vaddr'], s['p_filesz']) for s in elf.iter_segments()
+                          if s['p_type'] == 'PT_LOAD')
+            symbols = _dynamic_symbols(elf, f, SYMBOLS)
+            version = None
+            if symbols.get('Py_Version'):
+                version = _read_vaddr(f, loads, symbols['Py_Version'], 4)
+            exec_type = elf['e_type'] == 'ET_EXEC'
+    except (ELFError, OSError, ValueError, struct.error) as e:
+        raise NotPython('file_unreadable', '{}: {}'.format(path, e))
+    micro = 0
+    if version is not None:
+        hexv = struct.unpack('<I', version)[0]
+        major, minor, micro = hexv >> 24, (hexv >> 16) & 0xFF, (hexv >> 8) & 0xFF
+    info = InterpreterFile(path, major, minor, micro, exec_type, tuple(sorted(symbols.items())), loads)
+    if len(_file_cache) > 64:
+        _file_cache.clear()
+    _file_cache[key] = info
+    return info
+
+
+def _dynamic_symbols(elf: ELFFile, f, names) -> Dict[str, int]:
+    """name -> st_value of a few .dynsym symbols. pyelftools' get_symbol_by_name parses every
+    symbol in Python (a second for libpython on a busy host, while the process runs unprofiled):
+    the names are found in .dynstr, then the table is scanned in C with struct.iter_unpack."""
+    dynsym = elf.get_section_by_name('.dynsym')
+    dynstr = elf.get_section_by_name('.dynstr')
+    if dynsym is None or dynstr is None or dynsym['sh_entsize'] != 24:
+        return {}
+    if dynsym['sh_size'] > 64 << 20 or dynstr['sh_size'] > 64 << 20:
+        raise ValueError('symbol table too large')
+    f.seek(dynstr['sh_offset'])
+    strtab = f.read(dynstr['sh_size'])
+    offsets = {}
+    for name in names:
+        needle = b'\0' + name.encode() + b'\0'
+        at = strtab.find(needle)
+        if at >= 0:
+            offsets[at + 1] = name
+    if not offsets:
+        return {}
+    f.seek(dynsym['sh_offset'])
+    table = f.read(dynsym['sh_size'] - dynsym['sh_size'] % 24)
+    out: Dict[str, int] = {}
+    for st_name, _info, _other, shndx, value, _size in struct.iter_unpack('<IBBHQQ', table):
+        name = offsets.get(st_name)
+        if name is not None and shndx != 0 and value:
+            out[name] = value
+    return out
+
+
+def _read_vaddr(f, loads, vaddr: int, size: int) -> Optional[bytes]:
+    for off, start, filesz in loads:
+        if start <= vaddr and vaddr + size <= start + filesz:
+            f.seek(off + vaddr - start)
+            data = f.read(size)
+            return data if len(data) == size else None
+    return None
+
+
+def open_path_of(process, path: str, mapping=None) -> str:
+    """The path to open for a file the process maps. /proc/PID/map_files/START-END opens the very
+    file mapped whatever the namespaces (a chroot in a private mount namespace shows a maps path
+    that names another file from ours); else the path under the process's root."""
+    if mapping is not None:
+        direct = '/proc/{}/map_files/{:x}-{:x}'.format(process.pid, mapping.start, mapping.end)
+        if os.path.exists(direct):
+            return direct
+    root = getattr(process, 'root', '') or '/proc/{}/root'.format(process.pid)
+    return root.rstrip('/') + path if root != '/' else path
+
+
+def detect(process) -> Optional[Interpreter]:
+    """The CPython interpreter of a process, None when it maps none; raises NotPython when it
+    does but cannot be profiled (the reason is counted)."""
+    found = find_interpreter_mapping(process.mappings)
+    if found is None:
+        return None
+    m, major, minor = found
+    path = m.path[:-len(' (deleted)')] if m.path.endswith(' (deleted)') else m.path
+    info = read_interpreter_file(path, open_path_of(process, path, m), major, minor)
+    runtime = info.symbol('_PyRuntime')
+    if not runtime and not LIB_RE.search(path):
+        raise NotYet(path)  # a shared build's executable, its libpython not mapped yet (the loader runs)
+    if not runtime:
+        raise NotPython('no_runtime_symbol', '{} exports no _PyRuntime'.format(path))
+    bias = info.bias(m.start, m.offset)
+    code_type = info.symbol('PyCode_Type')
+    return Interpreter(info, runtime + bias, code_type + bias if code_type else 0)

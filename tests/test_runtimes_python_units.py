@@ -1,0 +1,204 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""Python runtime, without BPF: line tables against CPython's own answers, code-object reads from
+real interpreters' memory and from random bytes, interleaving, detection, BTF offsets."""
+import json
+import os
+import random
+import struct
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from datadog_checks.host_profiler.profile.builder import interleave
+from datadog_checks.host_profiler.profile.model import FRAME_CPYTHON, Frame, RuntimeStack
+from datadog_checks.host_profiler.runtimes.base import MemoryReadError
+from datadog_checks.host_profiler.runtimes.python.code import BadObject, CodeCache, read_code
+from datadog_checks.host_profiler.runtimes.python.lines import line_310, line_311, line_lnotab
+from datadog_checks.host_profiler.runtimes.python.offsets import OFFSETS
+
+from tests.workloads.pythons import interpreters
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKLOADS = os.path.join(HERE, 'workloads')
+
+
+def _require(path):
+    if not path or not os.path.exists(path):
+        if path.startswith('/usr/bin'):
+            pytest.fail('Debian python3.11 is missing: run scripts/setup.sh')
+        pytest.skip('interpreter not installed here (pyenv install it to test it)')
+
+
+@pytest.mark.parametrize('label,path', interpreters())
+def test_line_tables_match_cpython(label, path):
+    _require(path)
+    out = subprocess.run([path, os.path.join(WORKLOADS, 'pylines_dump.py')], capture_output=True, check=True,
+                         timeout=120).stdout
+    data = json.loads(out)
+    minor = data['version'][1]
+    decode = line_311 if minor >= 11 else line_310 if minor == 10 else line_lnotab
+    checked = mismatched = 0
+    for co in data['codes']:
+        table = bytes.fromhex(co['table'])
+        for pos, line in co['expected']:
+            checked += 1
+            if decode(table, co['first'], pos) != line:
+                mismatched += 1
+    assert checked > 5000
+    assert mismatched == 0, '{}: {} of {} positions'.format(label, mismatched, checked)
+
+
+class BytesMemory:
+    """A ProcessMemory over a bytes image mapped at `base` (what the fuzz test feeds the reader)."""
+
+    def __init__(self, data, base=0x10000):
+        self.data, self.base = data, base
+
+    def read(self, pid, address, size):
+        off = address - self.base
+        if address <= 0 or size <= 0 or off < 0 or off + size > len(self.data):
+            raise MemoryReadError(14, 'outside the image')
+        return self.data[off:off + size]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=4096), st.sampled_from(sorted(OFFSETS)), st.integers(0, 4096))
+def test_code_reader_survives_random_memory(data, minor, at):
+    mem = BytesMemory(data)
+    try:
+        info = read_code(mem, 1, 0x10000 + at, OFFSETS[minor], 0)
+    except (BadObject, MemoryReadError):
+        return
+    assert isinstance(info.name, str) and isinstance(info.filename, str) and info.firstlineno > 0
+
+
+def test_code_reader_random_pointers_into_random_heap():
+    """Pointers that land inside the image: every field is garbage but readable."""
+    rnd = random.Random(7)
+    base = 0x10000
+    for _ in range(2000):
+        data = bytearray(rnd.getrandbits(8) for _ in range(2048))
+        for off in range(0, 2048 - 8, 8):  # plant pointers back into the image
+            if rnd.random() < 0.5:
+                struct.pack_into('<Q', data, off, base + rnd.randrange(0, 2000))
+        mem = BytesMemory(bytes(data), base)
+        try:
+            read_code(mem, 1, base + rnd.randrange(0, 1900), OFFSETS[rnd.choice(sorted(OFFSETS))], 0)
+        except (BadObject, MemoryReadError):
+            pass
+
+
+def _frame(name):
+    return Frame(name, 0, FRAME_CPYTHON, None, 'x.py', 1)
+
+
+def _native(name):
+    return Frame(name, 0x1000)
+
+
+def test_interleave_replaces_eval_frames_in_order():
+    native = [_native('leaf_c'), _native('_PyEval_EvalFrameDefault'), _native('sorted'),
+              _native('_PyEval_EvalFrameDefault'), _native('main')]
+    rs = RuntimeStack(((_frame('key_fn'),), (_frame('work'), _frame('<module>'))),
+                      frozenset({'_PyEval_EvalFrameDefault'}))
+    got = [f.function for f in interleave(native, rs)]
+    assert got == ['leaf_c', 'key_fn', 'sorted', 'work', '<module>', 'main']
+
+
+def test_interleave_frame_pointers_puts_the_rest_at_the_root():
+    native = [_native('leaf_c'), _native('_PyEval_EvalFrameDefault'), _native('garbage')]
+    segs = ((_frame('a'),), (_frame('b'),), (_frame('c'),))
+    fp = RuntimeStack(segs, frozenset({'_PyEval_EvalFrameDefault'}), native_ends_at_interpreter=True)
+    assert [f.function for f in interleave(native, fp)] == ['leaf_c', 'a', 'b', 'c']
+    one_segment = RuntimeStack(segs[:1], frozenset({'_PyEval_EvalFrameDefault'}), native_ends_at_interpreter=True)
+    assert [f.function for f in interleave(native, one_segment)] == ['leaf_c', 'a']
+    dwarf = RuntimeStack(segs, frozenset({'_PyEval_EvalFrameDefault'}))
+    assert [f.function for f in interleave(native, dwarf)] == ['leaf_c', 'a', 'garbage', 'b', 'c']
+    # more eval frames than segments: the extra ones stay native
+    native2 = [_native('_PyEval_EvalFrameDefault'), _native('_PyEval_EvalFrameDefault')]
+    one = RuntimeStack(((_frame('a'),),), frozenset({'_PyEval_EvalFrameDefault'}))
+    assert [f.function for f in interleave(native2, one)] == ['a', '_PyEval_EvalFrameDefault']
+
+
+def test_btf_fsbase_offset_matches_bpftool():
+    from datadog_checks.host_profiler.receiver.btf import task_fsbase_offset
+
+    if not os.path.exists('/sys/kernel/btf/vmlinux'):
+        pytest.skip('kernel without BTF')
+    raw = subprocess.run(['bpftool', 'btf', 'dump', 'file', '/sys/kernel/btf/vmlinux', 'format', 'raw'],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+
+    def member(struct_name, name):
+        start = next(i for i, text in enumerate(raw) if "STRUCT '{}'".format(struct_name) in text)
+        for line in raw[start + 1:]:
+            if not line.startswith('\t'):
+                break
+            if line.strip().startswith("'{}'".format(name)):
+                return int(line.split('bits_offset=')[1].split()[0]) // 8
+        raise AssertionError(name)
+
+    assert task_fsbase_offset() == member('task_struct', 'thread') + member('thread_struct', 'fsbase')
+
+
+@pytest.mark.parametrize('label,path', interpreters())
+def test_detect_and_read_code_objects_of_a_live_interpreter(label, path, tmp_path):
+    """Detection (version, _PyRuntime), then the code object of a known function read from the
+    process's memory gives its name, file and first line; a reused address is noticed."""
+    _require(path)
+    from datadog_checks.host_profiler.receiver.processes import read_process
+    from datadog_checks.host_profiler.runtimes.base import ProcessMemory
+    from datadog_checks.host_profiler.runtimes.python.detect import detect
+
+    script = tmp_path / 'known.py'
+    script.write_text('import sys, time\n\n\nclass K:\n    def method(self):\n        pass\n\n\n'
+                      'sys.stdout.write("%d\\n" % id(K.method.__code__))\nsys.stdout.flush()\ntime.sleep(30)\n')
+    proc = subprocess.Popen([path, str(script)], stdout=subprocess.PIPE)
+    try:
+        code_addr = int(proc.stdout.readline())
+        interp = detect(read_process(proc.pid))
+        assert interp is not None and interp.version == label.split('-')[1]
+        off = OFFSETS[interp.file.minor]
+        mem = ProcessMemory()
+        info = CodeCache().get(mem, proc.pid, code_addr, off, interp.code_type, {})
+        assert info.name == ('K.method' if interp.file.minor >= 11 else 'method')
+        assert info.filename == str(script) and info.firstlineno == 5
+        with pytest.raises(BadObject):  # the type object is no code object
+            read_code(mem, proc.pid, interp.code_type, off, interp.code_type)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_python_frames_in_otlp_pprof_and_folded():
+    """A built profile with interleaved Python frames, through the real encoders."""
+    from datadog_checks.host_profiler.profile import otlp, pprof
+    from datadog_checks.host_profiler.profile.builder import build_profile
+    from datadog_checks.host_profiler.profile.folded import to_folded
+    from datadog_checks.host_profiler.profile.model import RawSample
+
+    py = RuntimeStack(((Frame('Worker.spin', 0, FRAME_CPYTHON, None, '/app/w.py', 12),
+                        Frame('<module>', 0, FRAME_CPYTHON, None, '/app/w.py', 30)),),
+                      frozenset({'_PyEval_EvalFrameDefault'}))
+    raw = RawSample(7, 7, 'python3', (0x10, 0x20, 0x30), (), 5, runtime_stack=py)
+    names = {0x10: 'PyLong_FromLong', 0x20: '_PyEval_EvalFrameDefault', 0x30: 'Py_RunMain'}
+    profile = build_profile([raw], lambda pid: None, lambda proc, addrs: [Frame(names[a], a) for a in addrs],
+                            lambda addrs: [], time_unix_nano=1, duration_nano=1, period_nano=1)
+    assert to_folded(profile).strip() == 'python3;Py_RunMain;<module>;Worker.spin;PyLong_FromLong 5'
+    data = otlp.decode_bytes(otlp.encode_bytes(profile))
+    assert not otlp.validate(data)
+    d = data.dictionary
+    found = {}
+    for loc in d.location_table[1:]:
+        fn = d.function_table[loc.lines[0].function_index]
+        types = {d.string_table[d.attribute_table[i].key_strindex]: d.attribute_table[i].value.string_value
+                 for i in loc.attribute_indices}
+        found[d.string_table[fn.name_strindex]] = (d.string_table[fn.filename_strindex], loc.lines[0].line,
+                                                   loc.mapping_index, types['profile.frame.type'])
+    assert found['Worker.spin'] == ('/app/w.py', 12, 0, 'cpython')
+    assert found['<module>'] == ('/app/w.py', 30, 0, 'cpython')
+    assert found['PyLong_FromLong'][3] == 'native'
+    assert b'Worker.spin' in pprof.encode_raw(profile) and b'/app/w.py' in pprof.encode_raw(profile)
