@@ -233,7 +233,7 @@ def test_metrics(auto_run):
     totals = tel.totals()
     for minor in (8, 9, 10, 11, 12, 13):
         if pyenv_python(minor):
-            assert totals.get('runtime.python.processes{version:3.%d}' % minor, 0) >= 1, minor
+            assert totals.get('runtime.python.processes{python_version:3.%d}' % minor, 0) >= 1, minor
 
 
 def test_frame_pointers_mode_puts_python_on_top(requires_bpf, tmp_path):

@@ -110,7 +110,7 @@ class PythonRuntime(Runtime):
             self._not_profiled(process, NotPython('process_map_full', str(e)))
             return
         if self.telemetry is not None:
-            self.telemetry.count('runtime.python.processes', 1, ['version:' + interp.version])
+            self.telemetry.count('runtime.python.processes', 1, ['python_version:' + interp.version])
 
     def _not_profiled(self, process: Any, e: NotPython) -> None:
         if self.telemetry is not None:
