@@ -191,6 +191,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             'mode': self.mode,
             'error': result.sampler_error,
         })
+        self.diagnostics.set_extra('runtimes', self.pipeline.runtimes.diagnostics())
         if not self.diagnostics.due():  # written at most once a minute: fold stacks only then
             return
         if result.profile is not None and result.profile.resources:
