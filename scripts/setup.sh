@@ -47,6 +47,8 @@ if [ "${HOST_PROFILER_SKIP_APT:-0}" != 1 ]; then
     done
     # nodejs may already come from nodesource (a different package set): only install it if `node` is absent.
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    # the JVM tests build their Java programs (JDK 17+: Debian 12's default is 17)
+    command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing Debian packages: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
