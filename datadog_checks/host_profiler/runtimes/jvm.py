@@ -55,8 +55,8 @@ MIN_UNKNOWN_SHARE = 0.01
 GIVE_UP = frozenset((hotspot_attach.ATTACH_DISABLED, hotspot_attach.UNSUPPORTED, hotspot_attach.PERMISSION,
                      hotspot_attach.UNSAFE_PATH, hotspot_attach.TIMEOUT))
 HOW_TO_FIX = {
-    hotspot_attach.UNSUPPORTED: 'JDK < 17 has no Compiler.perfmap: start the JVM with -XX:+UnlockDiagnosticVMOptions '
-                                '-XX:+DumpPerfMapAtExit (names at exit only) or attach perf-map-agent',
+    hotspot_attach.UNSUPPORTED: 'JDK < 17 has no Compiler.perfmap: load perf-map-agent into the JVM (or, where the '
+                                'JDK has it, -XX:+UnlockDiagnosticVMOptions -XX:+DumpPerfMapAtExit: names at exit only)',
     hotspot_attach.ATTACH_DISABLED: 'remove -XX:+DisableAttachMechanism to have Java frames named',
     hotspot_attach.PERMISSION: 'run the profiler as root to attach to JVMs of other users',
 }
