@@ -123,6 +123,9 @@ def test_attach_writes_the_map_and_no_thread_dump(classes, tmp_path):
         # the listener runs now: the second attach only connects
         second = write_perf_map(proc.pid, read_process(proc.pid).start_time)
         assert not second.started_listener
+        # what a JDK < 17 answers to Compiler.perfmap: the same refusal as any unknown command
+        code, output = hotspot_attach.jcmd(proc.pid, 'Compiler.noSuchCommand')
+        assert code != 0 and hotspot_attach.command_error('Compiler.perfmap', code, output).reason == 'unsupported'
         # no attach file left behind; SIGQUIT started the listener, it printed no thread dump
         assert not os.path.exists(tmp_path / '.attach_pid{}'.format(proc.pid))
         assert proc.poll() is None

@@ -36,7 +36,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 ATTACH_TIMEOUT_S = 5.0  # SIGQUIT -> listening socket (a busy JVM may take a while)
 COMMAND_TIMEOUT_S = 10.0  # request -> reply (the JVM walks its whole code cache)
@@ -318,57 +318,95 @@ def parse_reply(reply: bytes) -> tuple:
     return code, rest.decode('utf-8', 'replace')
 
 
+class _Attached:
+    """Descriptors of one JVM's directories (opened as root, before acting as its user)."""
+
+    def __init__(self, pid: int, start_time: Optional[int], proc: str) -> None:
+        self.pid, self.proc = pid, proc
+        status = read_status(pid, proc)
+        if status is None or (start_time is not None and status.start_time != start_time):
+            raise AttachError(GONE, 'process {} exited'.format(pid))
+        self.status = status
+        self.base = '{}/{}'.format(proc, pid)
+        self.root_fd = self.tmp_fd = self.cwd_fd = -1
+        self.started_listener = False
+        dir_flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+        try:
+            try:
+                self.root_fd = os.open(self.base + '/root', dir_flags)
+            except (FileNotFoundError, ProcessLookupError):
+                raise AttachError(GONE, 'process {} exited'.format(pid))
+            except PermissionError as e:
+                raise AttachError(PERMISSION, 'cannot enter the root of process {}: {}'.format(pid, e))
+            try:
+                self.tmp_fd = os.open('tmp', dir_flags | os.O_NOFOLLOW, dir_fd=self.root_fd)
+            except OSError as e:
+                reason = UNSAFE_PATH if e.errno in (errno.ELOOP, errno.ENOTDIR) else NO_MAP
+                raise AttachError(reason, 'the /tmp of process {} is unusable: {}'.format(pid, e))
+            try:
+                self.cwd_fd = os.open(self.base + '/cwd', dir_flags)
+            except OSError:
+                self.cwd_fd = -1  # the attach file then goes to /tmp
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in (self.tmp_fd, self.cwd_fd, self.root_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.root_fd = self.tmp_fd = self.cwd_fd = -1
+
+    def jcmd(self, command: str, attach_timeout: float, command_timeout: float) -> Tuple[int, str]:
+        status = self.status
+        sock_name = '.java_pid{}'.format(status.nspid)
+        with as_user(status.euid, status.egid):
+            if not _socket_ok(self.tmp_fd, sock_name, status.euid):
+                _start_listener(self.pid, status, self.tmp_fd, self.cwd_fd, sock_name, self.proc, attach_timeout)
+                self.started_listener = True
+            # connect() by a path through our own descriptor of its /tmp: not through /proc/PID/root
+            # again (its /tmp may have been replaced by a link since), and the path fits sun_path
+            reply = _exchange('/proc/self/fd/{}/{}'.format(self.tmp_fd, sock_name), request((command,)),
+                              command_timeout)
+        return parse_reply(reply)
+
+
+def command_error(command: str, code: int, output: str) -> AttachError:
+    """The error of a command the JVM refused (``code`` != 0)."""
+    text = output.strip()[:200]
+    if 'Unknown diagnostic command' in output:
+        return AttachError(UNSUPPORTED, 'the JVM has no {} command (JDK < 17 for Compiler.perfmap): {}'
+                           .format(command, text))
+    return AttachError(COMMAND_FAILED, '{} failed ({}): {}'.format(command, code, text))
+
+
+def jcmd(pid: int, command: str, start_time: Optional[int] = None, proc: str = '/proc',
+         attach_timeout: float = ATTACH_TIMEOUT_S, command_timeout: float = COMMAND_TIMEOUT_S) -> Tuple[int, str]:
+    """(status, output) of the diagnostic ``command`` in the JVM ``pid``. Raises AttachError."""
+    jvm = _Attached(pid, start_time, proc)
+    try:
+        return jvm.jcmd(command, attach_timeout, command_timeout)
+    finally:
+        jvm.close()
+
+
 def write_perf_map(pid: int, start_time: Optional[int] = None, proc: str = '/proc',
                    attach_timeout: float = ATTACH_TIMEOUT_S, command_timeout: float = COMMAND_TIMEOUT_S) -> PerfMapWritten:
     """Have the JVM ``pid`` write ``/tmp/perf-<nspid>.map`` (in its mount namespace) now.
     ``start_time`` (clock ticks, /proc/PID/stat) guards against a reused pid. Raises AttachError."""
-    status = read_status(pid, proc)
-    if status is None or (start_time is not None and status.start_time != start_time):
-        raise AttachError(GONE, 'process {} exited'.format(pid))
-    base = '{}/{}'.format(proc, pid)
-    dir_flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+    jvm = _Attached(pid, start_time, proc)
     try:
-        root_fd = os.open(base + '/root', dir_flags)
-    except (FileNotFoundError, ProcessLookupError):
-        raise AttachError(GONE, 'process {} exited'.format(pid))
-    except PermissionError as e:
-        raise AttachError(PERMISSION, 'cannot enter the root of process {}: {}'.format(pid, e))
-    tmp_fd = cwd_fd = -1
-    try:
-        try:
-            tmp_fd = os.open('tmp', dir_flags | os.O_NOFOLLOW, dir_fd=root_fd)
-        except OSError as e:
-            reason = UNSAFE_PATH if e.errno in (errno.ELOOP, errno.ENOTDIR) else NO_MAP
-            raise AttachError(reason, 'the /tmp of process {} is unusable: {}'.format(pid, e))
-        try:
-            cwd_fd = os.open(base + '/cwd', dir_flags)
-        except OSError:
-            cwd_fd = -1  # the attach file then goes to /tmp
-        sock_name = '.java_pid{}'.format(status.nspid)
-        started = False
-        with as_user(status.euid, status.egid):
-            if not _socket_ok(tmp_fd, sock_name, status.euid):
-                _start_listener(pid, status, tmp_fd, cwd_fd, sock_name, proc, attach_timeout)
-                started = True
-            # connect() by a path through our own descriptor of its /tmp: not through /proc/PID/root
-            # again (its /tmp may have been replaced by a link since), and the path fits sun_path
-            reply = _exchange('/proc/self/fd/{}/{}'.format(tmp_fd, sock_name), request(('Compiler.perfmap',)),
-                              command_timeout)
-        code, output = parse_reply(reply)
+        code, output = jvm.jcmd('Compiler.perfmap', attach_timeout, command_timeout)
         if code != 0:
-            if 'Compiler.perfmap' in output and ('Unknown' in output or 'not' in output):
-                raise AttachError(UNSUPPORTED, 'the JVM has no Compiler.perfmap command (JDK < 17): {}'
-                                  .format(output.strip()[:200]))
-            raise AttachError(COMMAND_FAILED, 'Compiler.perfmap failed ({}): {}'.format(code, output.strip()[:200]))
-        map_name = 'perf-{}.map'.format(status.nspid)
+            raise command_error('Compiler.perfmap', code, output)
+        map_name = 'perf-{}.map'.format(jvm.status.nspid)
         try:
-            st = os.stat(map_name, dir_fd=tmp_fd, follow_symlinks=False)
+            st = os.stat(map_name, dir_fd=jvm.tmp_fd, follow_symlinks=False)
         except OSError as e:
             raise AttachError(NO_MAP, 'the JVM reported success but {} is missing: {}'.format(map_name, e))
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != status.euid:
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != jvm.status.euid:
             raise AttachError(UNSAFE_PATH, '{} is not a regular file of the JVM\'s user'.format(map_name))
-        return PerfMapWritten('{}/root/tmp/{}'.format(base, map_name), st.st_size, (st.st_dev, st.st_ino), started)
+        return PerfMapWritten('{}/root/tmp/{}'.format(jvm.base, map_name), st.st_size, (st.st_dev, st.st_ino),
+                              jvm.started_listener)
     finally:
-        for fd in (tmp_fd, cwd_fd, root_fd):
-            if fd >= 0:
-                os.close(fd)
+        jvm.close()
