@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The profiler's own CPU with three busy JVMs vs without them, in one run.
 
-    python benchmarks/jvm_overhead.py [--rounds 3] [--window 60] [--warmup 15] [--hz 99] [--json FILE]
+    python benchmarks/jvm_overhead.py [--rounds 3] [--window 60] [--warmup 15] [--hz 99] [--paired] [--json FILE]
 
 Three configurations, run one after the other in a shuffled order every round (interleaved, so that
 the machine's background noise hits all of them alike); each starts `host-profiler run` (default
@@ -22,6 +22,11 @@ configuration (medians over rounds):
   - java_leaf_named: share of the JVMs' samples whose innermost user frame has a name (stacks.folded);
   - attaches / perf map bytes: from the profiler's diagnostics file.
 Ratios jvm-auto/native and jvm-auto/jvm-off are computed per round and their median reported.
+
+--paired: what the JVM support itself costs, with the noise of a shared machine cancelled: two
+profilers sample the same three JVMs at the same time (each with its own lock file), one with the
+default config (jvm.perf_map: auto) and one reading no perf map at all (symbolizer.perf_map: false,
+which also turns the attaches off); the ratio of their CPU is taken per round.
 """
 from __future__ import annotations
 
@@ -59,7 +64,10 @@ def start_profiler(config, hz, tmp):
     cfg = os.path.join(tmp, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\n'.format(os.path.join(tmp, 'hp.lock'), os.path.join(tmp, 'diag')))
-        f.write('receiver:\n  jvm:\n    perf_map: {}\n'.format("'off'" if config == 'jvm-off' else 'auto'))
+        if config == 'no-perf-maps':
+            f.write('receiver:\n  symbolizer:\n    perf_map: false\n')
+        else:
+            f.write('receiver:\n  jvm:\n    perf_map: {}\n'.format("'off'" if config == 'jvm-off' else 'auto'))
     cmd = [HOST_PROFILER, 'run', '--config', cfg, '--frequency', str(hz), '--interval', '10', '--duration', '100000',
            '--output', os.path.join(tmp, 'out')]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, 'hp.err'), 'w'),
@@ -153,6 +161,50 @@ def measure(config, hz, java_classes, args):
     return row
 
 
+def measure_paired(hz, java_classes, args):
+    """Both profilers at once on the same JVMs: CPU of each over the same window."""
+    tmps = {c: tempfile.mkdtemp(prefix='hp-jvm-') for c in ('jvm-auto', 'no-perf-maps')}
+    profs = {}
+    workloads = []
+    row = {'config': 'paired'}
+    try:
+        for c, tmp in tmps.items():
+            os.makedirs(os.path.join(tmp, 'diag'))
+            profs[c] = start_profiler(c, hz, tmp)
+        time.sleep(args.warmup)
+        cpu0 = {c: w.tree_cpu_seconds(p.pid) for c, p in profs.items()}
+        t0 = time.monotonic()
+        workloads = start_workloads('jvm-auto', java_classes, tmps['jvm-auto'])
+        time.sleep(args.window)
+        dt = time.monotonic() - t0
+        for c, p in profs.items():
+            row[c + '_cpu_s_per_min'] = (w.tree_cpu_seconds(p.pid) - cpu0[c]) / dt * 60.0
+        row['ratio'] = row['jvm-auto_cpu_s_per_min'] / row['no-perf-maps_cpu_s_per_min']
+    finally:
+        for p in workloads:
+            p.kill()
+            p.wait()
+        for p in profs.values():
+            stop(p)
+        for p in workloads:
+            for leftover in ('/tmp/perf-{}.map'.format(p.pid), '/tmp/.java_pid{}'.format(p.pid)):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
+    for c, tmp in tmps.items():
+        try:
+            row[c + '_java_leaf_named'] = java_leaf_named(os.path.join(tmp, 'out', 'stacks.folded'))
+            with open(os.path.join(tmp, 'diag', 'host_profiler_diagnostics.log')) as f:
+                totals = json.load(f)['telemetry']['totals']
+            row[c + '_attaches'] = totals.get('jvm.attach.count', 0)
+            row[c + '_perf_map_bytes'] = totals.get('jvm.perf_map.bytes', 0)
+        except (OSError, ValueError, KeyError) as e:
+            row['error'] = str(e)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return row
+
+
 def summarize(rows, rounds):
     out = {}
     for config in CONFIGS:
@@ -182,10 +234,29 @@ def main(argv=None):
     ap.add_argument('--window', type=float, default=60.0)
     ap.add_argument('--warmup', type=float, default=15.0)
     ap.add_argument('--hz', type=int, default=99)
+    ap.add_argument('--paired', action='store_true', help='the two-profilers-at-once run (see above)')
     ap.add_argument('--json')
     args = ap.parse_args(argv)
     java_classes = build_java()
     rows = []
+    if args.paired:
+        for i in range(args.rounds):
+            row = measure_paired(args.hz, java_classes, args)
+            row['round'] = i
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        ratios = [r['ratio'] for r in rows if 'ratio' in r]
+        summary = {'jvm-auto/no-perf-maps': {'median': round(w.median(ratios), 3),
+                                             'per_round': [round(x, 3) for x in ratios]}}
+        for key in ('jvm-auto_cpu_s_per_min', 'no-perf-maps_cpu_s_per_min', 'jvm-auto_java_leaf_named',
+                    'no-perf-maps_java_leaf_named', 'jvm-auto_attaches', 'jvm-auto_perf_map_bytes'):
+            summary[key] = round(w.median([r.get(key) for r in rows]), 4)
+        result = {'machine': w.machine(), 'args': vars(args), 'rows': rows, 'summary': summary}
+        print(json.dumps(summary, indent=1))
+        if args.json:
+            with open(args.json, 'w') as f:
+                json.dump(result, f, indent=1)
+        return
     rng = random.Random(7)
     for i in range(args.rounds):
         order = list(CONFIGS)

@@ -6,6 +6,7 @@
 JVM whose methods split the CPU 3:1."""
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -114,6 +115,10 @@ def test_attach_writes_the_map_and_no_thread_dump(classes, tmp_path):
         proc = start_java(classes, 'JvmSplit', 30, stdout=f, cwd=str(tmp_path))
     try:
         _wait_warm(proc)
+        # the socket of a killed JVM that had this pid: nobody listens on it
+        stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        stale.bind('/tmp/.java_pid{}'.format(proc.pid))
+        stale.close()
         first = write_perf_map(proc.pid)
         assert first.started_listener and first.size > 0
         assert first.path == '/proc/{}/root/tmp/perf-{}.map'.format(proc.pid, proc.pid)

@@ -144,6 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             profiles.append(last)
         flushed = check.pipeline.flush(FLUSH_TIMEOUT_S) if check.pipeline else True
         _stop(check)
+        if check.diagnostics is not None:  # it ends with the whole run's totals (else up to a minute old)
+            check.diagnostics.write()
     if not flushed:
         print('host-profiler: some exports could not be delivered within {:.0f} s'.format(FLUSH_TIMEOUT_S),
               file=sys.stderr)

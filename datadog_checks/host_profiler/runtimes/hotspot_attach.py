@@ -360,14 +360,27 @@ class _Attached:
     def jcmd(self, command: str, attach_timeout: float, command_timeout: float) -> Tuple[int, str]:
         status = self.status
         sock_name = '.java_pid{}'.format(status.nspid)
+        # connect() by a path through our own descriptor of its /tmp: not through /proc/PID/root
+        # again (its /tmp may have been replaced by a link since), and the path fits sun_path
+        path = '/proc/self/fd/{}/{}'.format(self.tmp_fd, sock_name)
         with as_user(status.euid, status.egid):
             if not _socket_ok(self.tmp_fd, sock_name, status.euid):
                 _start_listener(self.pid, status, self.tmp_fd, self.cwd_fd, sock_name, self.proc, attach_timeout)
                 self.started_listener = True
-            # connect() by a path through our own descriptor of its /tmp: not through /proc/PID/root
-            # again (its /tmp may have been replaced by a link since), and the path fits sun_path
-            reply = _exchange('/proc/self/fd/{}/{}'.format(self.tmp_fd, sock_name), request((command,)),
-                              command_timeout)
+            try:
+                reply = _exchange(path, request((command,)), command_timeout)
+            except AttachError as e:
+                if e.reason != REFUSED or self.started_listener:
+                    raise
+                # Nobody listens: the socket of an earlier JVM with this pid that was killed (a JVM
+                # removes its own at exit). Remove it, as the JVM's user, and start this one's listener.
+                try:
+                    os.unlink(sock_name, dir_fd=self.tmp_fd)
+                except OSError:
+                    raise e
+                _start_listener(self.pid, status, self.tmp_fd, self.cwd_fd, sock_name, self.proc, attach_timeout)
+                self.started_listener = True
+                reply = _exchange(path, request((command,)), command_timeout)
         return parse_reply(reply)
 
 
