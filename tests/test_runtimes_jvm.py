@@ -222,7 +222,7 @@ def test_attach_in_a_container_of_its_own(classes, tmp_path):
         assert process.root == '/proc/{}/root'.format(pid) and is_hotspot(process.mappings)
         frame = Symbolizer(Telemetry(), jit_frames_of=jit_frames_of).symbolize_user(
             process, [int(burn_a[0], 16) + 4])[0]
-        assert (frame.function, frame.kind) == ('JvmSplit.burnA(long)', FRAME_JVM)
+        assert (frame.function, frame.kind, frame.mapping) == ('JvmSplit.burnA(long)', FRAME_JVM, None)
     finally:
         outer.kill()  # the pid namespace ends with its init (the JVM) gone too
         outer.wait()
@@ -325,7 +325,7 @@ def test_unmodified_jvm_split_3_to_1(requires_bpf, classes, tmp_path, dd_run_che
         assert t.total('jvm.attach.count') >= 1 and t.total('jvm.attach.errors') == 0
         assert t.total('jvm.perf_map.bytes') > 0
         map_path = '/tmp/perf-{}.map'.format(proc.pid)
-        assert os.path.exists(map_path)
+        assert os.path.exists(map_path), (check.pipeline.runtimes.diagnostics(), check.last_result.profile.resources)
         proc.kill()
         proc.wait()
         time.sleep(1.5)  # its exit is seen

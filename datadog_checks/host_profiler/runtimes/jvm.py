@@ -224,6 +224,7 @@ class JvmPerfMaps:
             st = os.stat(path, follow_symlinks=False)
             if (st.st_dev, st.st_ino) == jvm.map_ident:  # the very file it wrote, not a namesake
                 os.unlink(path)
+                self.log.debug('removed %s: JVM %s exited', path, jvm.pid)
         except OSError:
             pass
 

@@ -546,8 +546,12 @@ class Symbolizer:
                                 perfmap = self._perfmap(process, st, stats)
                             if perfmap is not None:
                                 name = perfmap.lookup(look)
-                                if name and rename is not None:
-                                    name = rename(name)
+                                if name and kind != FRAME_JIT:
+                                    # a runtime's frame (jvm, v8js): its name is the whole story, an
+                                    # anonymous mapping tells a backend nothing more
+                                    mapping = None
+                                    if rename is not None:
+                                        name = rename(name)
                     elif state == _VDSO:
                         table, loads, bid, bkind = self._vdso_table(process, e, stats)
                         if bid and mapping.build_id != bid:
