@@ -2,9 +2,12 @@
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Symbolizer benchmarks: cold load of the biggest library found (libLLVM), warm lookups/s,
-memory under budget with 1,000 distinct binaries.
+memory under budget with 1,000 distinct binaries; demangling cost per symbol table and mode;
+DWARF line tables (cold index, per-CU decode, memory) of the largest DWARF-bearing files
+found here plus one generated and built by the benchmark.
 
     python benchmarks/symbols_bench.py [--binaries 1000] [--budget-mb 16] [--json]
+        [--only big,many,demangle,lines] [--lines-cus 48] [--lines-funcs 300]
 """
 import argparse
 import glob
@@ -16,7 +19,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import statistics
 import time
+import tracemalloc
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
@@ -25,6 +30,9 @@ from datadog_checks.host_profiler.symbols.elf import read_elf_info  # noqa: E402
 from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo  # noqa: E402
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer  # noqa: E402
 from datadog_checks.host_profiler.symbols.symtab import load_symbols  # noqa: E402
+from datadog_checks.host_profiler.symbols import lines as lines_mod  # noqa: E402
+from datadog_checks.host_profiler.symbols.debuginfo import find_debug_file  # noqa: E402
+from datadog_checks.host_profiler.symbols.names import DEMANGLE_MODES  # noqa: E402
 
 
 def rss_mb():
@@ -161,15 +169,170 @@ def bench_many(results, count, budget_mb):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def bench_demangle(results):
+    """Every function name of a table turned into its display name, per mode: what a table
+    costs when all its symbols end up in profiles (a name is cleaned once, then cached)."""
+    rust = _build_rust_v0()
+    libs = [('libLLVM', biggest_library()), ('libstdc++', '/usr/lib/x86_64-linux-gnu/libstdc++.so.6'),
+            ('rust_v0', rust)]
+    out = {}
+    for label, path in libs:
+        if not path or not os.path.exists(path):
+            continue
+        info = read_elf_info(path)
+        row = {'symbols': 0}
+        for mode in DEMANGLE_MODES:
+            with open(path, 'rb') as f:
+                table = load_symbols(f, info, demangle_names=mode)
+            n = len(table)
+            t0 = time.perf_counter()
+            for i in range(n):
+                table.name_at(i)
+            dt = time.perf_counter() - t0
+            row['symbols'] = n
+            row[mode + '_s'] = round(dt, 3)
+            row[mode + '_us_per_symbol'] = round(dt / max(n, 1) * 1e6, 2)
+        out[label] = row
+    results['demangle'] = out
+
+
+def _build_rust_v0():
+    if not shutil.which('rustc'):
+        return None
+    d = tempfile.mkdtemp(prefix='hp-demangle-')
+    src = os.path.join(d, 'r.rs')
+    with open(src, 'w') as f:
+        f.write('use std::collections::{HashMap, BTreeMap};\n'
+                'fn main() { let mut m: HashMap<String, Vec<u8>> = HashMap::new(); let mut b = BTreeMap::new();'
+                ' for i in 0..10 { m.insert(format!("{}", i), vec![i as u8]); b.insert(i, format!("{:?}", m)); }'
+                ' println!("{:?}", b.len()); }\n')
+    out = os.path.join(d, 'r')
+    subprocess.run(['rustc', '-C', 'symbol-mangling-version=v0', '-o', out, src], check=True, capture_output=True)
+    return out
+
+
+def _generate_dwarf_binary(d, cus, funcs):
+    """A C program of ``cus`` translation units of ``funcs`` functions (~12 lines each),
+    built with -O1 -g: a large line table whose size is known."""
+    objs = []
+    for c in range(cus):
+        src = os.path.join(d, 'u{}.c'.format(c))
+        with open(src, 'w') as f:
+            for k in range(funcs):
+                f.write('long u{0}_f{1}(long x) {{\n  long s = x;\n  for (long i = 0; i < x; i++) {{\n'
+                        '    s += i * {1};\n    if (s & {2})\n      s ^= i << 3;\n    else\n      s -= i;\n'
+                        '  }}\n  if (s > {1})\n    s = s / 3;\n  return s + {0};\n}}\n'.format(c, k, (k % 7) + 1))
+        objs.append(src)
+    with open(os.path.join(d, 'main.c'), 'w') as f:
+        f.write('long u0_f0(long);\nint main(int c, char **v) { return (int)u0_f0(c); }\n')
+    out = os.path.join(d, 'big_dwarf')
+    procs = []
+    o_files = []
+    for src in objs + [os.path.join(d, 'main.c')]:
+        o = src[:-2] + '.o'
+        o_files.append(o)
+        procs.append(subprocess.Popen(['gcc', '-O1', '-g', '-c', '-o', o, src]))
+        if len(procs) >= 2:
+            assert procs.pop(0).wait() == 0
+    for p in procs:
+        assert p.wait() == 0
+    subprocess.run(['gcc', '-o', out] + o_files, check=True)
+    return out
+
+
+def _largest_dwarf_files():
+    found = []
+    for p in glob.glob(os.path.expanduser('~/.pyenv/versions/*/lib/libpython*.so.1.0')):
+        info = read_elf_info(p)
+        if lines_mod.has_line_tables(info):
+            found.append((info.sections['.debug_line'].size, p, info))
+    out = [(os.path.basename(p), info) for _, p, info in sorted(found)[-1:]]
+    libc = '/lib/x86_64-linux-gnu/libc.so.6'
+    dbg = find_debug_file(read_elf_info(libc), libc) if os.path.exists(libc) else None
+    if lines_mod.has_line_tables(dbg):
+        out.append(('libc.so.6 debug file (compressed DWARF, libc6-dbg)', dbg))
+    return out
+
+
+def _bench_line_file(label, info):
+    row = {'file': info.path, 'file_mb': round(info.size / 1e6, 1),
+           'debug_line_mb': round(info.sections['.debug_line'].size / 1e6, 2),
+           'compressed': bool(info.sections['.debug_line'].flags & lines_mod.SHF_COMPRESSED)}
+    t0 = time.perf_counter()
+    with open(info.path, 'rb') as f:
+        lt = lines_mod.load_line_table(f, info, 'self', 1 << 40)
+    row['cold_index_s'] = round(time.perf_counter() - t0, 4)
+    row['index_kb'] = round(lt.nbytes / 1e3, 1)
+    cu_offsets = sorted(set(lt.cu_offsets))
+    row['cus'] = len(cu_offsets)
+    times = []
+    rows = 0
+    t_all = time.perf_counter()
+    with open(info.path, 'rb') as f:
+        for off in cu_offsets:
+            t0 = time.perf_counter()
+            cu = lines_mod.decode_cu(lines_mod.dwarf_info(f, info, lt.inflated), off)
+            times.append((time.perf_counter() - t0, off))
+            rows += len(cu.addrs)
+            lt.cus[off] = cu
+            lt.cu_bytes += cu.nbytes
+    row['decode_all_s'] = round(time.perf_counter() - t_all, 2)
+    # transient memory of one decode (the largest CU), apart: tracemalloc slows the decode 3x
+    slowest = max(times)[1] if times else None
+    if slowest is not None:
+        with open(info.path, 'rb') as f:
+            tracemalloc.start()
+            lines_mod.decode_cu(lines_mod.dwarf_info(f, info, dict(lt.inflated) if lt.inflated else None), slowest)
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        row['largest_cu_decode_peak_mb'] = round(peak / 1e6, 1)
+    times = [t for t, _ in times]
+    row['rows'] = rows
+    row['decode_us_per_row'] = round(sum(times) / max(rows, 1) * 1e6, 2)
+    row['cu_decode_median_ms'] = round(statistics.median(times) * 1e3, 1) if times else 0
+    row['cu_decode_max_ms'] = round(max(times) * 1e3, 1) if times else 0
+    row['all_cus_table_mb'] = round(lt.nbytes / 1e6, 2)
+    return label, row
+
+
+def bench_lines(results, cus, funcs):
+    out = {}
+    d = tempfile.mkdtemp(prefix='hp-linesbench-')
+    try:
+        if shutil.which('gcc') and cus > 0:
+            t0 = time.perf_counter()
+            big = _generate_dwarf_binary(d, cus, funcs)
+            results['lines_generated_build_s'] = round(time.perf_counter() - t0, 1)
+            files = [('generated ({} CUs x {} functions, gcc -O1 -g)'.format(cus, funcs), read_elf_info(big))]
+        else:
+            files = []
+        for label, info in files + _largest_dwarf_files():
+            k, row = _bench_line_file(label, info)
+            out[k] = row
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    results['lines'] = out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--binaries', type=int, default=1000)
     ap.add_argument('--budget-mb', type=int, default=16)
     ap.add_argument('--json', action='store_true')
+    ap.add_argument('--only', default='big,many,demangle,lines')
+    ap.add_argument('--lines-cus', type=int, default=48)
+    ap.add_argument('--lines-funcs', type=int, default=300)
     args = ap.parse_args()
+    only = set(args.only.split(','))
     results = {}
-    bench_big(results)
-    bench_many(results, args.binaries, args.budget_mb)
+    if 'big' in only:
+        bench_big(results)
+    if 'many' in only:
+        bench_many(results, args.binaries, args.budget_mb)
+    if 'demangle' in only:
+        bench_demangle(results)
+    if 'lines' in only:
+        bench_lines(results, args.lines_cus, args.lines_funcs)
     results['max_rss_mb'] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
     if args.json:
         print(json.dumps(results, indent=2))

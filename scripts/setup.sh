@@ -33,8 +33,10 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 1. Debian packages (only the missing ones; apt-get update only when something must be installed)
 # ---------------------------------------------------------------------------------------------
-PACKAGES=(python3-bpfcc bpfcc-tools linux-headers-amd64 python3-venv python3-dev gcc golang-go
-          binutils zstd bpftool linux-perf)
+# binutils also brings libbfd, whose GNU libiberty demangler names C++ and Rust frames; g++,
+# rustc and libc6-dbg (libc's .symtab with versioned names, and its DWARF lines) are for the tests.
+PACKAGES=(python3-bpfcc bpfcc-tools linux-headers-amd64 python3-venv python3-dev gcc g++ golang-go
+          binutils zstd bpftool linux-perf libc6-dbg)
 
 is_installed() {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
@@ -47,6 +49,8 @@ if [ "${HOST_PROFILER_SKIP_APT:-0}" != 1 ]; then
     done
     # nodejs may already come from nodesource (a different package set): only install it if `node` is absent.
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    # rustc may come from rustup (~/.cargo/bin): only install Debian's if none is on PATH.
+    command -v rustc >/dev/null 2>&1 || missing+=(rustc)
     # the JVM tests build their Java programs (JDK 17+: Debian 12's default is 17)
     command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
     if [ "${#missing[@]}" -gt 0 ]; then

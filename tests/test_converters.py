@@ -5,7 +5,8 @@
 
 Each case is a folder ``tests/converters/{agent,standalone}/<case>/`` with ``in.yaml`` (the
 instance), and either ``out.yaml`` (+ optional ``warnings.txt``: one expected warning
-substring per line; an absent file means no warning) or ``error.txt`` (a substring of the
+substring per line; an absent file means no warning; + optional ``notes.txt``, the same for
+the notes: what the converter added where the user gave no value) or ``error.txt`` (a substring of the
 error message; a second line, when present, is the expected key path).
 Agent cases may carry ``agent.yaml``: the Agent configuration ``datadog_agent.get_config``
 returns (nested mappings, looked up with dotted keys); default ``{api_key, site}``.
@@ -26,6 +27,7 @@ from datadog_checks.host_profiler.config.converters import (
     extract_site_from_url,
     is_datadog_endpoint,
 )
+from datadog_checks.host_profiler.__about__ import __version__
 from datadog_checks.host_profiler.config.loader import expand_env, load_instance
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,14 +64,21 @@ def _agent_lookup(config):
     return get
 
 
-def _run(mode, case_dir):
+def _run(mode, case_dir, notes=None):
     instance = yaml.safe_load(_read(os.path.join(case_dir, 'in.yaml'), '')) or {}
     if mode == 'agent':
         agent = yaml.safe_load(_read(os.path.join(case_dir, 'agent.yaml'), 'null'))
         agent = DEFAULT_AGENT_CONFIG if agent is None else agent
-        return convert_with_agent(instance, _agent_lookup(agent), origin_version=AGENT_VERSION)
+        return convert_with_agent(instance, _agent_lookup(agent), origin_version=AGENT_VERSION, notes=notes)
     options = yaml.safe_load(_read(os.path.join(case_dir, 'options.yaml'), 'null')) or {}
-    return convert_without_agent(instance, origin_version=STANDALONE_VERSION, **options)
+    return convert_without_agent(instance, origin_version=STANDALONE_VERSION, notes=notes, **options)
+
+
+def _expect_lines(got, case_dir, name):
+    expected = [w for w in (_read(os.path.join(case_dir, name), '') or '').splitlines() if w]
+    assert len(got) == len(expected), (name, got)
+    for line, want in zip(got, expected):
+        assert want in line
 
 
 @pytest.mark.parametrize(
@@ -87,22 +96,24 @@ def test_golden(mode, case):
         if len(lines) > 1:
             assert excinfo.value.key_path == lines[1]
         return
-    out, warnings = _run(mode, case_dir)
+    notes = []
+    out, warnings = _run(mode, case_dir, notes)
     out_path = os.path.join(case_dir, 'out.yaml')
     if UPDATE:
         with open(out_path, 'w') as f:
             yaml.safe_dump(out, f, sort_keys=True, default_flow_style=False)
-        with open(os.path.join(case_dir, 'warnings.txt'), 'w') as f:
-            f.write(''.join(w + '\n' for w in warnings))
-        if not warnings:
-            os.remove(os.path.join(case_dir, 'warnings.txt'))
+        for name, lines in (('warnings.txt', warnings), ('notes.txt', notes)):
+            with open(os.path.join(case_dir, name), 'w') as f:
+                f.write(''.join(w + '\n' for w in lines))
+            if not lines:
+                os.remove(os.path.join(case_dir, name))
         return
     expected = yaml.safe_load(_read(out_path))
     assert out == expected
-    expected_warnings = [w for w in (_read(os.path.join(case_dir, 'warnings.txt'), '') or '').splitlines() if w]
-    assert len(warnings) == len(expected_warnings), warnings
-    for got, want in zip(warnings, expected_warnings):
-        assert want in got
+    _expect_lines(warnings, case_dir, 'warnings.txt')
+    _expect_lines(notes, case_dir, 'notes.txt')
+    # without a notes list, the result is the same (notes are never mixed into the warnings)
+    assert _run(mode, case_dir) == (out, warnings)
 
 
 def test_enough_cases_both_modes():
@@ -159,12 +170,15 @@ def test_expand_env_after_conversion_keeps_strings(tmp_path):
         '        - endpoint: https://otlp.datadoghq.com\n'
         '          headers: {dd-api-key: "${env:HP_KEY}", x-literal: "$${env:HP_KEY}"}\n'
     )
-    out, warnings = load_instance(str(conf), 'standalone', environ={'HP_KEY': '12345'}, origin_version='1.0.0')
+    notes = []
+    out, warnings = load_instance(str(conf), 'standalone', environ={'HP_KEY': '12345'}, origin_version='1.0.0',
+                                  notes=notes)
     headers = out['exporters']['otlp_http'][0]['headers']
     assert headers['dd-api-key'] == '12345'  # a string, not re-typed to int
     assert headers['x-literal'] == '${env:HP_KEY}'
     assert out['mode'] == 'standalone'
-    assert 'Added minimal resourcedetection processor' in warnings[0]
+    # added where the user gave no value: a note (INFO), not a warning
+    assert warnings == [] and 'Added minimal resourcedetection processor' in notes[0]
 
 
 def test_expand_env_unset_warns():
@@ -182,7 +196,9 @@ def test_loader_bare_mapping_and_agent_mode():
         out, _ = load_instance({'receiver': {'samples_per_second': 49}}, 'agent')
     exporter = out['exporters']['otlp_http'][0]
     assert exporter['endpoint'] == 'https://otlp.datadoghq.eu'
-    assert exporter['headers']['dd-evp-origin-version'] == datadog_agent.get_version()
+    # outside the Agent, the stubs' placeholder version is not sent: the profiler's own version is
+    assert datadog_agent.get_version() == '0.0.0'
+    assert exporter['headers']['dd-evp-origin-version'] == __version__
     assert out['receiver']['samples_per_second'] == 49
     assert out['mode'] == 'agent'
 

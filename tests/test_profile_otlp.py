@@ -182,3 +182,66 @@ def test_any_value_types():
     assert otlp.any_value(1.5).double_value == 1.5
     assert otlp.any_value('x').string_value == 'x'
     assert [v.string_value for v in otlp.any_value(['a', 'b']).array_value.values] == ['a', 'b']
+
+
+# --- span links (OTEP 4947 thread context -> OTLP Link) -------------------------------------
+
+
+def test_samples_in_spans_point_to_their_link_and_link_table_0_is_empty():
+    from datadog_checks.host_profiler.profile.builder import build_profile
+    from datadog_checks.host_profiler.profile.model import RawSample, SpanLink
+
+    trace = bytes.fromhex('0af7651916cd43dd8448eb211c80319c')
+    span_a = SpanLink(trace, bytes.fromhex('b7ad6b7169203331'))
+    span_b = SpanLink(trace, bytes.fromhex('00f067aa0ba902b7'))
+    stack = (0x401100, 0x401000)
+    raw = [
+        RawSample(42, 42, 'app', stack, (), 5, link=span_a),
+        RawSample(42, 42, 'app', stack, (), 2, link=span_a),  # same key: merged
+        RawSample(42, 42, 'app', stack, (), 3, link=span_b),  # same stack, other span: another sample
+        RawSample(42, 42, 'app', stack, (), 4),  # outside any span
+    ]
+    profile = build_profile(raw, lambda pid: None, lambda proc, addrs: [Frame('f%x' % a, a) for a in addrs],
+                            lambda addrs: [], time_unix_nano=1, duration_nano=1, period_nano=1)
+    data = profiles_pb2.ProfilesData()
+    data.ParseFromString(otlp.encode_bytes(profile))  # the official message decodes it
+    assert otlp.validate(data) == []
+    d = data.dictionary
+    assert len(d.link_table) == 3
+    assert d.link_table[0] == profiles_pb2.Link() and d.link_table[0].ByteSize() == 0
+    samples = data.resource_profiles[0].scope_profiles[0].profiles[0].samples
+    assert len(samples) == 3
+    by_link = {(d.link_table[s.link_index].trace_id, d.link_table[s.link_index].span_id): s for s in samples}
+    assert by_link[(trace, span_a.span_id)].values[0] == 7
+    assert by_link[(trace, span_b.span_id)].values[0] == 3
+    assert by_link[(b'', b'')].values[0] == 4 and by_link[(b'', b'')].link_index == 0
+    assert len({s.stack_index for s in samples}) == 1  # one stack, three samples
+
+
+def test_link_ids_that_name_no_span_make_no_link():
+    from datadog_checks.host_profiler.profile.model import SpanLink
+
+    assert SpanLink.of(bytes(16), bytes(8)) is None
+    assert SpanLink.of(b'\x01' * 16, bytes(8)) is None  # the OTEP: both ids or neither
+    assert SpanLink.of(b'\x01' * 15, b'\x01' * 8) is None
+    assert SpanLink.of(b'\x01' * 16, b'\x02' * 8) == SpanLink(b'\x01' * 16, b'\x02' * 8)
+
+
+def test_validate_rejects_links_of_the_wrong_size():
+    data = profiles_pb2.ProfilesData()
+    data.ParseFromString(otlp.encode_bytes(make_profile()))
+    data.dictionary.link_table.add(trace_id=b'\x01' * 8, span_id=b'\x02' * 8)
+    assert any('link_table[1]' in e for e in otlp.validate(data))
+
+
+def test_merged_profiles_keep_samples_of_different_spans_apart():
+    from datadog_checks.host_profiler.profile.merge import merge_profiles
+    from datadog_checks.host_profiler.profile.model import SpanLink
+
+    link = SpanLink(b'\x01' * 16, b'\x02' * 8)
+    frames = (WORK, MAIN)
+    p = [Profile(i, 1, 1, resources=[Resource({'process.pid': 1}, [Sample(frames, 1, 1, 'a', link=link),
+                                                                    Sample(frames, 1, 1, 'a')])])
+         for i in range(2)]
+    merged = merge_profiles(p).resources[0].samples
+    assert sorted((s.link is not None, s.value) for s in merged) == [(False, 2), (True, 2)]

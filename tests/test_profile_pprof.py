@@ -92,3 +92,25 @@ def test_go_tool_pprof_reads_it(tmp_path, off_cpu):
         )
         assert off.returncode == 0, off.stderr
         assert 'schedule_[k]' in off.stdout and '9ms' in off.stdout
+
+
+@pytest.mark.skipif(shutil.which('go') is None, reason='go toolchain not installed')
+def test_samples_in_spans_carry_trace_id_and_span_id_labels(tmp_path):
+    from datadog_checks.host_profiler.profile.model import SpanLink
+
+    link = SpanLink(bytes.fromhex('0af7651916cd43dd8448eb211c80319c'), bytes.fromhex('b7ad6b7169203331'))
+    r = Resource({'process.pid': 42}, [Sample((HOT, MAIN), 6, 42, 'app', link=link), Sample((HOT, MAIN), 4, 42, 'app')],
+                 comm='app')
+    path = tmp_path / 'profile.pb.gz'
+    pprof.write(str(path), Profile(10**18, 10**10, 50_000_000, resources=[r]))
+    env = dict(os.environ, PPROF_TMPDIR=str(tmp_path))
+    tags = subprocess.run(['go', 'tool', 'pprof', '-tags', str(path)], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert tags.returncode == 0, tags.stderr
+    out = tags.stdout
+    # go tool pprof -tags: one block per label key, its values with their share of the samples
+    assert 'trace_id' in out and '0af7651916cd43dd8448eb211c80319c' in out, out
+    assert 'span_id' in out and 'b7ad6b7169203331' in out, out
+    # only the linked samples (6 of 10) carry them
+    assert 'span_id: Total 6.0' in out and 'trace_id: Total 6.0' in out, out
+    assert 'thread_id: Total 10.0' in out, out

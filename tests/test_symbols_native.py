@@ -16,7 +16,8 @@ from datadog_checks.host_profiler.symbols.debuginfo import find_debug_file
 from datadog_checks.host_profiler.symbols.elf import SymbolSource, read_elf_info
 from datadog_checks.host_profiler.receiver.processes import ProcessInfo, ProcMapping, parse_maps, read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
-from datadog_checks.host_profiler.symbols.symtab import demangle, load_symbols
+from datadog_checks.host_profiler.symbols.names import clean_name
+from datadog_checks.host_profiler.symbols.symtab import load_symbols
 
 pytestmark = pytest.mark.skipif(not shutil.which('gcc') or not shutil.which('objcopy'), reason='needs gcc/binutils')
 
@@ -293,12 +294,12 @@ def test_cpp_demangling(tmp_path):
     sh('g++', '-O1', '-o', out, str(src))
     info = read_elf_info(out)
     with open(out, 'rb') as f:
-        table = load_symbols(f, info)
+        table = load_symbols(f, info, demangle_names='full')
     funcs = nm_funcs(out)
     mangled = [n for n in funcs if 'Circle' in n][0]
     assert table.lookup(funcs[mangled]) == 'shapes::Circle::area(int) const'
-    assert demangle('not_mangled') == 'not_mangled'
-    assert demangle('_Zgarbage') == '_Zgarbage'
+    assert clean_name('not_mangled', 'full') == 'not_mangled'
+    assert clean_name('_Zgarbage', 'full') == '_Zgarbage'
 
 
 def test_shared_library_shared_between_processes(bins):

@@ -40,6 +40,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         self.bpf_stats: Any = None
         self.diagnostics: Any = None
         self.health_metrics: Any = None
+        self.hostname: Any = None
         self._metadata_sent = False
         # The converter must run before the config models validate the instance.
         self.check_initializations.appendleft(self._normalize_instance)
@@ -54,9 +55,14 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         if requested in (None, '', 'auto'):
             requested = 'agent' if AGENT_RUNNING else 'standalone'
         self.mode = resolve_mode(requested, self.instance)
-        instance, warnings = load_instance(dict(self.instance), self.mode)
+        notes: List[str] = []
+        instance, warnings = load_instance(dict(self.instance), self.mode, notes=notes)
         for secret in secrets_in(instance):
             self.register_secret(secret)
+        # what the converter added where the user gave no value is INFO; a user's value that
+        # conflicts stays a warning (shown on the Agent's status page too)
+        for message in notes:
+            self.log.info(message)
         for message in warnings:
             self.warning(message)
         self.instance = instance
@@ -65,9 +71,12 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
     def _build(self) -> None:
         from .runtime.bpf_stats import BpfStats
         from .runtime.diagnostics import Diagnostics
+        from .runtime.hostname import HostnameProvider
         from .runtime.process_metrics import ProcessMetrics
         from .runtime.scrub import secrets_in
 
+        # never the stubs' placeholder outside the Agent (runtime/hostname.py)
+        self.hostname = HostnameProvider(self.instance.get('hostname'), log=self.log)
         interval = float(self.instance.get('min_collection_interval') or 15)
         self.pipeline = ProfilerPipeline(
             self.instance,
@@ -75,8 +84,9 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             telemetry=self.telemetry,
             http_factory=self._http_client,
             log=self.log,
-            hostname=datadog_agent.get_hostname,
+            hostname=self.hostname,
             interval_s=interval,
+            agent_config=datadog_agent.get_config if self.mode == 'agent' else None,
         )
         self.process_metrics = ProcessMetrics(self.telemetry)
         self.bpf_stats = BpfStats(self.telemetry, self._bpf_program_ids,
@@ -103,7 +113,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         from .runtime.otlp_metrics import OtlpMetricsExporter
 
         return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(health), telemetry=self.telemetry,
-                                   host_name=platform.node(), timeout=5.0, log=self.log)
+                                   host_name=self.hostname(), timeout=5.0, log=self.log)
 
     def _http_client(self, _component_config: Dict[str, Any]) -> Any:
         """An HTTP client configured exactly as ``self.http`` (Agent proxy, TLS, timeouts).
@@ -169,6 +179,8 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         if (receiver_conf.get('symbol_uploader') or {}).get('enabled'):
             features.append('symbol_upload')
         features.append('unwinding:' + str(receiver_conf.get('unwinding') or 'auto'))
+        if self.pipeline is not None and self.pipeline.self_profiling.enabled:
+            features.append('self_profiling')
         self.set_metadata('version', __version__)
         self.set_metadata('bcc_version', bcc_version() or 'unknown')
         self.set_metadata('kernel_release', platform.release())
@@ -192,6 +204,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             'error': result.sampler_error,
         })
         self.diagnostics.set_extra('runtimes', self.pipeline.runtimes.diagnostics())
+        self.diagnostics.set_extra('self_profiling', self.pipeline.self_profiling.status())
         if not self.diagnostics.due():  # written at most once a minute: fold stacks only then
             return
         if result.profile is not None and result.profile.resources:

@@ -30,6 +30,13 @@ def _read_config(path: Optional[str]) -> Dict[str, Any]:
     return read_instance(path) if path else {}
 
 
+def _section(instance: Dict[str, Any], key: str) -> Dict[str, Any]:
+    if instance.get(key) is None:
+        instance[key] = {}
+    value = instance[key]
+    return value if isinstance(value, dict) else {}
+
+
 def _make_check(instance: Dict[str, Any]):
     from .check import HostProfilerCheck
 
@@ -42,16 +49,53 @@ def _make_check(instance: Dict[str, Any]):
     return check
 
 
-def _interrupt(signum, _frame) -> None:
-    raise KeyboardInterrupt('signal {}'.format(signum))
+class _Signals:
+    """SIGINT/SIGTERM received by ``run``. The handler counts the signal, then raises
+    KeyboardInterrupt to cut short what the main thread is doing. Python drops an exception raised
+    inside a garbage-collector callback or a finalizer ("Exception ignored in ..."): the count
+    still tells the main loop and the final flush to stop, and such a drop is not printed."""
+
+    count = 0
+    previous_hook = None
+
+    @classmethod
+    def handler(cls, signum, _frame) -> None:
+        cls.count += 1
+        raise KeyboardInterrupt('signal {}'.format(signum))
+
+    @staticmethod
+    def unraisable(hook):
+        def quiet(unraisable) -> None:
+            if isinstance(unraisable.exc_value, KeyboardInterrupt):
+                return  # a signal raised inside a finalizer: counted, acted on by the main loop
+            hook(unraisable)
+
+        return quiet
 
 
 def _stop_on_signals() -> None:
     """SIGTERM (systemd, docker, kill) and SIGINT end a run the same way: flush the exports and
     write the outputs. SIGINT is installed even when inherited as ignored (a background job of a
     non-interactive shell)."""
+    _Signals.count = 0
+    _Signals.previous_hook = sys.unraisablehook
+    sys.unraisablehook = _Signals.unraisable(sys.unraisablehook)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, _interrupt)
+        signal.signal(sig, _Signals.handler)
+
+
+def _flush(check, timeout_s: float, signals: int) -> bool:
+    """Wait for the exports to be delivered, at most ``timeout_s``; a signal after the first
+    ``signals`` ends the wait."""
+    if check.pipeline is None:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        if check.pipeline.flush(max(0.0, min(0.25, remaining))):
+            return True
+        if remaining <= 0 or _Signals.count != signals:
+            return False
 
 
 def _stop(check, timeout_s: float = 10.0) -> None:
@@ -61,6 +105,8 @@ def _stop(check, timeout_s: float = 10.0) -> None:
     check.cancel()
     if receiver is not None:
         receiver.join(timeout_s)
+    if check.pipeline is not None:  # its last upload, bounded by the forward timeout
+        check.pipeline.self_profiling.join(timeout_s)
 
 
 def _stop_and_collect(check) -> Any:
@@ -76,9 +122,39 @@ def _stop_and_collect(check) -> Any:
 
 
 def _config_error(e: Exception) -> int:
-    path = getattr(e, 'key_path', '')
-    print('host-profiler: configuration error{}: {}'.format(' at ' + path if path else '', e), file=sys.stderr)
+    """One line on stderr, exit code 2: nothing has started yet (no BPF program, no thread)."""
+    from .config.validation import one_line
+
+    print('host-profiler: configuration error: {}'.format(one_line(e)), file=sys.stderr)
     return 2
+
+
+def _final_phase(check, profiles: List[Any]) -> bool:
+    """After the last run: collect what was sampled since it, flush the exports (bounded by
+    FLUSH_TIMEOUT_S), stop. Another SIGINT/SIGTERM meanwhile cuts the wait short, quietly: the
+    outputs are still written. Returns whether every export was delivered."""
+    flushed = interrupted = False
+    signals = _Signals.count  # the one that ended the run, if any
+    try:
+        # what was sampled since the last run (a signal comes between runs) is exported too
+        last = _stop_and_collect(check)
+        if last is not None and last.resources:
+            profiles.append(last)
+        flushed = _flush(check, FLUSH_TIMEOUT_S, signals)
+        interrupted = _Signals.count != signals
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        # from here on the outputs are written whatever comes: further signals are ignored
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+    if interrupted:
+        print('host-profiler: interrupted during the final flush: pending exports were not delivered',
+              file=sys.stderr)
+    _stop(check)
+    if check.diagnostics is not None:  # it ends with the whole run's totals (else up to a minute old)
+        check.diagnostics.write()
+    return flushed
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -90,12 +166,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .profile.summary import summarize
     from .runtime.status_line import StatusLine
 
-    instance = _read_config(args.config)
-    receiver = instance.setdefault('receiver', {})
+    try:
+        instance = _read_config(args.config)
+    except ConfigurationError as e:
+        return _config_error(e)
+    # a section written as an empty key is a section with defaults; any other wrong type is left
+    # for the converter, which reports it with its key path
+    receiver = _section(instance, 'receiver')
     if args.frequency:
         receiver['samples_per_second'] = args.frequency
     instance['min_collection_interval'] = args.interval
-    exporters = instance.setdefault('exporters', {})
+    exporters = _section(instance, 'exporters')
     has_exporter = any(exporters.get(k) for k in ('otlp_http', 'otlphttp', 'debug', 'file'))
     output = args.output or (None if has_exporter else DEFAULT_OUTPUT)
     if output:
@@ -109,6 +190,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _config_error(e)
 
     status = StatusLine(check.telemetry)
+    log_handler = getattr(args, 'log_handler', None)
+    if log_handler is not None:
+        log_handler.status_line = status  # log records never land inside the status line
     profiles: List[Any] = []
     _stop_on_signals()
     try:
@@ -120,9 +204,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         # --duration counts sampling time, not start-up.
         sampling_started = time.monotonic()
         deadline = sampling_started + args.duration
-        while True:
+        while not _Signals.count:
             now = time.monotonic()
             time.sleep(max(0.0, min(args.interval, deadline - now)))
+            if _Signals.count:
+                break
             error = check.run()
             if error:
                 print('host-profiler: check run failed: {}'.format(error), file=sys.stderr)
@@ -138,14 +224,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        # what was sampled since the last run (a signal comes between runs) is exported too
-        last = _stop_and_collect(check)
-        if last is not None and last.resources:
-            profiles.append(last)
-        flushed = check.pipeline.flush(FLUSH_TIMEOUT_S) if check.pipeline else True
-        _stop(check)
-        if check.diagnostics is not None:  # it ends with the whole run's totals (else up to a minute old)
-            check.diagnostics.write()
+        status.finish()
+        if log_handler is not None:
+            log_handler.status_line = None
+        flushed = _final_phase(check, profiles)
+        if _Signals.previous_hook is not None:
+            sys.unraisablehook, _Signals.previous_hook = _Signals.previous_hook, None
     if not flushed:
         print('host-profiler: some exports could not be delivered within {:.0f} s'.format(FLUSH_TIMEOUT_S),
               file=sys.stderr)
@@ -163,8 +247,8 @@ def _write_outputs(output, profiles, check, pprof, flamegraph, folded_counts, fo
     with open(os.path.join(output, 'stacks.folded'), 'w') as f:
         f.write(format_folded(counts))
     pprof.write(os.path.join(output, 'profile.pb.gz'), merged)  # an empty profile when nothing was sampled
-    flamegraph.write(os.path.join(output, 'flamegraph.html'), counts, title='host_profiler: {}'.format(
-        os.uname().nodename))
+    host = (check.hostname() if check.hostname else '') or os.uname().nodename
+    flamegraph.write(os.path.join(output, 'flamegraph.html'), counts, title='host_profiler: {}'.format(host))
     summary = summarize(merged, check.telemetry.totals())
     with open(os.path.join(output, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2, sort_keys=True)
@@ -175,10 +259,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from datadog_checks.base import ConfigurationError
     from datadog_checks.base.stubs import aggregator, datadog_agent
 
-    instance = _read_config(args.config)
-    instance.setdefault('min_collection_interval', args.interval)
     aggregator.reset()
     try:
+        instance = _read_config(args.config)
+        instance.setdefault('min_collection_interval', args.interval)
         check = _make_check(instance)
     except ConfigurationError as e:
         return _config_error(e)
@@ -230,14 +314,16 @@ def cmd_flare(args: argparse.Namespace) -> int:
     from .profile.merge import merge_profiles
     from .runtime.flare import build_flare
 
-    instance = _read_config(args.config)
-    instance.setdefault('min_collection_interval', 1)
-    instance['exporters'] = {}  # the live profile stays local
     try:
+        instance = _read_config(args.config)
+        instance.setdefault('min_collection_interval', 1)
+        instance['exporters'] = {}  # the live profile stays local
         check = _make_check(instance)
     except ConfigurationError as e:
         return _config_error(e)
     profiles = []
+    if check.pipeline is not None:  # the flare reports self-profiling's settings; it sends nothing
+        check.pipeline.self_profiling.hold('host-profiler flare sends nothing')
     try:
         check.run()
         deadline = time.monotonic() + args.duration
@@ -289,14 +375,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+def _install_log_handler(verbose: bool):
+    """The command's one stderr handler (replacing one left by an earlier main() in this process),
+    aware of the live status line. ``-v`` shows DEBUG; otherwise INFO lines (what the converter
+    added to the configuration) are not shown, WARNING and above are."""
     from .runtime.scrub import install_log_scrubbing
+    from .runtime.status_line import LogHandler
 
-    install_log_scrubbing(logging.getLogger())
-    return args.func(args)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, LogHandler)]:
+        root.removeHandler(old)
+    handler = LogHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    install_log_scrubbing(root)
+    return handler
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from datadog_checks.base import ConfigurationError
+
+    args = build_parser().parse_args(argv)
+    args.log_handler = _install_log_handler(args.verbose)
+    try:
+        return args.func(args)
+    except ConfigurationError as e:  # raised after start-up (e.g. by an exporter): still one line
+        return _config_error(e)
+    finally:
+        logging.getLogger().removeHandler(args.log_handler)
+        args.log_handler.flush()
 
 
 def console_main() -> None:

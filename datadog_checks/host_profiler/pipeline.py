@@ -73,15 +73,19 @@ class ProfilerPipeline:
         hostname: Optional[Callable[[], str]] = None,
         tagger: Any = None,
         interval_s: float = 15.0,
+        agent_config: Optional[Callable[[str], Any]] = None,
     ) -> None:
         from .exporters import build_exporters
         from .processors.pipeline import build_processors
+        from .runtime.self_profiling import SelfProfiling
+        from .symbols.lines import LINES_DEFAULT
         from .runtimes.jit import JitRuntimes, jit_frames_of
         from .symbols.symbolizer import Symbolizer
 
         self.instance = instance
         self.mode = mode
         self.telemetry = telemetry or Telemetry()
+        self.telemetry.declare('profile.empty_intervals')
         self.log = log or LOG
         self.interval_s = float(interval_s)
         receiver_conf = instance.get('receiver') or {}
@@ -95,6 +99,8 @@ class ProfilerPipeline:
                                                     receiver_conf.get('unwinding') or 'auto')[0],
             debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
             perf_map=bool(symbolizer_conf.get('perf_map', True)),
+            demangle=symbolizer_conf.get('demangle') or 'simplified',
+            lines=bool(symbolizer_conf.get('lines', LINES_DEFAULT)),
             # as many processes as the receiver tracks: a smaller LRU thrashes on busy hosts
             max_processes=int(receiver_conf.get('max_processes') or 16384),
             jit_frames_of=jit_frames_of,
@@ -110,6 +116,10 @@ class ProfilerPipeline:
             mode=mode, version=__version__, log=self.log,
         )
         self.uploader = self._build_uploader(http_factory)
+        self.self_profiling = SelfProfiling(
+            instance.get('ddprofiling'), mode=mode, tags=instance.get('tags'), telemetry=self.telemetry,
+            version=__version__, http_factory=http_factory, agent_config=agent_config, log=self.log,
+        )
         self.receiver: Any = None
         self.sampler_error = ''
         self._lock = threading.Lock()
@@ -157,6 +167,8 @@ class ProfilerPipeline:
         try:
             self.receiver = Receiver(receiver_config(self.instance, self.interval_s), telemetry=self.telemetry,
                                      log=self.log)
+            # self-profiling lives as long as the sampler thread, however that thread ends
+            self.receiver.on_stopped = self.self_profiling.stop
             self.receiver.start()
         except SamplerError as e:
             self.receiver = None
@@ -165,6 +177,7 @@ class ProfilerPipeline:
             self.sampler_error = str(e)
             return False
         self.sampler_error = ''
+        self.self_profiling.start()
         return True
 
     def close(self) -> None:
@@ -177,6 +190,7 @@ class ProfilerPipeline:
         if receiver is not None:
             receiver.stop(block=False)
         self.runtimes.close()
+        self.self_profiling.stop()
         close_processors(self.processors)
         if self.uploader is not None:
             self.uploader.close()
@@ -216,6 +230,10 @@ class ProfilerPipeline:
 
     def _export(self, profile: Optional[Profile]) -> None:
         if profile is None:
+            return
+        if not any(r.samples or r.off_cpu_samples for r in profile.resources):
+            # nothing was sampled: no empty file, no empty request (counted, and in summary.json)
+            self.telemetry.count('profile.empty_intervals', 1)
             return
         for exporter in self.exporters:
             try:

@@ -15,7 +15,8 @@ Rules common to both modes (each rule is restated as a comment above its code):
 
 * R1 user-set leaves are never overwritten (``_set_default`` only writes absent keys);
 * R2 missing required leaves are added with every parent (``_ensure_map``);
-* R3 incompatible user values produce a warning and are kept;
+* R3 incompatible user values produce a warning and are kept; what the converter adds where
+  the user gave no value is a note (logged at INFO), never a warning;
 * R4 numeric ``api_key``/``app_key``/``dd-api-key`` become strings. ``${env:X}``
   references are strings already and are left alone: the loader expands them *after*
   conversion, so an expanded value is never re-typed;
@@ -331,6 +332,75 @@ def _check_exporters(instance: Dict[str, Any], origin: str, origin_version: str,
 
 
 # ---------------------------------------------------------------------------------------
+# Self-profiling (``ddprofiling``): the original's ddprofiling extension, as an instance
+# section. Only a section the user wrote is touched, so instances without it are unchanged.
+
+DEFAULT_TRACE_RECEIVER_PORT = 8126
+MSG_DDPROFILING_NO_ENDPOINT = (
+    'ddprofiling is enabled but has no endpoint: set ddprofiling.endpoint to a trace agent '
+    '(http://host:8126) or an agentless intake (https://intake.profile.<site>)'
+)
+
+
+def ddprofiling_is_agentless(endpoint: Any) -> bool:
+    """An endpoint on a Datadog site is the agentless profile intake, which needs an API key."""
+    return is_datadog_endpoint(endpoint)
+
+
+def _ddprofiling_section(conf: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The user's ``ddprofiling`` mapping when it is enabled (None otherwise); checks its types."""
+    if conf.get('ddprofiling') is None:
+        return None
+    section = _ensure_map(conf, 'ddprofiling', [])
+    enabled = section.get('enabled', False)
+    if not isinstance(enabled, bool):
+        raise ConverterError('must be true or false', 'ddprofiling.enabled')
+    endpoint = section.get('endpoint')
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise ConverterError('must be a string', 'ddprofiling.endpoint')
+    if 'api_key' in section:
+        _stringify_key(section, 'api_key')  # R4
+    return section if enabled else None
+
+
+def _agent_trace_receiver(agent_config: AgentConfig) -> str:
+    """The Agent's trace receiver: its unix socket when configured, else localhost:receiver_port."""
+    socket_path = _agent_get(agent_config, 'apm_config.receiver_socket')
+    if isinstance(socket_path, str) and socket_path.strip():
+        return 'unix://' + socket_path.strip()
+    port = _agent_get(agent_config, 'apm_config.receiver_port')
+    try:
+        port = int(port) if port is not None else DEFAULT_TRACE_RECEIVER_PORT
+    except (TypeError, ValueError):
+        port = DEFAULT_TRACE_RECEIVER_PORT
+    if port <= 0:  # receiver_port 0 turns the TCP receiver off: nothing listens
+        port = DEFAULT_TRACE_RECEIVER_PORT
+    return 'http://localhost:{}'.format(port)
+
+
+def _convert_ddprofiling(conf: Dict[str, Any], agent_config: Optional[AgentConfig], warnings: Warnings) -> None:
+    """Agent mode (``agent_config`` given): the endpoint defaults to the Agent's trace receiver and an
+    agentless intake's API key to the Agent's ``api_key``. Standalone: nothing is inferred; an enabled
+    section without endpoint, or with an agentless intake but no API key, is an error (R5)."""
+    section = _ddprofiling_section(conf)
+    if section is None:
+        return
+    endpoint = section.get('endpoint')
+    if not (isinstance(endpoint, str) and endpoint.strip()):
+        if agent_config is None:
+            raise ConverterError(MSG_DDPROFILING_NO_ENDPOINT, 'ddprofiling.endpoint')
+        endpoint = section['endpoint'] = _agent_trace_receiver(agent_config)
+    if ddprofiling_is_agentless(endpoint) and not _stringify_key(section, 'api_key'):
+        api_key = _agent_get(agent_config, 'api_key') if agent_config is not None else None
+        if api_key in (None, ''):
+            raise ConverterError(
+                'ddprofiling.endpoint {} is an agentless intake: it needs ddprofiling.api_key'.format(endpoint),
+                'ddprofiling.api_key',
+            )
+        section['api_key'] = str(api_key)
+
+
+# ---------------------------------------------------------------------------------------
 # Agent mode.
 
 
@@ -401,6 +471,12 @@ def _additional_headers(agent_config: AgentConfig, warnings: Warnings) -> Dict[s
     return {str(k): str(v) for k, v in headers.items()}
 
 
+def _note(notes: Optional[Warnings], message: str) -> None:
+    """R3: a default added where the user gave no value is worth an INFO line, not a warning."""
+    if notes is not None:
+        notes.append(message)
+
+
 def _start(instance: Any, origin_version: Optional[str]) -> Tuple[Dict[str, Any], Warnings, str]:
     """What both converters do first: a private copy, the origin version, the common checks."""
     if instance is None:
@@ -415,9 +491,11 @@ def _start(instance: Any, origin_version: Optional[str]) -> Tuple[Dict[str, Any]
 
 
 def convert_with_agent(
-    instance: Dict[str, Any], agent_config: AgentConfig, *, origin_version: Optional[str] = None
+    instance: Dict[str, Any], agent_config: AgentConfig, *, origin_version: Optional[str] = None,
+    notes: Optional[Warnings] = None,
 ) -> Tuple[Dict[str, Any], Warnings]:
     """Normalise an instance for agent mode; ``agent_config`` is ``datadog_agent.get_config``.
+    Returns (instance, warnings); ``notes`` (a list, optional) receives what was added (R3).
 
     The Agent's tagger is the enrichment (infraattributes); endpoints and keys come from the
     Agent's own configuration when the user did not write them.
@@ -493,7 +571,7 @@ def convert_with_agent(
     infra = processors.get('infraattributes')
     if infra is None:
         processors['infraattributes'] = {'allow_hostname_override': True, 'cardinality': DEFAULT_CARDINALITY}
-        warnings.append('Added infraattributes processor with default settings to user configuration')
+        _note(notes, 'Added infraattributes processor with default settings to user configuration')
     else:
         infra = _ensure_map(processors, 'infraattributes', ['processors'])
         override, _ = _set_default(infra, 'allow_hostname_override', True)
@@ -514,6 +592,9 @@ def convert_with_agent(
         del processors['k8sattributes']
         warnings.append('Removed k8sattributes processor: in agent mode the Agent tagger provides Kubernetes tags')
 
+    # ddprofiling: endpoint defaults to the Agent's trace receiver (socket, else localhost:port).
+    _convert_ddprofiling(conf, agent_config, warnings)
+
     return conf, warnings
 
 
@@ -522,9 +603,11 @@ def convert_with_agent(
 
 
 def convert_without_agent(
-    instance: Dict[str, Any], *, require_exporter: bool = False, origin_version: Optional[str] = None
+    instance: Dict[str, Any], *, require_exporter: bool = False, origin_version: Optional[str] = None,
+    notes: Optional[Warnings] = None,
 ) -> Tuple[Dict[str, Any], Warnings]:
     """Normalise an instance for standalone mode: nothing secret is guessed.
+    Returns (instance, warnings); ``notes`` (a list, optional) receives what was added (R3).
 
     ``require_exporter``: the caller has no local fallback (``host-profiler run`` writes files
     when nothing is configured, so it passes False; a standalone check with no output passes True).
@@ -543,12 +626,12 @@ def convert_without_agent(
     processors = conf.get('processors')
     if processors is None:
         processors = conf['processors'] = {}
-    # resourcedetection: added with host.arch/host.name/os.type on when missing (warning); on a
+    # resourcedetection: added with host.arch/host.name/os.type on when missing (note); on a
     # user's section each switch defaults to true, and host.arch turned off warns and is kept.
     rd = processors.get('resourcedetection')
     if rd is None:
         processors['resourcedetection'] = {k: True for k in RESOURCE_DETECTION_KEYS}
-        warnings.append('Added minimal resourcedetection processor to user configuration')
+        _note(notes, 'Added minimal resourcedetection processor to user configuration')
     else:
         rd = _ensure_map(processors, 'resourcedetection', ['processors'])
         arch, _ = _set_default(rd, 'host.arch', True)
@@ -562,11 +645,11 @@ def convert_without_agent(
         warnings.append('Removed infraattributes processor: it requires the Datadog Agent (standalone mode)')
 
     # Receiver: when no receiver section exists, a minimal one is added with the symbol
-    # uploader disabled (endpoints and keys cannot be guessed), with a warning.
+    # uploader disabled (endpoints and keys cannot be guessed), with a note.
     receiver = conf.get('receiver')
     if receiver is None:
         conf['receiver'] = {'symbol_uploader': {'enabled': False}}
-        warnings.append('Added minimal receiver to user configuration: symbol_uploader disabled')
+        _note(notes, 'Added minimal receiver to user configuration: symbol_uploader disabled')
     else:
         receiver = _ensure_map(conf, 'receiver', [])
         uploader = receiver.get('symbol_uploader')
@@ -574,10 +657,10 @@ def convert_without_agent(
         if uploader is None or (isinstance(uploader, dict) and 'enabled' not in uploader
                                 and not uploader.get('symbol_endpoints')):
             # The uploader's own default is enabled, which would fail without endpoints; with
-            # nothing to upload to, it is turned off explicitly (warning) instead of failing later.
+            # nothing to upload to, it is turned off explicitly (note) instead of failing later.
             uploader = _ensure_map(receiver, 'symbol_uploader', ['receiver'])
             uploader['enabled'] = False
-            warnings.append('symbol_uploader disabled: no symbol_endpoints configured (standalone mode)')
+            _note(notes, 'symbol_uploader disabled: no symbol_endpoints configured (standalone mode)')
         uploader = _ensure_map(receiver, 'symbol_uploader', ['receiver'])
         if uploader.get('enabled', True):
             # Enabled uploader: symbol_endpoints must be a non-empty list (original messages).
@@ -596,5 +679,8 @@ def convert_without_agent(
             _stringify_symbol_endpoints(eps)
         elif isinstance(uploader.get('symbol_endpoints'), list):
             _stringify_symbol_endpoints(uploader['symbol_endpoints'])
+
+    # ddprofiling: no default endpoint; an agentless intake needs ddprofiling.api_key.
+    _convert_ddprofiling(conf, None, warnings)
 
     return conf, warnings

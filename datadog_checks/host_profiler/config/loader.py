@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import yaml
 
 from .converters import ConverterError, convert_with_agent, convert_without_agent
+from .validation import check_endpoints, check_known_options
 
 MODES = ('auto', 'agent', 'standalone')
 _ENV_REF = re.compile(r'\$(\$?)\{env:([A-Za-z_][A-Za-z0-9_]*)\}')
@@ -62,6 +63,25 @@ def expand_env(value: Any, environ: Optional[Mapping[str, str]] = None, *, _path
     return value
 
 
+class FileError(ConverterError):
+    """A configuration file that cannot be read or parsed; the message names the file (and the
+    line and column of a YAML error)."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message, source)
+        self.args = (message,)
+
+
+def _yaml_message(source: str, error: Exception) -> str:
+    """``FILE, line L, column C: invalid YAML: PROBLEM (CONTEXT)``: lines and columns from 1."""
+    mark = getattr(error, 'problem_mark', None) or getattr(error, 'context_mark', None)
+    where = ', line {}, column {}'.format(mark.line + 1, mark.column + 1) if mark is not None else ''
+    problem = getattr(error, 'problem', None) or str(error)
+    context = getattr(error, 'context', None)
+    text = ' '.join('{}{}'.format(problem, ' ({})'.format(context) if context else '').split())
+    return '{}{}: invalid YAML: {}'.format(source, where, text)
+
+
 def read_instance(path_or_dict: Union[str, os.PathLike, Mapping[str, Any], None]) -> Dict[str, Any]:
     """``instances[0]`` of a conf.yaml (or of a dict shaped like one), or a bare instance mapping."""
     if path_or_dict is None:
@@ -75,9 +95,12 @@ def read_instance(path_or_dict: Union[str, os.PathLike, Mapping[str, Any], None]
             with open(source, 'r', encoding='utf-8') as f:
                 data = yaml.safe_load(f)
         except OSError as e:
-            raise ConverterError('cannot read configuration file: {}'.format(e.strerror or e), source)
+            raise FileError('{}: cannot read the configuration file: {}'.format(source, e.strerror or e), source)
+        except UnicodeDecodeError as e:
+            raise FileError('{}: cannot read the configuration file: not UTF-8 text (byte {} at offset {})'.format(
+                source, hex(e.object[e.start]), e.start), source)
         except yaml.YAMLError as e:
-            raise ConverterError('invalid YAML: {}'.format(str(e).replace('\n', ' ')), source)
+            raise FileError(_yaml_message(source, e), source)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -102,8 +125,14 @@ def load_instance(
     require_exporter: bool = False,
     origin_version: Optional[str] = None,
     environ: Optional[Mapping[str, str]] = None,
+    notes: Optional[List[str]] = None,
 ) -> Tuple[Dict[str, Any], List[str]]:
-    """Read, convert (by mode) and expand an instance. Returns (instance, warnings).
+    """Read, check, convert (by mode) and expand an instance. Returns (instance, warnings).
+
+    Warnings are about values the user wrote (kept, but in conflict with what the profiler
+    needs); ``notes``, when a list is given, receives what the converter added where the user
+    gave no value (logged at INFO). Every key must be an option of the spec, and every endpoint
+    an http(s) URL with a host (``config.validation``).
 
     ``agent_config`` defaults to ``datadog_agent.get_config`` and ``origin_version`` (agent
     mode) to ``datadog_agent.get_version()``, the Agent version the original sends.
@@ -111,6 +140,10 @@ def load_instance(
     Raises ``ConverterError`` (a ``ConfigurationError``) naming the key path.
     """
     instance = read_instance(path_or_dict)
+    check_known_options(instance)
+    # the user's endpoints first (their own messages beat a converter's about the same exporter),
+    # then every endpoint of the result, the inferred ones included
+    check_endpoints(expand_env(instance, environ))
     resolved = resolve_mode(mode, instance)
     if resolved == 'agent':
         from datadog_checks.base.agent import datadog_agent
@@ -118,15 +151,27 @@ def load_instance(
         if agent_config is None:
             agent_config = datadog_agent.get_config
         if origin_version is None:
-            try:
-                origin_version = str(datadog_agent.get_version() or '') or None
-            except Exception:
-                origin_version = None
-        converted, warnings = convert_with_agent(instance, agent_config, origin_version=origin_version)
+            origin_version = agent_version()
+        converted, warnings = convert_with_agent(instance, agent_config, origin_version=origin_version, notes=notes)
     else:
         converted, warnings = convert_without_agent(
-            instance, require_exporter=require_exporter, origin_version=origin_version
+            instance, require_exporter=require_exporter, origin_version=origin_version, notes=notes
         )
     converted = expand_env(converted, environ, warnings=warnings)
+    check_endpoints(converted)
     converted['mode'] = resolved
     return converted, warnings
+
+
+def agent_version() -> Optional[str]:
+    """The Agent's version, or None outside the Agent: the stubs' placeholder version is not the
+    version of anything, and must not reach the ``dd-evp-origin-version`` header."""
+    from ..runtime.hostname import stub_placeholders
+
+    try:
+        from datadog_checks.base.agent import datadog_agent
+
+        version = str(datadog_agent.get_version() or '')
+    except Exception:
+        return None
+    return version if version and version not in stub_placeholders() else None

@@ -20,6 +20,17 @@ from datadog_checks.base.utils.models import validation
 from . import defaults, validators
 
 
+class Ddprofiling(BaseModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        frozen=True,
+    )
+    api_key: Optional[str] = None
+    enabled: Optional[bool] = False
+    endpoint: Optional[str] = None
+    period: Optional[float] = Field(60, ge=1.0)
+
+
 class Debug(BaseModel):
     model_config = ConfigDict(
         arbitrary_types_allowed=True,
@@ -56,6 +67,7 @@ class OtlpHttpItem(BaseModel):
     compression: Optional[Literal['gzip', 'zstd', 'none']] = 'gzip'
     endpoint: str
     headers: Optional[MappingProxyType[str, str]] = {}
+    name: Optional[str] = None
     queue_size_mb: Optional[float] = Field(64, ge=0.0)
     retry: Optional[Retry] = {}
     timeout: Optional[float] = Field(10, gt=0.0)
@@ -193,6 +205,10 @@ class Symbolizer(BaseModel):
         frozen=True,
     )
     debug_dirs: Optional[tuple[str, ...]] = ['/usr/lib/debug']
+    demangle: Optional[Literal['none', 'simplified', 'templates', 'full']] = (
+        'simplified'
+    )
+    lines: Optional[bool] = True
     memory_budget_mb: Optional[int] = Field(256, ge=16)
     perf_map: Optional[bool] = True
 
@@ -232,6 +248,7 @@ class InstanceConfig(BaseModel):
         arbitrary_types_allowed=True,
         frozen=True,
     )
+    ddprofiling: Optional[Ddprofiling] = None
     diagnostics_dir: Optional[str] = None
     disable_generic_tags: Optional[bool] = None
     empty_default_hostname: Optional[bool] = None
@@ -239,6 +256,7 @@ class InstanceConfig(BaseModel):
     enable_legacy_tags_normalization: Optional[bool] = None
     exporters: Optional[Exporters] = None
     health_metrics: Optional[HealthMetrics] = None
+    hostname: Optional[str] = None
     lock_file: Optional[str] = None
     metric_patterns: Optional[MetricPatterns] = None
     min_collection_interval: Optional[float] = None

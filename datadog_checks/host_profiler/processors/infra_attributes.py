@@ -96,9 +96,9 @@ class InfraAttributesProcessor:
 
             tagger = agent_tagger
         if hostname is None:
-            from datadog_checks.base.agent import datadog_agent
+            from ..runtime.hostname import HostnameProvider
 
-            hostname = datadog_agent.get_hostname
+            hostname = HostnameProvider()  # the Agent's; never the stubs' placeholder
         self._tagger = tagger
         self._cardinality = _cardinality(tagger, config.get('cardinality', 'orchestrator'))
         override = config.get('allow_hostname_override', True)

@@ -7,7 +7,6 @@ metadata (``profiler_name``, ``profiler_version``), as the original's ``resource
 from __future__ import annotations
 
 import platform
-import socket
 from typing import Any, Callable, Dict, Optional
 
 from ..profile.model import Profile
@@ -61,7 +60,11 @@ class ResourceDetectionProcessor:
         if _truthy(config, 'os.type'):
             attrs['os.type'] = (system or platform.system()).lower()
         if _truthy(config, 'host.name'):
-            name = (hostname or socket.gethostname)()
+            if hostname is None:
+                from ..runtime.hostname import HostnameProvider
+
+                hostname = HostnameProvider()
+            name = hostname()
             if name:
                 attrs['host.name'] = name
                 attrs['datadog.host.name'] = name

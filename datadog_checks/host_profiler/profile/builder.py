@@ -25,6 +25,10 @@ ENV_ATTRIBUTES: Sequence[Tuple[str, Tuple[str, ...]]] = (
     ('service.version', ('DD_VERSION',)),
 )
 
+# Resource attributes describing the host: the host's own detection (resourcedetection, the Agent)
+# sets them, never a process's published context (a container's tracer sees the pod's host name).
+HOST_ATTRIBUTE_PREFIXES = ('host.', 'os.', 'datadog.host.')
+
 ResolveProcess = Callable[[int], Any]  # pid -> ProcessInfo | None
 SymbolizeUser = Callable[[Any, Sequence[int]], List[Frame]]  # (ProcessInfo | None, addresses) -> frames
 SymbolizeKernel = Callable[[Sequence[int]], List[Frame]]  # addresses -> frames
@@ -33,7 +37,13 @@ _DELETED = ' (deleted)'
 
 
 def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
-    """OTel resource attributes of one process. ``process`` may be None (it vanished)."""
+    """OTel resource attributes of one process. ``process`` may be None (it vanished).
+
+    Precedence, lowest first: the process's environment (``DD_SERVICE``...), then the resource of
+    its published OTel process context (OTEP 4719), which overrides the environment, except for
+    what the profiler observed itself (``process.pid``, ``process.executable.*``, ``container.id``,
+    ``k8s.pod.uid`` from /proc) and host attributes. Processors run later: the user's
+    ``attributes`` actions have the last word."""
     attrs: Dict[str, Any] = {'process.pid': int(pid)}
     exe = (getattr(process, 'exe', '') or '') if process is not None else ''
     name = ''
@@ -51,6 +61,7 @@ def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
         pod_uid = getattr(process, 'pod_uid', '') or ''
         if pod_uid:
             attrs['k8s.pod.uid'] = pod_uid
+        observed = frozenset(attrs)
         env = getattr(process, 'env', None) or {}
         for attr, variables in ENV_ATTRIBUTES:
             for var in variables:
@@ -58,6 +69,11 @@ def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
                 if value:
                     attrs[attr] = value
                     break
+        context = getattr(process, 'otel_context', None)
+        if context is not None:
+            for key, value in context.resource.items():
+                if key not in observed and not key.startswith(HOST_ATTRIBUTE_PREFIXES):
+                    attrs[key] = value
     return attrs
 
 
@@ -106,7 +122,8 @@ def build_profile(
     - Stacks are leaf first: kernel frames (leaf first) on top of user frames (leaf first).
     - A truncated user stack, or a lost user stack id, ends (at the root) with an ``abort``
       frame so that it is never mistaken for a complete stack.
-    - Raw samples with the same key (pid, tid, comm, stacks, flags, value type) are merged.
+    - Raw samples with the same key (pid, tid, comm, stacks, flags, value type, span link, thread
+      context attributes) are merged: the same stack in two spans stays two samples.
     - Samples whose value type is ``OFF_CPU_TIME`` go to ``Resource.off_cpu_samples``.
     - ``resolve_process`` is called once per pid. The symbolizers are called at most once
       per distinct (pid, user stack) / kernel stack, and only with the addresses not
@@ -116,7 +133,8 @@ def build_profile(
     # 1. Merge identical keys (the kernel aggregates per drain; two drains may repeat keys).
     merged: Dict[Tuple, int] = {}
     for s in samples:
-        key = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.truncated, s.user_stack_lost, s.value_type)
+        key = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.truncated, s.user_stack_lost, s.value_type,
+               s.link, s.context_attributes)
         merged[key] = merged.get(key, 0) + s.count
 
     processes: Dict[int, Any] = {}
@@ -128,7 +146,7 @@ def build_profile(
     stack_cache: Dict[Tuple, Tuple[Frame, ...]] = {}
     resources: Dict[int, Resource] = {}
 
-    for (pid, tid, comm, ustack, kstack, truncated, lost, value_type), value in merged.items():
+    for (pid, tid, comm, ustack, kstack, truncated, lost, value_type, link, context_attrs), value in merged.items():
         if value <= 0:
             continue
         if pid not in processes:
@@ -170,7 +188,8 @@ def build_profile(
         resource = resources.get(pid)
         if resource is None:
             resource = resources[pid] = Resource(attributes={})
-        sample = Sample(frames=frames, value=value, thread_id=tid, thread_name=comm, truncated=truncated or lost)
+        sample = Sample(frames=frames, value=value, thread_id=tid, thread_name=comm, truncated=truncated or lost,
+                        link=link, context_attributes=context_attrs)
         if value_type == OFF_CPU_TIME:
             resource.off_cpu_samples.append(sample)
         else:

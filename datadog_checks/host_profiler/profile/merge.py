@@ -11,7 +11,7 @@ from .model import Profile, Resource, Sample
 
 def _merge_samples(into: Dict[Tuple, int], samples: Sequence[Sample]) -> None:
     for s in samples:
-        key = (s.frames, s.thread_id, s.thread_name, s.truncated)
+        key = (s.frames, s.thread_id, s.thread_name, s.truncated, s.link, s.context_attributes)
         into[key] = into.get(key, 0) + s.value
 
 
@@ -38,10 +38,10 @@ def merge_profiles(profiles: Sequence[Profile]) -> Profile:
             _merge_samples(cpu[r.pid], r.samples)
             _merge_samples(off[r.pid], r.off_cpu_samples)
     for pid, resource in resources.items():
-        resource.samples = [Sample(frames=k[0], value=v, thread_id=k[1], thread_name=k[2], truncated=k[3])
-                            for k, v in cpu[pid].items()]
-        resource.off_cpu_samples = [Sample(frames=k[0], value=v, thread_id=k[1], thread_name=k[2], truncated=k[3])
-                                    for k, v in off[pid].items()]
+        resource.samples = [Sample(frames=k[0], value=v, thread_id=k[1], thread_name=k[2], truncated=k[3],
+                                   link=k[4], context_attributes=k[5]) for k, v in cpu[pid].items()]
+        resource.off_cpu_samples = [Sample(frames=k[0], value=v, thread_id=k[1], thread_name=k[2], truncated=k[3],
+                                           link=k[4], context_attributes=k[5]) for k, v in off[pid].items()]
     first = profiles[0]
     return Profile(time_unix_nano=start, duration_nano=end - start, period_nano=first.period_nano,
                    resources=list(resources.values()), sample_type=first.sample_type, period_type=first.period_type)

@@ -39,6 +39,23 @@ CPU_PERIOD = ValueType('cpu', 'nanoseconds')
 
 
 @dataclass(frozen=True)
+class SpanLink:
+    """The span a sample ran in (the sampled thread's OTel thread context, OTEP 4947): an OTLP
+    ``Link``. Ids in W3C byte order (as in their hex form); never all zero (no span: no link)."""
+
+    trace_id: bytes  # 16 bytes
+    span_id: bytes  # 8 bytes
+
+    @staticmethod
+    def of(trace_id: bytes, span_id: bytes) -> Optional['SpanLink']:
+        """The link of a thread-context record's ids, or None when they do not name a span (either
+        id all zero, or of the wrong length): the OTEP requires both or neither."""
+        if len(trace_id) != 16 or len(span_id) != 8 or not any(trace_id) or not any(span_id):
+            return None
+        return SpanLink(bytes(trace_id), bytes(span_id))
+
+
+@dataclass(frozen=True)
 class RawSample:
     """One aggregated key drained from the kernel: addresses only, leaf first."""
 
@@ -51,6 +68,9 @@ class RawSample:
     value_type: ValueType = CPU_SAMPLES
     truncated: bool = False  # the user stack was cut (depth limit or copy size)
     user_stack_lost: bool = False  # the stack id was lost (map full / collision)
+    link: Optional[SpanLink] = None  # the span the thread was in (thread context), if any
+    # the thread context's attributes, keys resolved through the process's key map (OTEP 4947)
+    context_attributes: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,8 @@ class Sample:
     thread_id: int = 0
     thread_name: str = ''
     truncated: bool = False
+    link: Optional[SpanLink] = None  # same stack in two spans = two samples
+    context_attributes: Tuple[Tuple[str, str], ...] = ()  # thread-context attributes: sample attributes
 
 
 @dataclass

@@ -9,7 +9,10 @@ and one ``Profile`` per sample type: CPU ``samples``/``count`` always, then
 is a single ``ValueType`` in this version of the proto).
 
 Every dictionary table starts with its zero entry, as the spec requires, so that index 0
-means "not set". Entries are deduplicated by value.
+means "not set". Entries are deduplicated by value. A sample taken inside a span (thread context)
+points with ``link_index`` to a ``Link(trace_id, span_id)`` of ``link_table``; ``link_table[0]`` is
+the empty ``Link{}`` (proto v1.10, what opentelemetry-proto 1.45 is generated from: "must always
+be zero value"), and ``link_index`` 0 means no span.
 
 Speed: the tables are first built with plain dicts/lists (frames are looked up by object
 identity first, then by value), and the protobuf messages are created once per distinct
@@ -24,7 +27,17 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.profiles.v1development import profiles_pb2
 
-from .model import BUILD_ID_GNU, BUILD_ID_GO, BUILD_ID_HTLHASH, OFF_CPU_TIME, Frame, Mapping, Profile, ValueType
+from .model import (
+    BUILD_ID_GNU,
+    BUILD_ID_GO,
+    BUILD_ID_HTLHASH,
+    OFF_CPU_TIME,
+    Frame,
+    Mapping,
+    Profile,
+    SpanLink,
+    ValueType,
+)
 
 SCOPE_NAME = 'host_profiler'
 
@@ -59,6 +72,9 @@ def any_value(value: Any) -> common_pb2.AnyValue:
         return common_pb2.AnyValue(bytes_value=value)
     if isinstance(value, (list, tuple)):
         return common_pb2.AnyValue(array_value=common_pb2.ArrayValue(values=[any_value(v) for v in value]))
+    if isinstance(value, dict):
+        return common_pb2.AnyValue(kvlist_value=common_pb2.KeyValueList(
+            values=[common_pb2.KeyValue(key=str(k), value=any_value(v)) for k, v in value.items() if v is not None]))
     return common_pb2.AnyValue(string_value=str(value))
 
 
@@ -87,6 +103,8 @@ class _Tables:
         self.stacks: List[Tuple[int, ...]] = [()]
         self.stack_index: Dict[Tuple[int, ...], int] = {(): 0}
         self.stack_by_id: Dict[int, int] = {}
+        self.links: List[SpanLink] = []  # link_table[1:]
+        self.link_index: Dict[SpanLink, int] = {}
         # The id()-keyed caches are valid because every object they see is reachable from the
         # Profile being encoded (or is a module constant), so no id is reused during an encode.
 
@@ -156,6 +174,13 @@ class _Tables:
         self.location_by_id[id(f)] = i
         return i
 
+    def link(self, link: SpanLink) -> int:
+        i = self.link_index.get(link)
+        if i is None:
+            self.links.append(link)
+            i = self.link_index[link] = len(self.links)
+        return i
+
     def stack(self, frames: Sequence[Frame]) -> int:
         i = self.stack_by_id.get(id(frames))
         if i is not None:
@@ -222,7 +247,10 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
     for locations in t.stacks[1:]:
         add_stack().location_indices.extend(locations)
 
-    d.link_table.add()
+    link_table = d.link_table
+    link_table.add()
+    for link in t.links:
+        link_table.add(trace_id=link.trace_id, span_id=link.span_id)
 
 
 def _value_type(t: _Tables, vt: ValueType) -> profiles_pb2.ValueType:
@@ -248,7 +276,11 @@ def _fill_samples(pb_profile: profiles_pb2.Profile, samples: Sequence[Any], t: _
         msg = add()
         msg.stack_index = si
         msg.attribute_indices.extend(attrs)
+        if s.context_attributes:  # thread-context attributes, under the keys of the process's key map
+            msg.attribute_indices.extend([t.attribute(k, v) for k, v in s.context_attributes])
         msg.values.append(s.value)
+        if s.link is not None:
+            msg.link_index = t.link(s.link)
 
 
 def encode(
@@ -351,6 +383,9 @@ def validate(data: profiles_pb2.ProfilesData) -> List[str]:
             check('location_table[{}].lines'.format(i), line.function_index, n_fun, 'function')
         for a in loc.attribute_indices:
             check('location_table[{}]'.format(i), a, n_attr, 'attribute')
+    for i, link in enumerate(d.link_table[1:], 1):
+        if len(link.trace_id) != 16 or len(link.span_id) != 8:
+            errors.append('link_table[{}]: trace_id must be 16 bytes and span_id 8'.format(i))
     for i, st in enumerate(d.stack_table):
         for li in st.location_indices:
             check('stack_table[{}]'.format(i), li, n_loc, 'location')

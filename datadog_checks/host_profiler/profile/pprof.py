@@ -13,7 +13,9 @@ pprof conventions used: ids start at 1 (0 means "none"); ``string_table[0] == ''
 ``Location.address`` is the absolute address inside ``Mapping.memory_start..memory_limit``.
 Sample types: ``samples``/``count``, plus ``off_cpu``/``nanoseconds`` when any profile
 has off-CPU samples (each sample then has two values, one of them 0). Labels: ``pid``
-(numeric), ``comm``, ``thread_id`` (numeric), ``thread_name``.
+(numeric), ``comm``, ``thread_id`` (numeric), ``thread_name``, and for a sample taken inside a
+span ``trace_id`` and ``span_id`` (lowercase hex, 32 and 16 digits: the W3C form), plus the thread
+context's attributes under their keys.
 """
 from __future__ import annotations
 
@@ -173,6 +175,11 @@ def encode_raw(profiles: Union[Profile, Sequence[Profile]]) -> bytes:
                     labels = proc_labels + b.label_num('thread_id', s.thread_id)
                     if s.thread_name:
                         labels += b.label_str('thread_name', s.thread_name)
+                    if s.link is not None:
+                        labels += (b.label_str('trace_id', s.link.trace_id.hex())
+                                   + b.label_str('span_id', s.link.span_id.hex()))
+                    for key, value in s.context_attributes:
+                        labels += b.label_str(key, value)
                     samples.append(field_bytes(2, locs + field_packed(2, values) + labels))
 
     parts.extend(samples)

@@ -10,6 +10,8 @@ from .folded import frame_name, process_name
 from .model import FRAME_ABORT, Profile
 
 TOP_N = 20
+PARTIAL_STACKS = 'sampler.stacks.partial'
+EMPTY_INTERVALS = 'profile.empty_intervals'
 
 
 def _top(counts: Dict[str, int], total: int, n: int) -> List[Dict[str, Any]]:
@@ -21,8 +23,10 @@ def summarize(
     profiles: Union[Profile, Sequence[Profile]], telemetry_totals: Dict[str, float], top: int = TOP_N
 ) -> Dict[str, Any]:
     """A JSON-ready dict: samples, off-CPU ns, losses (telemetry totals whose name contains
-    ``lost``), processes, unique stacks, unknown frames, truncated samples, top functions by
-    self and by total (each function counted once per stack), top processes, duration."""
+    ``lost``), partial stacks (kept samples whose user stack the unwinder could not finish: not
+    losses), empty intervals (nothing sampled, nothing exported), processes, unique stacks,
+    unknown frames, truncated samples, top functions by self and by total (each function counted
+    once per stack), top processes, duration."""
     if isinstance(profiles, Profile):
         profiles = [profiles]
     samples = 0
@@ -70,6 +74,7 @@ def summarize(
                     total_counts[n] = total_counts.get(n, 0) + v
 
     losses = {k: v for k, v in sorted(telemetry_totals.items()) if 'lost' in k}
+    partial = {k: v for k, v in sorted(telemetry_totals.items()) if k.startswith(PARTIAL_STACKS)}
     start = min((p.time_unix_nano for p in profiles), default=0)
     end = max((p.time_unix_nano + p.duration_nano for p in profiles), default=0)
     top_processes = sorted(per_process.items(), key=lambda kv: -kv[1])[:top]
@@ -81,6 +86,9 @@ def summarize(
         'off_cpu_ns': off_cpu_ns,
         'losses': losses,
         'lost_total': sum(losses.values()),
+        'partial_stacks': partial,
+        'partial_total': sum(partial.values()),
+        'empty_intervals': int(telemetry_totals.get(EMPTY_INTERVALS, 0)),
         'truncated_samples': truncated,
         'unknown_frame_share': round(unknown / frames_seen, 4) if frames_seen else 0.0,
         'processes': len(pids),

@@ -16,7 +16,9 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+
+from ..runtimes.otel_process_context import find_mapping as find_context_mapping
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
 PF_EXITING = 0x4  # task flag (/proc/PID/stat field 9): the task is in do_exit
@@ -48,6 +50,11 @@ class ProcessInfo:
     exited_at: Optional[float] = None  # time.monotonic() of the exit event
     read_at: float = 0.0  # time.monotonic() when /proc/PID/maps was last read
     drained: bool = False  # samples of this process were seen in a drain already
+    # OTel process context (runtimes/otel_process_context.py): where its mapping starts (0: none
+    # seen in the last maps read), the decoded context, and when to look for one again
+    otel_context_address: int = 0
+    otel_context: Optional[Any] = None
+    otel_context_scan_at: float = 0.0
 
     @property
     def key(self) -> Tuple[int, int]:
@@ -320,9 +327,11 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
         state, exiting, start = fields[0], int(fields[6]) & PF_EXITING, int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
+    context_address = 0
     try:
         text = _read_text(base + '/maps')
         mappings = maps_cache.parse(text, fresh) if maps_cache is not None else parse_maps(text)
+        context_address = find_context_mapping(text)
     except OSError:
         mappings = []
     try:
@@ -355,6 +364,7 @@ def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/p
         env=env,
         root=_root_of(base),
         read_at=time.monotonic(),
+        otel_context_address=context_address,
     )
 
 
@@ -468,6 +478,7 @@ class ProcessRegistry:
             return False
         if mappings != info.mappings:
             info.mappings = mappings  # one attribute assignment: readers see the old or the new list
+        info.otel_context_address = find_context_mapping(text)
         info.read_at = self._clock()
         return True
 

@@ -17,13 +17,15 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
+from ..runtimes.otel_process_context import ProcessContextReader
+from ..runtimes.otel_thread_context import ThreadContextDecoder
 from .kernel import SamplerError
 from .processes import ProcessRegistry
-from .sampler import LOSS_REASONS, ProcessEvent, Sampler, SamplerConfig
+from .sampler import LOSS_REASONS, PARTIAL_REASONS, ProcessEvent, Sampler, SamplerConfig
 
 __all__ = ['Receiver', 'ReceiverConfig', 'Collected', 'DEFAULT_LOCK_PATH', 'acquire_host_lock']
 
@@ -159,7 +161,13 @@ class Receiver:
             self.unwinder = Unwinder(self.telemetry,
                                      memory_budget_bytes=split_memory_budget(budget_mb, self.config.unwinding)[1],
                                      mode=self.config.unwinding)
+        # OTel process contexts (OTEP 4719) of the processes of each drain
+        self.contexts = ProcessContextReader(self.telemetry, log=log)
+        # OTel thread contexts (OTEP 4947): a sampled thread's copied record -> RawSample.link and
+        # .context_attributes, with the key map of ProcessInfo.otel_context (the copy itself is BPF's)
+        self.thread_contexts = ThreadContextDecoder(self.telemetry)
         self.stopped_reason = ''
+        self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0
         self.compile_seconds = 0.0
         self._declare()
@@ -177,6 +185,8 @@ class Receiver:
             t.declare(name)
         for r in LOSS_REASONS:
             t.declare('sampler.lost', ['reason:' + r])
+        for r in PARTIAL_REASONS:
+            t.declare('sampler.stacks.partial', ['reason:' + r])
         t.gauge('sampler.running', 0)
 
     # -- lifecycle
@@ -294,6 +304,12 @@ class Receiver:
             self._release_lock()
             self._stop.set()
             self.telemetry.gauge('sampler.running', 0)
+            if self.on_stopped is not None:  # whatever stops the thread (stop(), no heartbeat, an error)
+                try:
+                    self.on_stopped()
+                except Exception as e:  # noqa: BLE001
+                    if self.log:
+                        self.log.warning('host_profiler sampler stop hook failed: %s', e)
 
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
@@ -366,11 +382,13 @@ class Receiver:
                     self.registry.refresh_mappings(pid)
             elif now - info.read_at > MAPS_REFRESH_MIN_S and any(info.find_mapping(a) is None for a in ls):
                 self.registry.refresh_mappings(pid)
+        self.contexts.update(self.registry, leaves, now)
         self.registry.expire()
         with self._lock:
             acc = self._acc
             for s in res.samples:
-                k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost)
+                k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost,
+                     s.link, s.context_attributes)
                 acc[k] = acc.get(k, 0) + s.count
             for r, n in res.lost.items():
                 self._lost[r] = self._lost.get(r, 0) + n
@@ -379,6 +397,8 @@ class Receiver:
         t.count('sampler.samples', sum(s.count for s in res.samples if s.value_type == CPU_SAMPLES))
         for r, n in res.lost.items():
             t.count('sampler.lost', n, ['reason:' + r])
+        for r, n in res.partial.items():
+            t.count('sampler.stacks.partial', n, ['reason:' + r])
         t.count('sampler.filtered', res.filtered)
         t.count('sampler.drains', 1)
         t.count('processes.exec_events', res.execs)
@@ -398,7 +418,8 @@ class Receiver:
             drains, self._drains = self._drains, 0
             start_ns, end_ns = self._since_ns, time.time_ns()
             self._since_ns = end_ns
-        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7]) for k, n in acc.items()]
+        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], link=k[8],
+                             context_attributes=k[9]) for k, n in acc.items()]
         unique = len({(k[3], k[4]) for k in acc})
         self.telemetry.gauge('sampler.unique_stacks', unique)
         self.telemetry.gauge('processes.tracked', len(self.registry))

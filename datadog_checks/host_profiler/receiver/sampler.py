@@ -85,10 +85,14 @@ STATS = (
 )
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
-    'user_stack_truncated',  # the sample is kept, flagged truncated
     'off_cpu_stack_expired',  # off-CPU record whose stacks user space no longer holds
 )
-CPU_LOSS_REASONS = LOSS_REASONS[:7] + ('events_lost', 'user_stack_truncated', 'user_stack_copy_lost')
+CPU_LOSS_REASONS = LOSS_REASONS[:7] + ('events_lost', 'user_stack_copy_lost')
+# Partial stacks: the sample is kept (and exported, ending in a [truncated] frame) but its user
+# stack does not reach the outermost frame. Not a loss: counted apart (sampler.stacks.partial).
+PARTIAL_DEPTH_LIMIT = 'depth_limit'  # the in-kernel frame-pointer walk stopped at MAX_STACK_DEPTH
+PARTIAL_UNWIND = 'unwind_incomplete'  # the user-space unwinder stopped early (unwind.samples{result})
+PARTIAL_REASONS = (PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND)
 
 EV_EXEC = 1
 EV_EXIT = 2
@@ -134,6 +138,7 @@ class ProcessEvent:
 class DrainResult:
     samples: List[RawSample]
     lost: Dict[str, int]  # reason -> samples (or stack ids) lost since the previous drain
+    partial: Dict[str, int] = field(default_factory=dict)  # reason -> kept samples with a partial user stack
     filtered: int = 0  # samples dropped by the pid filter (kernel) or comm filters (user space)
     unique_stacks: int = 0
     duration_s: float = 0.0
@@ -474,6 +479,7 @@ class Sampler:
 
             samples: List[RawSample] = []
             lost: Dict[str, int] = {r: 0 for r in (LOSS_REASONS if self.off_cpu else CPU_LOSS_REASONS)}
+            partial: Dict[str, int] = {r: 0 for r in PARTIAL_REASONS}
             filtered = 0
             cache: Dict[int, Optional[Tuple[int, ...]]] = {}
             pairs = set()
@@ -486,11 +492,11 @@ class Sampler:
                 kstack, _ = self._resolve(stacks, cache, ks)
                 truncated = len(ustack) >= MAX_STACK_DEPTH
                 if truncated:
-                    lost['user_stack_truncated'] += cnt
+                    partial[PARTIAL_DEPTH_LIMIT] += cnt
                 pairs.add((us, ks))
                 samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost))
             if self._copies is not None:
-                filtered += self._drain_copies(old, stacks, cache, samples, lost, pairs, final)
+                filtered += self._drain_copies(old, stacks, cache, samples, partial, pairs, final)
             n_stacks = self._clear_stacks(stacks, [s for s in cache if s >= 0])
 
             map_fill = {
@@ -508,6 +514,7 @@ class Sampler:
             return DrainResult(
                 samples=samples,
                 lost=lost,
+                partial=partial,
                 filtered=filtered,
                 unique_stacks=len(pairs),
                 duration_s=time.monotonic() - t0,
@@ -517,7 +524,7 @@ class Sampler:
                 exits=delta[STATS.index('_exits')],
             )
 
-    def _drain_copies(self, old: int, stacks, cache, samples, lost, pairs, final: bool) -> int:
+    def _drain_copies(self, old: int, stacks, cache, samples, partial, pairs, final: bool) -> int:
         """Samples unwound from stack copies of every generation but the active one; their kernel
         stack ids are resolved from the old generation's map before it is cleared (copies that
         wait for a CFI table until the next drain get theirs resolved now, see unwind/copies.py)."""
@@ -540,7 +547,7 @@ class Sampler:
             else:  # a generation whose maps were cleared (not expected: each drain takes them all)
                 kstack = ()
             if truncated:
-                lost['user_stack_truncated'] += cnt
+                partial[PARTIAL_UNWIND] += cnt
             pairs.add(('copy', ustack, ks))
             samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, False))
         return filtered

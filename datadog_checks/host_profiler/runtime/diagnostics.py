@@ -7,7 +7,9 @@ Python checks have no flare hook, but a flare takes every ``*.log`` / ``*.log.N`
 the Agent's log directory, unscrubbed. So the check keeps ``host_profiler_diagnostics.log``
 there: one JSON document (schema: ``diagnostics_schema.json``) with the scrubbed effective
 config, the sampler state, telemetry totals and gauges, the kernel/BPF probe, the last
-errors and the top stacks of the last export. The previous document is kept as ``.1``.
+errors, the top stacks of the last export and, in ``extra.file_refusals``, the last files
+the opener refused to read for a process (path, pid, reason; ``host.files``). The previous
+document is kept as ``.1``.
 
 ``maybe_write(now)`` rewrites it at most once per ``min_interval`` (60 s); the document is
 shrunk until it fits ``max_bytes`` (1 MiB), and the whole text passes through the scrubber
@@ -24,6 +26,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional
 
+from ..host.files import recent_refusals
 from . import scrub
 from .telemetry import Telemetry
 
@@ -186,7 +189,11 @@ class Diagnostics:
         if self.telemetry is not None:
             totals = self.telemetry.totals()
             gauges = self.telemetry.gauges() if hasattr(self.telemetry, 'gauges') else {}
+        refusals = recent_refusals()
         with self._lock:
+            extra = dict(self._extra)
+            if refusals:
+                extra['file_refusals'] = refusals
             doc = {
                 'schema_version': SCHEMA_VERSION,
                 'generated_at': _iso(now),
@@ -200,7 +207,7 @@ class Diagnostics:
                 'probe': self._probe or {},
                 'errors': list(self._errors),
                 'top_stacks': list(self._top_stacks),
-                'extra': dict(self._extra),
+                'extra': extra,
                 'truncated': False,
             }
         return doc

@@ -44,7 +44,9 @@ values are replaced by ********.
 diagnostics.json     The diagnostics document the check keeps in the Agent log directory
                      (host_profiler_diagnostics.log): scrubbed effective config, sampler
                      state, telemetry totals, kernel/BPF probe, last errors, top stacks of
-                     the last export. Schema: runtime/diagnostics_schema.json.
+                     the last export, and under "extra.self_profiling" whether the
+                     profiler profiles itself (ddprofiling) and where it sends.
+                     Schema: runtime/diagnostics_schema.json.
 config.yaml          The instance configuration, scrubbed.
 probe.json           Kernel and BPF capability probe: kernel release, BTF, kernel headers,
                      perf_event_paranoid, effective capabilities (CAP_BPF, CAP_PERFMON,

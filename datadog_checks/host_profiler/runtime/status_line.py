@@ -10,11 +10,14 @@ so it does not steal counts from the metrics submission):
 
 ``render(now)`` computes the sample rate from the totals' difference since the previous
 ``render``; ``write(stream)`` rewrites the line in place on a TTY (carriage return) and
-prints a plain line otherwise.
+prints a plain line otherwise. ``LogHandler`` prints log records on the same stream without
+mixing them into the line: it erases the line, prints the record, and draws the line again.
 """
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 import time
 from typing import Callable, Optional, Sequence, TextIO
 
@@ -22,6 +25,7 @@ from .telemetry import Telemetry
 
 SAMPLES = 'sampler.samples'
 LOST = 'sampler.lost'
+PARTIAL = 'sampler.stacks.partial'
 PROCESSES = ('processes.tracked', 'processes.active', 'processes.count', 'sampler.processes')
 QUEUE_BYTES = ('export.queue.bytes', 'export.queue_bytes')
 CPU = ('process.cpu.user', 'process.cpu.system')
@@ -60,6 +64,10 @@ class StatusLine:
         self._processes = tuple(processes_gauges)
         self._queue = tuple(queue_gauges)
         self._last_len = 0
+        self._shown: Optional[TextIO] = None  # the TTY the line is on, while it is on screen
+        self._line = ''
+        # one lock for the line and the log records written beside it (other threads log)
+        self.lock = threading.RLock()
 
     def _first_gauge(self, names: Sequence[str]) -> Optional[float]:
         gauges = self._t.gauges()
@@ -85,6 +93,7 @@ class StatusLine:
         procs = self._first_gauge(self._processes)
         parts.append('{} procs'.format(int(procs)) if procs is not None else '- procs')
         parts.append('lost {}'.format(int(self._t.total(LOST))))
+        parts.append('partial {}'.format(int(self._t.total(PARTIAL))))
         queue = self._first_gauge(self._queue)
         parts.append('queue {}'.format(human_bytes(queue) if queue is not None else '-'))
         parts.append('errors {}'.format(int(self.errors())))
@@ -99,14 +108,68 @@ class StatusLine:
     def write(self, stream: Optional[TextIO] = None, now: Optional[float] = None) -> str:
         stream = stream or sys.stderr
         line = self.render(now)
-        try:
-            if stream.isatty():
-                pad = max(0, self._last_len - len(line))
-                stream.write('\r' + line + ' ' * pad)
-            else:
-                stream.write(line + '\n')
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-        self._last_len = len(line)
+        with self.lock:
+            try:
+                if stream.isatty():
+                    pad = max(0, self._last_len - len(line))
+                    stream.write('\r' + line + ' ' * pad)
+                    self._shown, self._line = stream, line
+                else:
+                    stream.write(line + '\n')
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+            self._last_len = len(line)
         return line
+
+    def erase(self) -> Optional[TextIO]:
+        """Clear the line from the terminal (before something else is printed); returns the
+        stream it was on, None when it was not shown."""
+        with self.lock:
+            stream, self._shown = self._shown, None
+            if stream is not None:
+                try:
+                    stream.write('\r' + ' ' * self._last_len + '\r')
+                except (OSError, ValueError):
+                    pass
+            return stream
+
+    def redraw(self, stream: TextIO) -> None:
+        with self.lock:
+            try:
+                stream.write(self._line)
+                stream.flush()
+            except (OSError, ValueError):
+                return
+            self._shown = stream
+
+    def finish(self) -> None:
+        """End the line (a newline), so that what is printed next starts on its own line."""
+        with self.lock:
+            stream, self._shown = self._shown, None
+            if stream is not None:
+                try:
+                    stream.write('\n')
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+
+
+class LogHandler(logging.StreamHandler):
+    """The command's only log handler: records go to ``stream`` one per line, never into the
+    middle of the live status line (``status_line``, set while one is shown)."""
+
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
+        super().__init__(stream or sys.stderr)
+        self.status_line: Optional[StatusLine] = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        status = self.status_line
+        if status is None:
+            super().emit(record)
+            return
+        with status.lock:
+            shown = status.erase()
+            super().emit(record)
+            if shown is not None:
+                status.redraw(shown)

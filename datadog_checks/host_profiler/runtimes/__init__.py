@@ -1,1 +1,2 @@
-"""Runtimes of profiled processes (JVM, Node, Python...): how their frames are found and named."""
+"""Runtimes of profiled processes: what a process publishes about itself (OTel contexts) and how its
+runtime frames (JVM, Node) are found and named."""

@@ -22,6 +22,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Dict, Optional, Tuple
 
+from ..host.files import MAX_SECTIONS, record_refusal
 
 ELF_MAGIC = b'\x7fELF'
 NT_GNU_BUILD_ID = 3
@@ -36,6 +37,10 @@ PF_X = 1
 
 class NotElfError(ValueError):
     """The file does not start with the ELF magic (not malformed: just not ELF)."""
+
+
+class TooManySectionsError(ValueError):
+    """The section table claims more than ``MAX_SECTIONS`` headers (refused, not parsed)."""
 
 
 class SymbolSource(enum.IntEnum):
@@ -109,6 +114,8 @@ class ElfInfo:
     sections: Dict[str, Section] = field(default_factory=dict, repr=False)
     section_list: Tuple[Section, ...] = field(default=(), repr=False)  # by index, for sh_link
     loads: Tuple[LoadSegment, ...] = ()
+    # (root, path inside it) where this file was found, to open it again through the opener
+    location: Tuple[str, str] = ('/', '')
 
     # -- identity --------------------------------------------------------------------
     @property
@@ -240,7 +247,6 @@ _MACHINES = {3: 'EM_386', 40: 'EM_ARM', 62: 'EM_X86_64', 183: 'EM_AARCH64', 243:
              22: 'EM_S390', 8: 'EM_MIPS'}
 _TYPES = {0: 'ET_NONE', 1: 'ET_REL', 2: 'ET_EXEC', 3: 'ET_DYN', 4: 'ET_CORE'}
 PT_LOAD, PT_NOTE = 1, 4
-MAX_SECTIONS = 1 << 16
 
 
 def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> ElfInfo:
@@ -310,8 +316,10 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
         # extended numbering: the real count is section 0's sh_size
         shnum = struct.unpack_from(sh_fmt, _read_at(stream, e_shoff, sh_size))[5]
     if shnum:
-        if e_shentsize < sh_size or shnum > MAX_SECTIONS or e_shoff + shnum * e_shentsize > size:
+        if e_shentsize < sh_size or e_shoff + shnum * e_shentsize > size:
             raise ValueError('section headers beyond the end of the file')
+        if shnum > MAX_SECTIONS:  # real ones, in the file, but too many to be worth decoding
+            raise TooManySectionsError('{} section headers (at most {} are read)'.format(shnum, MAX_SECTIONS))
         raw = _read_at(stream, e_shoff, shnum * e_shentsize)
         headers = [struct.unpack_from(sh_fmt, raw, i * e_shentsize) for i in range(shnum)]
         if e_shstrndx == 0xFFFF and headers:
@@ -397,6 +405,10 @@ def read_elf_info(path: str, telemetry: Any = None, stream: Optional[BinaryIO] =
             info.dev, info.inode, info.mtime_ns = st.st_dev, st.st_ino, st.st_mtime_ns
         return info
     except (OSError, NotElfError):
+        return None
+    except TooManySectionsError:
+        record_refusal(telemetry, 'too_many_sections', path, kind='elf',
+                       ident=(st.st_dev, st.st_ino) if st is not None and st.st_ino else None)
         return None
     except Exception:  # noqa: BLE001 - malformed input can raise anything from the parser
         if telemetry is not None:

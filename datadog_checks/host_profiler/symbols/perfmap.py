@@ -6,18 +6,22 @@ Python 3.12 ``-X perf``, ...). One line per code region: ``START SIZE name`` (he
 ``0x`` optional). Files are append-only: ``refresh()`` parses only the new tail, keeping the
 byte offset of the last complete line; a file that shrank or was replaced is read again.
 When regions overlap, the later line wins (code re-compiled at the same place).
+
+The file is read through ``host.files.FileOpener`` inside the process's root, only when the
+process's user or root owns it (as perf does), and only up to ``MAX_PERF_MAP_BYTES``.
 """
 from __future__ import annotations
 
 import os
 from array import array
 from bisect import bisect_right
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+
+from ..host.files import MAX_PERF_MAP_BYTES, FileOpener, FileRefused, join_root, opener_for
 
 MAX_LINE = 8192
 MAX_NAME = 2048
 READ_CHUNK = 4 << 20
-MAX_PERF_MAP_BYTES = 512 << 20
 
 
 def nspid_of(pid: int, proc: str = '/proc') -> int:
@@ -33,14 +37,18 @@ def nspid_of(pid: int, proc: str = '/proc') -> int:
     return pid
 
 
-def perf_map_candidates(pid: int, root: str, proc: str = '/proc') -> List[str]:
-    """Paths to try, inside the process's root: the namespaced pid first, then the host pid."""
-    base = (root or '/').rstrip('/')
+def perf_map_paths(pid: int, proc: str = '/proc') -> List[str]:
+    """Paths to try, as the process sees them: the namespaced pid first, then the host pid."""
     ns = nspid_of(pid, proc)
-    out = ['{}/tmp/perf-{}.map'.format(base, ns)]
+    out = ['/tmp/perf-{}.map'.format(ns)]
     if ns != pid:
-        out.append('{}/tmp/perf-{}.map'.format(base, pid))
+        out.append('/tmp/perf-{}.map'.format(pid))
     return out
+
+
+def perf_map_candidates(pid: int, root: str, proc: str = '/proc') -> List[str]:
+    """``perf_map_paths`` prefixed with the process's root (for messages and ``os.stat``)."""
+    return [join_root(root, p) for p in perf_map_paths(pid, proc)]
 
 
 def parse_line(line: bytes) -> Optional[Tuple[int, int, str]]:
@@ -64,13 +72,25 @@ def parse_line(line: bytes) -> Optional[Tuple[int, int, str]]:
 
 
 class PerfMap:
-    """Symbols of one process's perf map file, refreshed incrementally."""
+    """Symbols of one process's perf map file, refreshed incrementally.
 
-    def __init__(self, path: str, telemetry: Any = None) -> None:
+    ``path`` is the file as seen from this host (``root`` + ``path_in_root``): a ``stat`` of it
+    only tells whether anything changed; the file is read through the opener, as ``path_in_root``
+    inside ``root``, when ``owners`` (uids) own it (``None``: no owner rule, for tests and tools)."""
+
+    def __init__(self, path: str, telemetry: Any = None, root: str = '/', path_in_root: Optional[str] = None,
+                 owners: Optional[FrozenSet[int]] = None, pid: int = 0, opener: Optional[FileOpener] = None) -> None:
         self.path = path
         self.telemetry = telemetry
+        self.root = root or '/'
+        self.path_in_root = path if path_in_root is None else path_in_root
+        self.owners = owners
+        self.pid = pid
+        self.opener = opener or opener_for(telemetry)
         self.offset = 0
         self.ident: Optional[Tuple[int, int]] = None
+        self.refused = ''  # the reason the current file was refused ('' when read)
+        self._seen: Any = None  # stat of the last attempt (change detector)
         self.entries: Dict[int, Tuple[int, str]] = {}  # start -> (size, name)
         self.bad_lines = 0
         self._bytes = 0
@@ -89,28 +109,44 @@ class PerfMap:
         """Parse what was appended since the last call. Returns True if anything changed.
         Never raises."""
         try:
-            st = os.stat(self.path)
+            # one stat per call (this runs for every stack with JIT frames); it may follow a
+            # link out of the root, but it only decides whether to open (through the opener)
+            seen = os.stat(self.path)
         except OSError:
             return False
-        ident = (st.st_dev, st.st_ino)
-        if ident != self.ident or st.st_size < self.offset:
-            self.ident = ident
-            self.offset = 0
-            self.entries = {}
-            self._bytes = 0
-            self._starts = None
-        if st.st_size == self.offset:
-            return False
-        if st.st_size > MAX_PERF_MAP_BYTES:
+        seen_key = (seen.st_dev, seen.st_ino, seen.st_size, seen.st_mtime_ns)
+        if seen_key == self._seen:
             return False
         try:
-            with open(self.path, 'rb') as f:
-                f.seek(self.offset)
-                data = f.read(min(st.st_size - self.offset, MAX_PERF_MAP_BYTES))
+            f, st = self.opener.open_in_root(self.root, self.path_in_root, kind='perfmap', pid=self.pid,
+                                             max_bytes=MAX_PERF_MAP_BYTES, owners=self.owners)
+        except FileRefused as e:
+            self._seen, self.refused = seen_key, e.reason  # retried once the file changes
+            self._reset(None)
+            return False
         except OSError:
             return False
+        self._seen, self.refused = seen_key, ''
+        with f:
+            ident = (st.st_dev, st.st_ino)
+            if ident != self.ident or st.st_size < self.offset:
+                self._reset(ident)
+            if st.st_size == self.offset:
+                return False
+            try:
+                f.seek(self.offset)
+                data = f.read(st.st_size - self.offset)
+            except OSError:
+                return False
         self.feed(data)
         return True
+
+    def _reset(self, ident: Optional[Tuple[int, int]]) -> None:
+        self.ident = ident
+        self.offset = 0
+        self.entries = {}
+        self._bytes = 0
+        self._starts = None
 
     def feed(self, data: bytes) -> None:
         """Parse complete lines of ``data`` (the bytes after ``self.offset``)."""

@@ -7,8 +7,9 @@ For a user address the symbolizer finds the process mapping, turns the address i
 ELF virtual address (``addr - map.start + map.offset``, then the PT_LOAD segment's
 ``p_vaddr - p_offset``) and looks it up in the file's table, chained in this order:
 ``.symtab`` (+``.dynsym``) → separate debug file → ``.gnu_debugdata`` (+``.dynsym``) →
-``.dynsym`` → Go pclntab. Files are opened through ``/proc/PID/map_files/START-END``
-(works for deleted files) or ``/proc/PID/root/PATH`` (containers).
+``.dynsym`` → Go pclntab. Files are opened through ``host.files.FileOpener``: by
+``/proc/PID/map_files/START-END`` (the mapped inode: works for deleted files), else by path
+inside the process's root (containers), regular files only and size-capped.
 
 Caches
   * One LRU shared by all processes, keyed by file identity (build id or dev/inode/size/mtime),
@@ -37,11 +38,13 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
+from ..host.files import FileOpener, FileRefused, declare_refusals, join_root, process_owners
 from ..receiver.kernel import boot_id
 from ..receiver.processes import maps_dev, read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
@@ -49,7 +52,9 @@ from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
 from .gopclntab import load_pclntab
 from .kallsyms import Kallsyms
-from .perfmap import PerfMap, perf_map_candidates
+from .lines import DEFERRED, NO_LINES, LineTable, has_line_tables, identity_matches, load_line_table
+from .names import normalize_mode
+from .perfmap import PerfMap, perf_map_paths
 from .symtab import EMPTY, ChainTable, load_symbols
 
 UNKNOWN_REASONS = ('no_mapping', 'unreadable', 'not_elf', 'no_symbols', 'no_symbol', 'anon', 'kernel_restricted')
@@ -62,6 +67,11 @@ _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
 # Resolved frames of file mappings kept for reuse (the same Frame object for an address of a
 # layout, whichever process and run): fewer objects for the builder, the encoder and the GC.
 MAX_KEPT_FRAMES = 32768
+# Decoding a CU's line table costs ~0.1-0.2 s of CPU (pyelftools): at most this many seconds of
+# it per window, so that a burst of new code (start-up, a host full of new binaries) costs at
+# most a tenth of a core; frames met beyond it get their line at a later sighting.
+LINE_DECODE_SECONDS = 1.0
+LINE_DECODE_WINDOW = 10.0
 
 
 class ProcMappingLike(Protocol):
@@ -136,7 +146,7 @@ class _Proc:
         self.layout = layout
         self.starts = layout.starts
         self.entries = layout.entries
-        self.perfmap_paths: Optional[List[str]] = None
+        self.perfmap_paths: Optional[List[str]] = None  # as the process sees them
         # entries this process could not open (it exited, a file it alone cannot read): per
         # process, as another process with the same layout may well open them
         self.unreadable: Optional[set] = None
@@ -155,7 +165,8 @@ class _Sized:
 class Symbolizer:
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 256 << 20, debug_dirs: Sequence[str] = ('/usr/lib/debug',),
                  perf_map: bool = True, proc: str = '/proc', kallsyms_path: Optional[str] = None,
-                 demangle: bool = True, adjust_return_addresses: bool = True, max_processes: int = 4096,
+                 demangle: Any = 'simplified', lines: bool = False, adjust_return_addresses: bool = True,
+                 max_processes: int = 4096,
                  on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None,
                  jit_frames_of: Optional[Callable[[Sequence[Any]], Any]] = None) -> None:
         self.telemetry = telemetry
@@ -163,13 +174,16 @@ class Symbolizer:
         self.debug_dirs = tuple(debug_dirs)
         self.perf_map = perf_map
         self.proc = proc.rstrip('/') or '/proc'
-        self.demangle = demangle
+        self.demangle = normalize_mode(demangle)  # names.DEMANGLE_MODES
+        self.lines = bool(lines)
+        self._line_window = (0.0, 0.0)  # (window start, decode seconds spent in it)
         self.adjust_return_addresses = adjust_return_addresses
         self.max_processes = max_processes
         self.on_new_file = on_new_file
         # mappings -> (kind, rename) of a process's JIT code: which runtime wrote its perf map
         # (runtimes.jit.jit_frames_of); None: frames of type `jit`, names as in the map
         self.jit_frames_of = jit_frames_of
+        self.opener = FileOpener(telemetry, self.proc)
         self._lock = threading.RLock()
         self._cache: 'OrderedDict[Any, Any]' = OrderedDict()
         self._cache_bytes = 0
@@ -187,8 +201,11 @@ class Symbolizer:
             telemetry.declare(name)
         for reason in UNKNOWN_REASONS:
             telemetry.declare('symbols.frames.unknown', ('reason:' + reason,))
-        for kind in ('elf', 'pclntab', 'perfmap', 'debugdata'):
+        telemetry.declare('symbols.lines.cu_decodes')
+        telemetry.declare('symbols.lines.deferred')
+        for kind in ('elf', 'pclntab', 'perfmap', 'debugdata', 'dwarf'):
             telemetry.declare('symbols.bad_input', ('kind:' + kind,))
+        declare_refusals(telemetry)
         telemetry.gauge('symbols.cache.bytes', 0)
 
     # ----------------------------------------------------------------------------- cache
@@ -275,12 +292,24 @@ class Symbolizer:
     def _root(self, process: Any) -> str:
         return getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
 
-    def _open_candidates(self, process: Any, e: _Entry) -> Tuple[str, ...]:
+    def _open(self, process: Any, e: _Entry) -> Optional[Tuple[Any, os.stat_result, str, bool]]:
+        """(file, fstat, path shown, through map_files) of the file mapped by ``e``, or None.
+        The mapped inode first (/proc/PID/map_files), else the path inside the process's root
+        (the process is gone)."""
+        try:
+            f, st = self.opener.open_mapped(process.pid, e.start, e.end)
+            return f, st, '{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end), True
+        except FileRefused:
+            return None  # the mapped file itself is refused (counted): its path names the same file
+        except (OSError, ValueError):
+            pass
         path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
-        out = ['{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end)]
         root = self._root(process)
-        out.append(root.rstrip('/') + path if root and root != '/' else path)
-        return tuple(out)
+        try:
+            f, st = self.opener.open_in_root(root, path, pid=process.pid)
+        except (OSError, ValueError):
+            return None
+        return f, st, join_root(root, path), False
 
     def _resolve(self, process: Any, st: Optional[_Proc], e: _Entry, stats: List[int]) -> None:
         """Resolve ``e`` (shared by the processes of a layout) through ``process``. What only
@@ -325,40 +354,24 @@ class Symbolizer:
         return True
 
     def _resolve_by_open(self, process: Any, e: _Entry, stats: List[int]) -> None:
-        open_paths = self._open_candidates(process, e)
-        fd = -1
-        opened = ''
-        for p in open_paths:
-            try:
-                fd = os.open(p, os.O_RDONLY | getattr(os, 'O_CLOEXEC', 0))
-                opened = p
-                break
-            except OSError:
-                continue
-        if fd < 0:
+        found = self._open(process, e)
+        if found is None:
             e.state, e.reason = _BAD, 'unreadable'
             return
-        try:
-            try:
-                st = os.fstat(fd)
-            except OSError:
-                e.state, e.reason = _BAD, 'unreadable'
-                return
-            if e.inode and st.st_ino != e.inode and opened != open_paths[0]:
+        f, st, opened, by_map = found
+        with f:
+            if e.inode and st.st_ino != e.inode and not by_map:
                 # Opened by path (the process is gone): the file was replaced since it was mapped.
                 e.state, e.reason = _BAD, 'unreadable'
                 return
             info_key = ('info', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
             holder = self._cache_get(info_key, stats)
             if holder is None:
-                with os.fdopen(os.dup(fd), 'rb') as f:
-                    info = read_elf_info(opened, self.telemetry, stream=f)
+                info = read_elf_info(opened, self.telemetry, stream=f)
                 if info is not None:
                     info.dev, info.inode, info.mtime_ns, info.size = st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
                 holder = _Sized(info)
                 self._cache_put(info_key, holder, stats)
-        finally:
-            os.close(fd)
         self._set_file(process, e, info_key, holder.info, opened)
 
     def _set_file(self, process: Any, e: _Entry, info_key: Any, info: Optional[ElfInfo], opened: str) -> None:
@@ -400,25 +413,23 @@ class Symbolizer:
         return info
 
     def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
-        for p in self._open_candidates(process, e):
+        found = self._open(process, e)
+        if found is None:
+            return EMPTY
+        f, st, p, _ = found
+        with f:
+            info = self._info(e, f, p, stats)
+            if info is None:
+                return EMPTY
             try:
-                f = open(p, 'rb')
-            except OSError:
-                continue
-            with f:
-                info = self._info(e, f, p, stats)
-                if info is None:
-                    return EMPTY
-                try:
-                    table = self._build_table(process, e, info, f, p)
-                except Exception:  # noqa: BLE001 - malformed tables can raise anything
-                    self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
-                    table = EMPTY
-                self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
-                return table
-        return EMPTY
+                table = self._build_table(process, e, info, f, p, (st.st_dev, st.st_ino))
+            except Exception:  # noqa: BLE001 - malformed tables can raise anything
+                self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
+                table = EMPTY
+            self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
+            return table
 
-    def _build_table(self, process: Any, e: _Entry, info: ElfInfo, f: Any, opened: str) -> Any:
+    def _build_table(self, process: Any, e: _Entry, info: ElfInfo, f: Any, opened: str, ident: Any = None) -> Any:
         dm = self.demangle
         tables: List[Any] = []
         if info.has_symtab:
@@ -427,16 +438,20 @@ class Symbolizer:
             path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
             dbg = None
             if info.gnu_build_id or info.debuglink_name:
-                dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, self.telemetry, opened)
+                dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, self.telemetry,
+                                      own_ident=ident, opener=self.opener, pid=process.pid)
             if dbg is not None:
-                with open(dbg.path, 'rb') as g:
+                g, _ = self.opener.open_in_root(*dbg.location, kind='debug', pid=process.pid)
+                with g:
                     tables.append(load_symbols(g, dbg, ('.symtab', '.dynsym'), dm, source='debug_file'))
             else:
                 if info.has_gnu_debugdata:
                     mini = None
                     try:
-                        mini_bytes = read_debugdata(f, info)
+                        mini_bytes = read_debugdata(f, info, self.opener, opened, process.pid)
                         mini = read_elf_info_bytes(mini_bytes, 'gnu_debugdata', self.telemetry)
+                    except FileRefused:
+                        pass  # bigger than the caps: counted as a refusal
                     except Exception:  # noqa: BLE001 - lzma/ValueError on bad data
                         self.telemetry.count('symbols.bad_input', 1, ('kind:debugdata',))
                     if mini is not None:
@@ -455,6 +470,89 @@ class Symbolizer:
         if len(tables) == 1:
             return tables[0]
         return ChainTable(tables)
+
+    # ------------------------------------------------------------------------------ lines
+    def _source_line(self, process: Any, e: _Entry, vaddr: int, stats: List[int],
+                     local: Dict[Any, Any]) -> Optional[Tuple[str, int]]:
+        """(file, line) of ELF address ``vaddr`` from the DWARF line tables of ``e``'s file
+        (or its debug file); None without them. Cached as the symbol tables are, under the
+        same byte budget; a CU's lines are decoded at its first lookup."""
+        key = ('lines',) + tuple(e.key[1:])
+        lt = local.get(key)
+        if lt is None:
+            lt = self._cache_get(key, stats)
+            if lt is None:
+                lt = self._load_lines(process, e, stats)
+                self._cache_put(key, lt, stats)
+            local[key] = lt
+        if lt is NO_LINES:
+            return None
+        decodes = lt.decodes
+        now = time.monotonic()
+        start, spent = self._line_window
+        if now - start > LINE_DECODE_WINDOW:
+            start, spent = now, 0.0
+        try:
+            hit = lt.lookup(vaddr, lambda: self._reopen_dwarf(process, e, lt), spent < LINE_DECODE_SECONDS)
+        except Exception:  # noqa: BLE001 - malformed DWARF: the frame keeps its name
+            self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
+            hit = None
+        if lt.decodes != decodes:
+            spent += time.monotonic() - now
+            self.telemetry.count('symbols.lines.cu_decodes', lt.decodes - decodes)
+            self._resize(key, lt)
+        self._line_window = (start, spent)
+        if hit is DEFERRED:
+            self.telemetry.count('symbols.lines.deferred', 1)
+        return hit
+
+    def _load_lines(self, process: Any, e: _Entry, stats: List[int]) -> LineTable:
+        found = self._open(process, e)
+        if found is None:
+            return NO_LINES
+        f, st, p, _ = found
+        with f:
+            info = self._info(e, f, p, stats)
+            if info is None:
+                return NO_LINES
+            cu_budget = max(1 << 20, self.memory_budget_bytes // 8)
+            try:
+                if has_line_tables(info):
+                    return load_line_table(f, info, 'self', cu_budget)
+                if info.gnu_build_id or info.debuglink_name:
+                    path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
+                    dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, None,
+                                          own_ident=(st.st_dev, st.st_ino), opener=self.opener, pid=process.pid)
+                    if has_line_tables(dbg):
+                        g, _ = self.opener.open_in_root(*dbg.location, kind='debug', pid=process.pid)
+                        with g:
+                            return load_line_table(g, dbg, 'debug_file', cu_budget)
+            except FileRefused:
+                pass  # counted by the opener
+            except OSError:
+                pass  # the debug file went away, or a read failed: not the file's fault
+            except Exception:  # noqa: BLE001 - malformed DWARF can raise anything
+                self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
+            return NO_LINES
+
+    def _reopen_dwarf(self, process: Any, e: _Entry, lt: LineTable) -> Any:
+        """The file holding ``lt``'s DWARF, open (through the opener), if it is still the file
+        it was read from."""
+        info = lt.dwarf_info
+        f = None
+        if lt.source == 'self':
+            found = self._open(process, e)
+            if found is not None:
+                f = found[0]
+        else:
+            try:
+                f, _ = self.opener.open_in_root(*info.location, kind='debug', pid=process.pid)
+            except (OSError, ValueError):
+                return None
+        if f is not None and not identity_matches(f, info):
+            f.close()
+            return None
+        return f
 
     # ------------------------------------------------------------------------------- vdso
     def _vdso_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
@@ -520,6 +618,7 @@ class Symbolizer:
                     if state == _UNRESOLVED:
                         state = _BAD
                     name = None
+                    source_line = None
                     kind = e.kind
                     mapping = e.mapping
                     reason = 'no_symbol'
@@ -535,6 +634,8 @@ class Symbolizer:
                         v = e.vaddr(look)
                         if v is not None:
                             name = table.lookup(v)
+                            if name and self.lines:
+                                source_line = self._source_line(process, e, v, stats, local)
                         if name is None and table is EMPTY:
                             reason = 'no_symbols'
                     elif state == _ANON:
@@ -567,9 +668,15 @@ class Symbolizer:
                     name, reason, kind, mapping = None, 'unreadable', e.kind, e.mapping
                 if name:
                     resolved += 1
-                    frame = Frame(name, addr, kind, mapping)
-                    if state == _FILE:
+                    if source_line is DEFERRED:  # no line yet: not kept, so it is looked up again
+                        frame = Frame(name, addr, kind, mapping)
+                    elif source_line is not None:
+                        frame = Frame(name, addr, kind, mapping, source_line[0], source_line[1])
                         self._keep_frame(e, fk, frame)
+                    else:
+                        frame = Frame(name, addr, kind, mapping)
+                        if state == _FILE:
+                            self._keep_frame(e, fk, frame)
                     out.append(frame)
                 else:
                     unknown[reason] = unknown.get(reason, 0) + 1
@@ -613,11 +720,15 @@ class Symbolizer:
         key = ('perfmap', process.pid, getattr(process, 'start_time', 0))
         pm = self._cache_get(key, stats)
         if pm is None:
+            root = self._root(process)
             if st.perfmap_paths is None:
-                st.perfmap_paths = perf_map_candidates(process.pid, self._root(process), self.proc)
+                st.perfmap_paths = perf_map_paths(process.pid, self.proc)
             for path in st.perfmap_paths:
-                if os.path.exists(path):
-                    pm = PerfMap(path, self.telemetry)
+                shown = join_root(root, path)
+                if os.path.exists(shown):
+                    # perf's rule: the map of a process is trusted if its user or root owns it
+                    pm = PerfMap(shown, self.telemetry, root, path, process_owners(process.pid, self.proc),
+                                 process.pid, self.opener)
                     break
             if pm is None:
                 return None
@@ -690,11 +801,12 @@ class Symbolizer:
             holder = self._cache_get(e.info_key, stats)
             if holder is not None:
                 return holder.info
-            for p in self._open_candidates(process, e):
-                info = read_elf_info(p, self.telemetry)
-                if info is not None:
-                    return info
-            return None
+            found = self._open(process, e)
+            if found is None:
+                return None
+            f, st, p, _ = found
+            with f:
+                return read_elf_info(p, self.telemetry, stream=f)
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:

@@ -15,15 +15,13 @@ section bytes (located with pyelftools) does the same job in C.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import struct
-import threading
 from array import array
 from bisect import bisect_right
 from typing import Any, BinaryIO, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .elf import ElfInfo, Section
+from .names import clean_name, normalize_mode
 
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
@@ -34,65 +32,20 @@ ZERO_SIZE_MAX_SPAN = 1 << 20
 _PRIO = {1: 2, 2: 1}  # STB_GLOBAL, STB_WEAK over STB_LOCAL (0) and the rest  # a sizeless symbol covers up to the next one, at most this far
 
 # ---------------------------------------------------------------------------------------
-# C++/Rust (Itanium ABI) demangling through libstdc++'s __cxa_demangle, loaded lazily.
-_demangler_lock = threading.Lock()
-_demangler: Any = None  # None: not tried yet; False: unavailable
-
-
-def _load_demangler() -> Any:
-    global _demangler
-    with _demangler_lock:
-        if _demangler is None:
-            try:
-                lib = ctypes.CDLL(ctypes.util.find_library('stdc++') or 'libstdc++.so.6')
-                fn = lib.__cxa_demangle
-                fn.restype = ctypes.c_void_p
-                fn.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int)]
-                libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
-                free = libc.free
-                free.argtypes = [ctypes.c_void_p]
-                free.restype = None
-                _demangler = (fn, free)
-            except (OSError, AttributeError):
-                _demangler = False
-        return _demangler
-
-
-def demangle(name: str) -> str:
-    """Demangle an Itanium-ABI name (``_Z...``); other names are returned unchanged."""
-    if not name.startswith('_Z') or len(name) > 4096:
-        return name
-    d = _load_demangler()
-    if not d:
-        return name
-    fn, free = d
-    status = ctypes.c_int(0)
-    try:
-        ptr = fn(name.encode('utf-8', 'replace'), None, None, ctypes.byref(status))
-    except Exception:  # noqa: BLE001
-        return name
-    if not ptr or status.value != 0:
-        return name
-    try:
-        return ctypes.string_at(ptr).decode('utf-8', 'replace')
-    finally:
-        free(ptr)
-
-
-# ---------------------------------------------------------------------------------------
 class SymbolTable:
     """Sorted, non-overlapping lookup table. ``lookup(addr)`` returns a name or ``None``."""
 
     __slots__ = ('starts', 'ends', 'name_offs', 'names', 'source', 'demangle', '_cache', '_lock')
 
     def __init__(self, starts: array, ends: array, name_offs: array, names: bytes, source: str = '',
-                 demangle_names: bool = True) -> None:
+                 demangle_names: Any = True) -> None:
         self.starts = starts
         self.ends = ends
         self.name_offs = name_offs
         self.names = names
         self.source = source
-        self.demangle = demangle_names
+        # a demangle mode (names.DEMANGLE_MODES), or '' to keep names exactly as stored (kallsyms)
+        self.demangle = normalize_mode(demangle_names) if demangle_names is not False else ''
         self._cache: Dict[int, str] = {}
 
     def __len__(self) -> int:
@@ -126,7 +79,7 @@ class SymbolTable:
                 end = len(self.names)
             name = self.names[off:end].decode('utf-8', 'replace')
             if self.demangle:
-                name = demangle(name)
+                name = clean_name(name, self.demangle)
             if len(cache) >= NAME_CACHE_MAX:
                 cache.clear()
             cache[i] = name
@@ -150,7 +103,7 @@ class SymbolTable:
 
     @classmethod
     def from_entries(cls, entries: Iterable[Tuple[int, int, bytes]], source: str = '',
-                     demangle_names: bool = False, span_zero_sized: bool = True) -> 'SymbolTable':
+                     demangle_names: Any = False, span_zero_sized: bool = True) -> 'SymbolTable':
         """Build from (start, size, name) rows; later duplicates of a start are ignored.
         Size 0 means "up to the next symbol"."""
         blob = bytearray()
@@ -162,7 +115,7 @@ class SymbolTable:
         return cls._build(rows, bytes(blob), source, demangle_names, span_zero_sized)
 
     @classmethod
-    def _build(cls, rows: List[Tuple[int, ...]], blob: bytes, source: str, demangle_names: bool,
+    def _build(cls, rows: List[Tuple[int, ...]], blob: bytes, source: str, demangle_names: Any,
                span_zero_sized: bool = True) -> 'SymbolTable':
         """``rows`` are (start, size, name offset[, priority]). On equal starts the row with the
         highest priority wins (global over weak over local symbols), then a sized one, then
@@ -278,7 +231,7 @@ def _symbol_rows(info: ElfInfo, sec: Section, data: bytes, name_base: int, rows:
 
 
 def load_symbols(stream: BinaryIO, info: ElfInfo, sections: Sequence[str] = ('.symtab', '.dynsym'),
-                 demangle_names: bool = True, source: str = '') -> SymbolTable:
+                 demangle_names: Any = True, source: str = '') -> SymbolTable:
     """FUNC/IFUNC symbols of the named symbol sections of the ELF in ``stream``, merged
     (earlier sections win on equal addresses). Raises on malformed input."""
     rows: List[Tuple[int, ...]] = []

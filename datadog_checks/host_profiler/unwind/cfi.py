@@ -46,6 +46,8 @@ from array import array
 from bisect import bisect_right
 from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
 
+from ..host.files import MAX_SECTIONS
+
 # ---------------------------------------------------------------------------- rules
 CFA_NONE = 0
 CFA_SP = 1
@@ -85,6 +87,10 @@ _S64 = struct.Struct('<q').unpack_from
 
 class CfiError(ValueError):
     pass
+
+
+class TooManySections(CfiError):
+    """More section headers than ``host.files.MAX_SECTIONS`` (refused, not decoded)."""
 
 
 class CfiTable:
@@ -861,8 +867,10 @@ def read_elf_sections(buf: Any) -> ElfSections:
             elif p_type == 4:
                 notes.append((p_offset, p_filesz))
     if shoff and shnum and shentsize >= 64 and shoff + shnum * shentsize <= size:
+        if shnum > MAX_SECTIONS:
+            raise TooManySections('{} section headers (at most {} are read)'.format(shnum, MAX_SECTIONS))
         hdrs = []
-        for i in range(min(shnum, 65535)):
+        for i in range(shnum):
             o = shoff + i * shentsize
             name, stype, _, addr, off, ssize = struct.unpack_from('<IIQQQQ', buf, o)
             hdrs.append((name, stype, addr, off, ssize))

@@ -34,7 +34,6 @@ Telemetry: ``unwind.cfi.cache.hits``/``misses``, ``unwind.cfi.build_duration`` (
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from array import array
@@ -42,9 +41,10 @@ from bisect import bisect_right
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..host.files import FileOpener, FileRefused, record_refusal
 from ..receiver.kernel import boot_id
 from ..receiver.processes import maps_dev, read_vdso_image
-from .cfi import EMPTY_TABLE, CfiError, CfiTable, build_cfi_table
+from .cfi import EMPTY_TABLE, CfiError, CfiTable, TooManySections, build_cfi_table
 from .memo import WalkMemo
 
 DELETED_SUFFIX = ' (deleted)'
@@ -172,6 +172,7 @@ class CfiTables:
                  max_processes: int = 16384) -> None:  # the receiver's max_processes: fewer thrash
         self.telemetry = telemetry
         self.proc = proc.rstrip('/') or '/proc'
+        self.opener = FileOpener(telemetry, self.proc)
         self.cache = ByteLRU(memory_budget_bytes)
         self.max_processes = max_processes
         self._lock = threading.RLock()
@@ -270,20 +271,23 @@ class CfiTables:
         if self._budget is not None and self._budget <= 0:
             raise _Deferred()  # (before any syscall: this is retried for every frame until compiled)
         root = getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
-        candidates = ['{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end),
-                      (root.rstrip('/') + clean) if root and root != '/' else clean]
-        if minode and candidates[-1] != clean:
-            candidates.append(clean)  # the host path, only if it is the same file (checked below)
-        for n, p in enumerate(candidates):
+        # through the opener: the mapped inode (map_files), else the path inside the process's
+        # root, else the host path, only if it is the same file (checked below)
+        opener, pid = self.opener, process.pid
+        candidates = [lambda: opener.open_mapped(pid, e.start, e.end),
+                      lambda: opener.open_in_root(root, clean, pid=pid)]
+        if minode and root and root != '/':
+            candidates.append(lambda: opener.open_host(clean, pid=pid))
+        for n, open_candidate in enumerate(candidates):
             try:
-                f = open(p, 'rb')
-            except OSError:
+                f, st = open_candidate()
+            except FileRefused:
+                if n == 0:
+                    return None  # the mapped file itself is refused (counted)
+                continue
+            except (OSError, ValueError):
                 continue
             with f:
-                try:
-                    st = os.fstat(f.fileno())
-                except OSError:
-                    continue
                 if n == 2 and (st.st_ino != minode or maps_dev(st.st_dev) != str(mdev).lower()):
                     continue
                 skey = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -298,7 +302,7 @@ class CfiTables:
                 if self._budget is not None and self._budget <= 0:
                     raise _Deferred()
                 self.telemetry.count('unwind.cfi.cache.misses')
-                fc = self._build(lambda: build_cfi_table(stream=f), skey)
+                fc = self._build(lambda: build_cfi_table(stream=f), skey, clean, pid)
                 if mkey is not None:
                     self._remember(mkey, self._ids.get(skey))
                 return fc
@@ -311,7 +315,7 @@ class CfiTables:
         if len(self._ids) > 65536:
             self._ids.popitem(last=False)
 
-    def _build(self, build: Any, skey: Any) -> FileCfi:
+    def _build(self, build: Any, skey: Any, where: str = '', pid: int = 0) -> FileCfi:
         t0 = time.perf_counter()
         result = 'ok'
         try:
@@ -319,6 +323,9 @@ class CfiTables:
             fc = FileCfi(table, tuple(info.loads), info.build_id)
             if not len(table):
                 result = 'empty'
+        except TooManySections:
+            record_refusal(self.telemetry, 'too_many_sections', where, pid, 'elf', skey[1:3])
+            fc, info, result = _NONE_FILE, None, 'error'
         except (CfiError, OSError, ValueError):
             fc, info, result = _NONE_FILE, None, 'error'
         except Exception:  # noqa: BLE001 - malformed input

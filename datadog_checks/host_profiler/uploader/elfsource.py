@@ -13,6 +13,9 @@ dynamic_symbol_table > none``.
 - No DWARF in the binary: the separate debug file (build-id dir, then ``.gnu_debuglink`` with
   CRC) is looked up under the process root; when it ranks higher it becomes the file to copy.
 
+Files are opened through ``host.files.FileOpener`` (inside the process's root, regular files
+only, size-capped), and the copier hands objcopy the file it opened, not a path.
+
 The ELF parsing proper is ``symbols/``'s (``elf.read_elf_info``, ``debuginfo.find_debug_file``,
 ``gopclntab.header_version``); this module adds the pclntab location (for the copier), the
 file hash and the uploader's view of the result.
@@ -23,8 +26,9 @@ import hashlib
 import os
 import struct
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, BinaryIO, Optional, Tuple
 
+from ..host.files import FileOpener, join_root, opener_for
 from ..symbols.debuginfo import find_debug_file
 from ..symbols.elf import ElfInfo, read_elf_info
 from ..symbols.gopclntab import MAX_PCLNTAB, header_version
@@ -56,13 +60,19 @@ def file_hash(path: str, size: Optional[int] = None) -> str:
     """The eBPF profiler's file id ("htlhash"): SHA-256 of the first 4 KiB, the last 4 KiB and
     the length (big-endian u64), truncated to 128 bits, in hex. Reads at most 8 KiB."""
     with open(path, 'rb') as f:
-        if size is None:
-            size = os.fstat(f.fileno()).st_size
-        h = hashlib.sha256()
-        h.update(f.read(4096))
-        f.seek(max(0, size - 4096))
-        h.update(f.read(4096))
-        h.update(struct.pack('>Q', size))
+        return stream_hash(f, size)
+
+
+def stream_hash(f: BinaryIO, size: Optional[int] = None) -> str:
+    """``file_hash`` of an open file."""
+    if size is None:
+        size = os.fstat(f.fileno()).st_size
+    h = hashlib.sha256()
+    f.seek(0)
+    h.update(f.read(4096))
+    f.seek(max(0, size - 4096))
+    h.update(f.read(4096))
+    h.update(struct.pack('>Q', size))
     return h.hexdigest()[:32]
 
 
@@ -92,9 +102,13 @@ class ElfFacts:
     info: Optional[ElfInfo] = None
 
 
-def read_facts(path: str) -> ElfFacts:
-    """Read what the uploader needs (via ``symbols.elf.read_elf_info``); raises on non-ELF files."""
-    info = read_elf_info(path)
+def read_facts(path: str, stream: Optional[BinaryIO] = None, telemetry: Any = None) -> ElfFacts:
+    """Read what the uploader needs (via ``symbols.elf.read_elf_info``) from ``path`` or the
+    open ``stream``; raises on non-ELF files."""
+    if stream is None:
+        with open(path, 'rb') as f:
+            return read_facts(path, f, telemetry)
+    info = read_elf_info(path, telemetry, stream=stream)
     if info is None:
         raise ValueError('not a readable ELF file')
     pclntab = None
@@ -102,7 +116,7 @@ def read_facts(path: str) -> ElfFacts:
         for name in PCLNTAB_SECTIONS:
             sec = info.section(name)
             if sec is not None and not sec.nobits:
-                pclntab = _check_pclntab(path, sec, info.little_endian)
+                pclntab = _check_pclntab(stream, sec, info.little_endian)
                 break
         if pclntab is not None and not pclntab.text_start:
             text = info.section('.text')
@@ -114,14 +128,13 @@ def read_facts(path: str) -> ElfFacts:
                     has_dynsym=info.has_dynsym, is_go=info.is_go, pclntab=pclntab, info=info)
 
 
-def _check_pclntab(path: str, sec, little: bool) -> Optional[Pclntab]:
+def _check_pclntab(f: BinaryIO, sec, little: bool) -> Optional[Pclntab]:
     """Validate the pclntab header (``symbols.gopclntab.header_version``); None when broken.
     Only the header is read: decoding the whole table is the symbolizer's job, not needed here."""
     if sec.size < 16 or sec.size > MAX_PCLNTAB:
         return None
-    with open(path, 'rb') as f:
-        f.seek(sec.offset)
-        head = f.read(64)
+    f.seek(sec.offset)
+    head = f.read(64)
     hdr = header_version(head)
     if hdr is None:
         return None
@@ -139,11 +152,7 @@ def local_source(facts: ElfFacts, upload_dynamic_symbols: bool, upload_go_pcln_t
                                     upload_go_pcln_tab and facts.pclntab is not None).label
 
 
-def in_root(root: str, path: str) -> str:
-    """``path`` as seen from the process whose root directory is ``root`` ('/proc/PID/root')."""
-    if not root or root == '/':
-        return path
-    return root.rstrip('/') + '/' + path.lstrip('/')
+in_root = join_root  # ``path`` as seen from the process whose root directory is ``root``
 
 
 @dataclass
@@ -159,6 +168,10 @@ class LocalSymbols:
     symbol_file: str  # file given to objcopy: the binary or its separate debug file
     symbol_file_size: int
     facts: ElfFacts  # of the binary itself (pclntab, markers)
+    # (root, path inside it) of the binary and of the symbol file: the copier opens them again
+    # through the opener (('', '') when unknown: ``path``/``symbol_file`` are host paths)
+    location: Tuple[str, str] = ('', '')
+    symbol_file_location: Tuple[str, str] = ('', '')
 
     @property
     def query_build_id(self) -> str:
@@ -178,19 +191,29 @@ class LocalSymbols:
 
 
 def inspect(path_in_root: str, root: str, upload_dynamic_symbols: bool = False,
-            upload_go_pcln_tab: bool = True) -> LocalSymbols:
-    """Open the ELF, look for a separate debug file, decide the local symbol source."""
+            upload_go_pcln_tab: bool = True, opener: Optional[FileOpener] = None) -> LocalSymbols:
+    """Open the ELF (through ``opener``), look for a separate debug file, decide the local
+    symbol source."""
+    opener = opener or opener_for(None)
+    root = root or '/'
     full = in_root(root, path_in_root)
-    facts = read_facts(full)
-    source = local_source(facts, upload_dynamic_symbols, upload_go_pcln_tab)
-    symbol_file, symbol_size = full, facts.size
-    if not facts.has_dwarf:
-        debug = find_debug_file(facts.info, path_in_root, root or '/', own_path=full)
-        if debug is not None:
-            dsource = debug.symbol_source(upload_dynamic_symbols, False).label
-            if rank(dsource) > rank(source):
-                source, symbol_file, symbol_size = dsource, debug.path, debug.size
+    f, st = opener.open_in_root(root, path_in_root, kind='upload')
+    with f:
+        facts = read_facts(full, f, opener.telemetry)
+        facts.info.dev, facts.info.inode = st.st_dev, st.st_ino
+        source = local_source(facts, upload_dynamic_symbols, upload_go_pcln_tab)
+        symbol_file, symbol_size, symbol_location = full, facts.size, (root, path_in_root)
+        if not facts.has_dwarf:
+            debug = find_debug_file(facts.info, path_in_root, root, telemetry=opener.telemetry,
+                                    own_ident=(st.st_dev, st.st_ino), opener=opener)
+            if debug is not None:
+                dsource = debug.symbol_source(upload_dynamic_symbols, False).label
+                if rank(dsource) > rank(source):
+                    source, symbol_file, symbol_size = dsource, debug.path, debug.size
+                    symbol_location = debug.location
+        fhash = stream_hash(f, facts.size)
     return LocalSymbols(path=full, filename=os.path.basename(path_in_root), arch=facts.arch,
                         gnu_build_id=facts.gnu_build_id, go_build_id=facts.go_build_id,
-                        file_hash=file_hash(full, facts.size), source=source, symbol_file=symbol_file,
-                        symbol_file_size=symbol_size, facts=facts)
+                        file_hash=fhash, source=source, symbol_file=symbol_file,
+                        symbol_file_size=symbol_size, facts=facts, location=(root, path_in_root),
+                        symbol_file_location=symbol_location)

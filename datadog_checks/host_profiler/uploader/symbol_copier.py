@@ -17,6 +17,9 @@
 - ``--compress-debug-sections=zstd`` when objcopy supports it (probed on first use); otherwise
   the uploader zstd-compresses the whole request body (``Content-Encoding: zstd``).
 
+objcopy reads the file this process opened through ``host.files.FileOpener`` (``/dev/fd/N``,
+passed to the child): a path would be resolved again by objcopy, outside the process's root.
+
 Every temporary file is removed on success, error and timeout alike (the caller owns the result
 through ``CopyResult.close()``).
 """
@@ -29,8 +32,9 @@ import subprocess
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import BinaryIO, List, Optional, Tuple
 
+from ..host.files import FileOpener, opener_for
 from ..runtime.oom import spawn_expendable
 from .elfsource import LocalSymbols
 
@@ -65,7 +69,8 @@ def _unlink(path: Optional[str]) -> None:
 class SymbolCopier:
     def __init__(self, objcopy: str = 'objcopy', timeout: float = 10.0, temp_dir: Optional[str] = None,
                  upload_dynamic_symbols: bool = False, upload_go_pcln_tab: bool = True,
-                 compress: bool = True) -> None:
+                 compress: bool = True, opener: Optional[FileOpener] = None) -> None:
+        self.opener = opener or opener_for(None)
         self.objcopy = objcopy
         self.timeout = timeout
         self.temp_dir = temp_dir
@@ -118,7 +123,7 @@ class SymbolCopier:
             facts = item.facts
             pcln = facts.pclntab if (facts is not None and self.upload_go_pcln_tab and facts.is_go) else None
             if pcln is not None:
-                pcln_tmp = self._dump(item.path, pcln.offset, pcln.size)
+                pcln_tmp = self._dump(item.path, pcln.offset, pcln.size, item.location)
                 args += ['--remove-section=.gopclntab', '--remove-section=.data.rel.ro.gopclntab',
                          '--add-section', '.gopclntab=' + pcln_tmp,
                          '--set-section-flags', '.gopclntab=alloc,load,readonly,data',
@@ -147,11 +152,18 @@ class SymbolCopier:
         finally:
             _unlink(pcln_tmp)
 
-    def _dump(self, path: str, offset: int, size: int) -> str:
+    def _open(self, path: str, location: Tuple[str, str]) -> BinaryIO:
+        """The file at ``location`` (root, path inside it) through the opener; ``path`` (a host
+        path) when the location is unknown."""
+        if location and location[1]:
+            return self.opener.open_in_root(location[0], location[1], kind='upload')[0]
+        return open(path, 'rb')
+
+    def _dump(self, path: str, offset: int, size: int, location: Tuple[str, str] = ('', '')) -> str:
         """Copy ``size`` bytes at ``offset`` of ``path`` to a temp file (streamed, 1 MiB chunks)."""
         fd, tmp = tempfile.mkstemp(prefix='hp-pclntab-', dir=self.temp_dir)
         try:
-            with os.fdopen(fd, 'wb') as dst, open(path, 'rb') as src:
+            with os.fdopen(fd, 'wb') as dst, self._open(path, location) as src:
                 src.seek(offset)
                 left = size
                 while left > 0:
@@ -168,12 +180,21 @@ class SymbolCopier:
     def _run(self, args: List[str], item: LocalSymbols, out: str, probing: bool = False) -> bool:
         if self._aborted:
             raise SymbolCopyError('symbol uploader is closing')
-        cmd = [self.objcopy] + args + [item.symbol_file, out]
         try:
-            # oom_score_adj 1000: the OOM killer takes objcopy before the profiler or the Agent
-            proc = spawn_expendable(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
+            src = self._open(item.symbol_file, item.symbol_file_location)
         except OSError as e:
-            raise SymbolCopyError('cannot run objcopy: {}'.format(e))
+            raise SymbolCopyError('cannot open {}: {}'.format(item.symbol_file, e))
+        with src:
+            cmd = [self.objcopy] + args + ['/dev/fd/{}'.format(src.fileno()), out]
+            try:
+                # oom_score_adj 1000: the OOM killer takes objcopy before the profiler or the Agent
+                proc = spawn_expendable(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
+                                        pass_fds=(src.fileno(),))
+            except OSError as e:
+                raise SymbolCopyError('cannot run objcopy: {}'.format(e))
+            return self._wait(proc, item, probing)
+
+    def _wait(self, proc: subprocess.Popen, item: LocalSymbols, probing: bool) -> bool:
         with self._procs_lock:
             self._procs.add(proc)
         try:

@@ -11,11 +11,14 @@
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
+from ..host.files import FileOpener
 from ..runtime.oom import keep_own_oom_score_sane
+from . import elfsource
 from .config import UploaderConfig, parse_config
 from .memory import ByteSemaphore, upload_budget_bytes
 from .pipeline import Pipeline
@@ -63,16 +66,17 @@ class SymbolUploader:
         budget = upload_budget_bytes() if memory_budget == 'auto' else memory_budget
         self.memory = ByteSemaphore(budget)
         cfg = self.config
+        opener = FileOpener(telemetry)  # every file of a process: inside its root, regular, size-capped
         self.copier = SymbolCopier(
             objcopy=cfg.objcopy, timeout=cfg.objcopy_timeout, temp_dir=cfg.temp_dir,
             upload_dynamic_symbols=cfg.upload_dynamic_symbols, upload_go_pcln_tab=cfg.upload_go_pcln_tab,
-            compress=not cfg.disable_debug_section_compression,
+            compress=not cfg.disable_debug_section_compression, opener=opener,
         )
         self.reporter = ExecutableReporter(self._submit, telemetry, lru_size)
         self.pipeline = Pipeline(
             cfg, telemetry, self.copier, http_factory or _default_http_factory, self.reporter.done,
             self.reporter.claim_content, self.origin, self.origin_version, log=self.log, memory=self.memory,
-            clock=clock,
+            clock=clock, inspect=functools.partial(elfsource.inspect, opener=opener),
         )
         self.objcopy_version = ''
         self._started = False

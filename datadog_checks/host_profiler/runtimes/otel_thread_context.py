@@ -1,0 +1,126 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The OpenTelemetry thread context record (OTEP 4947), parsed in user space.
+
+A traced thread's TLS variable ``otel_thread_ctx_v1`` points to a packed record (native endianness for
+multi-byte fields, ids in W3C byte order)::
+
+    0  16 trace-id      all zero: no span
+    16 8  span-id
+    24 1  valid         1 = valid; any other value: being written, ignore the record
+    25 1  trace-flags   (written 0 by several publishers: not relied on)
+    26 2  attrs-data-size
+    28 n  attrs-data    repeated {u8 key_index, u8 length, length bytes of UTF-8}
+
+Whatever copies a sampled thread's record (the BPF program, reading the TLS variable through the
+thread pointer or the DTV) hands the copied bytes to ``parse_record``; the attribute key indexes are
+resolved against the process context's ``threadlocal.attribute_key_map`` by ``resolve_attributes``.
+Parsing rules (the OTEP's): stop at an entry that would overrun; a repeated key keeps its last value;
+an index outside the key map is dropped and counted (the reader should then refresh the map, which a
+changed process-context timestamp triggers).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from ..profile.model import SpanLink
+
+RECORD_HEADER = struct.Struct('<16s8sBBH')  # 28 bytes
+MAX_RECORD_BYTES = 640  # the OTEP's recommended size, and what a reader copies at most
+VALID = 1
+# threadlocal.schema_version values this parser reads (the OTEP still says tlsdesc_v1_dev; it plans
+# tls_v1; an early review wrote tlsdesc_v1)
+SCHEMAS = ('tlsdesc_v1_dev', 'tlsdesc_v1', 'tls_v1')
+
+# Why a record was ignored or shortened (counted by the caller).
+RECORD_ERROR_REASONS = (
+    'not_valid',  # valid != 1: the thread was writing it
+    'truncated',  # shorter than its 28-byte header, or attrs-data-size runs past what was copied
+    'bad_attribute',  # an attribute entry runs past attrs-data: the rest is dropped
+    'unknown_key',  # a key index outside the published key map
+)
+
+
+class RecordError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ThreadContext:
+    link: Optional[SpanLink]  # None: valid record, but no span (ids zero)
+    attributes: Tuple[Tuple[int, str], ...]  # (key index, value), one per key, in first-seen order
+    malformed: bool = False  # an attribute entry overran attrs-data (the rest was dropped)
+
+
+def parse_record(record: bytes) -> ThreadContext:
+    """Parse the copied bytes of one record. Raises ``RecordError('not_valid' | 'truncated')``."""
+    if len(record) < RECORD_HEADER.size:
+        raise RecordError('truncated')
+    trace_id, span_id, valid, _flags, size = RECORD_HEADER.unpack_from(record)
+    if valid != VALID:
+        raise RecordError('not_valid')
+    data = record[RECORD_HEADER.size:RECORD_HEADER.size + size]
+    if len(data) < size:
+        raise RecordError('truncated')
+    values = {}
+    i = 0
+    malformed = False
+    while i < size:
+        if i + 2 > size or i + 2 + data[i + 1] > size:
+            malformed = True
+            break
+        key, length = data[i], data[i + 1]
+        values[key] = data[i + 2:i + 2 + length].decode('utf-8', 'replace')  # last occurrence wins
+        i += 2 + length
+    return ThreadContext(SpanLink.of(trace_id, span_id), tuple(values.items()), malformed)
+
+
+def resolve_attributes(entries: Sequence[Tuple[int, str]], key_map: Sequence[str]
+                       ) -> Tuple[Tuple[Tuple[str, str], ...], int]:
+    """((key, value), ...) of a record's entries through the process's key map, and how many entries
+    had an index outside it (dropped)."""
+    out = []
+    unknown = 0
+    n = len(key_map)
+    for index, value in entries:
+        if index < n:
+            out.append((key_map[index], value))
+        else:
+            unknown += 1
+    return tuple(out), unknown
+
+
+class ThreadContextDecoder:
+    """Turns a sampled thread's copied record into what a ``RawSample`` carries (``link``,
+    ``context_attributes``), counting every record it ignores or shortens and every linked sample."""
+
+    def __init__(self, telemetry) -> None:
+        self.telemetry = telemetry
+        telemetry.declare('otel_context.samples_linked')
+        for reason in RECORD_ERROR_REASONS:
+            telemetry.declare('otel_context.record_errors', ['reason:' + reason])
+
+    def decode(self, record: bytes, process_context, samples: int = 1
+               ) -> Tuple[Optional[SpanLink], Tuple[Tuple[str, str], ...]]:
+        """``process_context``: the process's ``ProcessContext`` (its key map names the attributes), or
+        None. ``samples``: how many samples the record stands for (the count of an aggregated key)."""
+        t = self.telemetry
+        try:
+            ctx = parse_record(record[:MAX_RECORD_BYTES])
+        except RecordError as e:
+            t.count('otel_context.record_errors', 1, ['reason:' + e.reason])
+            return None, ()
+        if ctx.malformed:
+            t.count('otel_context.record_errors', 1, ['reason:bad_attribute'])
+        key_map = process_context.attribute_key_map if process_context is not None else ()
+        attributes, unknown = resolve_attributes(ctx.attributes, key_map)
+        if unknown:
+            t.count('otel_context.record_errors', unknown, ['reason:unknown_key'])
+        if ctx.link is not None:
+            t.count('otel_context.samples_linked', samples)
+        return ctx.link, attributes
