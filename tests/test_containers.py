@@ -78,11 +78,13 @@ def test_agent_mode_tags_from_the_tagger(containerized, tmp_path, dd_run_check):
     tagger.set_tags({'container_id://' + CONTAINER_ID: [
         'kube_namespace:shop', 'pod_name:checkout-1', 'kube_deployment:checkout', 'kube_container_name:app',
         'image_name:shop/checkout', 'service:checkout', 'env:prod', 'version:1.2.3', 'team:payments']})
+    datadog_agent.set_hostname('agent-host')  # the fake Agent's name (its default is a placeholder, never used)
     try:
         with FakeOtlp() as otlp:
             attrs = _profile_resource(tmp_path, containerized, otlp, dd_run_check, mode='agent')
     finally:
         tagger.reset()
+        datadog_agent.reset_hostname()
     assert attrs['container.id'] == CONTAINER_ID
     assert attrs['k8s.pod.uid'] == POD_UID
     assert attrs['k8s.namespace.name'] == 'shop' and attrs['k8s.pod.name'] == 'checkout-1'
@@ -90,7 +92,7 @@ def test_agent_mode_tags_from_the_tagger(containerized, tmp_path, dd_run_check):
     assert attrs['container.image.name'] == 'shop/checkout'
     assert attrs['service.name'] == 'checkout' and attrs['deployment.environment.name'] == 'prod'
     assert attrs['service.version'] == '1.2.3' and attrs['team'] == 'payments'
-    assert attrs['host.name'] == datadog_agent.get_hostname()
+    assert attrs['host.name'] == 'agent-host'
     assert attrs['profiler_name'] == 'host-profiler-bundled' and attrs['host.arch'] == 'amd64'
 
 
