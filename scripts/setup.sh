@@ -51,6 +51,8 @@ if [ "${HOST_PROFILER_SKIP_APT:-0}" != 1 ]; then
     command -v node >/dev/null 2>&1 || missing+=(nodejs)
     # rustc may come from rustup (~/.cargo/bin): only install Debian's if none is on PATH.
     command -v rustc >/dev/null 2>&1 || missing+=(rustc)
+    # the JVM tests build their Java programs (JDK 17+: Debian 12's default is 17)
+    command -v javac >/dev/null 2>&1 || missing+=(default-jdk-headless)
     if [ "${#missing[@]}" -gt 0 ]; then
         log "installing Debian packages: ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive

@@ -372,7 +372,7 @@ def test_every_receiver_option_reaches_the_receiver_config():
 
     fields = {f.name for f in dataclasses.fields(ReceiverConfig)}
     handled_elsewhere = {'max_stack_keys', 'comm_patterns', 'exclude_comm_patterns', 'symbolizer',
-                         'symbol_uploader', 'include_env_vars', 'enable_bpf_stats'}
+                         'symbol_uploader', 'include_env_vars', 'enable_bpf_stats', 'jvm'}
     with open(os.path.join(os.path.dirname(__file__), '..', 'assets', 'configuration', 'spec.yaml')) as f:
         spec = yaml.safe_load(f)
     instances = next(o for o in spec['files'][0]['options'] if o.get('template') == 'instances')

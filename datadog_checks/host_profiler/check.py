@@ -203,6 +203,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             'mode': self.mode,
             'error': result.sampler_error,
         })
+        self.diagnostics.set_extra('runtimes', self.pipeline.runtimes.diagnostics())
         self.diagnostics.set_extra('self_profiling', self.pipeline.self_profiling.status())
         if not self.diagnostics.due():  # written at most once a minute: fold stacks only then
             return

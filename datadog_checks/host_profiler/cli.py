@@ -152,6 +152,8 @@ def _final_phase(check, profiles: List[Any]) -> bool:
         print('host-profiler: interrupted during the final flush: pending exports were not delivered',
               file=sys.stderr)
     _stop(check)
+    if check.diagnostics is not None:  # it ends with the whole run's totals (else up to a minute old)
+        check.diagnostics.write()
     return flushed
 
 

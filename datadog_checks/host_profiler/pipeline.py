@@ -79,6 +79,7 @@ class ProfilerPipeline:
         from .processors.pipeline import build_processors
         from .runtime.self_profiling import SelfProfiling
         from .symbols.lines import LINES_DEFAULT
+        from .runtimes.jit import JitRuntimes, jit_frames_of
         from .symbols.symbolizer import Symbolizer
 
         self.instance = instance
@@ -102,7 +103,10 @@ class ProfilerPipeline:
             lines=bool(symbolizer_conf.get('lines', LINES_DEFAULT)),
             # as many processes as the receiver tracks: a smaller LRU thrashes on busy hosts
             max_processes=int(receiver_conf.get('max_processes') or 16384),
+            jit_frames_of=jit_frames_of,
         )
+        # JVMs asked to write their perf maps, node processes that write none
+        self.runtimes = JitRuntimes(receiver_conf, self.telemetry, symbolizer=self.symbolizer, log=self.log)
         self.processors = build_processors(
             instance, mode, http=http_factory({}) if http_factory else None, log=self.log,
             telemetry=self.telemetry, version=__version__, tagger=tagger, hostname=hostname,
@@ -185,6 +189,7 @@ class ProfilerPipeline:
             receiver, self.receiver = self.receiver, None
         if receiver is not None:
             receiver.stop(block=False)
+        self.runtimes.close()
         self.self_profiling.stop()
         close_processors(self.processors)
         if self.uploader is not None:
@@ -254,6 +259,10 @@ class ProfilerPipeline:
             duration_nano=max(0, collected.end_ns - collected.start_ns),
             period_nano=int(1e9 // self.samples_per_second),
         )
+        try:
+            self.runtimes.observe(profile, processes)
+        except Exception as e:  # noqa: BLE001 - runtime support must never break the run
+            self.log.warning('runtime perf maps: %s', e)
         profile = run_processors(self.processors, profile)
         if self.uploader is not None:
             self._report_executables(profile, processes)

@@ -23,3 +23,21 @@ def compile_c(source, out_dir, name=None, cflags=FRAME_POINTERS, defines=()):
 
 def start(binary, *args):
     return subprocess.Popen([binary, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def compile_java(source, out_dir):
+    """javac tests/workloads/<source> into out_dir; returns out_dir (the class path)."""
+    src = source if os.path.isabs(source) else os.path.join(HERE, source)
+    subprocess.run(['javac', '-d', str(out_dir), src], check=True, capture_output=True)
+    return str(out_dir)
+
+
+# The 3:1 split exact: both methods stay separate compiled methods (no inlining into main);
+# quiet: no CompileCommand echo on the JVM's output.
+JVM_SPLIT_FLAGS = ('-XX:CompileCommand=quiet', '-XX:CompileCommand=dontinline,JvmSplit::burn*')
+
+
+def start_java(class_path, main_class, *args, jvm_args=JVM_SPLIT_FLAGS, stdout=subprocess.DEVNULL, cwd=None):
+    """An unmodified JVM: no perf-map or frame-pointer flag."""
+    return subprocess.Popen(['java', *jvm_args, '-cp', str(class_path), main_class, *map(str, args)],
+                            stdout=stdout, stderr=subprocess.STDOUT, cwd=cwd)

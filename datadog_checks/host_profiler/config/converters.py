@@ -211,6 +211,11 @@ def _has_any_exporter(instance: Dict[str, Any]) -> bool:
 
 
 def _check_common(instance: Dict[str, Any], warnings: Warnings) -> None:
+    # YAML 1.1 reads an unquoted `perf_map: off` as false (and `on` as true)
+    jvm = (instance.get('receiver') or {}).get('jvm') if isinstance(instance.get('receiver'), dict) else None
+    if isinstance(jvm, dict) and isinstance(jvm.get('perf_map'), bool):
+        jvm['perf_map'] = 'auto' if jvm['perf_map'] else 'off'
+
     processors = instance.get('processors')
     if processors is None:
         return

@@ -166,6 +166,14 @@ class Processors(BaseModel):
     resourcedetection: Optional[Resourcedetection] = {}
 
 
+class Jvm(BaseModel):
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True,
+        frozen=True,
+    )
+    perf_map: Optional[Literal['auto', 'off']] = 'auto'
+
+
 class SymbolEndpoint(BaseModel):
     model_config = ConfigDict(
         arbitrary_types_allowed=True,
@@ -219,6 +227,7 @@ class Receiver(BaseModel):
         'DD_VERSION',
         'OTEL_SERVICE_NAME',
     ]
+    jvm: Optional[Jvm] = {}
     max_stack_keys: Optional[int] = Field(65536, ge=1024)
     off_cpu_threshold: Optional[float] = Field(0, ge=0.0, le=1.0)
     pids: Optional[tuple[int, ...]] = []

@@ -18,6 +18,8 @@ FRAME_KERNEL = 'kernel'
 FRAME_NATIVE = 'native'
 FRAME_GO = 'go'
 FRAME_JIT = 'jit'  # resolved from /tmp/perf-PID.map
+FRAME_JVM = 'jvm'  # code of a HotSpot JVM's code cache: compiled Java methods, the interpreter, stubs
+FRAME_V8JS = 'v8js'  # code V8 generated (Node.js): JavaScript functions, V8's interpreter and stubs
 FRAME_ABORT = 'abort'  # marks a truncated stack
 FRAME_CPYTHON = 'cpython'  # a Python function (runtimes/python)
 

@@ -11,6 +11,7 @@ logs=[...])`` writes:
 - ``probe.json``: kernel and BPF capability probe
 - ``telemetry.json``: counter totals and last gauges
 - ``live_profile.folded``: the short live profile (``stack count`` lines), when given
+- ``runtimes.txt``: language runtimes whose frames lack names, and how to fix each, when any
 - ``logs/<name>``: the tails of the given log files
 - ``README.txt``: what each file is
 
@@ -54,6 +55,8 @@ telemetry.json       The profiler's own counters (lifetime totals) and last gaug
 live_profile.folded  A short live CPU profile taken while the flare was built, one line per
                      stack: "comm;root;...;leaf count" (kernel frames end in _[k]).
                      Open with any flame graph tool (e.g. speedscope, flamegraph.pl).
+runtimes.txt         Processes whose language frames have no names, with how to fix each: node
+                     without --perf-basic-prof, JVMs the profiler could not attach to.
 logs/                Tails of the profiler's log files, scrubbed.
 """
 
@@ -65,6 +68,22 @@ def _dump_json(value: Any) -> str:
 def _folded_text(folded: Dict[str, int]) -> str:
     items = sorted(folded.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FOLDED_LINES]
     return ''.join('{} {}\n'.format(stack, int(count)) for stack, count in items)
+
+
+def runtimes_text(runtimes: Optional[Dict[str, Any]]) -> str:
+    """The runtimes section of the diagnostics document (``runtimes.jit.JitRuntimes.diagnostics``),
+    as lines people read: one per process whose frames lack names."""
+    lines = []
+    for n in (runtimes or {}).get('node_without_perf_map') or ():
+        lines.append('node process {} ({}{}): {}; {}\n'.format(
+            n.get('pid'), n.get('executable') or '?',
+            ', container ' + n['container_id'][:12] if n.get('container_id') else '', n.get('problem'),
+            n.get('how_to_fix')))
+    for j in (runtimes or {}).get('jvm') or ():
+        if j.get('last_error'):
+            lines.append('JVM process {}: {}{}\n'.format(j.get('pid'), j['last_error'],
+                                                        '; ' + j['how_to_fix'] if j.get('how_to_fix') else ''))
+    return ''.join(lines)
 
 
 def _read_tail(path: str, limit: int = MAX_LOG_BYTES) -> str:
@@ -130,6 +149,9 @@ def build_flare(
     members.append(('telemetry.json', _dump_json(telemetry)))
     if live_profile_folded is not None:
         members.append(('live_profile.folded', _folded_text(live_profile_folded)))
+    runtimes = runtimes_text((payload.get('extra') or {}).get('runtimes'))
+    if runtimes:
+        members.append(('runtimes.txt', runtimes))
     used = set()
     for log_path in logs or ():
         name = os.path.basename(str(log_path)) or 'log'

@@ -5,8 +5,9 @@
 
 Each runtime is one seam (``base.Runtime``): it detects its processes from their mappings, gives
 the BPF program per-process state through a map keyed by tgid, turns what the program recorded
-into frames in user space, and reports its own metrics. ``RUNTIMES`` lists them by the name the
-``receiver.interpreters`` option uses.
+into frames in user space, and reports its own metrics. ``RUNTIMES`` lists the runtimes walked in
+the BPF program (Python, ``receiver.python``). The JIT runtimes (``jvm.py``, ``node.py``) need no BPF
+state: their frames are named from perf maps by the symbolizer.
 """
 from __future__ import annotations
 

@@ -127,21 +127,23 @@ class _Layout:
     """The sorted mappings of one ``mappings`` list object and their resolution (file-level
     facts only: shared by every process with this list)."""
 
-    __slots__ = ('mappings_ref', 'starts', 'entries')
+    __slots__ = ('mappings_ref', 'starts', 'entries', 'jit')
 
     def __init__(self, mappings: Any) -> None:
         self.mappings_ref = mappings
+        self.jit: Any = None  # (frame kind, rename) of anonymous executable memory, at its first frame
         ms = sorted((m for m in mappings if m.end > m.start), key=lambda m: m.start)
         self.entries = [_Entry(m) for m in ms]
         self.starts = array('Q', [e.start for e in self.entries])
 
 
 class _Proc:
-    __slots__ = ('mappings_ref', 'starts', 'entries', 'perfmap_paths', 'key', 'unreadable')
+    __slots__ = ('mappings_ref', 'starts', 'entries', 'perfmap_paths', 'key', 'unreadable', 'layout')
 
     def __init__(self, key: Any, mappings: Any, layout: _Layout) -> None:
         self.key = key
         self.mappings_ref = mappings
+        self.layout = layout
         self.starts = layout.starts
         self.entries = layout.entries
         self.perfmap_paths: Optional[List[str]] = None  # as the process sees them
@@ -165,7 +167,8 @@ class Symbolizer:
                  perf_map: bool = True, proc: str = '/proc', kallsyms_path: Optional[str] = None,
                  demangle: Any = 'simplified', lines: bool = False, adjust_return_addresses: bool = True,
                  max_processes: int = 4096,
-                 on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None) -> None:
+                 on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None,
+                 jit_frames_of: Optional[Callable[[Sequence[Any]], Any]] = None) -> None:
         self.telemetry = telemetry
         self.memory_budget_bytes = int(memory_budget_bytes)
         self.debug_dirs = tuple(debug_dirs)
@@ -177,6 +180,9 @@ class Symbolizer:
         self.adjust_return_addresses = adjust_return_addresses
         self.max_processes = max_processes
         self.on_new_file = on_new_file
+        # mappings -> (kind, rename) of a process's JIT code: which runtime wrote its perf map
+        # (runtimes.jit.jit_frames_of); None: frames of type `jit`, names as in the map
+        self.jit_frames_of = jit_frames_of
         self.opener = FileOpener(telemetry, self.proc)
         self._lock = threading.RLock()
         self._cache: 'OrderedDict[Any, Any]' = OrderedDict()
@@ -633,7 +639,7 @@ class Symbolizer:
                         if name is None and table is EMPTY:
                             reason = 'no_symbols'
                     elif state == _ANON:
-                        kind = FRAME_JIT
+                        kind, rename = self._jit_frames(st)
                         reason = 'anon'
                         if self.perf_map:
                             if not perfmap_checked:
@@ -641,6 +647,12 @@ class Symbolizer:
                                 perfmap = self._perfmap(process, st, stats)
                             if perfmap is not None:
                                 name = perfmap.lookup(look)
+                                if name and kind != FRAME_JIT:
+                                    # a runtime's frame (jvm, v8js): its name is the whole story, an
+                                    # anonymous mapping tells a backend nothing more
+                                    mapping = None
+                                    if rename is not None:
+                                        name = rename(name)
                     elif state == _VDSO:
                         table, loads, bid, bkind = self._vdso_table(process, e, stats)
                         if bid and mapping.build_id != bid:
@@ -683,6 +695,26 @@ class Symbolizer:
             self._frame_entries.append(e)
         e.frames[fk] = frame
         self._frames_kept += 1
+
+    def _jit_frames(self, st: Optional[_Proc]) -> Tuple[str, Any]:
+        if st is None or self.jit_frames_of is None:
+            return FRAME_JIT, None
+        lay = st.layout
+        if lay.jit is None:
+            try:
+                jf = self.jit_frames_of(lay.mappings_ref)
+                lay.jit = (jf.kind, jf.rename)
+            except Exception:  # noqa: BLE001 - a detector bug leaves the generic kind
+                lay.jit = (FRAME_JIT, None)
+        return lay.jit
+
+    def reload_perf_map(self, pid: int, start_time: Any) -> None:
+        """The process rewrote its perf map from the start (a JVM asked for it): read it anew at its
+        next frame instead of its appended tail. Thread-safe."""
+        with self._lock:
+            key = ('perfmap', pid, start_time)
+            if self._cache.pop(key, None) is not None:
+                self._cache_bytes -= self._sizes.pop(key, 0)
 
     def _perfmap(self, process: Any, st: _Proc, stats: List[int]) -> Optional[PerfMap]:
         key = ('perfmap', process.pid, getattr(process, 'start_time', 0))
