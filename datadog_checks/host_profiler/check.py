@@ -170,7 +170,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
     def _send_metadata(self) -> None:
         if self._metadata_sent:
             return
-        from .receiver.kernel import bcc_version
+        from .host.kernel import bcc_version
 
         receiver_conf = self.instance.get('receiver') or {}
         features = ['cpu']

@@ -86,7 +86,7 @@ class Diagnostics:
 
     Thread-safe: any stage may call ``record_error``; the check run calls the setters and
     ``maybe_write``. ``probe`` is a callable returning the kernel/BPF probe dict (default:
-    ``receiver.kernel.probe``), run once and cached (``refresh_probe()`` re-runs it).
+    ``host.kernel.probe``), run once and cached (``refresh_probe()`` re-runs it).
     """
 
     def __init__(
@@ -161,7 +161,7 @@ class Diagnostics:
     def refresh_probe(self) -> Dict[str, Any]:
         fn = self._probe_fn
         if fn is None:
-            from ..receiver.kernel import probe as probe_kernel
+            from ..host.kernel import probe as probe_kernel
 
             fn = probe_kernel
         try:

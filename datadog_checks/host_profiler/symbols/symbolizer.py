@@ -45,8 +45,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 from ..host.files import FileOpener, FileRefused, declare_refusals, join_root, process_owners
-from ..receiver.kernel import boot_id
-from ..receiver.processes import maps_dev, read_vdso_image
+from ..host.proc import boot_id, maps_dev, read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes

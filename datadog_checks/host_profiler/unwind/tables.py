@@ -42,8 +42,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..host.files import FileOpener, FileRefused, record_refusal
-from ..receiver.kernel import boot_id
-from ..receiver.processes import maps_dev, read_vdso_image
+from ..host.proc import boot_id, maps_dev, read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, TooManySections, build_cfi_table
 from .memo import WalkMemo
 
