@@ -130,10 +130,6 @@ class Diagnostics:
             self._secrets = sorted(set(self._secrets) | set(secrets), key=len, reverse=True)
             self._config = scrub.scrub_config(instance or {}, self._secrets)
 
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        with self._lock:
-            self._secrets = sorted(set(self._secrets) | {s for s in secrets if s}, key=len, reverse=True)
-
     def set_sampler_state(self, state: Dict[str, Any]) -> None:
         """Free-form sampler state (running, frequency, cpus, maps, last drain...)."""
         with self._lock:

@@ -210,7 +210,3 @@ class OtlpMetricsExporter:
             return True
         self._error('http_{}'.format(status), 'HTTP {}'.format(status))
         return False
-
-    def export_snapshot(self, telemetry: Telemetry, now_ns: Optional[int] = None) -> bool:
-        """``export(telemetry.snapshot())``: takes (and resets) the counts of this interval."""
-        return self.export(telemetry.snapshot(), now_ns)

@@ -180,15 +180,6 @@ class LocalSymbols:
             return self.file_hash
         return self.gnu_build_id or self.go_build_id or self.file_hash
 
-    @property
-    def build_id_type(self) -> str:
-        bid = self.query_build_id
-        if bid == self.gnu_build_id:
-            return 'gnu_build_id'
-        if bid == self.go_build_id:
-            return 'go_build_id'
-        return 'file_hash'
-
 
 def inspect(path_in_root: str, root: str, upload_dynamic_symbols: bool = False,
             upload_go_pcln_tab: bool = True, opener: Optional[FileOpener] = None) -> LocalSymbols:
