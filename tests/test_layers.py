@@ -21,7 +21,7 @@ PACKAGE = 'datadog_checks.host_profiler'
 ALLOWED = {
     'host': set(),
     'config_models': set(),
-    'profile': set(),
+    'profile': {'host'},
     'unwind': {'host'},
     'symbols': {'host', 'profile'},
     'runtimes': {'host', 'profile', 'symbols'},

@@ -36,11 +36,13 @@ from urllib.parse import urlparse
 
 from datadog_checks.base import ConfigurationError
 
+from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
+
 AgentConfig = Callable[[str], Any]
 Warnings = List[str]
 
-ORIGIN_BUNDLED = 'host-profiler-bundled'
-ORIGIN_STANDALONE = 'host-profiler-standalone'
+ORIGIN_BUNDLED = NAME_BUNDLED
+ORIGIN_STANDALONE = NAME_STANDALONE
 HEADER_API_KEY = 'dd-api-key'
 HEADER_ORIGIN = 'dd-evp-origin'
 HEADER_ORIGIN_VERSION = 'dd-evp-origin-version'

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
+from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
 from ..profile.model import Profile
 from .attributes import AttributesProcessor
 from .infra_attributes import InfraAttributesProcessor
 from .k8s_attributes import K8sAttributesProcessor
 from .resource_detection import ProfilerMetadataProcessor, ResourceDetectionProcessor
 
-PROFILER_NAMES = {'agent': 'host-profiler-bundled', 'standalone': 'host-profiler-standalone'}
+PROFILER_NAMES = {'agent': NAME_BUNDLED, 'standalone': NAME_STANDALONE}
 
 
 def build_processors(

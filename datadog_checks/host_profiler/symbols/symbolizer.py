@@ -45,7 +45,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..host.files import FileOpener, FileRefused, declare_refusals, join_root, process_owners
-from ..host.proc import boot_id, maps_dev, read_vdso_image
+from ..host.proc import DELETED_SUFFIX, VDSO, VSYSCALL, boot_id, maps_dev, read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
@@ -57,9 +57,6 @@ from .perfmap import PerfMap, perf_map_paths
 from .symtab import EMPTY, ChainTable, load_symbols
 
 UNKNOWN_REASONS = ('no_mapping', 'unreadable', 'not_elf', 'no_symbols', 'no_symbol', 'anon', 'kernel_restricted')
-DELETED_SUFFIX = ' (deleted)'
-VDSO = '[vdso]'
-VSYSCALL = '[vsyscall]'
 
 # per-mapping states
 _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
