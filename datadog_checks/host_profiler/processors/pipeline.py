@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Builds the processor chain of one instance (already normalised by the converters).
 
-Order (the original's pipelines: ``profiling -> resourcedetection | infraattributes -> user
+Order (the Go host profiler's pipelines: ``profiling -> resourcedetection | infraattributes -> user
 processors -> resource/dd-profiler-internal-metadata -> otlp_http``):
 
 1. ``resourcedetection`` -- host.arch / os.type / host.name. Standalone: as configured. Agent

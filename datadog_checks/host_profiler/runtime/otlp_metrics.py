@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Standalone health metrics: the telemetry snapshot as OTLP metrics.
 
-Outside the Agent nobody submits ``host_profiler.*`` metrics, so, like the original's
+Outside the Agent nobody submits ``host_profiler.*`` metrics, so, like the Go host profiler's
 ``metrics/profiler-internal-health`` pipeline, the standalone runner sends them to the
 configured OTLP endpoint at ``<endpoint>/v1/metrics`` (``application/x-protobuf``):
 

@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """What the uploader needs to know about one ELF file: identities and the local symbol source.
 
-Ranking (the original's ``symbol/source.go``): ``debug_info > gopclntab > symbol_table >
+Ranking (the Go host profiler's ``symbol/source.go``): ``debug_info > gopclntab > symbol_table >
 dynamic_symbol_table > none``.
 
 - DWARF: ``.debug_info``/``.zdebug_info`` of at least 32 bytes that is not NOBITS, or an
