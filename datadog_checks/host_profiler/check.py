@@ -97,7 +97,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         self.health_metrics = self._build_health_metrics()
 
     def _build_health_metrics(self) -> Any:
-        """Standalone only: the same telemetry as OTLP metrics (as the original's health metrics).
+        """Standalone only: the same telemetry as OTLP metrics (as the Go host profiler's health metrics).
         The endpoint defaults to the first otlp_http exporter's, with its headers."""
         health = self.instance.get('health_metrics') or {}
         if self.mode != 'standalone' or not health.get('enabled', True):
@@ -170,7 +170,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
     def _send_metadata(self) -> None:
         if self._metadata_sent:
             return
-        from .receiver.kernel import bcc_version
+        from .host.kernel import bcc_version
 
         receiver_conf = self.instance.get('receiver') or {}
         features = ['cpu']

@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Instance converters: the user's ``conf.yaml`` instance -> the normalised instance.
 
-Two pure functions, as in the original component (``converter_with_agent.go`` /
+Two pure functions, as in Datadog's Go host profiler (``converter_with_agent.go`` /
 ``converter_without_agent.go`` and the bundled ``dd:`` provider), translated from the
 collector's component graph to this check's instance shape::
 
@@ -20,7 +20,7 @@ Rules common to both modes (each rule is restated as a comment above its code):
 * R4 numeric ``api_key``/``app_key``/``dd-api-key`` become strings. ``${env:X}``
   references are strings already and are left alone: the loader expands them *after*
   conversion, so an expanded value is never re-typed;
-* R5 errors raise ``ConverterError(message, key_path)`` with the original's messages.
+* R5 errors raise ``ConverterError(message, key_path)`` with the Go host profiler's messages.
 
 Nothing here does I/O except reading ``os.environ`` to classify an endpoint written as
 ``${env:X}`` (the value itself is not expanded in the output).
@@ -36,11 +36,13 @@ from urllib.parse import urlparse
 
 from datadog_checks.base import ConfigurationError
 
+from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
+
 AgentConfig = Callable[[str], Any]
 Warnings = List[str]
 
-ORIGIN_BUNDLED = 'host-profiler-bundled'
-ORIGIN_STANDALONE = 'host-profiler-standalone'
+ORIGIN_BUNDLED = NAME_BUNDLED
+ORIGIN_STANDALONE = NAME_STANDALONE
 HEADER_API_KEY = 'dd-api-key'
 HEADER_ORIGIN = 'dd-evp-origin'
 HEADER_ORIGIN_VERSION = 'dd-evp-origin-version'
@@ -261,7 +263,7 @@ def _check_common(instance: Dict[str, Any], warnings: Warnings) -> None:
     infra = processors.get('infraattributes')
     if isinstance(infra, dict) and 'cardinality' in infra:
         card = infra['cardinality']
-        # The original writes the cardinality as the tagger's integer; accept both spellings.
+        # The Go host profiler writes the cardinality as the tagger's integer; accept both spellings.
         if isinstance(card, int) and not isinstance(card, bool) and 0 <= card <= 2:
             infra['cardinality'] = CARDINALITIES[card]
         elif str(card).lower() not in CARDINALITIES:
@@ -291,7 +293,7 @@ def _check_datadog_exporter(
     """Defaults and checks of one ``otlp_http`` exporter whose endpoint is a Datadog intake."""
     name = _exporter_name(exporter, index)
     path = 'exporters.otlp_http[{}]'.format(index)
-    # Default compression zstd, as the original sets on every Datadog exporter (R1: a user's
+    # Default compression zstd, as the Go host profiler sets on every Datadog exporter (R1: a user's
     # compression is kept).
     _set_default(exporter, 'compression', 'zstd')
     headers = exporter.get('headers')
@@ -304,7 +306,7 @@ def _check_datadog_exporter(
         exporter['headers'] = headers
     if not isinstance(headers, dict):
         raise ConverterError('must be a mapping', path + '.headers')
-    # A Datadog intake needs the API key: never guessed, the original's message (R5); numeric
+    # A Datadog intake needs the API key: never guessed, the Go host profiler's message (R5); numeric
     # keys become strings (R4).
     if not _stringify_key(headers, HEADER_API_KEY):
         raise ConverterError(
@@ -323,7 +325,7 @@ def _check_exporters(instance: Dict[str, Any], origin: str, origin_version: str,
             raise ConverterError('{} exporter missing required endpoint'.format(_exporter_name(exporter, i)),
                                  'exporters.otlp_http[{}].endpoint'.format(i))
         # Only Datadog intakes need dd-api-key and the origin headers; an exporter to a plain
-        # OTLP endpoint (a local collector) is left as the user wrote it. The original applies
+        # OTLP endpoint (a local collector) is left as the user wrote it. The Go host profiler applies
         # this to every otlp_http exporter because it has no other kind; we do send elsewhere.
         if is_datadog_endpoint(endpoint):
             _check_datadog_exporter(exporter, i, origin, origin_version, agent_mode)
@@ -332,7 +334,7 @@ def _check_exporters(instance: Dict[str, Any], origin: str, origin_version: str,
 
 
 # ---------------------------------------------------------------------------------------
-# Self-profiling (``ddprofiling``): the original's ddprofiling extension, as an instance
+# Self-profiling (``ddprofiling``): the Go host profiler's ddprofiling extension, as an instance
 # section. Only a section the user wrote is touched, so instances without it are unchanged.
 
 DEFAULT_TRACE_RECEIVER_PORT = 8126
@@ -514,7 +516,7 @@ def convert_with_agent(
         return endpoints_cache[0]
 
     # Exporters: user otlp_http exporters to a Datadog intake must carry headers and dd-api-key
-    # (the original's messages); the bundled origin headers and zstd are added when absent.
+    # (the Go host profiler's messages); the bundled origin headers and zstd are added when absent.
     _check_exporters(conf, ORIGIN_BUNDLED, version, agent_mode=True)
     # No otlp_http exporter at all: infer one per (site, key) from the Agent configuration,
     # named otlp_http/<site>_<n>, endpoint https://otlp.<site>, zstd, headers = the Agent's
@@ -581,7 +583,7 @@ def convert_with_agent(
                 'Profiles will not carry the Agent hostname.'
             )
         _set_default(infra, 'cardinality', DEFAULT_CARDINALITY)
-    # resourcedetection is deleted in agent mode (the original removes every resourcedetection):
+    # resourcedetection is deleted in agent mode (the Go host profiler removes every resourcedetection):
     # infraattributes sets host.arch and the Agent hostname.
     if 'resourcedetection' in processors:
         del processors['resourcedetection']

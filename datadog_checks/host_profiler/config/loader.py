@@ -135,7 +135,7 @@ def load_instance(
     an http(s) URL with a host (``config.validation``).
 
     ``agent_config`` defaults to ``datadog_agent.get_config`` and ``origin_version`` (agent
-    mode) to ``datadog_agent.get_version()``, the Agent version the original sends.
+    mode) to ``datadog_agent.get_version()``, the Agent version the Go host profiler sends.
     The resolved mode is written back as ``instance['mode']``.
     Raises ``ConverterError`` (a ``ConfigurationError``) naming the key path.
     """

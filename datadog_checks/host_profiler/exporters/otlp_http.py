@@ -21,6 +21,7 @@ import time
 from typing import Any, Dict, Optional, Tuple
 from urllib.parse import urlsplit
 
+from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
 from ..runtime.telemetry import Telemetry
 from .base import Exporter, config_error
 from .encoding import COMPRESSIONS, SharedEncoder, zstd_available
@@ -29,8 +30,8 @@ from .queue import OK, REJECT, RETRY, DeliveryQueue, Item, RetryPolicy, SendResu
 PROFILES_PATH = '/v1development/profiles'
 CONTENT_TYPE = 'application/x-protobuf'
 DD_METRIC_CONFIG = '{"resource_attributes_as_tags": true}'
-ORIGIN_AGENT = 'host-profiler-bundled'
-ORIGIN_STANDALONE = 'host-profiler-standalone'
+ORIGIN_AGENT = NAME_BUNDLED
+ORIGIN_STANDALONE = NAME_STANDALONE
 RESERVED_HEADERS = (
     'dd-evp-origin',
     'dd-evp-origin-version',

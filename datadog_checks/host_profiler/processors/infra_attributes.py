@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Agent-mode enrichment from the Agent's tagger (the original's ``infraattributes`` processor).
+"""Agent-mode enrichment from the Agent's tagger (the Go host profiler's ``infraattributes`` processor).
 
 For every resource with ``container.id`` it asks ``tagger.tag('container_id://<id>', card)``
 and writes the tags as resource attributes, through ``TAG_TO_ATTRIBUTE`` (unmapped tags keep
@@ -9,7 +9,7 @@ their tag name). It never overwrites an attribute already on the resource: the r
 ``service.name`` / ``deployment.environment.name`` / ``service.version`` (read from the process
 environment) and ``container.id`` win over the container's tags. With
 ``allow_hostname_override`` (default true) ``host.name`` and ``datadog.host.name`` are set to
-the Agent hostname. ``host.arch`` is always set (as the original does).
+the Agent hostname. ``host.arch`` is always set (as the Go host profiler does).
 
 Tagger answers are cached per container for ``cache_ttl`` seconds (bounded LRU); the Agent's
 tagger call is in-process and cheap, but 2,000 processes share a few dozen containers.
@@ -64,7 +64,7 @@ def _cardinality(tagger: Any, name: Any) -> Any:
 
 def tags_to_attributes(tags: List[str]) -> Tuple[Tuple[str, str], ...]:
     """``['kube_namespace:a', 'team:x']`` -> ``(('k8s.namespace.name', 'a'), ('team', 'x'))``.
-    A repeated key keeps the last value, as the original's ``PutStr`` does."""
+    A repeated key keeps the last value, as the Go host profiler's ``PutStr`` does."""
     out: Dict[str, str] = {}
     for tag in tags:
         if not isinstance(tag, str):

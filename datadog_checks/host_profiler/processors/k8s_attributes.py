@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Standalone enrichment from the kubelet (the role ``k8sattributes`` plays in the original's
+"""Standalone enrichment from the kubelet (the role ``k8sattributes`` plays in the Go host profiler's
 standalone collector).
 
 The receiver already puts ``container.id`` and ``k8s.pod.uid`` (from the cgroup path) on each

@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Builds the processor chain of one instance (already normalised by the converters).
 
-Order (the original's pipelines: ``profiling -> resourcedetection | infraattributes -> user
+Order (the Go host profiler's pipelines: ``profiling -> resourcedetection | infraattributes -> user
 processors -> resource/dd-profiler-internal-metadata -> otlp_http``):
 
 1. ``resourcedetection`` -- host.arch / os.type / host.name. Standalone: as configured. Agent
@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional
 
+from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
 from ..profile.model import Profile
 from .attributes import AttributesProcessor
 from .infra_attributes import InfraAttributesProcessor
 from .k8s_attributes import K8sAttributesProcessor
 from .resource_detection import ProfilerMetadataProcessor, ResourceDetectionProcessor
 
-PROFILER_NAMES = {'agent': 'host-profiler-bundled', 'standalone': 'host-profiler-standalone'}
+PROFILER_NAMES = {'agent': NAME_BUNDLED, 'standalone': NAME_STANDALONE}
 
 
 def build_processors(

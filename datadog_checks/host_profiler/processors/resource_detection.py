@@ -2,7 +2,7 @@
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Host resource attributes (``host.arch``, ``os.type``, ``host.name``) and the profiler's own
-metadata (``profiler_name``, ``profiler_version``), as the original's ``resourcedetection``
+metadata (``profiler_name``, ``profiler_version``), as the Go host profiler's ``resourcedetection``
 (system detector) and ``resource/dd-profiler-internal-metadata`` processors do."""
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ class ResourceDetectionProcessor:
 
 
 class ProfilerMetadataProcessor:
-    """Upserts ``profiler_name`` and ``profiler_version`` on every resource (the original's
+    """Upserts ``profiler_name`` and ``profiler_version`` on every resource (the Go host profiler's
     reserved ``resource/dd-profiler-internal-metadata`` processor). It runs last, after the
     user's actions, so that the backend can always tell what produced a profile."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..host.proc import DELETED_SUFFIX
 from .model import (FRAME_ABORT, FRAME_KERNEL, FRAME_NATIVE, OFF_CPU_TIME, Frame, Profile, RawSample, Resource,
                     RuntimeStack, Sample)
 
@@ -34,8 +35,6 @@ ResolveProcess = Callable[[int], Any]  # pid -> ProcessInfo | None
 SymbolizeUser = Callable[[Any, Sequence[int]], List[Frame]]  # (ProcessInfo | None, addresses) -> frames
 SymbolizeKernel = Callable[[Sequence[int]], List[Frame]]  # addresses -> frames
 
-_DELETED = ' (deleted)'
-
 
 def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
     """OTel resource attributes of one process. ``process`` may be None (it vanished).
@@ -50,7 +49,7 @@ def resource_attributes(pid: int, comm: str, process: Any) -> Dict[str, Any]:
     name = ''
     if exe:
         attrs['process.executable.path'] = exe
-        base = exe[: -len(_DELETED)] if exe.endswith(_DELETED) else exe
+        base = exe[: -len(DELETED_SUFFIX)] if exe.endswith(DELETED_SUFFIX) else exe
         name = os.path.basename(base)
     if not name:
         name = (getattr(process, 'comm', '') or '') if process is not None else ''

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..host.proc import MAX_VDSO_BYTES, maps_dev, read_vdso_image  # noqa: F401  (re-exported)
 from ..runtimes.otel_process_context import find_mapping as find_context_mapping
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')
@@ -156,11 +157,6 @@ def parse_maps(text: str, executable_only: bool = True) -> List[ProcMapping]:
     return out
 
 
-def maps_dev(st_dev: int) -> str:
-    """st_dev as /proc/PID/maps prints it: 'major:minor' in hex (at least 2 digits each)."""
-    return '{:02x}:{:02x}'.format(os.major(st_dev), os.minor(st_dev))
-
-
 # The executable lines of /proc/PID/maps ('start-end perms offset dev inode [path]').
 _EXEC_LINE_RE = re.compile(r'^[0-9a-f]+-[0-9a-f]+ \S{2}x\S* .*$', re.M)
 
@@ -297,22 +293,6 @@ def _container_of(cgroup_text: str) -> Tuple[str, str]:
             _CGROUP_CACHE.clear()
         _CGROUP_CACHE[cgroup_text] = hit
     return hit
-
-
-MAX_VDSO_BYTES = 1 << 20
-
-
-def read_vdso_image(pid: int, start: int, end: int, proc: str = '/proc') -> Optional[bytes]:
-    """The vDSO's ELF image, read from the process's memory (it has no file); None if unreadable."""
-    size = end - start
-    if not 0 < size <= MAX_VDSO_BYTES:
-        return None
-    try:
-        with open('{}/{}/mem'.format(proc, pid), 'rb', buffering=0) as f:
-            f.seek(start)
-            return f.read(size)
-    except (OSError, ValueError, OverflowError):
-        return None
 
 
 def read_process(pid: int, include_env_vars: Sequence[str] = (), proc: str = '/proc',

@@ -86,7 +86,7 @@ class Diagnostics:
 
     Thread-safe: any stage may call ``record_error``; the check run calls the setters and
     ``maybe_write``. ``probe`` is a callable returning the kernel/BPF probe dict (default:
-    ``receiver.kernel.probe``), run once and cached (``refresh_probe()`` re-runs it).
+    ``host.kernel.probe``), run once and cached (``refresh_probe()`` re-runs it).
     """
 
     def __init__(
@@ -130,10 +130,6 @@ class Diagnostics:
             self._secrets = sorted(set(self._secrets) | set(secrets), key=len, reverse=True)
             self._config = scrub.scrub_config(instance or {}, self._secrets)
 
-    def add_secrets(self, secrets: Iterable[str]) -> None:
-        with self._lock:
-            self._secrets = sorted(set(self._secrets) | {s for s in secrets if s}, key=len, reverse=True)
-
     def set_sampler_state(self, state: Dict[str, Any]) -> None:
         """Free-form sampler state (running, frequency, cpus, maps, last drain...)."""
         with self._lock:
@@ -161,7 +157,7 @@ class Diagnostics:
     def refresh_probe(self) -> Dict[str, Any]:
         fn = self._probe_fn
         if fn is None:
-            from ..receiver.kernel import probe as probe_kernel
+            from ..host.kernel import probe as probe_kernel
 
             fn = probe_kernel
         try:

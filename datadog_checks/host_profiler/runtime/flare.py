@@ -124,7 +124,7 @@ def build_flare(
     if probe is None:
         probe = payload.get('probe')
     if not probe:
-        from ..receiver.kernel import probe as probe_kernel
+        from ..host.kernel import probe as probe_kernel
 
         try:
             probe = probe_kernel()

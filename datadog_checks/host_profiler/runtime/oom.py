@@ -6,7 +6,7 @@
 Child tools we spawn (objcopy, debuginfod clients, ...) are expendable: they get
 ``oom_score_adj=1000`` so the OOM killer picks them before the profiler or the Agent.
 The profiler itself should never volunteer to be killed: ``keep_own_oom_score_sane()``
-resets our own score to 0 when something left it above 0, as the original component does.
+resets our own score to 0 when something left it above 0, as Datadog's Go host profiler does.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Standalone health metrics: the telemetry snapshot as OTLP metrics.
 
-Outside the Agent nobody submits ``host_profiler.*`` metrics, so, like the original's
+Outside the Agent nobody submits ``host_profiler.*`` metrics, so, like the Go host profiler's
 ``metrics/profiler-internal-health`` pipeline, the standalone runner sends them to the
 configured OTLP endpoint at ``<endpoint>/v1/metrics`` (``application/x-protobuf``):
 
@@ -210,7 +210,3 @@ class OtlpMetricsExporter:
             return True
         self._error('http_{}'.format(status), 'HTTP {}'.format(status))
         return False
-
-    def export_snapshot(self, telemetry: Telemetry, now_ns: Optional[int] = None) -> bool:
-        """``export(telemetry.snapshot())``: takes (and resets) the counts of this interval."""
-        return self.export(telemetry.snapshot(), now_ns)

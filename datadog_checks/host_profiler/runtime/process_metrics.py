@@ -132,11 +132,6 @@ class ProcessMetrics:
         except Exception:
             pass
 
-    @property
-    def gc_pause_total(self) -> float:
-        """Lifetime seconds spent in GC since this object was created."""
-        return self._gc_timer.total_seconds
-
     # -- internals --------------------------------------------------------------------------
 
     def _cpu_times(self) -> tuple:

@@ -139,11 +139,6 @@ def register_secret(secret: Any) -> None:
         _sanitizer.register(secret)
 
 
-def registered_secrets() -> List[str]:
-    with _lock:
-        return sorted(_sanitizer.patterns)
-
-
 def _normalise_key(key: Any) -> str:
     return str(key).strip().lower().replace('-', '_')
 

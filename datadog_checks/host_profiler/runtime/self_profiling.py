@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The profiler profiles itself with Datadog's Python profiler (``ddtrace``), as the original's
+"""The profiler profiles itself with Datadog's Python profiler (``ddtrace``), as the Go host profiler's
 "DD Profiling" extension does (instance section ``ddprofiling``).
 
 It starts when the sampler starts and stops when the sampler stops (``cancel()``, the

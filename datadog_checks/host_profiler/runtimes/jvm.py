@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..host.proc import DELETED_SUFFIX
 from ..profile.model import FRAME_JVM
 from ..symbols.perfmap import perf_map_candidates
 from . import hotspot_attach
@@ -67,8 +68,8 @@ def is_hotspot(mappings: Sequence[Any]) -> bool:
     jvm = False
     for m in mappings:
         name = (m.path or '').rsplit('/', 1)[-1]
-        if name.endswith(' (deleted)'):
-            name = name[:-10]
+        if name.endswith(DELETED_SUFFIX):
+            name = name[:-len(DELETED_SUFFIX)]
         if name == 'libjvm.so':
             jvm = True
         elif name.startswith('libj9vm'):

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
+from ..host.proc import DELETED_SUFFIX
 from ..symbols.perfmap import perf_map_candidates
 
 MAX_LISTED = 100
@@ -29,8 +30,8 @@ HOW_TO_FIX = ('start it with `node --perf-basic-prof` (or set NODE_OPTIONS=--per
 def is_node(mappings: Sequence[Any]) -> bool:
     for m in mappings:
         name = (m.path or '').rsplit('/', 1)[-1]
-        if name.endswith(' (deleted)'):
-            name = name[:-10]
+        if name.endswith(DELETED_SUFFIX):
+            name = name[:-len(DELETED_SUFFIX)]
         if name in ('node', 'nodejs') or name.startswith('libnode.so'):
             return True
     return False

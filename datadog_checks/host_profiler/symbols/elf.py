@@ -160,7 +160,7 @@ class ElfInfo:
         return self.has_debug_info or self.is_alternate_debug_file
 
     def symbol_source(self, upload_dynamic_symbols: bool = False, upload_go_pcln_tab: bool = True) -> SymbolSource:
-        """The original's ranking: DWARF, else .symtab, else .dynsym (only if allowed);
+        """The Go host profiler's ranking: DWARF, else .symtab, else .dynsym (only if allowed);
         Go binaries get max(source, gopclntab) when pclntab upload is enabled."""
         if self.has_dwarf:
             source = SymbolSource.DEBUG_INFO

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, List, Optional, Tuple
 from .elf import ElfInfo
 from .symtab import SymbolTable
 
-MAX_PCLNTAB = 128 << 20  # as the original
+MAX_PCLNTAB = 128 << 20  # as the Go host profiler
 GO12, GO116, GO118, GO120 = '1.2', '1.16', '1.18', '1.20'
 MAGICS = {0xFFFFFFFB: GO12, 0xFFFFFFFA: GO116, 0xFFFFFFF0: GO118, 0xFFFFFFF1: GO120}
 MAX_FUNCS = 10_000_000

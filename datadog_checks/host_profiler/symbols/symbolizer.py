@@ -42,11 +42,10 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import OrderedDict
-from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..host.files import FileOpener, FileRefused, declare_refusals, join_root, process_owners
-from ..receiver.kernel import boot_id
-from ..receiver.processes import maps_dev, read_vdso_image
+from ..host.proc import DELETED_SUFFIX, VDSO, VSYSCALL, boot_id, maps_dev, read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
 from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
@@ -58,9 +57,6 @@ from .perfmap import PerfMap, perf_map_paths
 from .symtab import EMPTY, ChainTable, load_symbols
 
 UNKNOWN_REASONS = ('no_mapping', 'unreadable', 'not_elf', 'no_symbols', 'no_symbol', 'anon', 'kernel_restricted')
-DELETED_SUFFIX = ' (deleted)'
-VDSO = '[vdso]'
-VSYSCALL = '[vsyscall]'
 
 # per-mapping states
 _UNRESOLVED, _FILE, _ANON, _VDSO, _VSYSCALL, _BAD = range(6)
@@ -72,24 +68,6 @@ MAX_KEPT_FRAMES = 32768
 # most a tenth of a core; frames met beyond it get their line at a later sighting.
 LINE_DECODE_SECONDS = 1.0
 LINE_DECODE_WINDOW = 10.0
-
-
-class ProcMappingLike(Protocol):
-    start: int
-    end: int
-    offset: int
-    path: str
-    dev: Any
-    inode: int
-
-
-class ProcessLike(Protocol):
-    pid: int
-    start_time: Any
-    comm: str
-    exe: str
-    mappings: Sequence[ProcMappingLike]
-    root: str
 
 
 class _Entry:
@@ -283,11 +261,6 @@ class Symbolizer:
         while len(layouts) > self.max_processes:
             layouts.popitem(last=False)
         return lay
-
-    def forget_process(self, pid: int, start_time: Any = None) -> None:
-        with self._lock:
-            for key in [k for k in self._procs if k[0] == pid and (start_time is None or k[1] == start_time)]:
-                del self._procs[key]
 
     def _root(self, process: Any) -> str:
         return getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
@@ -785,29 +758,6 @@ class Symbolizer:
             return out
 
     # ---------------------------------------------------------------------------- helpers
-    def elf_info(self, process: Any, address: int) -> Optional[ElfInfo]:
-        """The ElfInfo of the file mapped at ``address`` in ``process`` (for the uploader)."""
-        with self._lock:
-            stats = [0, 0, 0]
-            st = self._proc_state(process)
-            i = bisect_right(st.starts, address) - 1
-            if i < 0 or address >= st.entries[i].end:
-                return None
-            e = st.entries[i]
-            if e.state == _UNRESOLVED:
-                self._resolve(process, st, e, stats)
-            if e.state != _FILE:
-                return None
-            holder = self._cache_get(e.info_key, stats)
-            if holder is not None:
-                return holder.info
-            found = self._open(process, e)
-            if found is None:
-                return None
-            f, st, p, _ = found
-            with f:
-                return read_elf_info(p, self.telemetry, stream=f)
-
     def stats(self) -> Dict[str, Any]:
         with self._lock:
             return {

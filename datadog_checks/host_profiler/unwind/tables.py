@@ -42,12 +42,10 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..host.files import FileOpener, FileRefused, record_refusal
-from ..receiver.kernel import boot_id
-from ..receiver.processes import maps_dev, read_vdso_image
+from ..host.proc import DELETED_SUFFIX, VDSO, boot_id, maps_dev, read_vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, TooManySections, build_cfi_table
 from .memo import WalkMemo
 
-DELETED_SUFFIX = ' (deleted)'
 MAX_CACHED_RULES = 65536  # per process (a few MB at most): cleared when exceeded
 CFI_BUDGET_SHARE = 4  # the CFI tables get 1/4 of receiver.symbolizer.memory_budget_mb in dwarf/auto
 MIN_CFI_BUDGET_MB = 8
@@ -64,7 +62,6 @@ def split_memory_budget(budget_mb: Optional[int], unwinding: str) -> Tuple[int, 
         return total, 0
     cfi = max(MIN_CFI_BUDGET_MB << 20, total // CFI_BUDGET_SHARE)
     return max(1 << 20, total - cfi), cfi
-VDSO = '[vdso]'
 
 
 class ByteLRU:

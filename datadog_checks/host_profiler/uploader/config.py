@@ -3,10 +3,10 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """The receiver's ``symbol_uploader`` section, parsed and validated.
 
-Keys and defaults follow the original component: ``enabled`` (true), ``upload_dynamic_symbols``
+Keys and defaults follow Datadog's Go host profiler: ``enabled`` (true), ``upload_dynamic_symbols``
 (false), ``upload_go_pcln_tab`` (true), ``symbol_query_interval`` (5 s, 0 = no batching),
 ``dry_run`` (false), ``symbol_endpoints: [{site, api_key, url?, query_url?}]``. ``queue_size``
-(1000) and the worker counts are extras with the original's values. ``url`` replaces
+(1000) and the worker counts are extras with the Go host profiler's values. ``url`` replaces
 ``https://sourcemap-intake.<site>`` and ``query_url`` replaces ``https://api.<site>``.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ class UploaderConfig:
     dry_run: bool = False
     queue_size: int = DEFAULT_QUEUE_SIZE
     endpoints: Tuple[SymbolEndpoint, ...] = ()
-    disable_debug_section_compression: bool = False  # tests only, as in the original
+    disable_debug_section_compression: bool = False  # tests only, as in the Go host profiler
     retrieval_workers: int = RETRIEVAL_WORKERS
     upload_workers: int = UPLOAD_WORKERS
     objcopy: str = 'objcopy'

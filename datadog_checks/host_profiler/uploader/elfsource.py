@@ -3,7 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """What the uploader needs to know about one ELF file: identities and the local symbol source.
 
-Ranking (the original's ``symbol/source.go``): ``debug_info > gopclntab > symbol_table >
+Ranking (the Go host profiler's ``symbol/source.go``): ``debug_info > gopclntab > symbol_table >
 dynamic_symbol_table > none``.
 
 - DWARF: ``.debug_info``/``.zdebug_info`` of at least 32 bytes that is not NOBITS, or an
@@ -179,15 +179,6 @@ class LocalSymbols:
         if self.go_build_id == 'redacted':
             return self.file_hash
         return self.gnu_build_id or self.go_build_id or self.file_hash
-
-    @property
-    def build_id_type(self) -> str:
-        bid = self.query_build_id
-        if bid == self.gnu_build_id:
-            return 'gnu_build_id'
-        if bid == self.go_build_id:
-            return 'go_build_id'
-        return 'file_hash'
 
 
 def inspect(path_in_root: str, root: str, upload_dynamic_symbols: bool = False,

@@ -48,7 +48,7 @@ class ByteSemaphore:
 
 def upload_budget_bytes(fraction: float = 0.8) -> Optional[int]:
     """80% of the cgroup memory limit (v1 ``memory.limit_in_bytes`` / v2 ``memory.max``), None
-    when unlimited. As in the original, the machine's RAM is not a limit here."""
+    when unlimited. As in the Go host profiler, the machine's RAM is not a limit here."""
     from ..runtime import cgroup
 
     try:

@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The upload pipeline (the original's ``pipeline``/``symbol_uploader``):
+"""The upload pipeline (the Go host profiler's ``pipeline``/``symbol_uploader``):
 
     submit() ─▶ bounded queue (drops + counts when full)
              ─▶ retrieval workers (open the ELF, find a separate debug file, local symbol source)

@@ -17,6 +17,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, Optional
 
+from ..host.proc import DELETED_SUFFIX
 from .pipeline import Item
 
 LRU_SIZE = 16384
@@ -57,7 +58,7 @@ class LRU:
 
 def reportable(path: str) -> bool:
     return bool(path) and path.startswith('/') and not path.startswith(_SKIP_PREFIXES) \
-        and not path.endswith(' (deleted)')
+        and not path.endswith(DELETED_SUFFIX)
 
 
 class ExecutableReporter:

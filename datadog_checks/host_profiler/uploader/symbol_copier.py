@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Produce the debug-only ELF that is uploaded (the original's ``symbolcopier``).
+"""Produce the debug-only ELF that is uploaded (the Go host profiler's ``symbolcopier``).
 
 ``objcopy --only-keep-debug --remove-section=.gdb_index`` into a temporary file, with a timeout
 (10 s), ``oom_score_adj`` 1000 for the child, and:

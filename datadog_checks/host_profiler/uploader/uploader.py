@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Union
 
+from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
 from ..host.files import FileOpener
 from ..runtime.oom import keep_own_oom_score_sane
 from . import elfsource
@@ -25,8 +26,8 @@ from .pipeline import Pipeline
 from .reporter import LRU_SIZE, ExecutableReporter
 from .symbol_copier import SymbolCopier, SymbolCopyError
 
-ORIGIN_AGENT = 'host-profiler-bundled'
-ORIGIN_STANDALONE = 'host-profiler-standalone'
+ORIGIN_AGENT = NAME_BUNDLED
+ORIGIN_STANDALONE = NAME_STANDALONE
 
 METRICS = (
     'symbol_upload.reported', 'symbol_upload.queued', 'symbol_upload.dropped', 'symbol_upload.queried',

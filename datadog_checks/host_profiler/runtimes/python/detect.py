@@ -23,6 +23,8 @@ from typing import Dict, Optional, Tuple
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from ...host.proc import DELETED_SUFFIX
+
 LIB_RE = re.compile(r'(?:^|/)libpython(\d)\.(\d+)[a-z]*\.so[^/]*$')
 EXE_RE = re.compile(r'(?:^|/)python(\d)\.(\d+)[a-z]*$')
 MAX_FILE_BYTES = 1 << 30
@@ -82,8 +84,8 @@ def find_interpreter_mapping(mappings) -> Optional[Tuple[object, int, int]]:
     exe = None
     for m in mappings:
         path = m.path
-        if path.endswith(' (deleted)'):
-            path = path[:-len(' (deleted)')]
+        if path.endswith(DELETED_SUFFIX):
+            path = path[:-len(DELETED_SUFFIX)]
         mm = LIB_RE.search(path)
         if mm:
             return m, int(mm.group(1)), int(mm.group(2))
@@ -192,7 +194,7 @@ def detect(process) -> Optional[Interpreter]:
     if found is None:
         return None
     m, major, minor = found
-    path = m.path[:-len(' (deleted)')] if m.path.endswith(' (deleted)') else m.path
+    path = m.path[:-len(DELETED_SUFFIX)] if m.path.endswith(DELETED_SUFFIX) else m.path
     info = read_interpreter_file(path, open_path_of(process, path, m), major, minor)
     runtime = info.symbol('_PyRuntime')
     if not runtime and not LIB_RE.search(path):
