@@ -189,9 +189,17 @@ def test_the_check_raises_a_configuration_error(dd_run_check):
     ('python', 'receiver -> interpreters: must be a list of runtime names (python)'),
 ])
 def test_unknown_interpreter_names_the_valid_ones(value, expected):
+    from datadog_checks.host_profiler.pipeline import receiver_config
+
     with pytest.raises(ConfigurationError) as excinfo:
-        load_instance({'receiver': {'interpreters': value}}, 'standalone')
+        receiver_config({'receiver': {'interpreters': value}}, 10.0)
     assert expected in str(excinfo.value)
+
+
+def test_unknown_interpreter_is_one_line_from_the_command(tmp_path):
+    config = _config(tmp_path, {'receiver': {'interpreters': ['python', 'ruby']}})
+    rc, _, err = _command('run', '--config', config, '--duration', '1')
+    _assert_one_line_error(rc, err, "receiver -> interpreters -> 2: unknown runtime 'ruby': valid values are python")
 
 
 def test_interpreters_select_runtimes_from_the_registry():

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 import yaml
 
 from .converters import ConverterError, convert_with_agent, convert_without_agent
-from .validation import check_endpoints, check_interpreters, check_known_options
+from .validation import check_endpoints, check_known_options
 
 MODES = ('auto', 'agent', 'standalone')
 _ENV_REF = re.compile(r'\$(\$?)\{env:([A-Za-z_][A-Za-z0-9_]*)\}')
@@ -141,7 +141,6 @@ def load_instance(
     """
     instance = read_instance(path_or_dict)
     check_known_options(instance)
-    check_interpreters(instance)
     # the user's endpoints first (their own messages beat a converter's about the same exporter),
     # then every endpoint of the result, the inferred ones included
     check_endpoints(expand_env(instance, environ))

@@ -10,7 +10,6 @@
   model (``headers``, ``tags``) stays open.
 * ``check_endpoints(instance)``: every endpoint is an http(s) URL with a host, before anything
   starts (otherwise a typo is retried as a connection error until the flush timeout).
-* ``check_interpreters(instance)``: every ``receiver.interpreters`` name is a supported runtime.
 * ``one_line(error)``: a configuration error as one line, for ``host-profiler``'s stderr.
 
 Errors are ``ConverterError`` (a ``ConfigurationError``) naming the key path with `` -> ``
@@ -168,23 +167,6 @@ def check_endpoints(instance: Mapping[str, Any]) -> None:
         problem = url_problem(value)
         if problem:
             raise OptionError(problem, parts)
-
-
-def check_interpreters(instance: Mapping[str, Any]) -> None:
-    """Raise ``OptionError`` for a ``receiver.interpreters`` name that is not a supported runtime
-    (``runtimes.RUNTIMES``), naming the valid ones: before anything starts."""
-    from ..runtimes import RUNTIMES
-
-    names = (instance.get('receiver') or {}).get('interpreters')
-    if names is None:
-        return
-    if not isinstance(names, (list, tuple)):
-        raise OptionError('must be a list of runtime names ({}), got {!r}'.format(', '.join(sorted(RUNTIMES)), names),
-                          ['receiver', 'interpreters'])
-    for i, name in enumerate(names):
-        if name not in RUNTIMES:
-            raise OptionError('unknown runtime {!r}: valid values are {} (an empty list switches them all off)'.format(
-                name, ', '.join(sorted(RUNTIMES))), ['receiver', 'interpreters', i])
 
 
 # -- messages ------------------------------------------------------------------------------
