@@ -38,7 +38,7 @@ def kernel_cost(python: str, seconds: float, rounds: int) -> dict:
 
     proc = subprocess.Popen([python, PYSPLIT, str(seconds * 2 * rounds + 60), '20'])
     stats_fd = enable_stats_fd()
-    sampler = Sampler(SamplerConfig(python='auto', unwinding='auto', samples_per_second=99, pids=[proc.pid]))
+    sampler = Sampler(SamplerConfig(interpreters=['python'], unwinding='auto', samples_per_second=99, pids=[proc.pid]))
     try:
         sampler.start()
         rt = PythonRuntime()

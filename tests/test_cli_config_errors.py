@@ -182,3 +182,35 @@ def test_the_check_raises_a_configuration_error(dd_run_check):
     with pytest.raises(Exception, match='receiver -> samples_per_secnd: unknown option; did you mean samples_per_second'):
         dd_run_check(check)
     assert check.pipeline is None  # nothing was built
+
+
+@pytest.mark.parametrize('value,expected', [
+    (['python', 'ruby'], "receiver -> interpreters -> 2: unknown runtime 'ruby': valid values are python"),
+    ('python', 'receiver -> interpreters: must be a list of runtime names (python)'),
+])
+def test_unknown_interpreter_names_the_valid_ones(value, expected):
+    from datadog_checks.host_profiler.pipeline import receiver_config
+
+    with pytest.raises(ConfigurationError) as excinfo:
+        receiver_config({'receiver': {'interpreters': value}}, 10.0)
+    assert expected in str(excinfo.value)
+
+
+def test_unknown_interpreter_is_one_line_from_the_command(tmp_path):
+    config = _config(tmp_path, {'receiver': {'interpreters': ['python', 'ruby']}})
+    rc, _, err = _command('run', '--config', config, '--duration', '1')
+    _assert_one_line_error(rc, err, "receiver -> interpreters -> 2: unknown runtime 'ruby': valid values are python")
+
+
+def test_interpreters_select_runtimes_from_the_registry():
+    """The receiver builds its runtimes from receiver.interpreters: the default names Python, an
+    empty list switches it off, and a name the registry lacks is refused with the valid ones."""
+    from datadog_checks.host_profiler.pipeline import receiver_config
+    from datadog_checks.host_profiler.runtimes import runtime_classes
+    from datadog_checks.host_profiler.runtimes.python import PythonRuntime
+
+    assert [c.name for c in runtime_classes(receiver_config({}, 10.0).interpreters)] == ['python']
+    assert runtime_classes(receiver_config({'receiver': {'interpreters': []}}, 10.0).interpreters) == []
+    with pytest.raises(ConfigurationError, match='valid values are python'):
+        runtime_classes(['php'])
+    assert runtime_classes(['python']) == [PythonRuntime]

@@ -154,7 +154,10 @@ def test_known_split_auto(auto_run, label, path):
             pytest.fail('Debian python3.11 is missing: run scripts/setup.sh')
         pytest.skip('{} is not installed here (pyenv install it to test it)'.format(label))
     samples = auto_run[0][label]
-    _check_split(label, samples)
+    everything = sum(c for f, c, _ in samples if _in_program(f))
+    total, good, heavy = _check_split(label, samples)
+    print('known split {}: {} samples in the program, {} walked, {} with the whole chain, heavy {:.1f}%'.format(
+        label, everything, total, good, heavy))
     # the Python frames sit where the eval loop was: no eval-loop frame left between them, and
     # below <module> the native frames that ran the module (no eval-loop frame either)
     with_chain = [(f, c) for f, c, _ in samples if _chain_ok(f, 5)]
@@ -302,3 +305,76 @@ def test_interpreter_in_a_chroot_of_its_own_mount_namespace(requires_bpf, tmp_pa
     assert total >= 10 and good >= 0.8 * total, (total, good)
     assert all(f.source_file == '/work/pysplit.py' for f, _, _ in s for f in f if f.kind == FRAME_CPYTHON
                and f.function == 'heavy')
+
+
+def _profile_started_after(tmp_path, commands):
+    """Like ``_profile``, but each command starts (one after the other) once the receiver samples:
+    {label: [(root-first frames, count, tid)]}, and the receiver's telemetry."""
+    import time
+
+    from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
+
+    tel = Telemetry()
+    rx = Receiver(ReceiverConfig(samples_per_second=99, drain_interval=0.5, check_interval=0, unwinding='auto',
+                                 lock_path=str(tmp_path / 'hp.lock')), telemetry=tel)
+    procs = {}
+    try:
+        rx.start()  # returns once the BPF program is attached
+        for label, cmd in commands.items():
+            procs[label] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            procs[label].wait(SECONDS + 60)
+        time.sleep(0.5)
+    finally:
+        rx.stop(block=True, timeout=60)
+        col = rx.collect()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+    sym = Symbolizer(tel)
+    profile = build_profile(col.samples, col.processes.get, sym.symbolize_user, sym.symbolize_kernel,
+                            time_unix_nano=0, duration_nano=1, period_nano=1)
+    by_pid = {r.pid: r for r in profile.resources}
+    return {label: [(list(reversed(s.frames)), s.value, s.thread_id) for s in by_pid[p.pid].samples]
+            if p.pid in by_pid else [] for label, p in procs.items()}, tel
+
+
+def test_python_started_after_the_profiler(requires_bpf, tmp_path):
+    """A process that execs while the profiler runs is detected at its first sample, like one
+    that was there before: the same whole chain and split."""
+    samples, _ = _profile_started_after(tmp_path, {'late': [DEBIAN_PYTHON, PYSPLIT, str(SECONDS / 3), '5']})
+    _check_split('late', samples['late'])
+
+
+SHORT_LIVED_S = 0.3
+
+
+def test_python_living_0_3_seconds_is_named(requires_bpf, tmp_path):
+    """Processes that run the program for 0.3 s and exit: the BPF program walks their frames from
+    the first drain that registers them (a drain waits for no interval: the first sample of a new
+    process wakes it), and the prefetch thread reads their code objects every 200 ms, before they
+    exit. The samples taken before the registration keep native frames only."""
+    commands = {'short-{}'.format(i): [DEBIAN_PYTHON, PYSPLIT, str(SHORT_LIVED_S), '5'] for i in range(3)}
+    samples, tel = _profile_started_after(tmp_path, commands)
+    report = {}
+    for label, stacks in samples.items():
+        stacks = [s for s in stacks if _in_program(s[0])]
+        total = sum(c for _, c, _ in stacks)
+        walked = sum(c for f, c, _ in stacks if _walked(f))
+        named = sum(c for f, c, _ in stacks if _chain_ok(f, 5))
+        unknown = sum(c for f, c, _ in stacks if any(x.function == '[unknown python code]' for x in f))
+        report[label] = (total, walked, named, unknown)
+    print('0.3 s processes: (samples in the program, walked, whole chain named, unknown code):', report)
+    for label, (total, walked, named, unknown) in report.items():
+        assert total >= 10, (label, report)
+        # a walked sample names the whole chain, or says its code objects could not be read
+        # (the process exited before the prefetch thread read them): never a wrong name
+        assert named + unknown >= 0.9 * walked, (label, report)
+    # Measured (docs/benchmarks.md, "Session 5: Python frames cost on a quieter machine"): most
+    # processes are walked from their first drain on and named; in about one in ten, either no
+    # sample is walked (each process is forked from this Python test process and sampled before
+    # its exec: the suspected cause is the order of its exec event and its post-exec first sample)
+    # or the walks start so late that the process exits before the prefetch thread (every 200 ms)
+    # reads its code objects. Until those are fixed, 2 of 3 must be walked and named.
+    assert sum(1 for r in report.values() if r[2] and r[2] >= 0.9 * r[1]) >= 2, report
+    walked_share = sum(r[1] for r in report.values()) / sum(r[0] for r in report.values())
+    assert walked_share >= 0.5, report

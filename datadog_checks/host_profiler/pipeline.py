@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .__about__ import __version__
 from .profile.builder import build_profile
@@ -34,12 +34,32 @@ class RunResult:
     exporter_statuses: List[Tuple[str, str, str]] = field(default_factory=list)  # (name, level, message)
 
 
+def check_interpreters(instance: Mapping[str, Any]) -> None:
+    """Raise ``OptionError`` for a ``receiver.interpreters`` name that is not a supported runtime
+    (``runtimes.RUNTIMES``), naming the valid ones. Here, not in ``config``: the registry is a
+    layer above it."""
+    from .config.validation import OptionError
+    from .runtimes import RUNTIMES
+
+    names = (instance.get('receiver') or {}).get('interpreters')
+    if names is None:
+        return
+    if not isinstance(names, (list, tuple)):
+        raise OptionError('must be a list of runtime names ({}), got {!r}'.format(', '.join(sorted(RUNTIMES)), names),
+                          ['receiver', 'interpreters'])
+    for i, name in enumerate(names):
+        if name not in RUNTIMES:
+            raise OptionError('unknown runtime {!r}: valid values are {} (an empty list switches them all off)'.format(
+                name, ', '.join(sorted(RUNTIMES))), ['receiver', 'interpreters', i])
+
+
 def receiver_config(instance: Dict[str, Any], interval_s: float):
     """The receiver's settings from the instance's ``receiver:`` section (spec.yaml names)."""
     import dataclasses
 
     from .receiver.receiver import DEFAULT_LOCK_PATH, ReceiverConfig
 
+    check_interpreters(instance)
     conf = dict(instance.get('receiver') or {})
     # Spec names that differ from the receiver's own.
     renamed = {'max_stack_keys': 'counts_map_size'}
@@ -78,6 +98,8 @@ class ProfilerPipeline:
         from .exporters import build_exporters
         from .processors.pipeline import build_processors
         from .runtime.self_profiling import SelfProfiling
+
+        check_interpreters(instance)  # before anything starts (receiver_config checks it too)
         from .symbols.lines import LINES_DEFAULT
         from .runtimes.jit import JitRuntimes, jit_frames_of
         from .symbols.symbolizer import Symbolizer

@@ -227,12 +227,12 @@ class Receiver(BaseModel):
         'DD_VERSION',
         'OTEL_SERVICE_NAME',
     ]
+    interpreters: Optional[tuple[str, ...]] = ['python']
     jvm: Optional[Jvm] = {}
     max_stack_keys: Optional[int] = Field(65536, ge=1024)
     off_cpu_threshold: Optional[float] = Field(0, ge=0.0, le=1.0)
     pids: Optional[tuple[int, ...]] = []
     process_exit_ttl: Optional[float] = Field(60, ge=0.0)
-    python: Optional[Literal['auto', 'off']] = 'auto'
     samples_per_second: Optional[int] = Field(20, ge=1, le=1000)
     send_idle_frames: Optional[bool] = False
     stack_copy_ring_pages: Optional[int] = Field(0, ge=0)

@@ -66,7 +66,8 @@ class ReceiverConfig(SamplerConfig):
     # the instance's receiver.symbolizer section: the CFI table cache takes its share of memory_budget_mb
     # (unwind.tables.split_memory_budget; the pipeline's symbolizer gets the rest)
     symbolizer: Dict[str, Any] = field(default_factory=dict)
-    python: str = 'auto'  # Python frames (runtimes/python): auto | off
+    # runtimes named in every stack (runtimes.RUNTIMES names); Python frames need 'python' here
+    interpreters: Sequence[str] = ('python',)
 
 
 @dataclass
@@ -173,14 +174,11 @@ class Receiver:
         # OTel thread contexts (OTEP 4947): a sampled thread's copied record -> RawSample.link and
         # .context_attributes, with the key map of ProcessInfo.otel_context (the copy itself is BPF's)
         self.thread_contexts = ThreadContextDecoder(self.telemetry)
-        from ..runtimes import Runtimes
+        from ..runtimes import Runtimes, runtime_classes
 
-        runtimes = []
-        if self.config.python == 'auto':
-            from ..runtimes.python import PythonRuntime
-
-            runtimes.append(PythonRuntime(self.telemetry, log, frame_pointers=self.config.unwinding == 'frame_pointers'))
-        self.runtimes = Runtimes(runtimes)
+        fp = self.config.unwinding == 'frame_pointers'
+        self.runtimes = Runtimes([cls(self.telemetry, log, frame_pointers=fp)
+                                  for cls in runtime_classes(self.config.interpreters)])
         self.stopped_reason = ''
         self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0

@@ -133,7 +133,8 @@ class SamplerConfig:
     stack_copy_ring_pages: int = 0  # ring buffer of the copies in pages (power of 2); 0: from CPUs x rate
     # CPython frames walked in the kernel for the processes user space registers in `py_procs`
     # (see runtimes/python)
-    python: str = 'off'  # 'auto': Python frames for the CPython processes registered in py_procs
+    # runtimes walked in the kernel ('python': Python frames for the processes registered in py_procs)
+    interpreters: Sequence[str] = ()
     python_max_frames: int = 128  # power of 2
     python_stacks_size: int = 4096  # distinct Python stacks per drain interval (each of two maps)
     python_processes: int = 4096
@@ -247,8 +248,6 @@ class Sampler:
         pages = int(c.stack_copy_ring_pages)
         if pages < 0 or pages & (pages - 1):
             raise SamplerError('stack_copy_ring_pages must be 0 (automatic) or a power of 2')
-        if c.python not in ('auto', 'off'):
-            raise SamplerError('python must be auto or off: fix receiver python')
         n = int(c.python_max_frames)
         if n < 8 or n > 512 or n & (n - 1):
             raise SamplerError('python_max_frames must be a power of 2 between 8 and 512')
@@ -306,7 +305,7 @@ class Sampler:
 
     @property
     def python(self) -> bool:
-        return self.config.python == 'auto'
+        return 'python' in self.config.interpreters
 
     @staticmethod
     def _fsbase_offset() -> int:
@@ -317,7 +316,7 @@ class Sampler:
         except (OSError, BtfError, ValueError) as e:
             raise SamplerError(
                 'reading task_struct.thread.fsbase from the kernel BTF (/sys/kernel/btf/vmlinux) failed ({}): '
-                'Python frames need a kernel with CONFIG_DEBUG_INFO_BTF; set receiver python to off'.format(e))
+                'Python frames need a kernel with CONFIG_DEBUG_INFO_BTF; remove python from receiver interpreters'.format(e))
 
     def table(self, name: str):
         """A map of the loaded program by name (runtimes fill their per-process maps), or None."""
