@@ -72,7 +72,9 @@ def test_a_signal_between_runs_loses_no_sample(requires_bpf, tmp_path):
     out = tmp_path / 'out'
     busy = start(compile_c('split.c', tmp_path), 20)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM))
+    # 10 s: start-up (the BCC compile) takes seconds on a loaded machine; this test is about the samples
+    # after it, start-up time is measured by benchmarks/startup.py
+    timer = threading.Timer(10.0, os.kill, (os.getpid(), signal.SIGTERM))
     try:
         timer.start()
         assert main(['run', '--config', str(config), '--duration', '100', '--interval', '60', '--output', str(out)]) == 0
@@ -83,7 +85,7 @@ def test_a_signal_between_runs_loses_no_sample(requires_bpf, tmp_path):
         busy.kill()
         busy.wait()
     summary = json.loads((out / 'summary.json').read_text())
-    # ~3.5 s of a busy thread at 20 Hz, all after the only regular run (at start-up)
+    # several seconds of a busy thread at 20 Hz, all after the only regular run (at start-up)
     assert summary['samples'] >= 30, summary['samples']
     exported = [decode_bytes((out / 'profiles' / n).read_bytes()) for n in os.listdir(out / 'profiles')]
     assert exported and all(validate(p) == [] for p in exported)
@@ -107,7 +109,11 @@ def test_the_command_exits_at_once_with_every_output_written(requires_bpf, tmp_p
     try:
         proc = subprocess.Popen([command, 'run', '--config', str(config), '--duration', '100', '--interval', '1',
                                  '--output', str(out)], stderr=subprocess.PIPE, text=True)
-        time.sleep(5)
+        # signal once it exports (start-up time is benchmarks/startup.py's business, not this test's)
+        deadline = time.monotonic() + 60
+        while not list(out.glob('profiles/*.otlp.pb')) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        time.sleep(1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
