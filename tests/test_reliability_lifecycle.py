@@ -29,6 +29,25 @@ def _our_threads():
     return sorted(t.name for t in threading.enumerate() if t.name.startswith('host_profiler') or 'sampler' in t.name)
 
 
+def _bcc_rss_per_compile_mb(cycles=5):
+    """RSS that BCC keeps per compile + cleanup of a trivial program (BCC's own retention, not ours)."""
+    from bcc import BPF
+
+    text = 'int on_sample(struct bpf_perf_event_data *ctx) { return 0; }'
+    b = BPF(text=text)
+    b.cleanup()
+    del b
+    gc.collect()
+    rss0 = bw.rss_mb(os.getpid())
+    for _ in range(cycles):
+        b = BPF(text=text)
+        b.load_func('on_sample', BPF.PERF_EVENT)
+        b.cleanup()
+        del b
+        gc.collect()
+    return max(0.0, (bw.rss_mb(os.getpid()) - rss0) / cycles)
+
+
 def test_start_cancel_cycles_leave_nothing_behind(requires_bpf, tmp_path):
     os.makedirs(str(tmp_path / 'diag'), exist_ok=True)
     instance = bw.pipeline_instance(str(tmp_path), 99)
@@ -67,5 +86,13 @@ def test_start_cancel_cycles_leave_nothing_behind(requires_bpf, tmp_path):
     assert not (ours & loaded), 'BPF programs still loaded: {}'.format(sorted(ours & loaded))
     assert _our_threads() == threads0
     assert bw.fd_count() <= fds0 + 2, (fds0, bw.fd_count())
-    assert bw.rss_mb(os.getpid()) - rss0 < 40, (rss0, bw.rss_mb(os.getpid()))
+    # BCC 0.26 itself keeps 1.3-3 MB per compile (LLVM), whatever the program (measured here with a
+    # trivial program). Session 5 measured 4-6 MB per cycle in all: BCC's share, a bigger program
+    # (the Python walker) and caches filled once (inflated DWARF sections of libc's debug file,
+    # kallsyms). The bound catches a per-cycle leak of whole symbolizers or receivers (10+ MB each);
+    # the growth is printed, and tracked in docs/benchmarks.md.
+    bcc_mb = _bcc_rss_per_compile_mb()
+    grown = bw.rss_mb(os.getpid()) - rss0
+    print('rss grown', round(grown, 1), 'MB; BCC alone per compile', round(bcc_mb, 2), 'MB')
+    assert grown < CYCLES * (bcc_mb + 6) + 30, (rss0, grown, bcc_mb)
     assert max(exit_s) < 5, exit_s  # the thread leaves promptly after cancel()
