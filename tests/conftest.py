@@ -8,12 +8,18 @@ import os
 
 import pytest
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests import REPO_ROOT
+
+
+def _root_unavailable_reason():
+    if os.geteuid() != 0:
+        return 'needs root (BPF programs, perf events, other processes\' memory, chroot)'
+    return None
 
 
 def _bpf_unavailable_reason():
-    if os.geteuid() != 0:
-        return 'needs root (BPF programs and perf events)'
+    if _root_unavailable_reason():
+        return _root_unavailable_reason()
     try:
         import bcc  # noqa: F401
     except Exception as e:  # pragma: no cover - depends on the machine
@@ -49,6 +55,14 @@ def load_instance_config():
         )
 
     return load
+
+
+@pytest.fixture(scope='session')
+def requires_root():
+    """Skip the test when this process is not root (CI runs as root, so it never skips there)."""
+    reason = _root_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope='session')

@@ -14,7 +14,7 @@ from datadog_checks.host_profiler import HostProfilerCheck
 from datadog_checks.host_profiler.profile.folded import folded_counts
 from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate
 
-from workloads import compile_c, start
+from tests.workloads import compile_c, start
 
 pytestmark = pytest.mark.integration
 

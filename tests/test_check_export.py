@@ -10,9 +10,9 @@ import time
 import zipfile
 
 import pytest
-from fake_otlp import METRICS_PATH, PROFILES_PATH, FakeOtlp
-from fake_symbol_intake import FakeSymbolIntake
-from workloads import compile_c, start
+from tests.fakes.otlp import METRICS_PATH, PROFILES_PATH, FakeOtlp
+from tests.fakes.symbol_intake import FakeSymbolIntake
+from tests.workloads import compile_c, start
 
 from datadog_checks.host_profiler import HostProfilerCheck
 from datadog_checks.host_profiler.profile.otlp import validate

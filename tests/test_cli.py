@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from workloads import compile_c, start
+from tests.workloads import compile_c, start
 
 from datadog_checks.host_profiler.cli import main
 from datadog_checks.host_profiler.profile.otlp import decode_bytes, validate

@@ -20,8 +20,8 @@ import threading
 import time
 
 import pytest
-from fake_otlp import FakeOtlp
-from workloads import FRAME_POINTERS, NO_FRAME_POINTERS, compile_c, start
+from tests.fakes.otlp import FakeOtlp
+from tests.workloads import FRAME_POINTERS, NO_FRAME_POINTERS, compile_c, start
 
 from datadog_checks.host_profiler.check import HostProfilerCheck
 from datadog_checks.host_profiler.profile.otlp import decode_bytes

@@ -10,7 +10,9 @@ import ast
 import os
 from typing import Iterator, List, Tuple
 
-PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'datadog_checks', 'host_profiler')
+from tests import REPO_ROOT
+
+PACKAGE_DIR = os.path.join(REPO_ROOT, 'datadog_checks', 'host_profiler')
 PACKAGE = 'datadog_checks.host_profiler'
 
 # Sub-package -> the sub-packages it may import. host is the bottom layer; the data flows

@@ -1,7 +1,7 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Hostile files a profiled process controls, for tests/test_reliability_hostile_files.py and
+"""Hostile files a profiled process controls, for tests/reliability/test_hostile_files.py and
 benchmarks/hostile_files_bench.py.
 
 A real process (``jitspin``: static, so it runs in an empty chroot) maps an anonymous

@@ -19,8 +19,10 @@ from datadog_checks.host_profiler.cli import main
 from datadog_checks.host_profiler.config.loader import load_instance
 from datadog_checks.host_profiler.config.validation import check_endpoints, check_known_options, instance_schema
 
+from tests import REPO_ROOT
+
 COMMAND = os.path.join(os.path.dirname(sys.executable), 'host-profiler')
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 
 
 def _command(*args, env=None):

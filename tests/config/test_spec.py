@@ -19,9 +19,11 @@ from pydantic import BaseModel
 from datadog_checks.base import ConfigurationError
 from datadog_checks.host_profiler.config_models import InstanceConfig, validators
 
+from tests import REPO_ROOT
+
 pytestmark = pytest.mark.unit
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = REPO_ROOT
 # Options that come from the integrations' `instances/default` template rather than from this check.
 TEMPLATE_OPTIONS = {
     'tags',
@@ -373,7 +375,7 @@ def test_every_receiver_option_reaches_the_receiver_config():
     fields = {f.name for f in dataclasses.fields(ReceiverConfig)}
     handled_elsewhere = {'max_stack_keys', 'comm_patterns', 'exclude_comm_patterns', 'symbolizer',
                          'symbol_uploader', 'include_env_vars', 'enable_bpf_stats', 'jvm'}
-    with open(os.path.join(os.path.dirname(__file__), '..', 'assets', 'configuration', 'spec.yaml')) as f:
+    with open(os.path.join(REPO_ROOT, 'assets', 'configuration', 'spec.yaml')) as f:
         spec = yaml.safe_load(f)
     instances = next(o for o in spec['files'][0]['options'] if o.get('template') == 'instances')
     receiver = next(o for o in instances['options'] if o.get('name') == 'receiver')

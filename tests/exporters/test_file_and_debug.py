@@ -7,7 +7,7 @@ import logging
 import os
 
 import pytest
-from fake_otlp import proto_encode, sample_profile
+from tests.fakes.otlp import proto_encode, sample_profile
 
 from datadog_checks.host_profiler.exporters import build_exporters
 from datadog_checks.host_profiler.exporters.encoding import SharedEncoder

@@ -5,7 +5,7 @@ import logging
 import time
 
 import pytest
-from fake_otlp import PROFILES_PATH, FakeOtlp, decoded_seqs, proto_encode, sample_profile
+from tests.fakes.otlp import PROFILES_PATH, FakeOtlp, decoded_seqs, proto_encode, sample_profile
 
 from datadog_checks.host_profiler.exporters import build_exporters
 from datadog_checks.host_profiler.exporters.encoding import SharedEncoder
@@ -19,7 +19,7 @@ FAST_RETRY = {'initial_interval': 0.01, 'max_interval': 0.05}
 
 @pytest.fixture
 def fake_otlp():
-    """A local OTLP receiver (tests/fake_otlp.py) on 127.0.0.1, answering 200 until told otherwise."""
+    """A local OTLP receiver (tests/fakes/otlp.py) on 127.0.0.1, answering 200 until told otherwise."""
     srv = FakeOtlp().start()
     try:
         yield srv

@@ -14,7 +14,7 @@ Everything is recorded (headers, event, file bytes or their path). ``fail_upload
 ``fail_queries`` hold HTTP statuses to answer next (one per request).
 
 Run alone (for benchmarks, so that its memory is not the measured process's):
-``python tests/fake_symbol_intake.py [--port N] [--store DIR]`` prints the port and serves.
+``python tests/fakes/symbol_intake.py [--port N] [--store DIR]`` prints the port and serves.
 """
 from __future__ import annotations
 

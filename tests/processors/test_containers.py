@@ -9,9 +9,9 @@ import os
 import time
 
 import pytest
-from fake_kubelet import CONTAINER_ID, POD_UID, FakeKubelet
-from fake_otlp import PROFILES_PATH, FakeOtlp
-from workloads import compile_c, start
+from tests.fakes.kubelet import CONTAINER_ID, POD_UID, FakeKubelet
+from tests.fakes.otlp import PROFILES_PATH, FakeOtlp
+from tests.workloads import compile_c, start
 
 from datadog_checks.base.stubs import datadog_agent
 from datadog_checks.base.utils.tagging import tagger

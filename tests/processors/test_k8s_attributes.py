@@ -5,7 +5,7 @@ import time
 
 import pytest
 import requests
-from fake_kubelet import CONTAINER_ID, DS_CONTAINER_ID, DS_POD_UID, POD_UID, SIDECAR_ID, FakeKubelet
+from tests.fakes.kubelet import CONTAINER_ID, DS_CONTAINER_ID, DS_POD_UID, POD_UID, SIDECAR_ID, FakeKubelet
 
 from datadog_checks.host_profiler.processors.k8s_attributes import K8sAttributesProcessor, split_image, strip_runtime
 from datadog_checks.host_profiler.profile.model import Profile, Resource

@@ -8,7 +8,7 @@ from unittest import mock
 import pytest
 from datadog_checks.base.stubs import datadog_agent
 from datadog_checks.base.stubs.tagging import tagger
-from fake_kubelet import CONTAINER_ID, POD_UID, FakeKubelet
+from tests.fakes.kubelet import CONTAINER_ID, POD_UID, FakeKubelet
 
 from datadog_checks.host_profiler.config.loader import load_instance
 from datadog_checks.host_profiler.processors.infra_attributes import InfraAttributesProcessor

@@ -18,18 +18,10 @@ from datadog_checks.host_profiler.receiver.sampler import Sampler, SamplerConfig
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
 
-def _bcc_ok():
-    try:
-        import bcc  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not _bcc_ok() or not shutil.which('gcc'),
-    reason='needs root, BCC and gcc (CI runs as root)',
-)
+pytestmark = [
+    pytest.mark.usefixtures('requires_bpf'),
+    pytest.mark.skipif(not shutil.which('gcc'), reason='needs gcc (scripts/setup.sh installs it)'),
+]
 
 WORKLOAD_C = r'''
 #include <stdlib.h>

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from workloads import compile_c
+from tests.workloads import compile_c
 
 from datadog_checks.host_profiler import HostProfilerCheck
 

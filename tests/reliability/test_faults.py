@@ -13,13 +13,14 @@ import time
 
 import pytest
 
-from fake_otlp import FakeOtlp
+from tests.fakes.otlp import FakeOtlp
+
+from tests import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
 _SPEC = importlib.util.spec_from_file_location(
-    'bench_workloads', os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    'benchmarks', 'workloads', '__init__.py'))
+    'bench_workloads', os.path.join(REPO_ROOT, 'benchmarks', 'workloads', '__init__.py'))
 bw = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bw)
 

@@ -20,11 +20,12 @@ import time
 
 import pytest
 
+from tests import REPO_ROOT
+
 pytestmark = pytest.mark.integration
 
 _SPEC = importlib.util.spec_from_file_location(
-    'bench_workloads', os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    'benchmarks', 'workloads', '__init__.py'))
+    'bench_workloads', os.path.join(REPO_ROOT, 'benchmarks', 'workloads', '__init__.py'))
 bw = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bw)
 

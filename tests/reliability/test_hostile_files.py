@@ -27,13 +27,14 @@ from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from datadog_checks.host_profiler.unwind.cfi import TooManySections, build_cfi_table
 from datadog_checks.host_profiler.unwind.tables import CfiTables
 
+from tests import REPO_ROOT
+
 _SPEC = importlib.util.spec_from_file_location(
-    'hostile_files', os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                  'benchmarks', 'workloads', 'hostile_files.py'))
+    'hostile_files', os.path.join(REPO_ROOT, 'benchmarks', 'workloads', 'hostile_files.py'))
 hf = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(hf)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='chroot and chown need root')
+pytestmark = pytest.mark.usefixtures('requires_root')  # chroot and chown
 
 JIT = hf.ANON_ADDR + 0x10
 OTHER_UID = 4321

@@ -6,8 +6,9 @@ import json
 import os
 import re
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from tests import REPO_ROOT
+
+ROOT = REPO_ROOT
 DASHBOARD = os.path.join(ROOT, 'assets', 'dashboards', 'host_profiler_overview.json')
 METADATA = os.path.join(ROOT, 'metadata.csv')
 METRIC_RE = re.compile(r'\b(?:sum|avg|max|min|count):(host_profiler\.[a-z0-9_.]+)\{')

@@ -4,7 +4,7 @@
 import io
 import logging
 
-from fake_otlp import METRICS_PATH, FakeOtlp
+from tests.fakes.otlp import METRICS_PATH, FakeOtlp
 
 from datadog_checks.host_profiler.runtime.otlp_metrics import (
     OtlpMetricsExporter,

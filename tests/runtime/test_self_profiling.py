@@ -20,7 +20,7 @@ import threading
 import pytest
 import zstandard
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from workloads import compile_c, start
+from tests.workloads import compile_c, start
 
 from datadog_checks.host_profiler.__about__ import __version__
 from datadog_checks.host_profiler.runtime.self_profiling import SelfProfiling, profile_tags, upload_url

@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import pytest
-from workloads import compile_c, compile_java, start, start_java
+from tests.workloads import compile_c, compile_java, start, start_java
 
 from datadog_checks.host_profiler import HostProfilerCheck
 from datadog_checks.host_profiler.profile.model import FRAME_JVM
@@ -26,7 +26,7 @@ from datadog_checks.host_profiler.symbols.perfmap import PerfMap
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 
 needs_java = pytest.mark.skipif(not shutil.which('javac'), reason='needs a JDK (scripts/setup.sh installs it)')
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason='attaching to other users and namespaces needs root')
+needs_root = pytest.mark.usefixtures('requires_root')  # attaching to other users and namespaces
 
 
 # ------------------------------------------------------------------------------------------ pure
@@ -265,9 +265,8 @@ def test_attach_failures_are_counted(classes, tmp_path):
     assert t.total('jvm.attach.errors') == 2 and t.total('jvm.perf_map.bytes') > 0
 
 
+@needs_root
 def test_jvm_with_attach_disabled_is_left_alone(classes, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip('needs root')
     out = tmp_path / 'out'
     with open(out, 'wb') as f:
         proc = start_java(classes, 'JvmSplit', 30, stdout=f,

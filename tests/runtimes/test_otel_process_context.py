@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
-from workloads import compile_c
+from tests.workloads import compile_c
 
 from datadog_checks.host_profiler.profile.builder import resource_attributes
 from datadog_checks.host_profiler.receiver.processes import ProcessRegistry
@@ -30,7 +30,7 @@ from datadog_checks.host_profiler.runtimes.otel_process_context import (
     read_context,
 )
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason='reads /proc/PID/mem of other processes: needs root')
+pytestmark = pytest.mark.usefixtures('requires_root')  # reads /proc/PID/mem of other processes
 
 
 # ---------------------------------------------------------------------------- payloads

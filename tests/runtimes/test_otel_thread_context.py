@@ -11,7 +11,7 @@ import subprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.profiles.v1development import profiles_pb2
-from workloads import compile_c
+from tests.workloads import compile_c
 
 from datadog_checks.host_profiler.profile import otlp
 from datadog_checks.host_profiler.profile.builder import build_profile

@@ -17,9 +17,11 @@ from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from tests.workloads.pythons import DEBIAN_PYTHON, interpreters, pyenv_python
 
+from tests import REPO_ROOT
+
 pytestmark = [pytest.mark.integration]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(REPO_ROOT, 'tests')
 PYSPLIT = os.path.join(HERE, 'workloads', 'pysplit.py')
 PYMIX = os.path.join(HERE, 'workloads', 'pymix.py')
 SECONDS = 12.0

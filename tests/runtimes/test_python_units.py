@@ -22,7 +22,9 @@ from datadog_checks.host_profiler.runtimes.python.offsets import OFFSETS
 
 from tests.workloads.pythons import interpreters
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from tests import REPO_ROOT
+
+HERE = os.path.join(REPO_ROOT, 'tests')
 WORKLOADS = os.path.join(HERE, 'workloads')
 
 

@@ -137,7 +137,7 @@ def _pcln_bases():
     except ImportError:
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location('tsg', os.path.join(os.path.dirname(__file__), 'test_symbols_go.py'))
+        spec = importlib.util.spec_from_file_location('tsg', os.path.join(os.path.dirname(__file__), 'test_gopclntab.py'))
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         return [mod.build_pclntab(v, mod.FUNCS, 0x401500) for v in ('1.2', '1.16', '1.18', '1.20')]

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from workloads import compile_c
+from tests.workloads import compile_c
 
 from datadog_checks.host_profiler.profile.otlp import decode_bytes
 from datadog_checks.host_profiler.receiver.processes import read_process

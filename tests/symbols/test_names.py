@@ -13,7 +13,7 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from workloads import compile_c
+from tests.workloads import compile_c
 
 from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry

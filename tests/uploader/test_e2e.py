@@ -14,7 +14,7 @@ import pytest
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.uploader import SymbolUploader
 
-from fake_symbol_intake import FakeSymbolIntake, build_binaries
+from tests.fakes.symbol_intake import FakeSymbolIntake, build_binaries
 
 elftools = pytest.importorskip('elftools')
 from elftools.elf.elffile import ELFFile  # noqa: E402
