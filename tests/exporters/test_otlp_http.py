@@ -517,8 +517,9 @@ def test_metric_names_are_in_metadata(fake_otlp, tmp_path):
     import csv
     import os
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, '..', 'metadata.csv')) as f:
+    from tests import REPO_ROOT
+
+    with open(os.path.join(REPO_ROOT, 'metadata.csv')) as f:
         declared = {row['metric_name'] for row in csv.DictReader(f)}
     fake_otlp.respond(500, count=1)
     fake_otlp.partial_success(1, 'x', count=1)

@@ -217,8 +217,9 @@ def test_every_uploader_metric_is_in_metadata():
 
     from datadog_checks.host_profiler.uploader.uploader import METRICS
 
-    here = os.path.dirname(os.path.abspath(__file__))
-    with open(os.path.join(here, '..', 'metadata.csv')) as f:
+    from tests import REPO_ROOT
+
+    with open(os.path.join(REPO_ROOT, 'metadata.csv')) as f:
         rows = {r['metric_name']: r for r in csv.DictReader(f)}
     for name in METRICS:
         row = rows['host_profiler.' + name]
