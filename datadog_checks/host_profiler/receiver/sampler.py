@@ -301,7 +301,9 @@ class Sampler:
             'PY_MAX_FRAMES': int(c.python_max_frames),
             'TASK_FSBASE_OFF': self._fsbase_offset() if self.python else 0,
         }
-        return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
+        # -I: each optional feature keeps its BPF code in its own header beside sampler.c
+        # (receiver/bpf/<feature>.h), included under its #if.
+        return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w', '-I' + os.path.dirname(BPF_SOURCE)]
 
     @property
     def python(self) -> bool:
