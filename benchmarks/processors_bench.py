@@ -25,7 +25,7 @@ from datadog_checks.base.stubs import datadog_agent  # noqa: E402
 from datadog_checks.base.stubs.tagging import tagger  # noqa: E402
 
 from datadog_checks.host_profiler.processors.k8s_attributes import PodIndex  # noqa: E402
-from datadog_checks.host_profiler.processors.pipeline import build_processors, run_processors  # noqa: E402
+from datadog_checks.host_profiler.processors.chain import build_processors, run_processors  # noqa: E402
 from datadog_checks.host_profiler.profile.model import Profile, Resource  # noqa: E402
 
 ACTIONS = [

@@ -18,7 +18,7 @@ PACKAGE = 'datadog_checks.host_profiler'
 # Sub-package -> the sub-packages it may import. host is the bottom layer; the data flows
 # receiver -> profile -> processors -> exporters, with symbols, unwind, runtimes (language
 # runtimes) and runtime (the profiler's own telemetry and support) beside it. The top-level
-# modules (check.py, cli.py, pipeline.py, __main__.py) wire everything and may import anything.
+# modules (check.py, cli.py, profiler_pipeline.py, __main__.py) wire everything and may import anything.
 # __about__ (the version) may be imported from anywhere.
 ALLOWED = {
     'host': set(),
@@ -37,7 +37,7 @@ ALLOWED = {
     'receiver': {'host', 'unwind', 'symbols', 'runtimes', 'runtime', 'profile'},
 }
 ANYONE_MAY_IMPORT = {'__about__'}
-TOP_LEVEL_MODULES = {'__init__', '__main__', 'check', 'cli', 'pipeline', '__about__'}
+TOP_LEVEL_MODULES = {'__init__', '__main__', 'check', 'cli', 'profiler_pipeline', '__about__'}
 
 
 def package_modules() -> Iterator[Tuple[str, List[str]]]:

@@ -217,7 +217,7 @@ def pipeline_instance(tmp: str, freq: int = 99, exporters: Optional[dict] = None
 def make_pipeline(instance: dict, interval_s: float = 10.0):
     """ProfilerPipeline for an instance, normalised the way the check does (standalone)."""
     from datadog_checks.host_profiler.config.loader import load_instance
-    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
+    from datadog_checks.host_profiler.profiler_pipeline import ProfilerPipeline
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
     normalised, _warnings = load_instance(dict(instance), 'standalone')

@@ -18,8 +18,8 @@ from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
 
 from .__about__ import __version__
 from .config_models import ConfigMixin
-from .pipeline import ProfilerPipeline, RunResult
-from .runtime.memory import release_freed_memory
+from .profiler_pipeline import ProfilerPipeline, RunResult
+from .runtime.malloc_trim import release_freed_memory
 from .runtime.telemetry import COUNT, Metric, Telemetry
 
 SERVICE_CHECK_SAMPLE = 'can_sample'

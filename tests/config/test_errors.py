@@ -191,7 +191,7 @@ def test_the_check_raises_a_configuration_error(dd_run_check):
     ('python', 'receiver -> interpreters: must be a list of runtime names (python)'),
 ])
 def test_unknown_interpreter_names_the_valid_ones(value, expected):
-    from datadog_checks.host_profiler.pipeline import receiver_config
+    from datadog_checks.host_profiler.profiler_pipeline import receiver_config
 
     with pytest.raises(ConfigurationError) as excinfo:
         receiver_config({'receiver': {'interpreters': value}}, 10.0)
@@ -207,7 +207,7 @@ def test_unknown_interpreter_is_one_line_from_the_command(tmp_path):
 def test_interpreters_select_runtimes_from_the_registry():
     """The receiver builds its runtimes from receiver.interpreters: the default names Python, an
     empty list switches it off, and a name the registry lacks is refused with the valid ones."""
-    from datadog_checks.host_profiler.pipeline import receiver_config
+    from datadog_checks.host_profiler.profiler_pipeline import receiver_config
     from datadog_checks.host_profiler.runtimes import runtime_classes
     from datadog_checks.host_profiler.runtimes.python import PythonRuntime
 

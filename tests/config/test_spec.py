@@ -369,7 +369,7 @@ def test_every_receiver_option_reaches_the_receiver_config():
     an option the model accepts but the receiver never sees would be silently ignored."""
     import dataclasses
 
-    from datadog_checks.host_profiler.pipeline import receiver_config
+    from datadog_checks.host_profiler.profiler_pipeline import receiver_config
     from datadog_checks.host_profiler.receiver.receiver import ReceiverConfig
 
     fields = {f.name for f in dataclasses.fields(ReceiverConfig)}

@@ -189,7 +189,7 @@ def test_run_uploads_profiles_of_its_own_functions(requires_bpf, tmp_path, trace
     names = {name for name, _ in ours}
     # the command's main loop and the check run, at least
     assert 'cli.py' in files and 'cmd_run' in names, sorted(ours)[:40]
-    assert files & {'check.py', 'pipeline.py', 'receiver.py', 'self_profiling.py'}, files
+    assert files & {'check.py', 'profiler_pipeline.py', 'receiver.py', 'self_profiling.py'}, files
     assert 'self_test' in proc.stderr  # the tag without a value is reported, not dropped silently
 
 

@@ -498,7 +498,7 @@ def test_live_samples_of_a_traced_app_land_in_a_resource_named_by_its_context(re
     service.name/version and service.instance.id the tracer published, not what its environment says;
     the user's attributes action still has the last word (deployment.environment.name). ``late``: the
     app is sampled before its tracer starts, so the context is found by a later scan of its maps."""
-    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
+    from datadog_checks.host_profiler.profiler_pipeline import ProfilerPipeline
 
     instance = {
         'lock_file': str(tmp_path / 'lock'),

@@ -17,8 +17,8 @@ from datadog_checks.base import ConfigurationError
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.uploader import parse_config
 from datadog_checks.host_profiler.uploader.elfsource import LocalSymbols, best, file_hash, rank
-from datadog_checks.host_profiler.uploader.memory import ByteSemaphore
-from datadog_checks.host_profiler.uploader.pipeline import Pipeline
+from datadog_checks.host_profiler.uploader.byte_budget import ByteSemaphore
+from datadog_checks.host_profiler.uploader.upload_pipeline import UploadPipeline
 from datadog_checks.host_profiler.uploader.reporter import LRU, ExecutableReporter
 from datadog_checks.host_profiler.uploader.symbol_copier import SymbolCopier, SymbolCopyError
 from datadog_checks.host_profiler.uploader.upload import build_body, event_json
@@ -151,7 +151,7 @@ def test_queue_full_drops_and_counts(tmp_path):
     t = Telemetry()
     cfg = parse_config({'symbol_endpoints': [EP], 'queue_size': 2})
     reporter = None
-    pipe = Pipeline(cfg, t, SymbolCopier(), lambda: None, lambda item, ok: reporter.done(item, ok),
+    pipe = UploadPipeline(cfg, t, SymbolCopier(), lambda: None, lambda item, ok: reporter.done(item, ok),
                     lambda item: True, 'o', 'v')  # not started: nothing consumes the queue
     reporter = ExecutableReporter(pipe.submit, t)
     for i in range(3):

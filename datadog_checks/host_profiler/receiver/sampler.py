@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..profile.model import CPU_SAMPLES, OFF_CPU_TIME, RawSample
-from ..runtime.memory import release_freed_memory
+from ..runtime.malloc_trim import release_freed_memory
 from . import kernel
 from .kernel import SamplerError
 from .ringbuf import RingReader

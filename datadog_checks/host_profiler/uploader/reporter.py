@@ -18,7 +18,7 @@ from collections import OrderedDict
 from typing import Any, Callable, Hashable, Optional
 
 from ..host.proc import DELETED_SUFFIX
-from .pipeline import Item
+from .upload_pipeline import Item
 
 LRU_SIZE = 16384
 _SKIP_PREFIXES = ('[', '/memfd:', '/dev/', '/SYSV', 'anon_inode:', '//anon')

@@ -21,8 +21,8 @@ from ..host.files import FileOpener
 from ..runtime.oom import keep_own_oom_score_sane
 from . import elfsource
 from .config import UploaderConfig, parse_config
-from .memory import ByteSemaphore, upload_budget_bytes
-from .pipeline import Pipeline
+from .byte_budget import ByteSemaphore, upload_budget_bytes
+from .upload_pipeline import UploadPipeline
 from .reporter import LRU_SIZE, ExecutableReporter
 from .symbol_copier import SymbolCopier, SymbolCopyError
 
@@ -74,7 +74,7 @@ class SymbolUploader:
             compress=not cfg.disable_debug_section_compression, opener=opener,
         )
         self.reporter = ExecutableReporter(self._submit, telemetry, lru_size)
-        self.pipeline = Pipeline(
+        self.pipeline = UploadPipeline(
             cfg, telemetry, self.copier, http_factory or _default_http_factory, self.reporter.done,
             self.reporter.claim_content, self.origin, self.origin_version, log=self.log, memory=self.memory,
             clock=clock, inspect=functools.partial(elfsource.inspect, opener=opener),

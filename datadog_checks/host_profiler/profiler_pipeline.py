@@ -96,7 +96,7 @@ class ProfilerPipeline:
         agent_config: Optional[Callable[[str], Any]] = None,
     ) -> None:
         from .exporters import build_exporters
-        from .processors.pipeline import build_processors
+        from .processors.chain import build_processors
         from .runtime.self_profiling import SelfProfiling
 
         check_interpreters(instance)  # before anything starts (receiver_config checks it too)
@@ -162,7 +162,7 @@ class ProfilerPipeline:
         """Start the processors' and uploader's background work (idempotent)."""
         if self._started:
             return
-        from .processors.pipeline import start_processors
+        from .processors.chain import start_processors
 
         start_processors(self.processors)
         if self.uploader is not None:
@@ -204,7 +204,7 @@ class ProfilerPipeline:
 
     def close(self) -> None:
         """Thread-safe and non-blocking: signals every background thread to stop."""
-        from .processors.pipeline import close_processors
+        from .processors.chain import close_processors
 
         with self._lock:
             self._closed = True
@@ -265,7 +265,7 @@ class ProfilerPipeline:
                 self.log.warning('exporter %s failed: %s', exporter.name, e)
 
     def _collect_profile(self) -> Optional[Profile]:
-        from .processors.pipeline import run_processors
+        from .processors.chain import run_processors
 
         receiver = self.receiver
         if receiver is None:

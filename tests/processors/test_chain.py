@@ -13,7 +13,7 @@ from tests.fakes.kubelet import CONTAINER_ID, POD_UID, FakeKubelet
 from datadog_checks.host_profiler.config.loader import load_instance
 from datadog_checks.host_profiler.processors.infra_attributes import InfraAttributesProcessor
 from datadog_checks.host_profiler.processors.k8s_attributes import K8sAttributesProcessor
-from datadog_checks.host_profiler.processors.pipeline import build_processors, close_processors, run_processors
+from datadog_checks.host_profiler.processors.chain import build_processors, close_processors, run_processors
 from datadog_checks.host_profiler.processors.resource_detection import host_arch
 from datadog_checks.host_profiler.profile.model import Profile, Resource
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry

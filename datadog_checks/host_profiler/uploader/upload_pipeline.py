@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import elfsource, upload as http_upload
 from .config import MAX_BATCH, QUERY_WORKERS_UNBATCHED, SymbolEndpoint, UploaderConfig
 from .elfsource import LocalSymbols
-from .memory import ByteSemaphore
+from .byte_budget import ByteSemaphore
 from .symbol_copier import SymbolCopier
 
 _STOP = object()
@@ -50,7 +50,7 @@ class Item:
         return 'Item({})'.format(self.path)
 
 
-class Pipeline:
+class UploadPipeline:
     def __init__(
         self,
         config: UploaderConfig,
