@@ -27,9 +27,7 @@ ALLOWED = {
     'unwind': {'host'},
     'symbols': {'host', 'profile'},
     'runtimes': {'host', 'profile', 'symbols'},
-    # runtime <-> config is a known loop (self_profiling reads a config helper, the config
-    # loader reads runtime.hostname), left for issue #15's typed-configuration step.
-    'runtime': {'host', 'config'},
+    'runtime': {'host'},
     'config': {'config_models', 'runtime'},
     'processors': {'profile', 'runtime'},
     'exporters': {'profile', 'runtime'},
@@ -112,9 +110,8 @@ def test_every_import_follows_the_layers():
 
 
 def test_the_layers_have_no_other_loop():
-    """Apart from the one known runtime <-> config loop, the allowed directions form no cycle."""
-    known = {('runtime', 'config'), ('config', 'runtime')}
-    edges = {(a, b) for a, bs in ALLOWED.items() for b in bs if (a, b) not in known}
+    """The allowed directions form no cycle."""
+    edges = {(a, b) for a, bs in ALLOWED.items() for b in bs}
 
     def reaches(start, goal, seen=()):
         return any(b == goal or (b not in seen and reaches(b, goal, seen + (b,))) for a, b in edges if a == start)

@@ -23,20 +23,23 @@ Rules common to both modes (each rule is restated as a comment above its code):
 * R5 errors raise ``ConverterError(message, key_path)`` with the Go host profiler's messages.
 
 Nothing here does I/O except reading ``os.environ`` to classify an endpoint written as
-``${env:X}`` (the value itself is not expanded in the output).
+``${env:X}`` (``runtime.datadog_endpoints``; the value itself is not expanded in the output).
 """
 from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import urlparse
 
 from datadog_checks.base import ConfigurationError
 
 from ..__about__ import NAME_BUNDLED, NAME_STANDALONE
+from ..runtime.datadog_endpoints import (  # noqa: F401 - part of this module's interface
+    ddprofiling_is_agentless,
+    extract_site_from_url,
+    is_datadog_endpoint,
+)
 
 AgentConfig = Callable[[str], Any]
 Warnings = List[str]
@@ -64,9 +67,6 @@ MSG_HOST_ARCH = (
     'Profiles for compiled languages will be missing symbols.'
 )
 
-_ENV_REF = re.compile(r'\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}')
-_DD_HOST = re.compile(r'(^|\.)(datadoghq\.[a-z]+|ddog-gov\.com|datad0g\.com)$')
-_SITE_REGION = re.compile(r'^(us|eu|ap)\d+$')
 
 
 class ConverterError(ConfigurationError):
@@ -135,43 +135,6 @@ def _stringify_key(parent: Dict[str, Any], key: str) -> bool:
         parent[key] = str(int(value)) if value.is_integer() else repr(value)
     value = parent.get(key)
     return isinstance(value, str) and value.strip() != ''
-
-
-def _expand_for_classification(value: str) -> str:
-    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ''), value)
-
-
-def is_datadog_endpoint(endpoint: Any) -> bool:
-    """True for a Datadog intake (``*.datadoghq.*``, ``*.ddog-gov.com``, staging ``datad0g.com``)."""
-    if not isinstance(endpoint, str) or not endpoint:
-        return False
-    url = _expand_for_classification(endpoint)
-    if '://' not in url:
-        url = 'https://' + url
-    try:
-        host = (urlparse(url).hostname or '').lower()
-    except ValueError:
-        return False
-    return bool(_DD_HOST.search(host))
-
-
-def extract_site_from_url(url: Any) -> str:
-    """The Datadog site of an intake URL: ``https://intake.profile.us3.datadoghq.com/...`` ->
-    ``us3.datadoghq.com``. '' when the URL is not a Datadog one (the caller skips it)."""
-    if not isinstance(url, str) or not url:
-        return ''
-    if '://' not in url:
-        url = 'https://' + url
-    try:
-        host = (urlparse(url).hostname or '').lower()
-    except ValueError:
-        return ''
-    labels = host.split('.')
-    for i, label in enumerate(labels):
-        if label in ('datadoghq', 'ddog-gov', 'datad0g') and i + 1 < len(labels):
-            start = i - 1 if i > 0 and _SITE_REGION.match(labels[i - 1]) else i
-            return '.'.join(labels[start:])
-    return ''
 
 
 def _exporter_name(exporter: Dict[str, Any], index: int) -> str:
@@ -342,11 +305,6 @@ MSG_DDPROFILING_NO_ENDPOINT = (
     'ddprofiling is enabled but has no endpoint: set ddprofiling.endpoint to a trace agent '
     '(http://host:8126) or an agentless intake (https://intake.profile.<site>)'
 )
-
-
-def ddprofiling_is_agentless(endpoint: Any) -> bool:
-    """An endpoint on a Datadog site is the agentless profile intake, which needs an API key."""
-    return is_datadog_endpoint(endpoint)
 
 
 def _ddprofiling_section(conf: Dict[str, Any]) -> Optional[Dict[str, Any]]:

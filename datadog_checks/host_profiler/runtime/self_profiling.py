@@ -32,7 +32,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
-from ..config.converters import ddprofiling_is_agentless
+from .datadog_endpoints import ddprofiling_is_agentless
 from .scrub import scrub_text
 from .telemetry import Telemetry
 
