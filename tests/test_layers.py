@@ -28,7 +28,7 @@ ALLOWED = {
     'symbols': {'host', 'profile'},
     'runtimes': {'host', 'profile', 'symbols'},
     'runtime': {'host'},
-    'config': {'config_models', 'runtime'},
+    'config': {'config_models', 'runtime', 'exporters'},  # exporters: its registry only
     'processors': {'profile', 'runtime'},
     'exporters': {'profile', 'runtime'},
     'uploader': {'host', 'symbols', 'runtime'},

@@ -216,13 +216,13 @@ def pipeline_instance(tmp: str, freq: int = 99, exporters: Optional[dict] = None
 
 def make_pipeline(instance: dict, interval_s: float = 10.0):
     """ProfilerPipeline for an instance, normalised the way the check does (standalone)."""
-    from datadog_checks.host_profiler.config.loader import load_instance
+    from datadog_checks.host_profiler.config.loader import build_config
     from datadog_checks.host_profiler.profiler_pipeline import ProfilerPipeline
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
-    normalised, _warnings = load_instance(dict(instance), 'standalone')
+    config = build_config(dict(instance), 'standalone')
     telemetry = Telemetry()
-    return ProfilerPipeline(normalised, mode='standalone', telemetry=telemetry, interval_s=interval_s,
+    return ProfilerPipeline(config, telemetry=telemetry, interval_s=interval_s,
                             hostname=lambda: 'bench-host'), telemetry
 
 

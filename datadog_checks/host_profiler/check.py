@@ -14,9 +14,10 @@ import time
 from typing import Any, Dict, List, Optional
 
 from datadog_checks.base import AgentCheck
-from datadog_checks.base.agent import AGENT_RUNNING, datadog_agent
+from datadog_checks.base.agent import datadog_agent
 
 from .__about__ import __version__
+from .config.loader import section_dict
 from .config_models import ConfigMixin
 from .profiler_pipeline import ProfilerPipeline, RunResult
 from .runtime.malloc_trim import release_freed_memory
@@ -51,10 +52,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         from .config.loader import load_instance, resolve_mode
         from .runtime.scrub import secrets_in
 
-        requested = self.instance.get('mode', 'auto')
-        if requested in (None, '', 'auto'):
-            requested = 'agent' if AGENT_RUNNING else 'standalone'
-        self.mode = resolve_mode(requested, self.instance)
+        self.mode = resolve_mode('auto', self.instance)  # the instance's own mode:, else where it runs
         notes: List[str] = []
         instance, warnings = load_instance(dict(self.instance), self.mode, notes=notes)
         for secret in secrets_in(instance):
@@ -75,44 +73,42 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         from .runtime.process_metrics import ProcessMetrics
         from .runtime.scrub import secrets_in
 
+        config = self.config  # the typed InstanceConfig, validated once from the converted instance
         # never the stubs' placeholder outside the Agent (runtime/hostname.py)
-        self.hostname = HostnameProvider(self.instance.get('hostname'), log=self.log)
-        interval = float(self.instance.get('min_collection_interval') or 15)
+        self.hostname = HostnameProvider(config.hostname, log=self.log)
         self.pipeline = ProfilerPipeline(
-            self.instance,
-            mode=self.mode,
+            config,
             telemetry=self.telemetry,
             http_factory=self._http_client,
             log=self.log,
             hostname=self.hostname,
-            interval_s=interval,
+            interval_s=config.min_collection_interval,
             agent_config=datadog_agent.get_config if self.mode == 'agent' else None,
         )
         self.process_metrics = ProcessMetrics(self.telemetry)
-        self.bpf_stats = BpfStats(self.telemetry, self._bpf_program_ids,
-                                  enable_bpf_stats=bool(self.instance.get('enable_bpf_stats', False)), log=self.log)
-        self.diagnostics = Diagnostics(self.instance.get('diagnostics_dir') or None, self.telemetry,
+        self.bpf_stats = BpfStats(self.telemetry, self._bpf_program_ids, enable_bpf_stats=config.enable_bpf_stats,
+                                  log=self.log)
+        self.diagnostics = Diagnostics(config.diagnostics_dir or None, self.telemetry,
                                        secrets=secrets_in(self.instance))
+        # the flare shows the configuration as converted (scrubbed), not every default
         self.diagnostics.set_config(self.instance)
         self.health_metrics = self._build_health_metrics()
 
     def _build_health_metrics(self) -> Any:
         """Standalone only: the same telemetry as OTLP metrics (as the Go host profiler's health metrics).
         The endpoint defaults to the first otlp_http exporter's, with its headers."""
-        health = self.instance.get('health_metrics') or {}
-        if self.mode != 'standalone' or not health.get('enabled', True):
+        health = self.config.health_metrics
+        if self.mode != 'standalone' or not health.enabled:
             return None
-        endpoint, headers = health.get('endpoint'), {}
+        endpoint, headers = health.endpoint, {}
         if not endpoint:
-            exporters = (self.instance.get('exporters') or {}).get('otlp_http') or []
-            first = exporters[0] if isinstance(exporters, list) and exporters else exporters or {}
-            endpoint = first.get('endpoint') or ('https://otlp.' + first['site'] if first.get('site') else '')
-            headers = dict(first.get('headers') or {})
-        if not endpoint:
-            return None
+            exporters = self.config.exporters.otlp_http
+            if not exporters:
+                return None
+            endpoint, headers = exporters[0].endpoint, dict(exporters[0].headers)
         from .runtime.otlp_metrics import OtlpMetricsExporter
 
-        return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(health), telemetry=self.telemetry,
+        return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(section_dict(health)), telemetry=self.telemetry,
                                    host_name=self.hostname(), timeout=5.0, log=self.log)
 
     def _http_client(self, _component_config: Dict[str, Any]) -> Any:
@@ -143,7 +139,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
         self._update_diagnostics(result)
 
     def _service_checks(self, result: RunResult) -> None:
-        tags = list(self.instance.get('tags') or [])
+        tags = list(self.config.tags or ())
         if result.sampling:
             self.service_check(SERVICE_CHECK_SAMPLE, self.OK, tags=tags)
         else:
@@ -159,7 +155,7 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
                            message=None if status == self.OK else (message or None))
 
     def _submit_telemetry(self) -> None:
-        tags = list(self.instance.get('tags') or [])
+        tags = list(self.config.tags or ())
         metrics: List[Metric] = self.telemetry.snapshot()
         for metric in metrics:
             submit = self.count if metric.type == COUNT else self.gauge
@@ -172,20 +168,20 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             return
         from .host.kernel import bcc_version
 
-        receiver_conf = self.instance.get('receiver') or {}
+        receiver = self.config.receiver
         features = ['cpu']
-        if float(receiver_conf.get('off_cpu_threshold') or 0) > 0:
+        if receiver.off_cpu_threshold > 0:
             features.append('off_cpu')
-        if (receiver_conf.get('symbol_uploader') or {}).get('enabled'):
+        if receiver.symbol_uploader.enabled:
             features.append('symbol_upload')
-        features.append('unwinding:' + str(receiver_conf.get('unwinding') or 'auto'))
+        features.append('unwinding:' + receiver.unwinding)
         if self.pipeline is not None and self.pipeline.self_profiling.enabled:
             features.append('self_profiling')
         self.set_metadata('version', __version__)
         self.set_metadata('bcc_version', bcc_version() or 'unknown')
         self.set_metadata('kernel_release', platform.release())
         self.set_metadata('mode', self.mode)
-        self.set_metadata('samples_per_second', str(receiver_conf.get('samples_per_second') or 20))
+        self.set_metadata('samples_per_second', str(receiver.samples_per_second))
         self.set_metadata('features', ','.join(features))
         self._metadata_sent = True
 

@@ -160,6 +160,7 @@ def _final_phase(check, profiles: List[Any]) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     from datadog_checks.base import ConfigurationError
 
+    from .exporters.registry import all_keys as all_exporter_keys
     from .profile import flamegraph, pprof
     from .profile.folded import folded_counts, format_folded
     from .profile.merge import merge_profiles
@@ -177,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         receiver['samples_per_second'] = args.frequency
     instance['min_collection_interval'] = args.interval
     exporters = _section(instance, 'exporters')
-    has_exporter = any(exporters.get(k) for k in ('otlp_http', 'otlphttp', 'debug', 'file'))
+    has_exporter = any(exporters.get(k) for k in all_exporter_keys())
     output = args.output or (None if has_exporter else DEFAULT_OUTPUT)
     if output:
         os.makedirs(output, exist_ok=True)

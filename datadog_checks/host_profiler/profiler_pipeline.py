@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .__about__ import __version__
+from .config.loader import section_dict
+from .config_models import InstanceConfig
 from .profile.builder import build_profile
 from .profile.model import Profile
 from .runtime.telemetry import Telemetry
@@ -23,7 +25,6 @@ from .unwind.tables import split_memory_budget
 LOG = logging.getLogger(__name__)
 
 HttpFactory = Callable[[dict], Any]
-AGENT_LOCK_PATH = '/opt/datadog-agent/run/host_profiler.lock'
 
 
 @dataclass
@@ -34,59 +35,76 @@ class RunResult:
     exporter_statuses: List[Tuple[str, str, str]] = field(default_factory=list)  # (name, level, message)
 
 
-def check_interpreters(instance: Mapping[str, Any]) -> None:
+def check_interpreters(config: InstanceConfig) -> None:
     """Raise ``OptionError`` for a ``receiver.interpreters`` name that is not a supported runtime
     (``runtimes.RUNTIMES``), naming the valid ones. Here, not in ``config``: the registry is a
     layer above it."""
     from .config.validation import OptionError
     from .runtimes import RUNTIMES
 
-    names = (instance.get('receiver') or {}).get('interpreters')
-    if names is None:
-        return
-    if not isinstance(names, (list, tuple)):
-        raise OptionError('must be a list of runtime names ({}), got {!r}'.format(', '.join(sorted(RUNTIMES)), names),
-                          ['receiver', 'interpreters'])
-    for i, name in enumerate(names):
+    for i, name in enumerate(config.receiver.interpreters):
         if name not in RUNTIMES:
             raise OptionError('unknown runtime {!r}: valid values are {} (an empty list switches them all off)'.format(
                 name, ', '.join(sorted(RUNTIMES))), ['receiver', 'interpreters', i])
 
 
-def receiver_config(instance: Dict[str, Any], interval_s: float):
-    """The receiver's settings from the instance's ``receiver:`` section (spec.yaml names)."""
+def _any_of(patterns: Tuple[str, ...]) -> Optional[str]:
+    """One regex matching any of the patterns (None: no pattern, no filter)."""
+    return '|'.join('(?:{})'.format(p) for p in patterns) if patterns else None
+
+
+# receiver: options of spec.yaml -> (ReceiverConfig field, conversion), where the names or the
+# shapes differ. Every other receiver option is a ReceiverConfig field of the same name, or is
+# listed in RECEIVER_READ_ELSEWHERE (tests/config/test_spec.py checks that each option is one of
+# the three, so a new option cannot be silently dropped).
+RECEIVER_RENAMED: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
+    'max_stack_keys': ('counts_map_size', int),
+    'comm_patterns': ('comm_include', _any_of),
+    'exclude_comm_patterns': ('comm_exclude', _any_of),
+    'symbolizer': ('symbolizer', section_dict),  # the CFI tables take their share of memory_budget_mb
+}
+# receiver options read by other components of the pipeline, not by the receiver itself
+RECEIVER_READ_ELSEWHERE = (
+    'symbol_uploader',  # the symbol uploader (ProfilerPipeline._build_uploader)
+    'jvm',  # runtimes.jit.JitRuntimes
+)
+
+
+def receiver_config(config: InstanceConfig, interval_s: float):
+    """The receiver's settings from the typed ``receiver:`` section (every option mapped; see
+    ``RECEIVER_RENAMED`` and ``RECEIVER_READ_ELSEWHERE``)."""
     import dataclasses
 
-    from .receiver.receiver import DEFAULT_LOCK_PATH, ReceiverConfig
+    from .receiver.receiver import ReceiverConfig
 
-    check_interpreters(instance)
-    conf = dict(instance.get('receiver') or {})
-    # Spec names that differ from the receiver's own.
-    renamed = {'max_stack_keys': 'counts_map_size'}
-    for spec_name, field_name in renamed.items():
-        if spec_name in conf:
-            conf[field_name] = conf.pop(spec_name)
-    if conf.get('comm_patterns'):
-        conf['comm_include'] = '|'.join('(?:{})'.format(p) for p in conf['comm_patterns'])
-    if conf.get('exclude_comm_patterns'):
-        conf['comm_exclude'] = '|'.join('(?:{})'.format(p) for p in conf['exclude_comm_patterns'])
-    known = {f.name for f in dataclasses.fields(ReceiverConfig)}
-    values = {k: v for k, v in conf.items() if k in known and v is not None}
-    # Under the Agent (user dd-agent) /run is not writable: use the Agent's own run directory.
-    default_lock = AGENT_LOCK_PATH if instance.get('mode') == 'agent' else DEFAULT_LOCK_PATH
-    values['lock_path'] = instance.get('lock_file') or default_lock
+    check_interpreters(config)
+    fields = {f.name for f in dataclasses.fields(ReceiverConfig)}
+    values: Dict[str, Any] = {}
+    section = config.receiver
+    for name in type(section).model_fields:
+        if name in RECEIVER_READ_ELSEWHERE:
+            continue
+        target, convert = RECEIVER_RENAMED.get(name, (name, section_dict))
+        if target not in fields:
+            raise AssertionError('receiver option {} reaches no ReceiverConfig field: map it in RECEIVER_RENAMED or '
+                                 'list it in RECEIVER_READ_ELSEWHERE'.format(name))
+        value = convert(getattr(section, name))
+        if value is not None:
+            values[target] = value
+    values['lock_path'] = config.lock_file
     values['check_interval'] = interval_s
     return ReceiverConfig(**values)
 
 
 class ProfilerPipeline:
-    """Builds and drives every stage for one normalised instance (see ``config.loader``)."""
+    """Builds and drives every stage for one typed configuration (``config.loader.build_config``,
+    or the check's ``self.config``). Every value comes from ``InstanceConfig``, whose defaults are
+    spec.yaml's; each component receives its own section."""
 
     def __init__(
         self,
-        instance: Dict[str, Any],
+        config: InstanceConfig,
         *,
-        mode: str,
         telemetry: Optional[Telemetry] = None,
         http_factory: Optional[HttpFactory] = None,
         log: Optional[logging.Logger] = None,
@@ -99,47 +117,44 @@ class ProfilerPipeline:
         from .processors.chain import build_processors
         from .runtime.self_profiling import SelfProfiling
 
-        check_interpreters(instance)  # before anything starts (receiver_config checks it too)
-        from .symbols.lines import LINES_DEFAULT
+        check_interpreters(config)  # before anything starts (receiver_config checks it too)
         from .runtimes.jit import JitRuntimes, jit_frames_of
         from .symbols.symbolizer import Symbolizer
 
-        self.instance = instance
-        self.mode = mode
+        self.config = config
+        self.mode = mode = config.mode
         self.telemetry = telemetry or Telemetry()
         self.telemetry.declare('profile.empty_intervals')
         self.log = log or LOG
         self.interval_s = float(interval_s)
-        receiver_conf = instance.get('receiver') or {}
-        self.receiver_conf = receiver_conf
-        self.samples_per_second = int(receiver_conf.get('samples_per_second') or 20)
-        symbolizer_conf = receiver_conf.get('symbolizer') or {}
+        receiver = config.receiver
+        self.samples_per_second = receiver.samples_per_second
+        symbolizer = receiver.symbolizer
         self.symbolizer = Symbolizer(
             self.telemetry,
             # the receiver's CFI tables take their share of the same budget (dwarf/auto unwinding)
-            memory_budget_bytes=split_memory_budget(symbolizer_conf.get('memory_budget_mb'),
-                                                    receiver_conf.get('unwinding') or 'auto')[0],
-            debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
-            perf_map=bool(symbolizer_conf.get('perf_map', True)),
-            demangle=symbolizer_conf.get('demangle') or 'simplified',
-            lines=bool(symbolizer_conf.get('lines', LINES_DEFAULT)),
+            memory_budget_bytes=split_memory_budget(symbolizer.memory_budget_mb, receiver.unwinding)[0],
+            debug_dirs=tuple(symbolizer.debug_dirs),
+            perf_map=symbolizer.perf_map,
+            demangle=symbolizer.demangle,
+            lines=symbolizer.lines,
             # as many processes as the receiver tracks: a smaller LRU thrashes on busy hosts
-            max_processes=int(receiver_conf.get('max_processes') or 16384),
+            max_processes=receiver_config(config, self.interval_s).max_processes,
             jit_frames_of=jit_frames_of,
         )
         # JVMs asked to write their perf maps, node processes that write none
-        self.runtimes = JitRuntimes(receiver_conf, self.telemetry, symbolizer=self.symbolizer, log=self.log)
+        self.runtimes = JitRuntimes(section_dict(receiver), self.telemetry, symbolizer=self.symbolizer, log=self.log)
         self.processors = build_processors(
-            instance, mode, http=http_factory({}) if http_factory else None, log=self.log,
-            telemetry=self.telemetry, version=__version__, tagger=tagger, hostname=hostname,
+            {'processors': section_dict(config.processors)}, mode, http=http_factory({}) if http_factory else None,
+            log=self.log, telemetry=self.telemetry, version=__version__, tagger=tagger, hostname=hostname,
         )
         self.exporters = build_exporters(
-            instance.get('exporters') or {}, http_factory=http_factory, telemetry=self.telemetry,
+            section_dict(config.exporters), http_factory=http_factory, telemetry=self.telemetry,
             mode=mode, version=__version__, log=self.log,
         )
         self.uploader = self._build_uploader(http_factory)
         self.self_profiling = SelfProfiling(
-            instance.get('ddprofiling'), mode=mode, tags=instance.get('tags'), telemetry=self.telemetry,
+            section_dict(config.ddprofiling), mode=mode, tags=list(config.tags or ()), telemetry=self.telemetry,
             version=__version__, http_factory=http_factory, agent_config=agent_config, log=self.log,
         )
         self.receiver: Any = None
@@ -150,11 +165,12 @@ class ProfilerPipeline:
 
     # -- lifecycle --------------------------------------------------------------------------
     def _build_uploader(self, http_factory: Optional[HttpFactory]) -> Any:
-        conf = self.receiver_conf.get('symbol_uploader') or {}
-        if not conf.get('enabled'):
+        section = self.config.receiver.symbol_uploader
+        if not section.enabled:
             return None
         from .uploader import SymbolUploader
 
+        conf = section_dict(section)
         return SymbolUploader(conf, telemetry=self.telemetry, mode=self.mode, version=__version__,
                               http_factory=(lambda: http_factory(conf)) if http_factory else None, log=self.log)
 
@@ -187,7 +203,7 @@ class ProfilerPipeline:
             self.receiver.heartbeat()
             return True
         try:
-            self.receiver = Receiver(receiver_config(self.instance, self.interval_s), telemetry=self.telemetry,
+            self.receiver = Receiver(receiver_config(self.config, self.interval_s), telemetry=self.telemetry,
                                      log=self.log)
             # self-profiling lives as long as the sampler thread, however that thread ends
             self.receiver.on_stopped = self.self_profiling.stop

@@ -16,7 +16,7 @@ from datadog_checks.base import ConfigurationError
 
 from datadog_checks.host_profiler.check import HostProfilerCheck
 from datadog_checks.host_profiler.cli import main
-from datadog_checks.host_profiler.config.loader import load_instance
+from datadog_checks.host_profiler.config.loader import build_config, load_instance
 from datadog_checks.host_profiler.config.validation import check_endpoints, check_known_options, instance_schema
 
 from tests import REPO_ROOT
@@ -188,13 +188,14 @@ def test_the_check_raises_a_configuration_error(dd_run_check):
 
 @pytest.mark.parametrize('value,expected', [
     (['python', 'ruby'], "receiver -> interpreters -> 2: unknown runtime 'ruby': valid values are python"),
-    ('python', 'receiver -> interpreters: must be a list of runtime names (python)'),
+    # not a list: refused by the typed configuration (the models generated from spec.yaml), with its key path
+    ('python', 'receiver -> interpreters\n  Input should be a valid tuple'),
 ])
 def test_unknown_interpreter_names_the_valid_ones(value, expected):
     from datadog_checks.host_profiler.profiler_pipeline import receiver_config
 
     with pytest.raises(ConfigurationError) as excinfo:
-        receiver_config({'receiver': {'interpreters': value}}, 10.0)
+        receiver_config(build_config({'receiver': {'interpreters': value}}, 'standalone'), 10.0)
     assert expected in str(excinfo.value)
 
 
@@ -211,8 +212,10 @@ def test_interpreters_select_runtimes_from_the_registry():
     from datadog_checks.host_profiler.runtimes import runtime_classes
     from datadog_checks.host_profiler.runtimes.python import PythonRuntime
 
-    assert [c.name for c in runtime_classes(receiver_config({}, 10.0).interpreters)] == ['python']
-    assert runtime_classes(receiver_config({'receiver': {'interpreters': []}}, 10.0).interpreters) == []
+    assert [c.name for c in runtime_classes(receiver_config(build_config({}, 'standalone'), 10.0).interpreters)] == [
+        'python']
+    assert runtime_classes(
+        receiver_config(build_config({'receiver': {'interpreters': []}}, 'standalone'), 10.0).interpreters) == []
     with pytest.raises(ConfigurationError, match='valid values are python'):
         runtime_classes(['php'])
     assert runtime_classes(['python']) == [PythonRuntime]

@@ -170,8 +170,10 @@ def test_section_defaults_match_spec(section, instance_options, load_instance_co
 def test_section_example_shows_the_defaults(section, instance_options):
     """The example block of these sections documents the defaults: keep them equal."""
     value = instance_options[section]['value']
-    expected = {k: v for k, v in _spec_defaults(value['properties']).items() if v is not None}
-    assert value['example'] == expected
+    def without_unset(d):  # an option with no default is not shown in the example
+        return {k: without_unset(v) if isinstance(v, dict) else v for k, v in d.items() if v is not None}
+
+    assert value['example'] == without_unset(_spec_defaults(value['properties']))
 
 
 def test_top_level_defaults_match_spec(instance_options, load_instance_config):
@@ -253,7 +255,7 @@ def test_user_values_are_kept_and_siblings_defaulted(load_instance_config):
     assert config.receiver.symbolizer.perf_map is False
     assert config.receiver.symbolizer.memory_budget_mb == 256
     assert config.exporters.otlp_http[0].compression == 'zstd'
-    assert config.exporters.otlp_http[0].retry.max_elapsed_time == 300
+    assert config.exporters.otlp_http[0].retry.max_elapsed_time == 0
     assert config.exporters.debug is None and config.exporters.file is None
 
 
@@ -364,23 +366,54 @@ def test_bcc_is_debians_module():
     assert os.path.realpath(spec.origin).startswith('/usr/lib/python3/dist-packages/bcc/')
 
 
-def test_every_receiver_option_reaches_the_receiver_config():
-    """Each `receiver:` option of the spec is a ReceiverConfig field (or a known rename/section):
-    an option the model accepts but the receiver never sees would be silently ignored."""
-    import dataclasses
-
-    from datadog_checks.host_profiler.profiler_pipeline import receiver_config
-    from datadog_checks.host_profiler.receiver.receiver import ReceiverConfig
-
-    fields = {f.name for f in dataclasses.fields(ReceiverConfig)}
-    handled_elsewhere = {'max_stack_keys', 'comm_patterns', 'exclude_comm_patterns', 'symbolizer',
-                         'symbol_uploader', 'include_env_vars', 'enable_bpf_stats', 'jvm'}
+def _receiver_option_names():
     with open(os.path.join(REPO_ROOT, 'assets', 'configuration', 'spec.yaml')) as f:
         spec = yaml.safe_load(f)
     instances = next(o for o in spec['files'][0]['options'] if o.get('template') == 'instances')
     receiver = next(o for o in instances['options'] if o.get('name') == 'receiver')
-    names = [p['name'] for p in receiver['value']['properties']]
-    missing = [n for n in names if n not in fields and n not in handled_elsewhere]
-    assert not missing, missing
-    conf = receiver_config({'receiver': {'stack_copy_ring_pages': 512}}, 10.0)
-    assert conf.stack_copy_ring_pages == 512
+    return [p['name'] for p in receiver['value']['properties']]
+
+
+def test_every_receiver_option_reaches_the_receiver_config():
+    """Each `receiver:` option of spec.yaml is a ReceiverConfig field of the same name, is mapped in
+    RECEIVER_RENAMED, or is listed in RECEIVER_READ_ELSEWHERE: an option the model accepts but the
+    receiver never sees would be silently ignored. A new receiver option fails here until it is mapped."""
+    import dataclasses
+
+    from datadog_checks.host_profiler.config.loader import build_config
+    from datadog_checks.host_profiler.profiler_pipeline import (
+        RECEIVER_READ_ELSEWHERE,
+        RECEIVER_RENAMED,
+        receiver_config,
+    )
+    from datadog_checks.host_profiler.receiver.receiver import ReceiverConfig
+
+    fields = {f.name for f in dataclasses.fields(ReceiverConfig)}
+    names = _receiver_option_names()
+    unmapped = [n for n in names if n not in fields and n not in RECEIVER_RENAMED and n not in RECEIVER_READ_ELSEWHERE]
+    assert not unmapped, 'receiver options that reach no ReceiverConfig field: {} (map them in ' \
+        'profiler_pipeline.RECEIVER_RENAMED or list them in RECEIVER_READ_ELSEWHERE)'.format(unmapped)
+    assert all(target in fields for target, _ in RECEIVER_RENAMED.values())
+    stale = [n for n in list(RECEIVER_RENAMED) + list(RECEIVER_READ_ELSEWHERE) if n not in names]
+    assert not stale, stale
+    conf = receiver_config(build_config({'receiver': {'stack_copy_ring_pages': 512, 'max_stack_keys': 4096,
+                                                      'comm_patterns': ['a', 'b']}}, 'standalone'), 10.0)
+    assert (conf.stack_copy_ring_pages, conf.counts_map_size, conf.comm_include) == (512, 4096, '(?:a)|(?:b)')
+
+
+def test_receiver_config_defaults_are_the_spec_defaults():
+    """Unset options reach the receiver with spec.yaml's defaults; the lock file follows the mode."""
+    from datadog_checks.host_profiler.config.loader import AGENT_LOCK_PATH, build_config
+    from datadog_checks.host_profiler.config_models.instance import Receiver
+    from datadog_checks.host_profiler.profiler_pipeline import receiver_config
+
+    conf = receiver_config(build_config({}, 'standalone'), 15.0)
+    spec = Receiver.model_fields
+    assert conf.samples_per_second == spec['samples_per_second'].default
+    assert conf.counts_map_size == spec['max_stack_keys'].default
+    assert list(conf.include_env_vars) == list(spec['include_env_vars'].default)
+    assert conf.unwinding == spec['unwinding'].default
+    assert (conf.comm_include, conf.comm_exclude, conf.check_interval) == (None, None, 15.0)
+    assert conf.lock_path == '/run/host_profiler.lock'
+    agent = build_config({}, 'agent', agent_config=lambda key: {'api_key': 'k' * 32, 'site': 'datadoghq.com'}.get(key, ''))
+    assert receiver_config(agent, 15.0).lock_path == AGENT_LOCK_PATH

@@ -498,6 +498,7 @@ def test_live_samples_of_a_traced_app_land_in_a_resource_named_by_its_context(re
     service.name/version and service.instance.id the tracer published, not what its environment says;
     the user's attributes action still has the last word (deployment.environment.name). ``late``: the
     app is sampled before its tracer starts, so the context is found by a later scan of its maps."""
+    from datadog_checks.host_profiler.config.loader import build_config
     from datadog_checks.host_profiler.profiler_pipeline import ProfilerPipeline
 
     instance = {
@@ -507,7 +508,7 @@ def test_live_samples_of_a_traced_app_land_in_a_resource_named_by_its_context(re
             {'key': 'deployment.environment.name', 'action': 'upsert', 'value': 'user-env'}]}},
     }
     # a long check interval: a loaded machine must not make the sampler stop itself for lack of heartbeat
-    pipeline = ProfilerPipeline(instance, mode='standalone', interval_s=60, hostname=lambda: 'test-host')
+    pipeline = ProfilerPipeline(build_config(instance, 'standalone'), interval_s=60, hostname=lambda: 'test-host')
     go = tmp_path / 'go'
     app, runtime_id = start_ddtrace_app(tmp_path, 300, go=go if late else '', wait=not late)
     seen = []

@@ -163,12 +163,9 @@ def _exporter_list(instance: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def _has_any_exporter(instance: Dict[str, Any]) -> bool:
-    exporters = instance.get('exporters')
-    if not isinstance(exporters, dict):
-        return False
-    return bool(exporters.get('otlp_http')) or any(
-        exporters.get(k) is not None and exporters.get(k) is not False for k in ('debug', 'file')
-    )
+    from ..exporters.registry import is_configured
+
+    return is_configured(instance.get('exporters'))
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import yaml
 
 from .converters import ConverterError, convert_with_agent, convert_without_agent
 from .validation import check_endpoints, check_known_options
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config_models.instance import InstanceConfig
+
 MODES = ('auto', 'agent', 'standalone')
+AGENT_LOCK_PATH = '/opt/datadog-agent/run/host_profiler.lock'
 _ENV_REF = re.compile(r'\$(\$?)\{env:([A-Za-z_][A-Za-z0-9_]*)\}')
 
 
@@ -136,7 +140,8 @@ def load_instance(
 
     ``agent_config`` defaults to ``datadog_agent.get_config`` and ``origin_version`` (agent
     mode) to ``datadog_agent.get_version()``, the Agent version the Go host profiler sends.
-    The resolved mode is written back as ``instance['mode']``.
+    The resolved mode is written back as ``instance['mode']``, and in agent mode an unset
+    ``lock_file`` becomes ``AGENT_LOCK_PATH``.
     Raises ``ConverterError`` (a ``ConfigurationError``) naming the key path.
     """
     instance = read_instance(path_or_dict)
@@ -160,6 +165,9 @@ def load_instance(
     converted = expand_env(converted, environ, warnings=warnings)
     check_endpoints(converted)
     converted['mode'] = resolved
+    if resolved == 'agent' and not converted.get('lock_file'):
+        # the Agent's user cannot write to /run (spec.yaml's lock_file describes both)
+        converted['lock_file'] = AGENT_LOCK_PATH
     return converted, warnings
 
 
@@ -175,3 +183,62 @@ def agent_version() -> Optional[str]:
     except Exception:
         return None
     return version if version and version not in stub_placeholders() else None
+
+
+def build_config(
+    path_or_dict: Union[str, os.PathLike, Mapping[str, Any], None],
+    mode: Optional[str] = 'auto',
+    *,
+    warnings: Optional[List[str]] = None,
+    **load_options: Any,
+) -> 'InstanceConfig':
+    """The validated, typed ``InstanceConfig`` of an instance: read, checked, converted and expanded
+    by ``load_instance`` (its keyword options), then validated by the models generated from
+    spec.yaml, which hold every default. Built once, by whoever starts the profiler (the check's
+    ``self.config`` is the same model, validated by the Agent's base class from the converted
+    instance); the components receive their typed sections.
+
+    ``warnings``, when a list is given, receives the converter's warnings. Raises
+    ``ConfigurationError`` naming the key path: an unknown key, a wrong type, a bad endpoint.
+    """
+    instance, found = load_instance(path_or_dict, mode, **load_options)
+    if warnings is not None:
+        warnings.extend(found)
+    return validate_instance(instance)
+
+
+def validate_instance(instance: Mapping[str, Any]) -> 'InstanceConfig':
+    """An already converted instance as ``InstanceConfig``, validated as the Agent's base class does."""
+    import logging
+
+    from datadog_checks.base import AgentCheck
+
+    context = {
+        'logger': logging.getLogger('datadog_checks.host_profiler'),
+        'warning': logging.getLogger('datadog_checks.host_profiler').warning,
+        'configured_fields': frozenset(instance),
+        'security_config': None,
+    }
+    return AgentCheck.load_configuration_model(
+        'datadog_checks.host_profiler.config_models', 'InstanceConfig', dict(instance), context
+    )
+
+
+def section_dict(section: Any) -> Any:
+    """A typed section (or value) as plain data, for the components that take a mapping: models
+    become dicts keyed by the spec's names, tuples lists, frozen mappings dicts; a ``None`` field
+    (an optional option left unset) is left out, as an option the user did not write."""
+    from pydantic import BaseModel
+
+    if isinstance(section, BaseModel):
+        out = {}
+        for name, field in type(section).model_fields.items():
+            value = getattr(section, name)
+            if value is not None:
+                out[field.alias or name] = section_dict(value)
+        return out
+    if isinstance(section, Mapping):
+        return {k: section_dict(v) for k, v in section.items()}
+    if isinstance(section, (list, tuple)):
+        return [section_dict(v) for v in section]
+    return section

@@ -54,8 +54,8 @@ class Retry(BaseModel):
         arbitrary_types_allowed=True,
         frozen=True,
     )
-    initial_interval: Optional[float] = Field(1, gt=0.0)
-    max_elapsed_time: Optional[float] = Field(300, ge=0.0)
+    initial_interval: Optional[float] = Field(5, gt=0.0)
+    max_elapsed_time: Optional[float] = Field(0, ge=0.0)
     max_interval: Optional[float] = Field(30, gt=0.0)
 
 
@@ -70,7 +70,7 @@ class OtlpHttpItem(BaseModel):
     name: Optional[str] = None
     queue_size_mb: Optional[float] = Field(64, ge=0.0)
     retry: Optional[Retry] = {}
-    timeout: Optional[float] = Field(10, gt=0.0)
+    timeout: Optional[float] = Field(None, gt=0.0)
 
 
 class Exporters(BaseModel):
@@ -140,7 +140,7 @@ class K8sattributes(BaseModel):
     auth: Optional[Literal['none', 'serviceaccount']] = 'serviceaccount'
     cache_ttl: Optional[float] = Field(60, ge=0.0)
     enabled: Optional[bool] = False
-    kubelet_url: Optional[str] = 'https://localhost:10250'
+    kubelet_url: Optional[str] = None
     labels: Optional[tuple[str, ...]] = []
     tls_verify: Optional[bool] = True
 
@@ -191,7 +191,7 @@ class SymbolUploader(BaseModel):
         frozen=True,
     )
     dry_run: Optional[bool] = False
-    enabled: Optional[bool] = True
+    enabled: Optional[bool] = False
     queue_size: Optional[int] = Field(1000, ge=1)
     symbol_endpoints: Optional[tuple[SymbolEndpoint, ...]] = []
     symbol_query_interval: Optional[float] = Field(5, ge=0.0)
@@ -221,15 +221,10 @@ class Receiver(BaseModel):
     comm_patterns: Optional[tuple[str, ...]] = []
     drain_interval: Optional[float] = Field(1, gt=0.0)
     exclude_comm_patterns: Optional[tuple[str, ...]] = []
-    include_env_vars: Optional[tuple[str, ...]] = [
-        'DD_SERVICE',
-        'DD_ENV',
-        'DD_VERSION',
-        'OTEL_SERVICE_NAME',
-    ]
+    include_env_vars: Optional[tuple[str, ...]] = []
     interpreters: Optional[tuple[str, ...]] = ['python']
     jvm: Optional[Jvm] = {}
-    max_stack_keys: Optional[int] = Field(65536, ge=1024)
+    max_stack_keys: Optional[int] = Field(16384, ge=1024)
     off_cpu_threshold: Optional[float] = Field(0, ge=0.0, le=1.0)
     pids: Optional[tuple[int, ...]] = []
     process_exit_ttl: Optional[float] = Field(60, ge=0.0)

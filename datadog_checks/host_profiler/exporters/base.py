@@ -77,6 +77,19 @@ def _as_list(value: Any, path: str) -> List[dict]:
     raise config_error('{} must be a mapping or a list of mappings'.format(path))
 
 
+def _number_same_hosts(exporters: List[Exporter]) -> None:
+    """Two exporters to the same host: the second is named ``otlp_http/HOST#2`` (and so on)."""
+    hosts: dict = {}
+    for exp in exporters:
+        host = getattr(exp, 'host', None)
+        if host is None:
+            continue
+        n = hosts.get(host, 0)
+        hosts[host] = n + 1
+        if n:
+            exp.name = '{}#{}'.format(exp.name, n + 1)
+
+
 def _default_http_factory(_config: dict) -> Any:
     import requests
 
@@ -103,10 +116,8 @@ def build_exporters(
     so each profile is encoded (and compressed per compression) once.
     """
     from ..runtime.telemetry import Telemetry
-    from .debug import DebugExporter
     from .encoding import SharedEncoder, default_otlp_encoder
-    from .file import FileExporter
-    from .otlp_http import OtlpHttpExporter
+    from .registry import EXPORTERS, BuildContext, all_keys, exporter_keys, section_of
 
     log = log or logging.getLogger('datadog_checks.host_profiler.exporters')
     telemetry = telemetry if telemetry is not None else Telemetry()
@@ -119,43 +130,31 @@ def build_exporters(
     config = dict(config or {})
     if isinstance(config.get('exporters'), dict):
         config = dict(config['exporters'])
-    unknown = sorted(set(config) - {'otlp_http', 'otlphttp', 'debug', 'file'})
+    unknown = sorted(set(config) - set(all_keys()))
     if unknown:
         raise config_error(
-            'exporters: unknown exporter(s) {} (known: otlp_http, debug, file)'.format(', '.join(unknown))
+            'exporters: unknown exporter(s) {} (known: {})'.format(', '.join(unknown), ', '.join(exporter_keys()))
         )
     encoder = encoder or SharedEncoder(default_otlp_encoder(version))
+    context = BuildContext(telemetry=telemetry, encoder=encoder, http_factory=http_factory, mode=mode,
+                           version=version, log=log)
 
     exporters: List[Exporter] = []
     try:
-        key = 'otlp_http' if 'otlp_http' in config else 'otlphttp'
-        entries = _as_list(config.get(key), 'exporters.' + key)
-        hosts: dict = {}
-        for i, entry in enumerate(entries):
-            path = 'exporters.{}[{}]'.format(key, i)
-            exp = OtlpHttpExporter(
-                entry,
-                session=http_factory(entry),
-                telemetry=telemetry,
-                encoder=encoder,
-                mode=mode,
-                version=version,
-                log=log,
-                path=path,
-            )
-            n = hosts.get(exp.host, 0)
-            hosts[exp.host] = n + 1
-            if n:
-                exp.name = '{}#{}'.format(exp.name, n + 1)
-            exporters.append(exp)
-        if 'debug' in config:
-            dbg = config.get('debug')
-            if dbg is not None and not isinstance(dbg, dict):
-                raise config_error('exporters.debug must be a mapping (verbosity: basic|normal|detailed)')
-            exporters.append(DebugExporter(dbg or {}, telemetry=telemetry, encoder=encoder, log=log))
-        for i, entry in enumerate(_as_list(config.get('file'), 'exporters.file')):
-            path = 'exporters.file' if isinstance(config.get('file'), dict) else 'exporters.file[{}]'.format(i)
-            exporters.append(FileExporter(entry, telemetry=telemetry, encoder=encoder, log=log, path=path))
+        for kind in EXPORTERS:
+            key, value = section_of(config, kind)
+            if key is None:
+                continue
+            if kind.many or kind.list_too:
+                for i, entry in enumerate(_as_list(value, 'exporters.' + key)):
+                    one = not kind.many and isinstance(value, dict)
+                    path = 'exporters.' + key if one else 'exporters.{}[{}]'.format(key, i)
+                    exporters.append(kind.build(entry, path, context))
+            else:
+                if value is not None and not isinstance(value, dict):
+                    raise config_error('exporters.{} must be a mapping{}'.format(key, kind.hint))
+                exporters.append(kind.build(value or {}, 'exporters.' + key, context))
+        _number_same_hosts(exporters)
     except Exception:
         for e in exporters:
             try:
