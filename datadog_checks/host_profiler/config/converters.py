@@ -382,14 +382,8 @@ def agent_endpoints(agent_config: AgentConfig, warnings: Warnings) -> List[Tuple
     endpoints: List[Tuple[str, List[str]]] = []
     # Additional endpoints first: URL -> keys, the site taken from the URL. An endpoint without
     # a site or without keys is skipped with a warning.
-    additional = _agent_get(agent_config, 'apm_config.profiling_additional_endpoints')
-    if isinstance(additional, str):
-        try:
-            additional = json.loads(additional)
-        except ValueError:
-            warnings.append('apm_config.profiling_additional_endpoints is not a mapping; ignored')
-            additional = None
-    if isinstance(additional, dict):
+    additional = _agent_mapping(agent_config, 'apm_config.profiling_additional_endpoints', warnings)
+    if additional:
         for url in sorted(additional):
             keys = additional[url]
             if isinstance(keys, (str, int)):
@@ -415,16 +409,21 @@ def agent_endpoints(agent_config: AgentConfig, warnings: Warnings) -> List[Tuple
     return endpoints
 
 
-def _additional_headers(agent_config: AgentConfig, warnings: Warnings) -> Dict[str, str]:
-    headers = _agent_get(agent_config, 'hostprofiler.additional_http_headers')
-    if isinstance(headers, str):
+def _agent_mapping(agent_config: AgentConfig, key: str, warnings: Warnings) -> Dict[Any, Any]:
+    """An Agent setting that is a mapping, or a JSON object in a string (as environment variables
+    give it); {} otherwise, with a warning when the string is not JSON."""
+    value = _agent_get(agent_config, key)
+    if isinstance(value, str):
         try:
-            headers = json.loads(headers)
+            value = json.loads(value)
         except ValueError:
-            warnings.append('hostprofiler.additional_http_headers is not a mapping; ignored')
+            warnings.append('{} is not a mapping; ignored'.format(key))
             return {}
-    if not isinstance(headers, dict):
-        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _additional_headers(agent_config: AgentConfig, warnings: Warnings) -> Dict[str, str]:
+    headers = _agent_mapping(agent_config, 'hostprofiler.additional_http_headers', warnings)
     return {str(k): str(v) for k, v in headers.items()}
 
 

@@ -60,6 +60,19 @@ class Exporter(abc.ABC):
         return None
 
 
+class LocalExporter(Exporter):
+    """An exporter that writes on this host (debug, file): named after its kind, numbering its
+    exports, counting them under ``export.count{exporter:KIND}``."""
+
+    def __init__(self, telemetry: Any, encoder: Any, log: Optional[logging.Logger]) -> None:
+        self.name = self.kind
+        self._telemetry = telemetry
+        self._encoder = encoder
+        self.log = log or logging.getLogger(type(self).__module__)
+        self._seq = 0
+        telemetry.declare('export.count', ('exporter:' + self.kind,))
+
+
 def _as_list(value: Any, path: str) -> List[dict]:
     if value is None:
         return []

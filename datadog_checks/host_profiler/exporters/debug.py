@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from .base import Exporter, config_error
+from .base import LocalExporter, config_error
 from ..profile.folded import folded_counts, process_name
 
 VERBOSITIES = ('basic', 'normal', 'detailed')
 
 
-class DebugExporter(Exporter):
+class DebugExporter(LocalExporter):
     kind = 'debug'
 
     def __init__(
@@ -38,12 +38,7 @@ class DebugExporter(Exporter):
                 'exporters.debug.verbosity must be one of {}, got {!r}'.format(', '.join(VERBOSITIES), verbosity)
             )
         self.verbosity = verbosity
-        self.name = 'debug'
-        self._telemetry = telemetry
-        self._encoder = encoder
-        self.log = log or logging.getLogger(__name__)
-        self._seq = 0
-        telemetry.declare('export.count', ('exporter:debug',))
+        super().__init__(telemetry, encoder, log)
 
     def export(self, profile: Any) -> None:
         self._seq += 1

@@ -18,14 +18,14 @@ import os
 import time
 from typing import Any, Dict, List, Optional
 
-from .base import Exporter, config_error
+from .base import LocalExporter, config_error
 from ..profile import folded, pprof
 
 FORMATS = {'otlp': '.otlp.pb', 'pprof': '.pb.gz', 'folded': '.folded'}
 DEFAULT_MAX_FILES = 100
 
 
-class FileExporter(Exporter):
+class FileExporter(LocalExporter):
     kind = 'file'
 
     def __init__(
@@ -59,14 +59,9 @@ class FileExporter(Exporter):
         self.out_dir = os.path.join(self.directory, 'profiles')
         self.formats: List[str] = list(dict.fromkeys(formats))
         self.max_files = max_files
-        self.name = 'file'
-        self._telemetry = telemetry
-        self._encoder = encoder
-        self.log = log or logging.getLogger(__name__)
-        self._seq = 0
+        super().__init__(telemetry, encoder, log)
         self.written: List[str] = []  # paths written by the last export
         self._error = ''  # the last write error, '' when the last export was written
-        telemetry.declare('export.count', ('exporter:file',))
 
     def _name(self, profile: Any, fmt: str) -> str:
         ts = profile.time_unix_nano / 1e9 if profile.time_unix_nano else time.time()

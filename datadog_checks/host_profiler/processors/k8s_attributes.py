@@ -157,15 +157,11 @@ class K8sAttributesProcessor:
         self._ttl = float(config.get('cache_ttl', 60) or 60)
         self._url = self._pods_url(config.get('kubelet_url'), node_name)
         self._lookup = self.enabled
-        self._http = http
-        self._telemetry = telemetry
-        self._log = log
-        self._clock = clock
+        # collaborators (injected by tests), then the bounds of each kubelet request
+        self._http, self._telemetry, self._log, self._clock = http, telemetry, log, clock
         self._token_path = token_path
         self._background = background
-        self._max_pods = max_pods
-        self._min_refresh = min_refresh_interval
-        self._timeout = request_timeout
+        self._max_pods, self._min_refresh, self._timeout = max_pods, min_refresh_interval, request_timeout
         self._index = PodIndex({}, {}, float('-inf'))
         self._last_attempt = float('-inf')
         self._last_demand = clock()

@@ -71,11 +71,9 @@ class SymbolCopier:
                  upload_dynamic_symbols: bool = False, upload_go_pcln_tab: bool = True,
                  compress: bool = True, opener: Optional[FileOpener] = None) -> None:
         self.opener = opener or opener_for(None)
-        self.objcopy = objcopy
-        self.timeout = timeout
-        self.temp_dir = temp_dir
-        self.upload_dynamic_symbols = upload_dynamic_symbols
-        self.upload_go_pcln_tab = upload_go_pcln_tab
+        self.objcopy, self.timeout, self.temp_dir = objcopy, timeout, temp_dir  # the objcopy run
+        # what goes up besides .symtab (the uploader's configuration)
+        self.upload_dynamic_symbols, self.upload_go_pcln_tab = upload_dynamic_symbols, upload_go_pcln_tab
         self._compress = compress
         self._zstd: Optional[bool] = None if compress else False  # None: not probed yet
         self._probe_lock = threading.Lock()
