@@ -117,6 +117,9 @@ class ProfilerPipeline:
         from .processors.chain import build_processors
         from .runtime.self_profiling import SelfProfiling
 
+        if not isinstance(config, InstanceConfig):
+            raise TypeError('ProfilerPipeline takes the typed InstanceConfig (config.loader.build_config), not {}'
+                            .format(type(config).__name__))
         check_interpreters(config)  # before anything starts (receiver_config checks it too)
         from .runtimes.jit import JitRuntimes, jit_frames_of
         from .symbols.symbolizer import Symbolizer
