@@ -108,8 +108,8 @@ class HostProfilerCheck(ConfigMixin, AgentCheck):
             endpoint, headers = exporters[0].endpoint, dict(exporters[0].headers)
         from .runtime.otlp_metrics import OtlpMetricsExporter
 
-        return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(section_dict(health)), telemetry=self.telemetry,
-                                   host_name=self.hostname(), timeout=5.0, log=self.log)
+        return OtlpMetricsExporter(endpoint, headers=headers, session=self._http_client(section_dict(health)),
+                                   telemetry=self.telemetry, host_name=self.hostname(), timeout=5.0, log=self.log)
 
     def _http_client(self, _component_config: Dict[str, Any]) -> Any:
         """An HTTP client configured exactly as ``self.http`` (Agent proxy, TLS, timeouts).

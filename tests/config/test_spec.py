@@ -415,5 +415,6 @@ def test_receiver_config_defaults_are_the_spec_defaults():
     assert conf.unwinding == spec['unwinding'].default
     assert (conf.comm_include, conf.comm_exclude, conf.check_interval) == (None, None, 15.0)
     assert conf.lock_path == '/run/host_profiler.lock'
-    agent = build_config({}, 'agent', agent_config=lambda key: {'api_key': 'k' * 32, 'site': 'datadoghq.com'}.get(key, ''))
+    agent_settings = {'api_key': 'k' * 32, 'site': 'datadoghq.com'}
+    agent = build_config({}, 'agent', agent_config=lambda key: agent_settings.get(key, ''))
     assert receiver_config(agent, 15.0).lock_path == AGENT_LOCK_PATH
