@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Optional, Sequence, Tuple
 
 from ..host.files import (MAX_DEBUGDATA_COMPRESSED, MAX_DEBUGDATA_DECOMPRESSED, MAX_ELF_BYTES, FileOpener,
                           join_root, opener_for, record_refusal)
-from .elf import ElfInfo, read_elf_info
+from ..host.elf import ElfInfo, read_elf_info
 
 CRC_CHUNK = 1 << 20
 DEBUGDATA_SLACK = 64 << 10  # bytes a mini ELF may hold after its header tables

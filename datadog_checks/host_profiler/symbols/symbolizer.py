@@ -48,7 +48,7 @@ from ..host.files import FileOpener, FileRefused, declare_refusals, join_root, p
 from ..host.proc import DELETED_SUFFIX, VDSO, VSYSCALL, boot_id, maps_dev, read_vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
-from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
+from ..host.elf import ElfInfo, read_elf_info, read_elf_info_bytes
 from .gopclntab import load_pclntab
 from .kallsyms import Kallsyms
 from .lines import DEFERRED, NO_LINES, LineTable, has_line_tables, identity_matches, load_line_table
