@@ -18,7 +18,7 @@ from .__about__ import __version__
 from .profile.builder import build_profile
 from .profile.model import Profile
 from .runtime.telemetry import Telemetry
-from .unwind.tables import split_memory_budget
+from .host.budget import memory_cache
 
 LOG = logging.getLogger(__name__)
 
@@ -116,9 +116,8 @@ class ProfilerPipeline:
         symbolizer_conf = receiver_conf.get('symbolizer') or {}
         self.symbolizer = Symbolizer(
             self.telemetry,
-            # the receiver's CFI tables take their share of the same budget (dwarf/auto unwinding)
-            memory_budget_bytes=split_memory_budget(symbolizer_conf.get('memory_budget_mb'),
-                                                    receiver_conf.get('unwinding') or 'auto')[0],
+            # one byte cache, shared with the receiver's CFI tables (dwarf/auto unwinding)
+            cache=memory_cache(symbolizer_conf.get('memory_budget_mb')),
             debug_dirs=tuple(symbolizer_conf.get('debug_dirs') or ('/usr/lib/debug',)),
             perf_map=bool(symbolizer_conf.get('perf_map', True)),
             demangle=symbolizer_conf.get('demangle') or 'simplified',
@@ -188,7 +187,7 @@ class ProfilerPipeline:
             return True
         try:
             self.receiver = Receiver(receiver_config(self.instance, self.interval_s), telemetry=self.telemetry,
-                                     log=self.log)
+                                     log=self.log, memory_cache=self.symbolizer.cache.lru)
             # self-profiling lives as long as the sampler thread, however that thread ends
             self.receiver.on_stopped = self.self_profiling.stop
             self.receiver.start()

@@ -531,9 +531,13 @@ def find_symbols(stream: BinaryIO, info: ElfInfo, names: Iterable[str], section:
     strings = _read_at(stream, strtab.offset, strtab.size)
     offsets = {}
     for name in names:
-        at = strings.find(b'\0' + name.encode() + b'\0')
-        if at >= 0:
-            offsets[at + 1] = name
+        # every place the string table holds the name followed by its NUL: linkers merge a
+        # name into the tail of a longer one ('malloc' inside '__libc_malloc')
+        needle = name.encode() + b'\0'
+        at = strings.find(needle)
+        while at >= 0:
+            offsets[at] = name
+            at = strings.find(needle, at + 1)
     if not offsets:
         return {}
     table = _read_at(stream, symtab.offset, symtab.size - symtab.size % 24)
@@ -553,3 +557,22 @@ def read_vaddr(stream: BinaryIO, info: ElfInfo, vaddr: int, size: int) -> Option
             data = _read_at(stream, seg.offset + vaddr - seg.vaddr, size)
             return data if len(data) == size else None
     return None
+
+
+def elf_extent(head: bytes) -> Optional[int]:
+    """Bytes the ELF whose first 64 bytes are ``head`` spans, from its program and section
+    header tables (which strip/objcopy put last); None when the header does not tell."""
+    if len(head) < 52 or head[:4] != ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
+        raise ValueError('.gnu_debugdata does not hold an ELF file')
+    e = '<' if head[5] == 1 else '>'
+    if head[4] == 2:
+        if len(head) < 64:
+            raise ValueError('.gnu_debugdata holds a truncated ELF file')
+        phoff, shoff = struct.unpack_from(e + 'QQ', head, 0x20)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + 'HHHH', head, 0x36)
+    else:
+        phoff, shoff = struct.unpack_from(e + 'II', head, 0x1C)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + 'HHHH', head, 0x2A)
+    if shoff and not shnum:
+        return None  # extended numbering: the count is in section 0
+    return max(len(head), phoff + phnum * phentsize, shoff + shnum * shentsize)

@@ -239,6 +239,12 @@ def join_root(root: str, path: str) -> str:
     return root.rstrip('/') + '/' + path.lstrip('/')
 
 
+def map_files_path(pid: int, start: int, end: int, proc: str = '/proc') -> str:
+    """/proc/PID/map_files/START-END: names the inode mapped at [start, end) itself, whatever
+    the process's namespaces, also when deleted or replaced."""
+    return '{}/{}/map_files/{:x}-{:x}'.format(proc, pid, start, end)
+
+
 # --- the opener -----------------------------------------------------------------------------
 Opened = Tuple[BinaryIO, os.stat_result]
 OpenedMapping = Tuple[BinaryIO, os.stat_result, str, bool]  # (file, fstat, path shown, through map_files)
@@ -282,7 +288,7 @@ class FileOpener:
                     max_bytes: int = MAX_ELF_BYTES) -> Opened:
         """Open the file mapped at [start, end) of ``pid`` through /proc/PID/map_files (the
         mapped inode itself, also when deleted or replaced)."""
-        path = '{}/{}/map_files/{:x}-{:x}'.format(self.proc, pid, start, end)
+        path = map_files_path(pid, start, end, self.proc)
         fd = os.open(path, _O_PATH | os.O_CLOEXEC)
         try:
             return self._open_checked(fd, os.fstat(fd), path, pid, kind, max_bytes, None)
@@ -299,7 +305,7 @@ class FileOpener:
         only if it is the mapped file (``inode`` and ``dev`` as in /proc/PID/maps)."""
         try:
             f, st = self.open_mapped(pid, start, end)
-            return f, st, '{}/{}/map_files/{:x}-{:x}'.format(self.proc, pid, start, end), True
+            return f, st, map_files_path(pid, start, end, self.proc), True
         except FileRefused:
             return None
         except (OSError, ValueError):

@@ -17,7 +17,7 @@ from array import array
 from bisect import bisect_right
 from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
 
-from ..host.elf import EM_X86_64, PT_GNU_EH_FRAME, ElfInfo, TooManySectionsError, parse_elf
+from ..host.elf import ELF_MAGIC, EM_X86_64, PT_GNU_EH_FRAME, ElfInfo, TooManySectionsError, parse_elf
 from .cfi_decoder import (
     CFA_NONE, MAX_SECTION, NO_CFI, CfiError, Rule, _U32, _U64, _cie_at, _read_encoded, _run, _uleb,
     parse_frame_section,
@@ -300,7 +300,7 @@ def read_elf_sections(buf: Any) -> ElfSections:
     ``host.elf.parse_elf`` (lenient: header tables that do not fit in the file are ignored).
     Raises CfiError on a file that is not x86-64 ELF64 little endian, TooManySections."""
     size = len(buf)
-    if size < 64 or bytes(buf[:4]) != b'\x7fELF':
+    if size < 64 or bytes(buf[:4]) != ELF_MAGIC:
         raise CfiError('not an ELF file')
     if buf[4] != 2 or buf[5] != 1:
         raise CfiError('not ELF64 little endian')

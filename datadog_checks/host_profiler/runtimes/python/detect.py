@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from ...host.elf import find_symbols, parse_elf, read_vaddr
+from ...host.files import map_files_path
 from ...host.proc import DELETED_SUFFIX
 
 LIB_RE = re.compile(r'(?:^|/)libpython(\d)\.(\d+)[a-z]*\.so[^/]*$')
@@ -138,7 +139,7 @@ def open_path_of(process, path: str, mapping=None) -> str:
     file mapped whatever the namespaces (a chroot in a private mount namespace shows a maps path
     that names another file from ours); else the path under the process's root."""
     if mapping is not None:
-        direct = '/proc/{}/map_files/{:x}-{:x}'.format(process.pid, mapping.start, mapping.end)
+        direct = map_files_path(process.pid, mapping.start, mapping.end)
         if os.path.exists(direct):
             return direct
     root = getattr(process, 'root', '') or '/proc/{}/root'.format(process.pid)
