@@ -25,7 +25,7 @@ import io
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Dict, Iterable, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, NamedTuple, Optional, Tuple
 
 from .files import MAX_SECTIONS, record_refusal
 
@@ -104,8 +104,10 @@ class SymbolSource(enum.IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
+    """A section header (a tuple: one is made per section of every file read, and a frozen
+    dataclass's ``__init__`` costs several times more)."""
+
     name: str
     type: int
     addr: int
@@ -120,8 +122,7 @@ class Section:
         return self.type == SHT_NOBITS
 
 
-@dataclass(frozen=True)
-class LoadSegment:
+class LoadSegment(NamedTuple):
     """A program header (``ElfInfo.loads`` holds the PT_LOAD ones, ``ElfInfo.segments`` all)."""
 
     vaddr: int

@@ -367,29 +367,32 @@ class Symbolizer:
         local[e.key] = table
         return table
 
-    def _info(self, e: _Entry, f: Any, opened: str, stats: List[int]) -> Optional[ElfInfo]:
-        holder = self._cache_get(e.info_key, stats)
-        if holder is not None:
-            return holder.info
-        info = read_elf_info(opened, self.telemetry, stream=f)
-        return info
-
-    def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
+    def _load(self, process: Any, e: _Entry, stats: List[int], load: Callable[..., Any], none: Any) -> Any:
+        """``load(f, st, path shown, info)`` with ``e``'s file open and its ElfInfo (cached, else
+        read again); ``none`` when the file cannot be opened or is not ELF."""
         found = self._open(process, e)
         if found is None:
-            return EMPTY
+            return none
         f, st, p, _ = found
         with f:
-            info = self._info(e, f, p, stats)
+            holder = self._cache_get(e.info_key, stats)
+            info = holder.info if holder is not None else read_elf_info(p, self.telemetry, stream=f)
             if info is None:
-                return EMPTY
-            try:
-                table = self._build_table(process, e, info, f, p, (st.st_dev, st.st_ino))
-            except Exception:  # noqa: BLE001 - malformed tables can raise anything
-                self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
-                table = EMPTY
-            self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
-            return table
+                return none
+            return load(f, st, p, info)
+
+    def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
+        return self._load(process, e, stats, lambda f, st, p, info: self._symbol_table(process, e, f, st, p, info),
+                          EMPTY)
+
+    def _symbol_table(self, process: Any, e: _Entry, f: Any, st: os.stat_result, p: str, info: ElfInfo) -> Any:
+        try:
+            table = self._build_table(process, e, info, f, p, (st.st_dev, st.st_ino))
+        except Exception:  # noqa: BLE001 - malformed tables can raise anything
+            self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
+            table = EMPTY
+        self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
+        return table
 
     def _build_table(self, process: Any, e: _Entry, info: ElfInfo, f: Any, opened: str, ident: Any = None) -> Any:
         dm = self.demangle
@@ -469,33 +472,29 @@ class Symbolizer:
         return hit
 
     def _load_lines(self, process: Any, e: _Entry, stats: List[int]) -> LineTable:
-        found = self._open(process, e)
-        if found is None:
-            return NO_LINES
-        f, st, p, _ = found
-        with f:
-            info = self._info(e, f, p, stats)
-            if info is None:
-                return NO_LINES
-            cu_budget = max(1 << 20, self.memory_budget_bytes // 8)
-            try:
-                if has_line_tables(info):
-                    return load_line_table(f, info, 'self', cu_budget)
-                if info.gnu_build_id or info.debuglink_name:
-                    path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
-                    dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, None,
-                                          own_ident=(st.st_dev, st.st_ino), opener=self.opener, pid=process.pid)
-                    if has_line_tables(dbg):
-                        g, _ = self.opener.open_in_root(*dbg.location, kind='debug', pid=process.pid)
-                        with g:
-                            return load_line_table(g, dbg, 'debug_file', cu_budget)
-            except FileRefused:
-                pass  # counted by the opener
-            except OSError:
-                pass  # the debug file went away, or a read failed: not the file's fault
-            except Exception:  # noqa: BLE001 - malformed DWARF can raise anything
-                self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
-            return NO_LINES
+        return self._load(process, e, stats, lambda f, st, p, info: self._line_table(process, e, f, st, info),
+                          NO_LINES)
+
+    def _line_table(self, process: Any, e: _Entry, f: Any, st: os.stat_result, info: ElfInfo) -> LineTable:
+        cu_budget = max(1 << 20, self.memory_budget_bytes // 8)
+        try:
+            if has_line_tables(info):
+                return load_line_table(f, info, 'self', cu_budget)
+            if info.gnu_build_id or info.debuglink_name:
+                path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
+                dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, None,
+                                      own_ident=(st.st_dev, st.st_ino), opener=self.opener, pid=process.pid)
+                if has_line_tables(dbg):
+                    g, _ = self.opener.open_in_root(*dbg.location, kind='debug', pid=process.pid)
+                    with g:
+                        return load_line_table(g, dbg, 'debug_file', cu_budget)
+        except FileRefused:
+            pass  # counted by the opener
+        except OSError:
+            pass  # the debug file went away, or a read failed: not the file's fault
+        except Exception:  # noqa: BLE001 - malformed DWARF can raise anything
+            self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
+        return NO_LINES
 
     def _reopen_dwarf(self, process: Any, e: _Entry, lt: LineTable) -> Any:
         """The file holding ``lt``'s DWARF, open (through the opener), if it is still the file
