@@ -499,6 +499,16 @@ def parse_frame_section(data: bytes, section_vaddr: int, is_eh: bool = True,
     return out, bad
 
 
+def record_extent(d: Any, pos: int) -> Tuple[int, int, int]:
+    """``(position after the length, end, id size)`` of the CIE/FDE record at ``pos`` (a 32-bit
+    length, or 0xffffffff and a 64-bit one: then the CIE id/pointer is 8 bytes too)."""
+    length = _U32(d, pos)[0]
+    if length == 0xFFFFFFFF:
+        length = _U64(d, pos + 4)[0]
+        return pos + 12, pos + 12 + length, 8
+    return pos + 4, pos + 4 + length, 4
+
+
 def _cie_at(d: bytes, off: int, is_eh: bool, cies: Dict[int, Any]) -> Any:
     """A CIE that appears after its FDE (allowed in .debug_frame)."""
     if off in cies:
@@ -506,14 +516,7 @@ def _cie_at(d: bytes, off: int, is_eh: bool, cies: Dict[int, Any]) -> Any:
     try:
         if off < 0 or off + 4 > len(d):
             return None
-        length = _U32(d, off)[0]
-        p = off + 4
-        id_size = 4
-        if length == 0xFFFFFFFF:
-            length = _U64(d, p)[0]
-            p += 8
-            id_size = 8
-        end = p + length
+        p, end, id_size = record_extent(d, off)
         if end > len(d):
             return None
         cie = _parse_cie(d, p + id_size, end, is_eh)

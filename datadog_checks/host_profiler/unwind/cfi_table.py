@@ -19,8 +19,8 @@ from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple
 
 from ..host.elf import ELF_MAGIC, EM_X86_64, PT_GNU_EH_FRAME, ElfInfo, TooManySectionsError, parse_elf
 from .cfi_decoder import (
-    CFA_NONE, MAX_SECTION, NO_CFI, CfiError, Rule, _U32, _U64, _cie_at, _read_encoded, _run, _uleb,
-    parse_frame_section,
+    CFA_NONE, MAX_SECTION, NO_CFI, CfiError, Rule, _U64, _U32, _cie_at, _read_encoded, _run, _uleb,
+    parse_frame_section, record_extent,
 )
 
 
@@ -181,15 +181,8 @@ class LazyCfiTable:
         try:
             if not self._lo <= pos < self._hi:
                 raise CfiError('FDE outside .eh_frame')
-            length = _U32(d, pos)[0]
-            p = pos + 4
-            id_size = 4
-            if length == 0xFFFFFFFF:
-                length = _U64(d, p)[0]
-                p += 8
-                id_size = 8
-            end = p + length
-            if end > self._hi or length < id_size:
+            p, end, id_size = record_extent(d, pos)
+            if end > self._hi or end - p < id_size:
                 raise CfiError('bad FDE length')
             id_pos = p
             cie_id = _U64(d, p)[0] if id_size == 8 else _U32(d, p)[0]
