@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
-from ..host.elf import ELFCOMPRESS_ZLIB, SHF_COMPRESSED, ElfInfo, read_sleb, read_uleb
+from ..host.elf import ELFCOMPRESS_ZLIB, SHF_COMPRESSED, ElfInfo, read_uleb
 
 # Default of receiver.symbolizer.lines (see docs/benchmarks.md "Session 5: names and lines"
 # for what a cold load costs; spec.yaml says why it is on).
@@ -287,13 +287,24 @@ def decode_line_program(data: bytes, hdr: Any, little_endian: bool = True) -> Li
             i = end  # define_file, set_discriminator and vendor opcodes: skipped
         elif op == 1:  # copy
             append((address, 1, line, fileno))
-        elif op == 3:  # advance_line: one signed LEB128
-            v, i = read_sleb(data, i)
-            line += v
-        elif op == 2 or op == 4 or op == 5 or op == 12:  # one unsigned LEB128 operand
-            v, i = read_uleb(data, i)
+        elif op == 2 or op == 3 or op == 4 or op == 5 or op == 12:  # one LEB128 operand
+            # inlined (not host.elf.read_uleb/read_sleb): these opcodes are frequent, and a call
+            # per operand costs ~9% of the whole decode (benchmarks/elflib_compare.py, docs/benchmarks.md)
+            v = 0
+            shift = 0
+            while True:
+                b = data[i]
+                i += 1
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
             if op == 2:  # advance_pc
                 address += v * min_inst
+            elif op == 3:  # advance_line (signed)
+                if b & 0x40:
+                    v -= 1 << shift
+                line += v
             elif op == 4:  # set_file
                 fileno = v
         elif op == 8:  # const_add_pc
