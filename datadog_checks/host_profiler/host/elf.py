@@ -410,7 +410,10 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None, stri
         if shnum > MAX_SECTIONS:  # real ones, in the file, but too many to be worth decoding
             raise TooManySectionsError('{} section headers (at most {} are read)'.format(shnum, MAX_SECTIONS))
         raw = _read_at(stream, e_shoff, shnum * e_shentsize)
-        headers = [struct.unpack_from(sh_fmt, raw, i * e_shentsize) for i in range(shnum)]
+        if e_shentsize == sh_size:
+            headers = list(struct.iter_unpack(sh_fmt, raw))
+        else:
+            headers = [struct.unpack_from(sh_fmt, raw, i * e_shentsize) for i in range(shnum)]
         if e_shstrndx == 0xFFFF and headers:
             e_shstrndx = headers[0][6]  # SHN_XINDEX: in section 0's sh_link
         names = b''
