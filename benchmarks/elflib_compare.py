@@ -58,6 +58,54 @@ for path in sys.argv[2:]:
             best = min(cpu_us(lambda: build_cfi_table(stream=f, lazy=False), 1) for _ in range(3))
             out['cfi_build_cpu_ms.' + name] = best / 1000
         m.close()
+
+# the symbolizer, warm: 2,000 stacks of 30 frames of the biggest library (CPU per call)
+import random
+sys.path.insert(0, os.path.join(sys.argv[1], 'benchmarks'))
+import symbols_bench as sb
+from datadog_checks.host_profiler.runtime.telemetry import Telemetry
+lib = sb.biggest_library()
+if lib:
+    info = read_elf_info(lib)
+    with open(lib, 'rb') as f:
+        table = sb.load_symbols(f, info)
+    proc = sb.fake_process([(lib, info)], 2 ** 22 + 101)
+    text = [s for s in info.loads if s.executable][0]
+    base = proc.mappings[0].start - text.offset
+    sym = sb.Symbolizer(Telemetry(), debug_dirs=('/usr/lib/debug',))
+    rnd = random.Random(1)
+    hot = [table.starts[rnd.randrange(len(table))] + 1 + rnd.randrange(4) for _ in range(5000)]
+    addrs = [rnd.choice(hot) for _ in range(60000)]
+    stacks = [[base + a - text.vaddr + text.offset for a in addrs[i:i + 30]] for i in range(0, 60000, 30)]
+    for st in stacks[:50]:
+        sym.symbolize_user(proc, st)
+    t0 = time.process_time()
+    for st in stacks:
+        sym.symbolize_user(proc, st)
+    out['symbolize_user_warm_cpu_us_per_stack30'] = (time.process_time() - t0) / len(stacks) * 1e6
+
+# DWARF line programs: the first 40 CUs of a pyenv libpython (CPU per row of decode_line_program)
+import glob
+from datadog_checks.host_profiler.symbols import lines as L
+libs = sorted(glob.glob(os.path.expanduser('~/.pyenv/versions/3.12*/lib/libpython3.12.so.1.0')))
+if libs:
+    info = read_elf_info(libs[-1])
+    spent = [0.0, 0]
+    orig = L.decode_line_program
+
+    def timed(*a, **k):
+        t = time.process_time()
+        r = orig(*a, **k)
+        spent[0] += time.process_time() - t
+        spent[1] += len(r)
+        return r
+
+    L.decode_line_program = timed
+    with open(libs[-1], 'rb') as f:
+        lt = L.load_line_table(f, info, 'self', 1 << 40)
+        for off in sorted(set(lt.cu_offsets))[:40]:
+            L.decode_cu(L.dwarf_info(f, info, lt.inflated), off)
+    out['line_program_cpu_us_per_row'] = spent[0] / max(spent[1], 1) * 1e6
 print(json.dumps(out))
 '''
 

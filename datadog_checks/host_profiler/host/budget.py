@@ -153,6 +153,11 @@ class BudgetView:
     def __len__(self) -> int:
         return self.lru.owner_entries(self.owner)
 
+    def usage(self) -> Tuple[int, int]:
+        """``(bytes, evictions)`` of this owner in one call (for metrics flushed per call)."""
+        lru = self.lru
+        return lru._owner_bytes.get(self.owner, 0), lru._owner_evictions.get(self.owner, 0)
+
     def __contains__(self, key: Any) -> bool:
         return (self.owner, key) in self.lru
 

@@ -230,7 +230,7 @@ class Symbolizer:
             t.count('symbols.cache.hits', stats[0])
         if stats[1]:
             t.count('symbols.cache.misses', stats[1])
-        evictions = self.cache.evictions  # (in a shared cache, the CFI tables' puts evict too)
+        nbytes, evictions = self.cache.usage()  # (in a shared cache, the CFI tables' puts evict too)
         if stats[2] or evictions != self._evictions_counted:
             t.count('symbols.cache.evictions', stats[2] + evictions - self._evictions_counted)
             self._evictions_counted = evictions
@@ -238,7 +238,7 @@ class Symbolizer:
             t.count('symbols.frames.resolved', resolved)
         for reason, n in unknown.items():
             t.count('symbols.frames.unknown', n, ('reason:' + reason,))
-        t.gauge('symbols.cache.bytes', self.cache.bytes)
+        t.gauge('symbols.cache.bytes', nbytes)
 
     # -------------------------------------------------------------------------- processes
     def _proc_state(self, process: Any) -> _Proc:
