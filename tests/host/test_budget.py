@@ -74,3 +74,16 @@ def test_symbolizer_and_cfi_tables_share_one_cache():
     # without one, each has its own (the budget given)
     assert Symbolizer(Telemetry(), memory_budget_bytes=1 << 20).cache.budget == 1 << 20
     assert CfiTables(Telemetry(), 2 << 20).cache.budget == 2 << 20
+
+
+def test_the_pipeline_wires_one_cache_to_the_symbolizer_and_the_receiver():
+    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
+    from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
+
+    p = ProfilerPipeline({'receiver': {'symbolizer': {'memory_budget_mb': 64}}, 'exporters': {}}, mode='agent')
+    cache = p.symbolizer.cache.lru
+    assert cache.budget == 64 << 20 == p.symbolizer.memory_budget_bytes
+    rx = Receiver(ReceiverConfig(unwinding='auto'), memory_cache=cache)  # as the pipeline starts it
+    assert rx.unwinder.tables.cache.lru is cache
+    # without one (a bare receiver: CLI tools, tests): the CFI tables' own quarter of the default 256 MiB
+    assert Receiver(ReceiverConfig(unwinding='auto')).unwinder.tables.cache.budget == 64 << 20
