@@ -26,7 +26,7 @@ import tracemalloc
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry  # noqa: E402
-from datadog_checks.host_profiler.symbols.elf import read_elf_info  # noqa: E402
+from datadog_checks.host_profiler.host.elf import read_elf_info  # noqa: E402
 from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo  # noqa: E402
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer  # noqa: E402
 from datadog_checks.host_profiler.symbols.symtab import load_symbols  # noqa: E402

@@ -136,3 +136,78 @@ def test_the_checker_sees_upward_imports():
     assert [(line, target) for line, target, _ in found] == [
         (1, 'receiver'), (2, 'receiver'), (3, 'receiver'), (5, 'symbols'), (6, 'unwind'), (7, 'host')
     ]
+
+
+# What only one module of the host layer does (issue #15: "one ELF library", one resolver from a
+# mapping to a file, one vDSO cache, one byte-budget cache): module (relative to the package) ->
+# the checks no other module may match.
+def _docstrings(tree: ast.AST) -> set:
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                ids.add(id(first.value))
+    return ids
+
+
+def _host_only_findings(tree: ast.AST) -> Iterator[Tuple[str, int, str]]:
+    """(owner module, line, what) for each thing in ``tree`` that only ``owner`` may do."""
+    docs = _docstrings(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in docs:
+            if isinstance(node.value, bytes) and node.value.startswith(b'\x7fELF'):
+                yield 'host/elf.py', node.lineno, 'the ELF magic (parse with host.elf)'
+            if isinstance(node.value, str) and 'map_files/' in node.value:
+                yield 'host/files.py', node.lineno, 'a map_files path (FileOpener.open_mapping / map_files_path)'
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) and
+                                                     node.module else [])
+            if any(n.startswith('elftools.elf') for n in names):
+                yield 'host/elf.py', node.lineno, 'pyelftools ELF parsing (host.elf reads ELF; DWARF may use elftools)'
+            if 'read_vdso_image' in names:
+                yield 'host/proc.py', node.lineno, 'the vDSO read (host.proc.vdso_image caches it once per boot)'
+        elif isinstance(node, ast.ClassDef) and node.name == 'ByteLRU':
+            yield 'host/budget.py', node.lineno, 'a byte-budget LRU (share host.budget.ByteLRU)'
+        elif isinstance(node, ast.FunctionDef) and node.name in ('split_memory_budget', 'read_uleb', 'read_sleb',
+                                                                 '_uleb', '_sleb'):
+            owner = 'host/budget.py' if node.name == 'split_memory_budget' else 'host/elf.py'
+            yield owner, node.lineno, 'a second {}'.format(node.name)
+
+
+def test_one_elf_library_one_resolver_one_vdso_cache_one_byte_cache():
+    problems = []
+    for rel, _parts in package_modules():
+        with open(os.path.join(PACKAGE_DIR, rel), encoding='utf-8') as f:
+            tree = ast.parse(f.read(), rel)
+        for owner, line, what in _host_only_findings(tree):
+            if rel.replace(os.sep, '/') != owner and not (owner == 'host/proc.py' and rel.startswith('host')):
+                problems.append('{}:{}: {}; only {} does that'.format(rel, line, what, owner))
+    assert not problems, '\n'.join(problems)
+
+
+def test_the_host_only_checker_sees_them():
+    source = (
+        'from elftools.elf.elffile import ELFFile\n'
+        'MAGIC = b"\\x7fELF"\n'
+        'def f(pid):\n'
+        '    """map_files/ in a docstring is fine"""\n'
+        '    return "/proc/%d/map_files/" % pid\n'
+        'from ..host.proc import read_vdso_image\n'
+        'class ByteLRU:\n'
+        '    pass\n'
+        'def _uleb(d, p):\n'
+        '    pass\n'
+    )
+    found = sorted((line, owner) for owner, line, _ in _host_only_findings(ast.parse(source)))
+    assert found == [(1, 'host/elf.py'), (2, 'host/elf.py'), (5, 'host/files.py'), (6, 'host/proc.py'),
+                     (7, 'host/budget.py'), (9, 'host/elf.py')]
+
+
+def test_host_imports_nothing_above_it():
+    assert ALLOWED['host'] == set()
+    for rel, parts in package_modules():
+        if parts[0] == 'host':
+            with open(os.path.join(PACKAGE_DIR, rel), encoding='utf-8') as f:
+                found = imported_subpackages(f.read(), rel, parts)
+            assert all(target == 'host' or target in ANYONE_MAY_IMPORT for _, target, _ in found), (rel, found)

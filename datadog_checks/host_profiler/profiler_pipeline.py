@@ -20,7 +20,7 @@ from .config_models import InstanceConfig
 from .profile.builder import build_profile
 from .profile.model import Profile
 from .runtime.telemetry import Telemetry
-from .unwind.tables import split_memory_budget
+from .host.budget import memory_cache
 
 LOG = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ class ProfilerPipeline:
         symbolizer = receiver.symbolizer
         self.symbolizer = Symbolizer(
             self.telemetry,
-            # the receiver's CFI tables take their share of the same budget (dwarf/auto unwinding)
-            memory_budget_bytes=split_memory_budget(symbolizer.memory_budget_mb, receiver.unwinding)[0],
+            # one byte cache, shared with the receiver's CFI tables (dwarf/auto unwinding)
+            cache=memory_cache(symbolizer.memory_budget_mb),
             debug_dirs=tuple(symbolizer.debug_dirs),
             perf_map=symbolizer.perf_map,
             demangle=symbolizer.demangle,
@@ -207,7 +207,7 @@ class ProfilerPipeline:
             return True
         try:
             self.receiver = Receiver(receiver_config(self.config, self.interval_s), telemetry=self.telemetry,
-                                     log=self.log)
+                                     log=self.log, memory_cache=self.symbolizer.cache.lru)
             # self-profiling lives as long as the sampler thread, however that thread ends
             self.receiver.on_stopped = self.self_profiling.stop
             self.receiver.start()

@@ -171,7 +171,7 @@ def test_hostile_inputs_are_counted_not_fatal(requires_bpf, tmp_path):
 def test_each_corrupted_variant_is_counted(tmp_path, variant):
     """Unit level (no BPF): each corrupted file, opened and loaded by the symbolizer, counts one bad input."""
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
-    from datadog_checks.host_profiler.symbols.elf import read_elf_info
+    from datadog_checks.host_profiler.host.elf import read_elf_info
     from datadog_checks.host_profiler.symbols.symtab import load_symbols
 
     data, code_off = _payload(str(tmp_path))

@@ -22,7 +22,7 @@ from datadog_checks.host_profiler.host import files
 from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.runtime.diagnostics import Diagnostics
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
-from datadog_checks.host_profiler.symbols.elf import read_elf_info
+from datadog_checks.host_profiler.host.elf import read_elf_info
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from datadog_checks.host_profiler.unwind.cfi import TooManySections, build_cfi_table
 from datadog_checks.host_profiler.unwind.tables import CfiTables

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
-from datadog_checks.host_profiler.symbols.elf import read_elf_info
+from datadog_checks.host_profiler.host.elf import read_elf_info
 from datadog_checks.host_profiler.receiver.processes import ProcMapping, ProcessInfo
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 

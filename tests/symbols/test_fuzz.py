@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.debuginfo import decompress_debugdata
-from datadog_checks.host_profiler.symbols.elf import read_elf_info, read_elf_info_bytes
+from datadog_checks.host_profiler.host.elf import read_elf_info, read_elf_info_bytes
 from datadog_checks.host_profiler.symbols.gopclntab import PclntabError, parse_pclntab, scan_pclntab
 from datadog_checks.host_profiler.symbols.perfmap import PerfMap
 from datadog_checks.host_profiler.symbols.symtab import load_symbols

@@ -13,7 +13,7 @@ import pytest
 
 from datadog_checks.host_profiler.profile.model import FRAME_GO
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
-from datadog_checks.host_profiler.symbols.elf import SymbolSource, read_elf_info
+from datadog_checks.host_profiler.host.elf import SymbolSource, read_elf_info
 from datadog_checks.host_profiler.symbols.gopclntab import load_pclntab, parse_pclntab, scan_pclntab
 from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer

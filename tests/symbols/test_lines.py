@@ -20,7 +20,7 @@ from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols import lines as lines_mod
 from datadog_checks.host_profiler.symbols import symbolizer as symbolizer_mod
-from datadog_checks.host_profiler.symbols.elf import read_elf_info
+from datadog_checks.host_profiler.host.elf import read_elf_info
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 
 pytestmark = pytest.mark.skipif(not shutil.which('addr2line') or not shutil.which('objcopy'), reason='needs binutils')

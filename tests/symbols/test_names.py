@@ -17,7 +17,7 @@ from tests.workloads import compile_c
 
 from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
-from datadog_checks.host_profiler.symbols.elf import read_elf_info
+from datadog_checks.host_profiler.host.elf import read_elf_info
 from datadog_checks.host_profiler.symbols.names import (
     DEMANGLE_MODES,
     clean_name,

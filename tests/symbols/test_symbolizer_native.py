@@ -13,7 +13,7 @@ import pytest
 from datadog_checks.host_profiler.profile.model import FRAME_NATIVE
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.debuginfo import find_debug_file
-from datadog_checks.host_profiler.symbols.elf import SymbolSource, read_elf_info
+from datadog_checks.host_profiler.host.elf import SymbolSource, read_elf_info
 from datadog_checks.host_profiler.receiver.processes import ProcessInfo, ProcMapping, parse_maps, read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from datadog_checks.host_profiler.symbols.names import clean_name

@@ -45,6 +45,8 @@ import stat
 import threading
 from typing import Any, BinaryIO, Deque, Dict, FrozenSet, Iterable, List, Optional, Tuple
 
+from .proc import DELETED_SUFFIX, maps_dev
+
 # --- limits (one place for every reader's caps) -------------------------------------------
 MAX_PERF_MAP_BYTES = 512 << 20
 # Binaries and debug files: the biggest real ones (libLLVM with DWARF, CUDA fat binaries) are
@@ -237,8 +239,15 @@ def join_root(root: str, path: str) -> str:
     return root.rstrip('/') + '/' + path.lstrip('/')
 
 
+def map_files_path(pid: int, start: int, end: int, proc: str = '/proc') -> str:
+    """/proc/PID/map_files/START-END: names the inode mapped at [start, end) itself, whatever
+    the process's namespaces, also when deleted or replaced."""
+    return '{}/{}/map_files/{:x}-{:x}'.format(proc, pid, start, end)
+
+
 # --- the opener -----------------------------------------------------------------------------
 Opened = Tuple[BinaryIO, os.stat_result]
+OpenedMapping = Tuple[BinaryIO, os.stat_result, str, bool]  # (file, fstat, path shown, through map_files)
 
 
 class FileOpener:
@@ -279,12 +288,45 @@ class FileOpener:
                     max_bytes: int = MAX_ELF_BYTES) -> Opened:
         """Open the file mapped at [start, end) of ``pid`` through /proc/PID/map_files (the
         mapped inode itself, also when deleted or replaced)."""
-        path = '{}/{}/map_files/{:x}-{:x}'.format(self.proc, pid, start, end)
+        path = map_files_path(pid, start, end, self.proc)
         fd = os.open(path, _O_PATH | os.O_CLOEXEC)
         try:
             return self._open_checked(fd, os.fstat(fd), path, pid, kind, max_bytes, None)
         finally:
             os.close(fd)
+
+    def open_mapping(self, pid: int, start: int, end: int, path: str, root: str = '', *, inode: int = 0,
+                     dev: str = '', host_fallback: bool = False) -> Optional[OpenedMapping]:
+        """The one resolver from a file mapping to an opened file: ``(file, fstat, path shown,
+        through map_files)``, or None. The mapped inode first (/proc/PID/map_files: also when
+        deleted or replaced; if it is refused, None: the path names the same file), else
+        ``path`` (' (deleted)' stripped) inside the process's ``root`` (default
+        /proc/PID/root: the process is gone), else with ``host_fallback`` the host's ``path``,
+        only if it is the mapped file (``inode`` and ``dev`` as in /proc/PID/maps)."""
+        try:
+            f, st = self.open_mapped(pid, start, end)
+            return f, st, map_files_path(pid, start, end, self.proc), True
+        except FileRefused:
+            return None
+        except (OSError, ValueError):
+            pass
+        clean = path[: -len(DELETED_SUFFIX)] if path.endswith(DELETED_SUFFIX) else path
+        root = root or '{}/{}/root'.format(self.proc, pid)
+        try:
+            f, st = self.open_in_root(root, clean, pid=pid)
+            return f, st, join_root(root, clean), False
+        except (OSError, ValueError):
+            pass
+        if not (host_fallback and inode and root != '/'):
+            return None
+        try:
+            f, st = self.open_host(clean, pid=pid)
+        except (OSError, ValueError):
+            return None
+        if st.st_ino != inode or maps_dev(st.st_dev) != str(dev).lower():
+            f.close()
+            return None
+        return f, st, clean, False
 
     def open_host(self, path: str, *, kind: str = 'elf', pid: int = 0, max_bytes: int = MAX_ELF_BYTES) -> Opened:
         """Open a path of this host (our own root): the same rules, with '/' as the root."""

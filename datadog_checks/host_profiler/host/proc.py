@@ -7,8 +7,9 @@ mapping names of /proc/PID/maps."""
 from __future__ import annotations
 
 import os
+import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 # Special names in the path column of /proc/PID/maps.
 VDSO = '[vdso]'
@@ -70,3 +71,28 @@ def read_vdso_image(pid: int, start: int, end: int, proc: str = '/proc') -> Opti
             return f.read(size)
     except (OSError, ValueError, OverflowError):
         return None
+
+
+_vdso_lock = threading.Lock()
+_vdso_images: Dict[Tuple[str, str, int], bytes] = {}
+_boot_ids: Dict[str, str] = {}
+
+
+def vdso_image(pid: int, start: int, end: int, proc: str = '/proc') -> Optional[bytes]:
+    """The vDSO image, read once per boot and size (the one vDSO cache: the symbolizer and the
+    CFI tables both read it here); None if unreadable (not cached: another process may do)."""
+    size = end - start
+    with _vdso_lock:
+        boot = _boot_ids.get(proc)
+        if boot is None:
+            boot = _boot_ids[proc] = boot_id(proc)
+        image = _vdso_images.get((proc, boot, size))
+    if image is not None:
+        return image
+    image = read_vdso_image(pid, start, end, proc)
+    if image is not None:
+        with _vdso_lock:
+            if len(_vdso_images) >= 8:
+                _vdso_images.clear()
+            _vdso_images[(proc, boot, size)] = image
+    return image

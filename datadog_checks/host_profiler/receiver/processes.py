@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
-from ..host.proc import MAX_VDSO_BYTES, maps_dev, read_vdso_image  # noqa: F401  (re-exported)
+from ..host.proc import MAX_VDSO_BYTES, maps_dev  # noqa: F401  (re-exported)
 from ..runtimes.otel_process_context import find_mapping as find_context_mapping
 
 CLK_TCK = os.sysconf('SC_CLK_TCK')

@@ -63,8 +63,8 @@ class ReceiverConfig(SamplerConfig):
     # sampler's wake-up fd, so nothing needs a shorter one; each wake-up costs ~40 us of CPU.
     poll_timeout_ms: int = 1000
     unwinding: str = 'auto'  # the spec's default (SamplerConfig keeps frame_pointers for the bare sampler)
-    # the instance's receiver.symbolizer section: the CFI table cache takes its share of memory_budget_mb
-    # (unwind.tables.split_memory_budget; the pipeline's symbolizer gets the rest)
+    # the instance's receiver.symbolizer section: without the symbolizer's cache (Receiver(memory_cache=)),
+    # the CFI tables take their share of memory_budget_mb (host.budget.split_memory_budget)
     symbolizer: Dict[str, Any] = field(default_factory=dict)
     # runtimes named in every stack (runtimes.RUNTIMES names); Python frames need 'python' here
     interpreters: Sequence[str] = ('python',)
@@ -137,7 +137,10 @@ def acquire_host_lock(path: str) -> int:
 
 
 class Receiver:
-    def __init__(self, config: Optional[ReceiverConfig] = None, telemetry: Optional[Telemetry] = None, log=None):
+    def __init__(self, config: Optional[ReceiverConfig] = None, telemetry: Optional[Telemetry] = None, log=None,
+                 memory_cache: Any = None):
+        """``memory_cache``: the symbolizer's ``host.budget.ByteLRU``, which the CFI tables share
+        (else they get their share of ``receiver.symbolizer.memory_budget_mb`` on their own)."""
         self.config = config or ReceiverConfig()
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.log = log
@@ -162,13 +165,13 @@ class Receiver:
         self.error: Optional[BaseException] = None  # what stopped the thread, if it failed
         self.unwinder: Any = None
         if self.config.unwinding in ('dwarf', 'auto'):
-            from ..unwind.tables import split_memory_budget
+            from ..host.budget import split_memory_budget
             from ..unwind.unwinder import Unwinder
 
             budget_mb = (self.config.symbolizer or {}).get('memory_budget_mb')
             self.unwinder = Unwinder(self.telemetry,
                                      memory_budget_bytes=split_memory_budget(budget_mb, self.config.unwinding)[1],
-                                     mode=self.config.unwinding)
+                                     mode=self.config.unwinding, cache=memory_cache)
         # OTel process contexts (OTEP 4719) of the processes of each drain
         self.contexts = ProcessContextReader(self.telemetry, log=log)
         # OTel thread contexts (OTEP 4947): a sampled thread's copied record -> RawSample.link and
@@ -315,7 +318,7 @@ class Receiver:
             sampler.stop_sampling()
             self._drain_once(sampler)
             self._drain_once(sampler)
-        except BaseException as e:  # noqa: B902 - the thread must always clean up
+        except BaseException as e:  # noqa: BLE001 - the thread must always clean up
             self.error = e
             self.stopped_reason = 'error: {}'.format(e)
             if self.log:

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import lzma
 import posixpath
-import struct
 import zlib
 from typing import Any, BinaryIO, Iterable, Iterator, Optional, Sequence, Tuple
 
+from ..host.elf import ElfInfo, elf_extent, read_elf_info
 from ..host.files import (MAX_DEBUGDATA_COMPRESSED, MAX_DEBUGDATA_DECOMPRESSED, MAX_ELF_BYTES, FileOpener,
                           join_root, opener_for, record_refusal)
-from .elf import ElfInfo, read_elf_info
 
 CRC_CHUNK = 1 << 20
 DEBUGDATA_SLACK = 64 << 10  # bytes a mini ELF may hold after its header tables
@@ -140,25 +139,6 @@ def _check(cand: Candidate, opener: FileOpener, pid: int, own_ident: Optional[Tu
         return d
 
 
-def _elf_extent(head: bytes) -> Optional[int]:
-    """Bytes the ELF whose first 64 bytes are ``head`` spans, from its program and section
-    header tables (which strip/objcopy put last); None when the header does not tell."""
-    if len(head) < 52 or head[:4] != b'\x7fELF' or head[4] not in (1, 2) or head[5] not in (1, 2):
-        raise ValueError('.gnu_debugdata does not hold an ELF file')
-    e = '<' if head[5] == 1 else '>'
-    if head[4] == 2:
-        if len(head) < 64:
-            raise ValueError('.gnu_debugdata holds a truncated ELF file')
-        phoff, shoff = struct.unpack_from(e + 'QQ', head, 0x20)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + 'HHHH', head, 0x36)
-    else:
-        phoff, shoff = struct.unpack_from(e + 'II', head, 0x1C)
-        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + 'HHHH', head, 0x2A)
-    if shoff and not shnum:
-        return None  # extended numbering: the count is in section 0
-    return max(len(head), phoff + phnum * phentsize, shoff + shnum * shentsize)
-
-
 def decompress_debugdata(blob: bytes, limit: int = MAX_DEBUGDATA_DECOMPRESSED) -> bytes:
     """Decompress a `.gnu_debugdata` section (an xz stream holding a small ELF with `.symtab`).
 
@@ -171,9 +151,9 @@ def decompress_debugdata(blob: bytes, limit: int = MAX_DEBUGDATA_DECOMPRESSED) -
     dec = lzma.LZMADecompressor(format=lzma.FORMAT_AUTO)
     head = dec.decompress(blob, max_length=64)
     if dec.eof:
-        _elf_extent(head)
+        elf_extent(head)
         return head
-    extent = _elf_extent(head)
+    extent = elf_extent(head)
     bound = limit if extent is None else min(limit, extent + DEBUGDATA_SLACK)
     if bound < len(head):
         raise DebugdataTooLarge('.gnu_debugdata: an ELF header claiming {} bytes'.format(extent))

@@ -31,7 +31,7 @@ import mmap
 import struct
 from typing import Any, BinaryIO, List, Optional, Tuple
 
-from .elf import ElfInfo
+from ..host.elf import ElfInfo
 from .symtab import SymbolTable
 
 MAX_PCLNTAB = 128 << 20  # as the Go host profiler

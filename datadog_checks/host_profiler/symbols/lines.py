@@ -33,13 +33,11 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
-from .elf import ElfInfo
+from ..host.elf import ELFCOMPRESS_ZLIB, SHF_COMPRESSED, ElfInfo, read_uleb
 
 # Default of receiver.symbolizer.lines (see docs/benchmarks.md "Session 5: names and lines"
 # for what a cold load costs; spec.yaml says why it is on).
 LINES_DEFAULT = True
-SHF_COMPRESSED = 0x800
-ELFCOMPRESS_ZLIB = 1
 MAX_DECOMPRESSED = 256 << 20
 MAX_KEPT_INFLATED = 32 << 20
 # sections a line lookup may touch (DW_FORM_strp / line_strp names, DWARF 5 string offsets)
@@ -150,22 +148,16 @@ def _section_stream(f: BinaryIO, info: ElfInfo, name: str,
     if sec.flags & SHF_COMPRESSED:
         # (gcc -gz, Debian's debug files, Go) an Elf_Chdr, then a zlib stream, inflated only
         # as far as it is read (a CU's header and top DIE sit at its offset)
-        f.seek(sec.offset)
-        chdr = f.read(24 if info.elfclass == 64 else 12)
-        le = '<' if info.little_endian else '>'
-        if info.elfclass == 64:
-            ctype, _res, csize, _align = struct.unpack(le + 'IIQQ', chdr)
-        else:
-            ctype, csize, _align = struct.unpack(le + 'III', chdr)
+        ctype, csize, chdr_size = info.compression_header(f, sec)
         if ctype != ELFCOMPRESS_ZLIB or csize > MAX_DECOMPRESSED:
             raise ValueError('{}: unsupported compression {} or {} bytes'.format(name, ctype, csize))
         if inflated is not None:
             # kept with the table: each CU decode would otherwise inflate again up to its offset
             data = inflated.get(name)
             if data is None:
-                data = inflated[name] = _InflatingView(f, sec.offset + len(chdr), sec.size - len(chdr), csize).read()
+                data = inflated[name] = _InflatingView(f, sec.offset + chdr_size, sec.size - chdr_size, csize).read()
             return DebugSectionDescriptor(io.BytesIO(data), name, None, len(data), 0)
-        stream = _InflatingView(f, sec.offset + len(chdr), sec.size - len(chdr), csize)
+        stream = _InflatingView(f, sec.offset + chdr_size, sec.size - chdr_size, csize)
         return DebugSectionDescriptor(stream, name, None, csize, 0)
     return DebugSectionDescriptor(_SectionView(f, sec.offset, sec.size), name, None, sec.size, 0)
 
@@ -282,15 +274,7 @@ def decode_line_program(data: bytes, hdr: Any, little_endian: bool = True) -> Li
             line += line_base + adj % line_range
             append((address, 1, line, fileno))
         elif op == 0:  # extended: ULEB length, sub-opcode, operands
-            length = 0
-            shift = 0
-            while True:
-                b = data[i]
-                i += 1
-                length |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
+            length, i = read_uleb(data, i)
             end = i + length
             if length == 0 or end > n:
                 break
@@ -304,6 +288,8 @@ def decode_line_program(data: bytes, hdr: Any, little_endian: bool = True) -> Li
         elif op == 1:  # copy
             append((address, 1, line, fileno))
         elif op == 2 or op == 3 or op == 4 or op == 5 or op == 12:  # one LEB128 operand
+            # inlined (not host.elf.read_uleb/read_sleb): these opcodes are frequent, and a call
+            # per operand costs ~9% of the whole decode (benchmarks/elflib_compare.py, docs/benchmarks.md)
             v = 0
             shift = 0
             while True:

@@ -13,8 +13,10 @@ inside the process's root (containers), regular files only and size-capped.
 
 Caches
   * One LRU shared by all processes, keyed by file identity (build id or dev/inode/size/mtime),
-    holding symbol tables, ELF headers and perf maps, capped at ``memory_budget_bytes``
-    (each entry's size is estimated).
+    holding symbol tables, line tables, ELF headers, perf maps and the vDSO's table, capped at
+    ``memory_budget_bytes`` (each entry's size is estimated): the ``symbols`` view of
+    ``cache`` (a ``host.budget.ByteLRU``) when one is given, shared with the CFI tables under
+    ``receiver.symbolizer.memory_budget_mb``, else a cache of its own.
   * Per layout (a ``mappings`` list object): the sorted mappings and what each resolved to
     (file identity, PT_LOAD segments, build id). The process registry gives processes with
     identical executable mappings (children forked from one parent) the same list object, so
@@ -44,11 +46,14 @@ from bisect import bisect_right
 from collections import OrderedDict
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..host.files import FileOpener, FileRefused, declare_refusals, join_root, process_owners
-from ..host.proc import DELETED_SUFFIX, VDSO, VSYSCALL, boot_id, maps_dev, read_vdso_image
+from ..host.budget import ByteLRU
+from ..host.files import (
+    FileOpener, FileRefused, OpenedMapping, declare_refusals, join_root, process_owners,
+)
+from ..host.proc import DELETED_SUFFIX, VDSO, VSYSCALL, boot_id, maps_dev, vdso_image
 from ..profile.model import FRAME_GO, FRAME_JIT, FRAME_KERNEL, FRAME_NATIVE, Frame, Mapping
 from .debuginfo import find_debug_file, read_debugdata
-from .elf import ElfInfo, read_elf_info, read_elf_info_bytes
+from ..host.elf import ElfInfo, read_elf_info, read_elf_info_bytes
 from .gopclntab import load_pclntab
 from .kallsyms import Kallsyms
 from .lines import DEFERRED, NO_LINES, LineTable, has_line_tables, identity_matches, load_line_table
@@ -140,15 +145,33 @@ class _Sized:
         self.nbytes = 400 + (len(info.section_list) * 260 + len(info.loads) * 120 if info else 0)
 
 
+class _VdsoEntry:
+    """The vDSO's symbol table and mapping facts, for the byte-budgeted LRU."""
+
+    __slots__ = ('result', 'nbytes')
+
+    def __init__(self, table: Any, info: Optional[ElfInfo]) -> None:
+        loads = tuple((s.vaddr, s.offset, max(s.filesz, 1), s.executable) for s in info.loads) if info else ()
+        self.result = (table, loads, info.build_id if info else '', info.build_id_kind if info else '')
+        self.nbytes = int(getattr(table, 'nbytes', 0)) + 400
+
+
+CACHE_OWNER = 'symbols'  # this module's part of the shared byte cache (host.budget.ByteLRU.view)
+
+
 class Symbolizer:
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 256 << 20, debug_dirs: Sequence[str] = ('/usr/lib/debug',),
                  perf_map: bool = True, proc: str = '/proc', kallsyms_path: Optional[str] = None,
                  demangle: Any = 'simplified', lines: bool = False, adjust_return_addresses: bool = True,
                  max_processes: int = 4096,
                  on_new_file: Optional[Callable[[ElfInfo, str, Any], None]] = None,
-                 jit_frames_of: Optional[Callable[[Sequence[Any]], Any]] = None) -> None:
+                 jit_frames_of: Optional[Callable[[Sequence[Any]], Any]] = None,
+                 cache: Optional[ByteLRU] = None) -> None:
         self.telemetry = telemetry
-        self.memory_budget_bytes = int(memory_budget_bytes)
+        if cache is None:
+            cache = ByteLRU(memory_budget_bytes)
+        self.cache = cache.view(CACHE_OWNER)
+        self.memory_budget_bytes = cache.budget
         self.debug_dirs = tuple(debug_dirs)
         self.perf_map = perf_map
         self.proc = proc.rstrip('/') or '/proc'
@@ -163,12 +186,9 @@ class Symbolizer:
         self.jit_frames_of = jit_frames_of
         self.opener = FileOpener(telemetry, self.proc)
         self._lock = threading.RLock()
-        self._cache: 'OrderedDict[Any, Any]' = OrderedDict()
-        self._cache_bytes = 0
-        self._sizes: Dict[Any, int] = {}
+        self._evictions_counted = 0
         self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
         self._layouts: 'OrderedDict[int, _Layout]' = OrderedDict()  # id(mappings list) -> layout
-        self._vdso: Dict[Any, Any] = {}
         self._seen_files: 'OrderedDict[Any, None]' = OrderedDict()
         self._frames_kept = 0
         self._frame_entries: List[_Entry] = []
@@ -189,38 +209,20 @@ class Symbolizer:
     # ----------------------------------------------------------------------------- cache
     @property
     def cache_bytes(self) -> int:
-        return self._cache_bytes
+        return self.cache.bytes
 
     def _cache_get(self, key: Any, stats: List[int]) -> Any:
-        obj = self._cache.get(key)
-        if obj is not None:
-            self._cache.move_to_end(key)
-            stats[0] += 1
-        else:
-            stats[1] += 1
+        obj = self.cache.get(key)
+        stats[0 if obj is not None else 1] += 1
         return obj
 
     def _cache_put(self, key: Any, obj: Any, stats: List[int]) -> None:
-        size = int(obj.nbytes)
-        if self._cache.pop(key, None) is not None:
-            self._cache_bytes -= self._sizes.pop(key, 0)
-        if size > self.memory_budget_bytes:
+        if not self.cache.put(key, obj):
             stats[2] += 1  # too big to keep: used for this call only
-            return
-        self._cache[key] = obj
-        self._cache_bytes += size
-        self._sizes[key] = size
-        while self._cache_bytes > self.memory_budget_bytes and self._cache:
-            k, _ = self._cache.popitem(last=False)
-            self._cache_bytes -= self._sizes.pop(k, 0)
-            stats[2] += 1
 
     def _resize(self, key: Any, obj: Any) -> None:
         """Re-account an entry whose size changed (a perf map that grew)."""
-        if key in self._cache:
-            size = int(obj.nbytes)
-            self._cache_bytes += size - self._sizes.get(key, 0)
-            self._sizes[key] = size
+        self.cache.resize(key, obj)
 
     def _flush_stats(self, stats: List[int], unknown: Dict[str, int], resolved: int) -> None:
         t = self.telemetry
@@ -228,13 +230,15 @@ class Symbolizer:
             t.count('symbols.cache.hits', stats[0])
         if stats[1]:
             t.count('symbols.cache.misses', stats[1])
-        if stats[2]:
-            t.count('symbols.cache.evictions', stats[2])
+        nbytes, evictions = self.cache.usage()  # (in a shared cache, the CFI tables' puts evict too)
+        if stats[2] or evictions != self._evictions_counted:
+            t.count('symbols.cache.evictions', stats[2] + evictions - self._evictions_counted)
+            self._evictions_counted = evictions
         if resolved:
             t.count('symbols.frames.resolved', resolved)
         for reason, n in unknown.items():
             t.count('symbols.frames.unknown', n, ('reason:' + reason,))
-        t.gauge('symbols.cache.bytes', self._cache_bytes)
+        t.gauge('symbols.cache.bytes', nbytes)
 
     # -------------------------------------------------------------------------- processes
     def _proc_state(self, process: Any) -> _Proc:
@@ -265,24 +269,10 @@ class Symbolizer:
     def _root(self, process: Any) -> str:
         return getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
 
-    def _open(self, process: Any, e: _Entry) -> Optional[Tuple[Any, os.stat_result, str, bool]]:
-        """(file, fstat, path shown, through map_files) of the file mapped by ``e``, or None.
-        The mapped inode first (/proc/PID/map_files), else the path inside the process's root
-        (the process is gone)."""
-        try:
-            f, st = self.opener.open_mapped(process.pid, e.start, e.end)
-            return f, st, '{}/{}/map_files/{:x}-{:x}'.format(self.proc, process.pid, e.start, e.end), True
-        except FileRefused:
-            return None  # the mapped file itself is refused (counted): its path names the same file
-        except (OSError, ValueError):
-            pass
-        path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
-        root = self._root(process)
-        try:
-            f, st = self.opener.open_in_root(root, path, pid=process.pid)
-        except (OSError, ValueError):
-            return None
-        return f, st, join_root(root, path), False
+    def _open(self, process: Any, e: _Entry) -> Optional[OpenedMapping]:
+        """(file, fstat, path shown, through map_files) of the file mapped by ``e``, or None
+        (``FileOpener.open_mapping``: the mapped inode, else the path inside the process's root)."""
+        return self.opener.open_mapping(process.pid, e.start, e.end, e.path, self._root(process))
 
     def _resolve(self, process: Any, st: Optional[_Proc], e: _Entry, stats: List[int]) -> None:
         """Resolve ``e`` (shared by the processes of a layout) through ``process``. What only
@@ -319,10 +309,9 @@ class Symbolizer:
         if st.st_ino != e.inode or maps_dev(st.st_dev) != e.dev:
             return False
         info_key = ('info', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        holder = self._cache.get(info_key)
+        holder = self._cache_get(info_key, stats) if info_key in self.cache else None
         if holder is None:
             return False
-        self._cache_get(info_key, stats)
         self._set_file(process, e, info_key, holder.info, p)
         return True
 
@@ -378,29 +367,32 @@ class Symbolizer:
         local[e.key] = table
         return table
 
-    def _info(self, e: _Entry, f: Any, opened: str, stats: List[int]) -> Optional[ElfInfo]:
-        holder = self._cache_get(e.info_key, stats)
-        if holder is not None:
-            return holder.info
-        info = read_elf_info(opened, self.telemetry, stream=f)
-        return info
-
-    def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
+    def _load(self, process: Any, e: _Entry, stats: List[int], load: Callable[..., Any], none: Any) -> Any:
+        """``load(f, st, path shown, info)`` with ``e``'s file open and its ElfInfo (cached, else
+        read again); ``none`` when the file cannot be opened or is not ELF."""
         found = self._open(process, e)
         if found is None:
-            return EMPTY
+            return none
         f, st, p, _ = found
         with f:
-            info = self._info(e, f, p, stats)
+            holder = self._cache_get(e.info_key, stats)
+            info = holder.info if holder is not None else read_elf_info(p, self.telemetry, stream=f)
             if info is None:
-                return EMPTY
-            try:
-                table = self._build_table(process, e, info, f, p, (st.st_dev, st.st_ino))
-            except Exception:  # noqa: BLE001 - malformed tables can raise anything
-                self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
-                table = EMPTY
-            self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
-            return table
+                return none
+            return load(f, st, p, info)
+
+    def _load_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
+        return self._load(process, e, stats, lambda f, st, p, info: self._symbol_table(process, e, f, st, p, info),
+                          EMPTY)
+
+    def _symbol_table(self, process: Any, e: _Entry, f: Any, st: os.stat_result, p: str, info: ElfInfo) -> Any:
+        try:
+            table = self._build_table(process, e, info, f, p, (st.st_dev, st.st_ino))
+        except Exception:  # noqa: BLE001 - malformed tables can raise anything
+            self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
+            table = EMPTY
+        self.telemetry.count('symbols.tables.loaded', 1, ('source:' + (table.source or 'none'),))
+        return table
 
     def _build_table(self, process: Any, e: _Entry, info: ElfInfo, f: Any, opened: str, ident: Any = None) -> Any:
         dm = self.demangle
@@ -480,33 +472,29 @@ class Symbolizer:
         return hit
 
     def _load_lines(self, process: Any, e: _Entry, stats: List[int]) -> LineTable:
-        found = self._open(process, e)
-        if found is None:
-            return NO_LINES
-        f, st, p, _ = found
-        with f:
-            info = self._info(e, f, p, stats)
-            if info is None:
-                return NO_LINES
-            cu_budget = max(1 << 20, self.memory_budget_bytes // 8)
-            try:
-                if has_line_tables(info):
-                    return load_line_table(f, info, 'self', cu_budget)
-                if info.gnu_build_id or info.debuglink_name:
-                    path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
-                    dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, None,
-                                          own_ident=(st.st_dev, st.st_ino), opener=self.opener, pid=process.pid)
-                    if has_line_tables(dbg):
-                        g, _ = self.opener.open_in_root(*dbg.location, kind='debug', pid=process.pid)
-                        with g:
-                            return load_line_table(g, dbg, 'debug_file', cu_budget)
-            except FileRefused:
-                pass  # counted by the opener
-            except OSError:
-                pass  # the debug file went away, or a read failed: not the file's fault
-            except Exception:  # noqa: BLE001 - malformed DWARF can raise anything
-                self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
-            return NO_LINES
+        return self._load(process, e, stats, lambda f, st, p, info: self._line_table(process, e, f, st, info),
+                          NO_LINES)
+
+    def _line_table(self, process: Any, e: _Entry, f: Any, st: os.stat_result, info: ElfInfo) -> LineTable:
+        cu_budget = max(1 << 20, self.memory_budget_bytes // 8)
+        try:
+            if has_line_tables(info):
+                return load_line_table(f, info, 'self', cu_budget)
+            if info.gnu_build_id or info.debuglink_name:
+                path = e.path[: -len(DELETED_SUFFIX)] if e.path.endswith(DELETED_SUFFIX) else e.path
+                dbg = find_debug_file(info, path, self._root(process), self.debug_dirs, None,
+                                      own_ident=(st.st_dev, st.st_ino), opener=self.opener, pid=process.pid)
+                if has_line_tables(dbg):
+                    g, _ = self.opener.open_in_root(*dbg.location, kind='debug', pid=process.pid)
+                    with g:
+                        return load_line_table(g, dbg, 'debug_file', cu_budget)
+        except FileRefused:
+            pass  # counted by the opener
+        except OSError:
+            pass  # the debug file went away, or a read failed: not the file's fault
+        except Exception:  # noqa: BLE001 - malformed DWARF can raise anything
+            self.telemetry.count('symbols.bad_input', 1, ('kind:dwarf',))
+        return NO_LINES
 
     def _reopen_dwarf(self, process: Any, e: _Entry, lt: LineTable) -> Any:
         """The file holding ``lt``'s DWARF, open (through the opener), if it is still the file
@@ -529,15 +517,12 @@ class Symbolizer:
 
     # ------------------------------------------------------------------------------- vdso
     def _vdso_table(self, process: Any, e: _Entry, stats: List[int]) -> Any:
-        size = e.end - e.start
-        key = ('vdso', self._boot_id, size)
-        hit = self._vdso.get(key)
+        key = ('vdso', self._boot_id, e.end - e.start)
+        hit = self._cache_get(key, stats)
         if hit is not None:
-            stats[0] += 1
-            return hit
-        stats[1] += 1
+            return hit.result
         table, mapping_info = EMPTY, None
-        image = read_vdso_image(process.pid, e.start, e.end, self.proc)
+        image = vdso_image(process.pid, e.start, e.end, self.proc)
         if image is not None:
             try:
                 info = read_elf_info_bytes(image, VDSO, self.telemetry)
@@ -548,11 +533,9 @@ class Symbolizer:
                 pass
             except Exception:  # noqa: BLE001
                 self.telemetry.count('symbols.bad_input', 1, ('kind:elf',))
-        loads = tuple((s.vaddr, s.offset, max(s.filesz, 1), s.executable) for s in mapping_info.loads) if mapping_info else ()
-        result = (table, loads, mapping_info.build_id if mapping_info else '', mapping_info.build_id_kind if mapping_info else '')
-        if table is not EMPTY or len(self._vdso) < 8:
-            self._vdso[key] = result
-        return result
+        entry = _VdsoEntry(table, mapping_info)
+        self._cache_put(key, entry, stats)
+        return entry.result
 
     # ------------------------------------------------------------------------- user frames
     def symbolize_user(self, process: Any, addresses: Sequence[int]) -> List[Frame]:
@@ -686,8 +669,7 @@ class Symbolizer:
         next frame instead of its appended tail. Thread-safe."""
         with self._lock:
             key = ('perfmap', pid, start_time)
-            if self._cache.pop(key, None) is not None:
-                self._cache_bytes -= self._sizes.pop(key, 0)
+            self.cache.pop(key)
 
     def _perfmap(self, process: Any, st: _Proc, stats: List[int]) -> Optional[PerfMap]:
         key = ('perfmap', process.pid, getattr(process, 'start_time', 0))
@@ -761,8 +743,8 @@ class Symbolizer:
     def stats(self) -> Dict[str, Any]:
         with self._lock:
             return {
-                'cache_bytes': self._cache_bytes,
-                'cache_entries': len(self._cache),
+                'cache_bytes': self.cache.bytes,
+                'cache_entries': len(self.cache),
                 'memory_budget_bytes': self.memory_budget_bytes,
                 'processes': len(self._procs),
                 'layouts': len(self._layouts),

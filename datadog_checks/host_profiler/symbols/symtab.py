@@ -20,7 +20,7 @@ from array import array
 from bisect import bisect_right
 from typing import Any, BinaryIO, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .elf import ElfInfo, Section
+from ..host.elf import ElfInfo, Section
 from .names import clean_name, normalize_mode
 
 STT_FUNC = 2

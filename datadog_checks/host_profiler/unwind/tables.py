@@ -3,11 +3,10 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Per-process ``find_table`` for the unwinder, over CFI tables cached per file identity.
 
-* ``ByteLRU``: a tiny byte-budgeted LRU. The symbolizer keeps its LRU inside
-  ``Symbolizer`` (private ``_cache_get``/``_cache_put``), not as a reusable class, so this
-  package has its own. ``split_memory_budget`` gives it a quarter of
-  ``receiver.symbolizer.memory_budget_mb`` and the symbolizer the rest: together they stay
-  within the budget the user set.
+* The tables live in ``host.budget.ByteLRU``: given one (``cache=``), the byte cache shared
+  with the symbolizer under ``receiver.symbolizer.memory_budget_mb`` (through its ``cfi``
+  view); else a cache of their own of ``memory_budget_bytes``. (``ByteLRU`` and
+  ``split_memory_budget`` are still importable from here.)
 * ``CfiTables.finder(process)`` → ``find_table(address) -> (CfiTable, load_bias) | None``:
   the process's mappings (``ProcessInfo``-like: ``pid, start_time, mappings, root``) are
   bisected; a file mapping is opened through ``/proc/PID/map_files/START-END`` (deleted
@@ -17,7 +16,8 @@
   ``vaddr = address - bias`` with ``bias = map.start - map.offset + seg.offset - seg.vaddr``
   for the PT_LOAD holding ``map.offset``.
 * The vDSO image is read from ``/proc/PID/mem`` at the ``[vdso]`` mapping once per boot
-  (key: boot id + size), and has its own ``.eh_frame``.
+  (``host.proc.vdso_image``, shared with the symbolizer), and has its own ``.eh_frame``; its
+  table is cached as a file's is.
 * Anonymous memory, ``[stack]``, ``[vsyscall]``, unreadable or non-ELF files: ``None``
   (the unwinder walks that frame with frame pointers in ``auto``).
 
@@ -41,67 +41,16 @@ from bisect import bisect_right
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..host.files import FileOpener, FileRefused, record_refusal
-from ..host.proc import DELETED_SUFFIX, VDSO, boot_id, maps_dev, read_vdso_image
+from ..host.budget import (  # noqa: F401 - ByteLRU and the budget split are imported from here too
+    CFI_BUDGET_SHARE, DEFAULT_MEMORY_BUDGET_MB, MIN_CFI_BUDGET_MB, ByteLRU, split_memory_budget,
+)
+from ..host.files import FileOpener, record_refusal
+from ..host.proc import DELETED_SUFFIX, VDSO, boot_id, vdso_image
 from .cfi import EMPTY_TABLE, CfiError, CfiTable, TooManySections, build_cfi_table
 from .memo import WalkMemo
 
 MAX_CACHED_RULES = 65536  # per process (a few MB at most): cleared when exceeded
-CFI_BUDGET_SHARE = 4  # the CFI tables get 1/4 of receiver.symbolizer.memory_budget_mb in dwarf/auto
-MIN_CFI_BUDGET_MB = 8
-
-
-DEFAULT_MEMORY_BUDGET_MB = 256  # receiver.symbolizer.memory_budget_mb's default (spec.yaml)
-
-
-def split_memory_budget(budget_mb: Optional[int], unwinding: str) -> Tuple[int, int]:
-    """(symbolizer bytes, CFI tables bytes) out of ``memory_budget_mb`` (unset: the default): the
-    CFI tables exist only in ``dwarf``/``auto`` unwinding, and take their share from the symbolizer's."""
-    total = max(1, int(budget_mb or DEFAULT_MEMORY_BUDGET_MB)) << 20
-    if unwinding not in ('dwarf', 'auto'):
-        return total, 0
-    cfi = max(MIN_CFI_BUDGET_MB << 20, total // CFI_BUDGET_SHARE)
-    return max(1 << 20, total - cfi), cfi
-
-
-class ByteLRU:
-    """An LRU whose capacity is a byte budget (each value has an ``nbytes`` attribute)."""
-
-    def __init__(self, budget_bytes: int) -> None:
-        self.budget = int(budget_bytes)
-        self._d: 'OrderedDict[Any, Any]' = OrderedDict()
-        self._sizes: Dict[Any, int] = {}
-        self.bytes = 0
-        self.evictions = 0
-
-    def __len__(self) -> int:
-        return len(self._d)
-
-    def __contains__(self, key: Any) -> bool:
-        return key in self._d
-
-    def get(self, key: Any) -> Any:
-        v = self._d.get(key)
-        if v is not None:
-            self._d.move_to_end(key)
-        return v
-
-    def put(self, key: Any, value: Any) -> bool:
-        """Insert; returns False when the value alone exceeds the budget (not kept)."""
-        size = int(getattr(value, 'nbytes', 64))
-        if key in self._d:
-            del self._d[key]
-            self.bytes -= self._sizes.pop(key, 0)
-        if size > self.budget:
-            return False
-        self._d[key] = value
-        self._sizes[key] = size
-        self.bytes += size
-        while self.bytes > self.budget and self._d:
-            k, _ = self._d.popitem(last=False)
-            self.bytes -= self._sizes.pop(k, 0)
-            self.evictions += 1
-        return True
+CACHE_OWNER = 'cfi'  # this module's part of the shared byte cache (host.budget.ByteLRU.view)
 
 
 class FileCfi:
@@ -166,17 +115,18 @@ class _Proc:
 
 class CfiTables:
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 64 << 20, proc: str = '/proc',
-                 max_processes: int = 16384) -> None:  # the receiver's max_processes: fewer thrash
+                 max_processes: int = 16384,  # the receiver's max_processes: fewer thrash
+                 cache: Optional[ByteLRU] = None) -> None:
         self.telemetry = telemetry
         self.proc = proc.rstrip('/') or '/proc'
         self.opener = FileOpener(telemetry, self.proc)
-        self.cache = ByteLRU(memory_budget_bytes)
+        self.cache = (cache if cache is not None else ByteLRU(memory_budget_bytes)).view(CACHE_OWNER)
         self.max_processes = max_processes
         self._lock = threading.RLock()
         self._procs: 'OrderedDict[Any, _Proc]' = OrderedDict()
         self._ids: 'OrderedDict[Any, Any]' = OrderedDict()  # stat key -> file key
-        self._vdso: Dict[Any, FileCfi] = {}
         self._boot_id = boot_id(self.proc)
+        self._evictions_counted = 0
         self.build_seconds = 0.0
         self._budget: Optional[float] = None  # seconds of compiling left (None: unlimited)
         self.deferrals = 0  # lookups left unresolved because the budget was spent (callers may retry later)
@@ -267,43 +217,30 @@ class CfiTables:
                 return hit
         if self._budget is not None and self._budget <= 0:
             raise _Deferred()  # (before any syscall: this is retried for every frame until compiled)
-        root = getattr(process, 'root', '') or '{}/{}/root'.format(self.proc, process.pid)
         # through the opener: the mapped inode (map_files), else the path inside the process's
-        # root, else the host path, only if it is the same file (checked below)
-        opener, pid = self.opener, process.pid
-        candidates = [lambda: opener.open_mapped(pid, e.start, e.end),
-                      lambda: opener.open_in_root(root, clean, pid=pid)]
-        if minode and root and root != '/':
-            candidates.append(lambda: opener.open_host(clean, pid=pid))
-        for n, open_candidate in enumerate(candidates):
-            try:
-                f, st = open_candidate()
-            except FileRefused:
-                if n == 0:
-                    return None  # the mapped file itself is refused (counted)
-                continue
-            except (OSError, ValueError):
-                continue
-            with f:
-                if n == 2 and (st.st_ino != minode or maps_dev(st.st_dev) != str(mdev).lower()):
-                    continue
-                skey = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                fkey = self._ids.get(skey)
-                if fkey is not None:
-                    hit = self.cache.get(fkey)
-                    if hit is not None:
-                        self.telemetry.count('unwind.cfi.cache.hits')
-                        if mkey is not None:
-                            self._remember(mkey, fkey)
-                        return hit
-                if self._budget is not None and self._budget <= 0:
-                    raise _Deferred()
-                self.telemetry.count('unwind.cfi.cache.misses')
-                fc = self._build(lambda: build_cfi_table(stream=f), skey, clean, pid)
-                if mkey is not None:
-                    self._remember(mkey, self._ids.get(skey))
-                return fc
-        return None
+        # root, else the host path, only if it is the same file
+        found = self.opener.open_mapping(process.pid, e.start, e.end, path, getattr(process, 'root', ''),
+                                         inode=minode, dev=str(mdev), host_fallback=True)
+        if found is None:
+            return None
+        f, st, _, _ = found
+        with f:
+            skey = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            fkey = self._ids.get(skey)
+            if fkey is not None:
+                hit = self.cache.get(fkey)
+                if hit is not None:
+                    self.telemetry.count('unwind.cfi.cache.hits')
+                    if mkey is not None:
+                        self._remember(mkey, fkey)
+                    return hit
+            if self._budget is not None and self._budget <= 0:
+                raise _Deferred()
+            self.telemetry.count('unwind.cfi.cache.misses')
+            fc = self._build(lambda: build_cfi_table(stream=f), skey, clean, pid=process.pid)
+            if mkey is not None:
+                self._remember(mkey, self._ids.get(skey))
+            return fc
 
     def _remember(self, key: Any, fkey: Any) -> None:
         if fkey is None:
@@ -338,29 +275,27 @@ class CfiTables:
         old = self.cache.get(fkey)
         if old is not None:
             fc = old
-        before = self.cache.evictions
         self.cache.put(fkey, fc)
         self._remember(skey, fkey)
-        if self.cache.evictions != before:
-            self.telemetry.count('unwind.cfi.cache.evictions', self.cache.evictions - before)
+        evictions = self.cache.evictions  # (of this owner: in a shared cache, the symbolizer's puts evict too)
+        if evictions != self._evictions_counted:
+            self.telemetry.count('unwind.cfi.cache.evictions', evictions - self._evictions_counted)
+            self._evictions_counted = evictions
         self.telemetry.gauge('unwind.cfi.cache.bytes', self.cache.bytes)
         return fc
 
     def _vdso_cfi(self, process: Any, e: _Entry) -> Optional[FileCfi]:
-        size = e.end - e.start
-        key = (self._boot_id, size)
-        fc = self._vdso.get(key)
+        skey = ('vdso', self._boot_id, e.end - e.start)
+        fkey = self._ids.get(skey)
+        fc = self.cache.get(fkey) if fkey is not None else None
         if fc is not None:
             self.telemetry.count('unwind.cfi.cache.hits')
             return fc
         self.telemetry.count('unwind.cfi.cache.misses')
-        image = read_vdso_image(process.pid, e.start, e.end, self.proc)
+        image = vdso_image(process.pid, e.start, e.end, self.proc)
         if image is None:
             return None
-        fc = self._build(lambda: build_cfi_table(data=image), ('vdso',) + key)
-        if len(self._vdso) < 8:
-            self._vdso[key] = fc
-        return fc
+        return self._build(lambda: build_cfi_table(data=image), skey)
 
     def stats(self) -> Dict[str, Any]:
         with self._lock:

@@ -242,14 +242,15 @@ class Unwinder:
     """
 
     def __init__(self, telemetry: Any, memory_budget_bytes: int = 64 << 20, proc: str = '/proc',
-                 mode: str = 'auto', max_frames: int = MAX_FRAMES, tables: Any = None) -> None:
+                 mode: str = 'auto', max_frames: int = MAX_FRAMES, tables: Any = None, cache: Any = None) -> None:
         from .tables import CfiTables
 
         self.telemetry = telemetry
         self.mode = mode
         self.fp_fallback = mode != 'dwarf'
         self.max_frames = max_frames
-        self.tables = tables if tables is not None else CfiTables(telemetry, memory_budget_bytes, proc)
+        # cache: the host.budget.ByteLRU shared with the symbolizer (else one of memory_budget_bytes)
+        self.tables = tables if tables is not None else CfiTables(telemetry, memory_budget_bytes, proc, cache=cache)
         for r in RESULTS:
             telemetry.declare('unwind.samples', ('result:' + r,))
         telemetry.declare('unwind.frames')

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Optional, Tuple
 
 from ..host.files import FileOpener, join_root, opener_for
 from ..symbols.debuginfo import find_debug_file
-from ..symbols.elf import ElfInfo, read_elf_info
+from ..host.elf import ElfInfo, read_elf_info
 from ..symbols.gopclntab import MAX_PCLNTAB, header_version
 
 DEBUG_INFO = 'debug_info'
@@ -103,7 +103,7 @@ class ElfFacts:
 
 
 def read_facts(path: str, stream: Optional[BinaryIO] = None, telemetry: Any = None) -> ElfFacts:
-    """Read what the uploader needs (via ``symbols.elf.read_elf_info``) from ``path`` or the
+    """Read what the uploader needs (via ``host.elf.read_elf_info``) from ``path`` or the
     open ``stream``; raises on non-ELF files."""
     if stream is None:
         with open(path, 'rb') as f:

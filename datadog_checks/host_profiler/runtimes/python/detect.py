@@ -20,9 +20,8 @@ import struct
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
+from ...host.elf import find_symbols, parse_elf, read_vaddr
+from ...host.files import map_files_path
 from ...host.proc import DELETED_SUFFIX
 
 LIB_RE = re.compile(r'(?:^|/)libpython(\d)\.(\d+)[a-z]*\.so[^/]*$')
@@ -113,17 +112,16 @@ def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> 
         return hit
     try:
         with open(open_path, 'rb') as f:
-            elf = ELFFile(f)
-            if elf['e_machine'] != 'EM_X86_64':
-                raise NotPython('unsupported_arch', '{}: {}'.format(path, elf['e_machine']))
-            loads = tuple((s['p_offset'], s['p_vaddr'], s['p_filesz']) for s in elf.iter_segments()
-                          if s['p_type'] == 'PT_LOAD')
-            symbols = _dynamic_symbols(elf, f, SYMBOLS)
+            elf = parse_elf(f, path, st.st_size, go_build_id=False)
+            if elf.machine != 'EM_X86_64':
+                raise NotPython('unsupported_arch', '{}: {}'.format(path, elf.machine))
+            loads = tuple((s.offset, s.vaddr, s.filesz) for s in elf.loads)
+            symbols = find_symbols(f, elf, SYMBOLS)
             version = None
             if symbols.get('Py_Version'):
-                version = _read_vaddr(f, loads, symbols['Py_Version'], 4)
-            exec_type = elf['e_type'] == 'ET_EXEC'
-    except (ELFError, OSError, ValueError, struct.error) as e:
+                version = read_vaddr(f, elf, symbols['Py_Version'], 4)
+            exec_type = elf.elf_type == 'ET_EXEC'
+    except (OSError, ValueError, struct.error) as e:
         raise NotPython('file_unreadable', '{}: {}'.format(path, e))
     micro = 0
     if version is not None:
@@ -136,51 +134,12 @@ def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> 
     return info
 
 
-def _dynamic_symbols(elf: ELFFile, f, names) -> Dict[str, int]:
-    """name -> st_value of a few .dynsym symbols. pyelftools' get_symbol_by_name parses every
-    symbol in Python (a second for libpython on a busy host, while the process runs unprofiled):
-    the names are found in .dynstr, then the table is scanned in C with struct.iter_unpack."""
-    dynsym = elf.get_section_by_name('.dynsym')
-    dynstr = elf.get_section_by_name('.dynstr')
-    if dynsym is None or dynstr is None or dynsym['sh_entsize'] != 24:
-        return {}
-    if dynsym['sh_size'] > 64 << 20 or dynstr['sh_size'] > 64 << 20:
-        raise ValueError('symbol table too large')
-    f.seek(dynstr['sh_offset'])
-    strtab = f.read(dynstr['sh_size'])
-    offsets = {}
-    for name in names:
-        needle = b'\0' + name.encode() + b'\0'
-        at = strtab.find(needle)
-        if at >= 0:
-            offsets[at + 1] = name
-    if not offsets:
-        return {}
-    f.seek(dynsym['sh_offset'])
-    table = f.read(dynsym['sh_size'] - dynsym['sh_size'] % 24)
-    out: Dict[str, int] = {}
-    for st_name, _info, _other, shndx, value, _size in struct.iter_unpack('<IBBHQQ', table):
-        name = offsets.get(st_name)
-        if name is not None and shndx != 0 and value:
-            out[name] = value
-    return out
-
-
-def _read_vaddr(f, loads, vaddr: int, size: int) -> Optional[bytes]:
-    for off, start, filesz in loads:
-        if start <= vaddr and vaddr + size <= start + filesz:
-            f.seek(off + vaddr - start)
-            data = f.read(size)
-            return data if len(data) == size else None
-    return None
-
-
 def open_path_of(process, path: str, mapping=None) -> str:
     """The path to open for a file the process maps. /proc/PID/map_files/START-END opens the very
     file mapped whatever the namespaces (a chroot in a private mount namespace shows a maps path
     that names another file from ours); else the path under the process's root."""
     if mapping is not None:
-        direct = '/proc/{}/map_files/{:x}-{:x}'.format(process.pid, mapping.start, mapping.end)
+        direct = map_files_path(process.pid, mapping.start, mapping.end)
         if os.path.exists(direct):
             return direct
     root = getattr(process, 'root', '') or '/proc/{}/root'.format(process.pid)

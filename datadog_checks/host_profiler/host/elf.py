@@ -1,7 +1,12 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""ELF facts, read safely: build ids, debug links, which symbol sources a file has.
+"""The package's one ELF library: headers, sections, program headers, notes and build ids,
+symbol lookups, debug links, compressed-section headers and LEB128 numbers.
+
+Used by symbolization (``symbols/``), CFI (``unwind/cfi_table.py``), Go pclntab, the symbol
+uploader and the Python runtime's detection. Every reader of an ELF file goes through
+``parse_elf`` (raising) or ``read_elf_info`` (never raising).
 
 ``read_elf_info`` never raises: on any malformed input it returns ``None`` and counts
 ``symbols.bad_input{kind:elf}``. Headers, sections and segments are fixed-size records
@@ -20,9 +25,9 @@ import io
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Dict, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Iterable, NamedTuple, Optional, Tuple
 
-from ..host.files import MAX_SECTIONS, record_refusal
+from .files import MAX_SECTIONS, record_refusal
 
 ELF_MAGIC = b'\x7fELF'
 NT_GNU_BUILD_ID = 3
@@ -32,7 +37,49 @@ GO_BUILD_ID_SCAN_BYTES = 32 * 1024  # `go tool buildid` looks at the start of th
 MAX_NOTE_BYTES = 1 << 20
 
 SHT_NOBITS = 8
+SHF_COMPRESSED = 0x800
+ELFCOMPRESS_ZLIB = 1
 PF_X = 1
+PT_LOAD, PT_NOTE = 1, 4
+PT_GNU_EH_FRAME = 0x6474E550
+EM_X86_64 = 62
+
+
+class LebError(ValueError):
+    """A LEB128 number longer than 10 bytes (more than 64 bits: corrupt data)."""
+
+
+def read_uleb(d: Any, p: int) -> Tuple[int, int]:
+    """The unsigned LEB128 number at ``d[p]`` (bytes, mmap, memoryview) and the position after it.
+    Raises IndexError past the end of ``d`` and LebError on an overlong number."""
+    result = 0
+    shift = 0
+    while True:
+        b = d[p]
+        p += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, p
+        shift += 7
+        if shift > 70:
+            raise LebError('uleb128 too long')
+
+
+def read_sleb(d: Any, p: int) -> Tuple[int, int]:
+    """The signed LEB128 number at ``d[p]`` and the position after it (see ``read_uleb``)."""
+    result = 0
+    shift = 0
+    while True:
+        b = d[p]
+        p += 1
+        result |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            if b & 0x40:
+                result -= 1 << shift
+            return result, p
+        if shift > 70:
+            raise LebError('sleb128 too long')
 
 
 class NotElfError(ValueError):
@@ -57,8 +104,10 @@ class SymbolSource(enum.IntEnum):
         return self.name.lower()
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(NamedTuple):
+    """A section header (a tuple: one is made per section of every file read, and a frozen
+    dataclass's ``__init__`` costs several times more)."""
+
     name: str
     type: int
     addr: int
@@ -73,13 +122,15 @@ class Section:
         return self.type == SHT_NOBITS
 
 
-@dataclass(frozen=True)
-class LoadSegment:
+class LoadSegment(NamedTuple):
+    """A program header (``ElfInfo.loads`` holds the PT_LOAD ones, ``ElfInfo.segments`` all)."""
+
     vaddr: int
     offset: int
     filesz: int
     memsz: int
     flags: int
+    type: int = PT_LOAD
 
     @property
     def executable(self) -> bool:
@@ -114,6 +165,7 @@ class ElfInfo:
     sections: Dict[str, Section] = field(default_factory=dict, repr=False)
     section_list: Tuple[Section, ...] = field(default=(), repr=False)  # by index, for sh_link
     loads: Tuple[LoadSegment, ...] = ()
+    segments: Tuple[LoadSegment, ...] = field(default=(), repr=False)  # every program header
     # (root, path inside it) where this file was found, to open it again through the opener
     location: Tuple[str, str] = ('/', '')
 
@@ -195,6 +247,28 @@ class ElfInfo:
             return self.section_list[section.link]
         return None
 
+    def segment(self, p_type: int) -> Optional[LoadSegment]:
+        """The first program header of type ``p_type`` (e.g. ``PT_GNU_EH_FRAME``)."""
+        for seg in self.segments:
+            if seg.type == p_type:
+                return seg
+        return None
+
+    def compression_header(self, stream: BinaryIO, section: Section) -> Tuple[int, int, int]:
+        """``(ch_type, uncompressed size, header size)`` of an ``SHF_COMPRESSED`` section
+        (its ``Elf_Chdr``); raises ValueError on a truncated header."""
+        stream.seek(section.offset)
+        n = 24 if self.elfclass == 64 else 12
+        chdr = stream.read(n)
+        le = '<' if self.little_endian else '>'
+        if len(chdr) < n:
+            raise ValueError('{}: truncated compression header'.format(section.name))
+        if self.elfclass == 64:
+            ctype, _res, csize, _align = struct.unpack(le + 'IIQQ', chdr)
+        else:
+            ctype, csize, _align = struct.unpack(le + 'III', chdr)
+        return ctype, csize, n
+
 
 def _parse_notes(data: bytes, little_endian: bool, align: int = 4) -> Dict[Tuple[bytes, int], bytes]:
     """Decode an ELF note area: {(owner, type): desc}. Stops at the first malformed note."""
@@ -246,11 +320,17 @@ def _read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
 _MACHINES = {3: 'EM_386', 40: 'EM_ARM', 62: 'EM_X86_64', 183: 'EM_AARCH64', 243: 'EM_RISCV', 21: 'EM_PPC64',
              22: 'EM_S390', 8: 'EM_MIPS'}
 _TYPES = {0: 'ET_NONE', 1: 'ET_REL', 2: 'ET_EXEC', 3: 'ET_DYN', 4: 'ET_CORE'}
-PT_LOAD, PT_NOTE = 1, 4
 
 
-def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> ElfInfo:
+def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None, strict: bool = True,
+              go_build_id: bool = True) -> ElfInfo:
     """Parse headers of the ELF in ``stream``. Raises on malformed input (see ``read_elf_info``).
+
+    ``strict=False`` (CFI compilation, which can still find ``.eh_frame`` through
+    ``PT_GNU_EH_FRAME``): program or section header tables that do not fit in the file are
+    ignored instead of refused, as are sections whose contents lie beyond it (their readers
+    bound-check them). ``go_build_id=False`` skips the scan of the file's start for a Go
+    build id without a note (only the GNU build id is wanted).
 
     The ELF, program and section headers are fixed-size records decoded here with ``struct``
     rather than with pyelftools: pyelftools' construct-based parsing costs ~3 ms for a small
@@ -290,10 +370,14 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
     info.phnum = e_phnum
 
     loads = []
+    segments = []
+    fits = False
     notes: Dict[Tuple[bytes, int], bytes] = {}
     if e_phnum and e_phoff:
-        if e_phentsize < ph_size or e_phoff + e_phnum * e_phentsize > size:
+        fits = e_phentsize >= ph_size and e_phoff + e_phnum * e_phentsize <= size
+        if not fits and strict:
             raise ValueError('program headers beyond the end of the file')
+    if e_phnum and e_phoff and fits:
         raw = _read_at(stream, e_phoff, e_phnum * e_phentsize)
         for i in range(e_phnum):
             if cls == 2:
@@ -302,12 +386,15 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
             else:
                 p_type, p_offset, p_vaddr, _pa, p_filesz, p_memsz, p_flags, p_align = struct.unpack_from(
                     ph_fmt, raw, i * e_phentsize)
+            seg = LoadSegment(p_vaddr, p_offset, p_filesz, p_memsz, p_flags, p_type)
+            segments.append(seg)
             if p_type == PT_LOAD:
-                loads.append(LoadSegment(p_vaddr, p_offset, p_filesz, p_memsz, p_flags))
+                loads.append(seg)
             elif p_type == PT_NOTE and 0 < p_filesz <= MAX_NOTE_BYTES and p_offset + p_filesz <= size:
                 for k, v in _parse_notes(_read_at(stream, p_offset, p_filesz), info.little_endian, p_align).items():
                     notes.setdefault(k, v)
     info.loads = tuple(loads)
+    info.segments = tuple(segments)
 
     sections: Dict[str, Section] = {}
     section_list = []
@@ -315,13 +402,18 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
     if e_shoff and e_shnum == 0 and e_shentsize >= sh_size and e_shoff + sh_size <= size:
         # extended numbering: the real count is section 0's sh_size
         shnum = struct.unpack_from(sh_fmt, _read_at(stream, e_shoff, sh_size))[5]
-    if shnum:
-        if e_shentsize < sh_size or e_shoff + shnum * e_shentsize > size:
+    if shnum and (e_shentsize < sh_size or e_shoff + shnum * e_shentsize > size):
+        if strict:
             raise ValueError('section headers beyond the end of the file')
+        shnum = 0
+    if shnum:
         if shnum > MAX_SECTIONS:  # real ones, in the file, but too many to be worth decoding
             raise TooManySectionsError('{} section headers (at most {} are read)'.format(shnum, MAX_SECTIONS))
         raw = _read_at(stream, e_shoff, shnum * e_shentsize)
-        headers = [struct.unpack_from(sh_fmt, raw, i * e_shentsize) for i in range(shnum)]
+        if e_shentsize == sh_size:
+            headers = list(struct.iter_unpack(sh_fmt, raw))
+        else:
+            headers = [struct.unpack_from(sh_fmt, raw, i * e_shentsize) for i in range(shnum)]
         if e_shstrndx == 0xFFFF and headers:
             e_shstrndx = headers[0][6]  # SHN_XINDEX: in section 0's sh_link
         names = b''
@@ -331,7 +423,7 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
                 names = _read_at(stream, h[4], h[5])
         for i, h in enumerate(headers):
             sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_sz, sh_link, _info, _align, sh_entsize = h
-            if sh_type not in (0, SHT_NOBITS) and sh_offset + sh_sz > size:
+            if strict and sh_type not in (0, SHT_NOBITS) and sh_offset + sh_sz > size:
                 # a section with contents must lie in the file: corrupt (or garbage) section headers
                 raise ValueError('section {} extends beyond the end of the file'.format(i))
             end = names.find(b'\0', sh_name) if sh_name < len(names) else -1
@@ -356,7 +448,7 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None) -> E
     go = notes.get((b'Go', NT_GO_BUILD_ID))
     if go:
         info.go_build_id = _go_build_id_from_note(go)
-    if not info.go_build_id:
+    if not info.go_build_id and go_build_id:
         info.go_build_id = _scan_go_build_id(_read_at(stream, 0, GO_BUILD_ID_SCAN_BYTES))
 
     def present(name: str, min_size: int = 1) -> bool:
@@ -422,3 +514,69 @@ def read_elf_info(path: str, telemetry: Any = None, stream: Optional[BinaryIO] =
 def read_elf_info_bytes(data: bytes, path: str = '', telemetry: Any = None) -> Optional[ElfInfo]:
     """``read_elf_info`` for an in-memory image (vDSO, .gnu_debugdata)."""
     return read_elf_info(path, telemetry, stream=io.BytesIO(data))
+
+
+MAX_SYMBOL_SECTION = 64 << 20
+
+
+def find_symbols(stream: BinaryIO, info: ElfInfo, names: Iterable[str], section: str = '.dynsym') -> Dict[str, int]:
+    """name -> ``st_value`` of a few defined symbols of ``section`` (64-bit little-endian
+    tables). The names are found in the linked string table first, then the table is scanned
+    in C with ``struct.iter_unpack``: pyelftools' ``get_symbol_by_name`` parses every symbol in
+    Python (a second for libpython on a busy host). Raises ValueError on a table over 64 MiB."""
+    symtab = info.sections.get(section)
+    strtab = info.linked(symtab) if symtab is not None else None
+    if strtab is None and section == '.dynsym':
+        strtab = info.sections.get('.dynstr')
+    if symtab is None or strtab is None or symtab.nobits or strtab.nobits or symtab.entsize != 24:
+        return {}
+    if symtab.size > MAX_SYMBOL_SECTION or strtab.size > MAX_SYMBOL_SECTION:
+        raise ValueError('symbol table too large')
+    strings = _read_at(stream, strtab.offset, strtab.size)
+    offsets = {}
+    for name in names:
+        # every place the string table holds the name followed by its NUL: linkers merge a
+        # name into the tail of a longer one ('malloc' inside '__libc_malloc')
+        needle = name.encode() + b'\0'
+        at = strings.find(needle)
+        while at >= 0:
+            offsets[at] = name
+            at = strings.find(needle, at + 1)
+    if not offsets:
+        return {}
+    table = _read_at(stream, symtab.offset, symtab.size - symtab.size % 24)
+    table = table[:len(table) - len(table) % 24]
+    out: Dict[str, int] = {}
+    for st_name, _info, _other, shndx, value, _size in struct.iter_unpack('<IBBHQQ', table):
+        name = offsets.get(st_name)
+        if name is not None and shndx != 0 and value:
+            out[name] = value
+    return out
+
+
+def read_vaddr(stream: BinaryIO, info: ElfInfo, vaddr: int, size: int) -> Optional[bytes]:
+    """``size`` bytes at ELF virtual address ``vaddr`` (from the PT_LOAD holding them), or None."""
+    for seg in info.loads:
+        if seg.vaddr <= vaddr and vaddr + size <= seg.vaddr + seg.filesz:
+            data = _read_at(stream, seg.offset + vaddr - seg.vaddr, size)
+            return data if len(data) == size else None
+    return None
+
+
+def elf_extent(head: bytes) -> Optional[int]:
+    """Bytes the ELF whose first 64 bytes are ``head`` spans, from its program and section
+    header tables (which strip/objcopy put last); None when the header does not tell."""
+    if len(head) < 52 or head[:4] != ELF_MAGIC or head[4] not in (1, 2) or head[5] not in (1, 2):
+        raise ValueError('.gnu_debugdata does not hold an ELF file')
+    e = '<' if head[5] == 1 else '>'
+    if head[4] == 2:
+        if len(head) < 64:
+            raise ValueError('.gnu_debugdata holds a truncated ELF file')
+        phoff, shoff = struct.unpack_from(e + 'QQ', head, 0x20)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + 'HHHH', head, 0x36)
+    else:
+        phoff, shoff = struct.unpack_from(e + 'II', head, 0x1C)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from(e + 'HHHH', head, 0x2A)
+    if shoff and not shnum:
+        return None  # extended numbering: the count is in section 0
+    return max(len(head), phoff + phnum * phentsize, shoff + shnum * shentsize)
