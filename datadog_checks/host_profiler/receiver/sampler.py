@@ -56,40 +56,44 @@ EFAULT = 14
 EEXIST = 17
 ENOMEM = 12
 
-# Kernel-side per-CPU counters, by index in `stats` (see bpf/sampler.c).
-STATS = (
-    'user_stack_collision',
-    'user_stack_nomem',
-    'user_stack_error',
-    'kernel_stack_collision',
-    'kernel_stack_nomem',
-    'kernel_stack_error',
-    'counts_map_full',
-    '_pid_filtered',
-    'off_cpu_user_stack_collision',
-    'off_cpu_user_stack_nomem',
-    'off_cpu_user_stack_error',
-    'off_cpu_kernel_stack_collision',
-    'off_cpu_kernel_stack_nomem',
-    'off_cpu_kernel_stack_error',
-    'off_cpu_counts_map_full',
-    'off_cpu_start_map_full',
-    'events_lost',
-    '_samples',
-    '_off_cpu_events',
-    'user_stack_copy_lost',  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
-    '_stack_copies',
-    '_events',  # exec/exit events sent (paces their forced wake-ups)
-    '_execs',  # every exec on the host
-    '_exits',  # every thread-group exit on the host
+# Kernel-side per-CPU counters of the `stats` map: (C name, metric name), by index. This is the
+# only list: the BPF program gets each index as -DST_<C name>=<index> (and N_STATS), so the two
+# cannot drift (tests/receiver/test_sampler_source.py fails if sampler.c defines an ST_ itself).
+# Names starting with '_' are not sample losses.
+KERNEL_STATS = (
+    ('USER_EEXIST', 'user_stack_collision'),
+    ('USER_ENOMEM', 'user_stack_nomem'),
+    ('USER_OTHER', 'user_stack_error'),
+    ('KERN_EEXIST', 'kernel_stack_collision'),
+    ('KERN_ENOMEM', 'kernel_stack_nomem'),
+    ('KERN_OTHER', 'kernel_stack_error'),
+    ('COUNTS_FULL', 'counts_map_full'),
+    ('PID_FILTERED', '_pid_filtered'),
+    ('OFF_USER_EEXIST', 'off_cpu_user_stack_collision'),
+    ('OFF_USER_ENOMEM', 'off_cpu_user_stack_nomem'),
+    ('OFF_USER_OTHER', 'off_cpu_user_stack_error'),
+    ('OFF_KERN_EEXIST', 'off_cpu_kernel_stack_collision'),
+    ('OFF_KERN_ENOMEM', 'off_cpu_kernel_stack_nomem'),
+    ('OFF_KERN_OTHER', 'off_cpu_kernel_stack_error'),
+    ('OFF_COUNTS_FULL', 'off_cpu_counts_map_full'),
+    ('OFF_START_FULL', 'off_cpu_start_map_full'),
+    ('EVENTS_LOST', 'events_lost'),
+    ('SAMPLES', '_samples'),
+    ('OFF_EVENTS', '_off_cpu_events'),
+    ('COPY_LOST', 'user_stack_copy_lost'),  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
+    ('COPIES', '_stack_copies'),
+    ('EVENTS', '_events'),  # exec/exit events sent (paces their forced wake-ups)
+    ('EXECS', '_execs'),  # every exec on the host
+    ('EXITS', '_exits'),  # every thread-group exit on the host
     # CPython frame walks (runtimes/python): reported by the Python runtime, not as sample losses
-    '_py_walks',  # samples of a thread of a known CPython process
-    '_py_no_thread_state',  # ... of a thread without a Python frame (never ran Python, or idle)
-    '_py_read_error',  # a read of the thread state or of a frame failed
-    '_py_truncated',  # deeper than the frame bound: the outermost frames are cut
-    '_py_stacks_full',  # the Python stack map was full: the sample has native frames only
-    '_py_frames',  # frames recorded
+    ('PY_WALKS', '_py_walks'),  # samples of a thread of a known CPython process
+    ('PY_NO_THREAD', '_py_no_thread_state'),  # ... of a thread without a Python frame (never ran Python, or idle)
+    ('PY_READ_ERROR', '_py_read_error'),  # a read of the thread state or of a frame failed
+    ('PY_TRUNCATED', '_py_truncated'),  # deeper than the frame bound: the outermost frames are cut
+    ('PY_STACKS_FULL', '_py_stacks_full'),  # the Python stack map was full: the sample has native frames only
+    ('PY_FRAMES', '_py_frames'),  # frames recorded
 )
+STATS = tuple(name for _, name in KERNEL_STATS)
 PY_STATS = tuple(s for s in STATS if s.startswith('_py_'))
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
@@ -167,6 +171,13 @@ class DrainResult:
 def _comm(raw) -> str:
     b = bytes(raw)
     return b.split(b'\0', 1)[0].decode('utf-8', 'replace')
+
+
+def stat_flags() -> Dict[str, int]:
+    """-D constants of the `stats` indices: ST_<C name> for each of KERNEL_STATS, and N_STATS."""
+    flags = {'ST_' + cname: i for i, (cname, _) in enumerate(KERNEL_STATS)}
+    flags['N_STATS'] = len(KERNEL_STATS)
+    return flags
 
 
 class _StandaloneUnwind:
@@ -301,6 +312,7 @@ class Sampler:
             'PY_MAX_FRAMES': int(c.python_max_frames),
             'TASK_FSBASE_OFF': self._fsbase_offset() if self.python else 0,
         }
+        flags.update(stat_flags())
         # -I: each optional feature keeps its BPF code in its own header beside sampler.c
         # (receiver/bpf/<feature>.h), included under its #if.
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w', '-I' + os.path.dirname(BPF_SOURCE)]
