@@ -323,7 +323,7 @@ class Sampler:
 
     @staticmethod
     def _fsbase_offset() -> int:
-        from .btf import BtfError, task_fsbase_offset
+        from ..host.btf import BtfError, task_fsbase_offset
 
         try:
             return task_fsbase_offset()
