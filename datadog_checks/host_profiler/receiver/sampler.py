@@ -92,6 +92,7 @@ KERNEL_STATS = (
     ('PY_TRUNCATED', '_py_truncated'),  # deeper than the frame bound: the outermost frames are cut
     ('PY_STACKS_FULL', '_py_stacks_full'),  # the Python stack map was full: the sample has native frames only
     ('PY_FRAMES', '_py_frames'),  # frames recorded
+    ('PY_WALK_NS', '_py_walk_ns'),  # nanoseconds spent in the walks (the in-kernel cost of Python frames)
 )
 STATS = tuple(name for _, name in KERNEL_STATS)
 PY_STATS = tuple(s for s in STATS if s.startswith('_py_'))

@@ -61,7 +61,7 @@ class PythonRuntime(Runtime):
         if t is None:
             return
         for name in ('runtime.python.frames', 'runtime.python.stacks', 'runtime.python.code_objects_read',
-                     'runtime.python.truncated_stacks', 'runtime.python.walks'):
+                     'runtime.python.truncated_stacks', 'runtime.python.walks', 'runtime.python.walk_time'):
             t.declare(name)
         for r in ('memory', 'bad_object', 'code_object_reused', 'walk_read', 'stack_map_full', 'unknown_stack'):
             t.declare('runtime.python.read_errors', ['reason:' + r])
@@ -250,6 +250,7 @@ class PythonRuntime(Runtime):
         if t is None:
             return
         t.count('runtime.python.walks', delta.get('_py_walks', 0))
+        t.count('runtime.python.walk_time', delta.get('_py_walk_ns', 0))
         t.count('runtime.python.read_errors', delta.get('_py_read_error', 0), ['reason:walk_read'])
         t.count('runtime.python.read_errors', delta.get('_py_stacks_full', 0), ['reason:stack_map_full'])
 
