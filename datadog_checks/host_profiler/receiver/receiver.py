@@ -49,6 +49,9 @@ UNWIND_BUILD_BUDGET = 0.5
 # Runtimes read what the recorded frames point to (Python code objects) this often, from their own
 # thread: the drain may come late (CFI builds on a busy host), by when a process may have exited.
 PREFETCH_INTERVAL_S = 0.2
+# ... and this often while a runtime registered a process in the last second (Runtime.eager): a
+# process that lives 0.3 s would otherwise often exit before its first look.
+PREFETCH_EAGER_S = 0.03
 
 
 @dataclass
@@ -334,7 +337,7 @@ class Receiver:
                         self.log.warning('host_profiler sampler stop hook failed: %s', e)
 
     def _prefetch(self, sampler: Sampler) -> None:
-        while not self._stop.wait(PREFETCH_INTERVAL_S):
+        while not self._stop.wait(PREFETCH_EAGER_S if self.runtimes.eager(time.monotonic()) else PREFETCH_INTERVAL_S):
             try:
                 self.runtimes.prefetch(sampler)
             except Exception:  # noqa: BLE001 - a failed look is retried at the next one
