@@ -235,15 +235,23 @@ struct py_stack_t {
 // The walk's state lives in this per-CPU slot, not in registers: values loaded from a map are
 // unknown to the verifier, so the paths through one iteration (a shim frame or a function's) end
 // in equal states and are pruned, instead of doubling at each of the 136 iterations.
-// One read per frame: its first f_read bytes (every field the walk needs) into `buf`, from which
-// the fields are taken at their offsets (a read of the user's memory is what costs, each one
-// walking the page tables: four reads per frame used to cost 3-4x more on a busy host).
-#define PY_FRAME_READ 128
+// Reads of the user's memory are what costs (a few hundred ns each here, whatever their size up
+// to a page), so frames are read a page at a time: from 3.11 the frames of a thread sit one above
+// the other in its data stack, so the page that holds a frame (read from its start up to the end
+// of the frame's fields, `f_read` bytes past the frame) holds its callers too, and the walk reads
+// again only when the chain leaves what was read. Up to 3.10 (heap PyFrameObjects) each frame is
+// one read of its first f_read bytes. The page of a mapped frame is mapped: the read cannot fail
+// on the part below the frame.
+#define PY_FRAME_READ 128  // bytes of a frame's fields at most (f_read <= this)
+#define PY_PAGE 4096
+#define PY_BUF_MASK (2 * PY_PAGE - 1)
 struct py_walk_t {
     u64 frame;
     u64 hash;
-    u8 buf[PY_FRAME_READ + 8];
+    u64 base;  // user address of buf[0]
+    u64 end;   // user address past the last byte read into buf
     struct py_stack_t st;
+    u8 buf[2 * PY_PAGE + 8];
 };
 BPF_HASH(py_procs, u32, struct py_proc_t, PY_PROCS);
 BPF_PERCPU_ARRAY(py_scratch, struct py_walk_t, 1);
@@ -256,8 +264,9 @@ static __always_inline u64 py_mix(u64 h, u64 v) {
     return h ^ (h >> 29);
 }
 
-static __always_inline u64 py_field(struct py_walk_t *w, u32 off) {
-    return *(u64 *)(w->buf + (off & (PY_FRAME_READ - 1)));
+// 8 bytes at `rel` + `off` in buf (rel < PY_PAGE, off < PY_FRAME_READ: the mask only bounds it)
+static __always_inline u64 py_field(struct py_walk_t *w, u64 rel, u32 off) {
+    return *(u64 *)(w->buf + ((rel + off) & PY_BUF_MASK));
 }
 
 // The thread state's current frame of the current thread, 0 for none; *err set on a failed read.
@@ -314,6 +323,7 @@ static __always_inline u64 python_walk(struct py_proc_t *p, u32 tgid, u32 gen) {
     if (!w)
         return 0;
     w->frame = frame;
+    w->base = w->end = 0;
     w->hash = py_mix(0xcbf29ce484222325ULL, tgid);
     w->st.n = 0;
     w->st.tgid = tgid;
@@ -324,18 +334,26 @@ static __always_inline u64 python_walk(struct py_proc_t *p, u32 tgid, u32 gen) {
         u32 sz = p->f_read;
         if (sz > PY_FRAME_READ)
             sz = PY_FRAME_READ;
-        if (bpf_probe_read_user(w->buf, sz, (void *)f) != 0) {
-            stat_inc(ST_PY_READ_ERROR);
-            break;
+        if (f < w->base || f + sz > w->end) {
+            // not in what was read: read from the start of its page (from 3.11), or the frame alone
+            u64 base = p->layout == PY_LAYOUT_FRAMEOBJECT ? f : f & ~((u64)PY_PAGE - 1);
+            u64 len = f + sz - base;
+            if (len > PY_PAGE + PY_FRAME_READ || bpf_probe_read_user(w->buf, len & PY_BUF_MASK, (void *)base) != 0) {
+                stat_inc(ST_PY_READ_ERROR);
+                break;
+            }
+            w->base = base;
+            w->end = base + len;
         }
-        u64 code = py_field(w, p->f_code);
-        u64 back = py_field(w, p->f_back);
-        u64 instr = py_field(w, p->f_instr);
+        u64 rel = (f - w->base) & (PY_PAGE - 1);
+        u64 code = py_field(w, rel, p->f_code);
+        u64 back = py_field(w, rel, p->f_back);
+        u64 instr = py_field(w, rel, p->f_instr);
         u8 marker = 0;
         if (p->layout == PY_LAYOUT_FRAMEOBJECT) {
             instr &= 0xffffffff;  // int f_lasti
         } else {
-            marker = (u8)py_field(w, p->f_marker);
+            marker = (u8)py_field(w, rel, p->f_marker);
             instr = (instr >= code && instr - code < 0xffffffffULL) ? instr - code : 0xffffffff;
         }
         w->frame = back;
