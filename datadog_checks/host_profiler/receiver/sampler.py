@@ -51,6 +51,10 @@ MAX_STACK_DEPTH = 127
 # returned, so the old set is quiescent. (This is the same argument as an RCU grace period,
 # with a wide margin.)
 FLIP_GRACE_S = 0.004
+# During a drain's unwinding pass (which can last a few hundred ms on a busy host), the process
+# events are read at least this often: a new process's first-sample event is what registers it
+# with the runtimes (Python frames), and a process that lives 0.3 s cannot wait for the pass.
+EVENTS_DURING_DRAIN_S = 0.02
 
 EFAULT = 14
 EEXIST = 17
@@ -225,6 +229,7 @@ class Sampler:
         self._epoll = None
         self._wake_fd = -1  # eventfd: wake() ends a poll early
         self._gen = 0
+        self._events_due = 0.0
         self._prev_stats = [0] * len(STATS)
         self._include = re.compile(self.config.comm_include) if self.config.comm_include else None
         self._exclude = re.compile(self.config.comm_exclude) if self.config.comm_exclude else None
@@ -437,6 +442,17 @@ class Sampler:
         for reader, handle in self._rings:
             reader.read(handle)
 
+    def _events_tick(self) -> None:
+        """Within a drain: read the process events ring (only that one: the stack copies ring is
+        being unwound) if EVENTS_DURING_DRAIN_S passed since the last look."""
+        now = time.monotonic()
+        if now < self._events_due:
+            return
+        self._events_due = now + EVENTS_DURING_DRAIN_S
+        for reader, handle in self._rings:
+            if handle == self._on_event_record:
+                reader.read(handle)
+
     def _on_event_record(self, buf, off: int, size: int) -> None:
         if self._on_event is None or size < EVENT.size:
             return
@@ -605,7 +621,7 @@ class Sampler:
             return self._resolve(stacks, cache, ks)[0] if gen == old32 else ()
 
         for (gen, tgid, tid, rawcomm, ustack, ks, truncated, py), cnt in self._copies.take(
-                self._gen & 0xFFFFFFFF, resolve_kstack, final):
+                self._gen & 0xFFFFFFFF, resolve_kstack, final, self._events_tick):
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self._keep_comm(comm):
                 filtered += cnt
