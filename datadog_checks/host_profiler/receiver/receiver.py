@@ -186,6 +186,7 @@ class Receiver:
         self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0
         self.compile_seconds = 0.0
+        self.compile_cpu_seconds = 0.0
         self._declare()
 
     def _declare(self) -> None:
@@ -235,6 +236,7 @@ class Receiver:
                 if info.exited_at is None:
                     self.runtimes.observe(info)
             self.compile_seconds = sampler.compile_seconds
+            self.compile_cpu_seconds = sampler.compile_cpu_seconds
             self.startup_seconds = time.monotonic() - t0
             self._last_heartbeat = time.monotonic()
             self._since_ns = time.time_ns()

@@ -234,6 +234,7 @@ class Sampler:
         self._include = re.compile(self.config.comm_include) if self.config.comm_include else None
         self._exclude = re.compile(self.config.comm_exclude) if self.config.comm_exclude else None
         self.compile_seconds = 0.0
+        self.compile_cpu_seconds = 0.0
         self.attach_seconds = 0.0
         self.cpus: List[int] = []
         # off-CPU: stacks of past generations still referenced by pending switch-out records
@@ -360,9 +361,10 @@ class Sampler:
         kernel.ensure_tracefs()
         with open(BPF_SOURCE) as f:
             text = f.read()
-        t0 = time.monotonic()
+        cflags = self._cflags()  # before the clocks: the BTF offsets are not the compile
+        t0, c0 = time.monotonic(), time.process_time()
         try:
-            b = bcc.BPF(text=text, cflags=self._cflags())
+            b = bcc.BPF(text=text, cflags=cflags)
         except Exception as e:  # BCC raises a bare Exception on compile/load failure
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if 'compile' in msg.lower():
@@ -372,6 +374,7 @@ class Sampler:
                 'that memlock/BPF limits allow it (run as root)'.format(msg[:200])
             )
         self.compile_seconds = time.monotonic() - t0
+        self.compile_cpu_seconds = time.process_time() - c0  # clang + the verifier (every thread of the process)
         # BCC registers b.cleanup with atexit. Ours instead: close() takes the lock that the
         # sampler thread's poll/drain hold, so an exit while the thread is running (or already
         # closing) never cleans up twice (BCC's "Failed to detach" noise at exit).

@@ -345,6 +345,10 @@ static __always_inline u64 python_walk(struct py_proc_t *p, u32 tgid, u32 gen) {
             w->base = base;
             w->end = base + len;
         }
+        // The compiler must read base back from the slot, not reuse what this path computed: both
+        // paths then reach the next line in the same verifier state, which prunes the second one
+        // (else the states multiply along the 136 iterations: seconds of verification at load).
+        asm volatile("" ::: "memory");
         u64 rel = (f - w->base) & (PY_PAGE - 1);
         u64 code = py_field(w, rel, p->f_code);
         u64 back = py_field(w, rel, p->f_back);
