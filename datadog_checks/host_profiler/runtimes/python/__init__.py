@@ -33,7 +33,7 @@ SEGMENT_END = 1
 TRUNCATED_FRAME = Frame(function='[python stack truncated]', address=0, kind=FRAME_ABORT)
 UNKNOWN_CODE = '[unknown python code]'
 # after registering a process, its code objects are prefetched eagerly for this long (see Runtime.eager)
-EAGER_S = 1.0
+EAGER_S = 0.5
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
