@@ -8,7 +8,8 @@ names agree with py-spy's on the same process (py-spy is a benchmark-only tool: 
 
 1. In-kernel cost: one sampler (unwinding auto) on a pysplit.py process; windows alternate between
    the process registered in `py_procs` (its frames walked) and not (native only). The average run
-   time of `on_cpu_sample` (BPF run-time stats) per window, and the difference.
+   time of `on_cpu_sample` (BPF run-time stats) per window, and the difference; and the walk's own
+   time per walk (the `_py_walk_ns` counter, bpf_ktime_get_ns around the walk).
 2. Agreement with py-spy: our receiver and `py-spy record --format raw --nonblocking` sample the
    same process at the same rate; per-function inclusive shares side by side, and each one's CPU
    (ours: the whole receiver process + its BPF programs; py-spy: its process).
@@ -65,9 +66,12 @@ def kernel_cost(python: str, seconds: float, rounds: int) -> dict:
             ns = (b['run_time_ns'] - a['run_time_ns']) / max(1, n)
             frames = sum(len(s.runtime_stack[1]) * s.count for s in res.samples if s.runtime_stack)
             walked_n = sum(s.count for s in res.samples if s.runtime_stack)
+            rs = res.runtime_stats
             out['walked' if walked else 'native_only'].append(
                 {'runs': n, 'ns_per_sample': round(ns), 'python_frames_per_walked_sample':
-                 round(frames / walked_n, 1) if walked_n else 0})
+                 round(frames / walked_n, 1) if walked_n else 0,
+                 # the program's own clock around the walk (_py_walk_ns), per walk
+                 'walk_ns_per_walk': round(rs.get('_py_walk_ns', 0) / rs['_py_walks']) if rs.get('_py_walks') else 0})
         return out
     finally:
         sampler.close()

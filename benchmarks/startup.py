@@ -1,7 +1,8 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Start-up: time to first sample and the BCC compile cost (goal: first sample <= 3 s).
+"""Start-up: time to first sample and the BCC compile cost (goals: first sample <= 3 s; cold start to
+the first sample <= 1.6 s of CPU, issue #15).
 
     python benchmarks/startup.py [--runs 5] [--frequency 20] [--quick]
 
@@ -16,6 +17,8 @@ Two views, each repeated --runs times (medians and maxima):
             compile / first sample.
 Compared with `profile-bpfcc`, which compiles its own BPF program at start: time from spawn
 until it has attached (its "Sampling ..." banner).
+CPU figures (user + system of every thread of the process) beside the wall-clock ones: on a shared
+host the wall clock follows the other tenants' load, the CPU does not (much).
 A busy process keeps a CPU active so that a sample is due at once.
 """
 from __future__ import annotations
@@ -36,6 +39,7 @@ import workloads as w  # noqa: E402
 COLD = r'''
 import time
 T0 = time.monotonic()
+C0 = time.process_time()  # CPU of this process (every thread) since it started: ~0 here
 import json, os, sys
 sys.path.insert(0, {repo!r})
 import bcc  # noqa
@@ -49,14 +53,16 @@ check = HostProfilerCheck('host_profiler', {{}}, [inst])
 check.run()
 t_run = time.monotonic() - T0
 rx = check.pipeline.receiver
-first = None
+first = first_cpu = None
 while time.monotonic() - T0 < 30:
     if any(s.count for s in rx.collect().samples):
         first = time.monotonic() - T0
+        first_cpu = time.process_time()
         break
     time.sleep(0.01)
 out = {{'import_s': t_import, 'first_run_s': t_run, 'compile_s': rx.compile_seconds,
-       'receiver_start_s': rx.startup_seconds, 'first_sample_s': first}}
+       'receiver_start_s': rx.startup_seconds, 'first_sample_s': first,
+       'compile_cpu_s': getattr(rx, 'compile_cpu_seconds', None), 'first_sample_cpu_s': first_cpu if first else None}}
 check.cancel(); rx.join(10)
 print(json.dumps(out))
 '''
@@ -76,6 +82,16 @@ def cold_run(freq):
     return r
 
 
+def _cpu_of(pid):
+    """utime + stime of a process (all its threads) in seconds, from /proc/PID/stat."""
+    try:
+        with open('/proc/{}/stat'.format(pid)) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def bcc_profile_run(freq):
     """Seconds from spawning profile-bpfcc until its perf_event BPF program is loaded
     (polling `bpftool prog show`; attach follows within milliseconds)."""
@@ -89,9 +105,9 @@ def bcc_profile_run(freq):
         while time.monotonic() - t0 < 30:
             out = subprocess.run(['bpftool', 'prog', 'show', '--json'], capture_output=True, text=True).stdout
             if any(pr.get('type') == 'perf_event' and pr['id'] not in before for pr in json.loads(out or '[]')):
-                return time.monotonic() - t0
+                return time.monotonic() - t0, _cpu_of(p.pid)
             time.sleep(0.02)
-        return None
+        return None, None
     finally:
         p.send_signal(2)
         try:
@@ -122,7 +138,7 @@ def main():
     finally:
         busy.kill()
         busy.wait()
-    med = lambda k: round(w.median([r[k] for r in cold]), 3)  # noqa: E731
+    med = lambda k: round(w.median([r[k] for r in cold if r[k] is not None] or [float('nan')]), 3)  # noqa: E731
     mx = lambda k: round(max(r[k] for r in cold if r[k] is not None), 3)  # noqa: E731
     summary = {
         'frequency': args.frequency, 'runs': args.runs,
@@ -135,7 +151,12 @@ def main():
         'cold_first_run_s_median': med('first_run_s'),
         'cold_first_sample_s_median': med('first_sample_s'),
         'cold_first_sample_s_max': mx('first_sample_s'),
-        'bcc_profile_attach_s_median': round(w.median(bcc), 3),
+        'bcc_profile_attach_s_median': round(w.median([b[0] for b in bcc if b[0] is not None]), 3),
+        # CPU (user + system, every thread): what the host pays, whatever the load of the machine
+        'cold_compile_cpu_s_median': med('compile_cpu_s'),
+        'cold_first_sample_cpu_s_median': med('first_sample_cpu_s'),
+        'cold_first_sample_cpu_s_max': mx('first_sample_cpu_s'),
+        'bcc_profile_attach_cpu_s_median': round(w.median([b[1] for b in bcc if b[1] is not None]), 3),
     }
     print('| Measure | Median | Max |')
     print('|---|---|---|')
@@ -150,6 +171,14 @@ def main():
     print('| Cold: first sample (from interpreter start) | {:.2f} s | {:.2f} s |'.format(
         summary['cold_first_sample_s_median'], summary['cold_first_sample_s_max']))
     print('| profile-bpfcc: spawn to BPF program loaded | {:.2f} s | |'.format(summary['bcc_profile_attach_s_median']))
+    print('| Cold: BCC compile, CPU | {:.2f} s | |'.format(summary['cold_compile_cpu_s_median']))
+    print('| Cold: first sample, CPU (from interpreter start) | {:.2f} s | {:.2f} s |'.format(
+        summary['cold_first_sample_cpu_s_median'], summary['cold_first_sample_cpu_s_max']))
+    print('| profile-bpfcc: spawn to BPF program loaded, CPU | {:.2f} s | |'.format(
+        summary['bcc_profile_attach_cpu_s_median']))
+    cpu_ok = summary['cold_first_sample_cpu_s_max'] <= 1.6
+    print('{} first sample <= 1.6 s of CPU (cold, max): {:.2f} s'.format(
+        'PASS' if cpu_ok else 'FAIL', summary['cold_first_sample_cpu_s_max']))
     ok = summary['cold_first_sample_s_max'] <= 3.0
     print('{} first sample <= 3 s (cold, max): {:.2f} s'.format('PASS' if ok else 'FAIL',
                                                                summary['cold_first_sample_s_max']))

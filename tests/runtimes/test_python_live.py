@@ -30,21 +30,40 @@ WARM_UP = '<go>'
 EVAL = '_PyEval_EvalFrameDefault'
 
 
+def _wait_registered(rx, pids, timeout):
+    """Until the Python runtime walks every one of ``pids`` (registered at their first sample)."""
+    import time
+
+    rt = next(r for r in rx.runtimes.runtimes if r.name == 'python')
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all((rt._procs.get(pid) or (0, 0, None, None))[3] is not None for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def _profile(tmp_path, commands, whole_host=False, **receiver):
     """{label: [(root-first frames, count, tid)]} of the commands run at once under one receiver
-    (and {'pid:N': ...} for every other process sampled, with ``whole_host``)."""
+    (and {'pid:N': ...} for every other process sampled, with ``whole_host``). The pysplit.py
+    workloads start their program once the profiler walks their frames (their warm-up thread gets
+    them sampled, hence registered) and only their main thread's samples are kept: every sample
+    of the program comes from a process the profiler knew, as for a long-running service."""
     from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
 
     tel = Telemetry()
     go = tmp_path / 'go'  # the workloads wait for it: they run once the program is loaded
     procs = {label: subprocess.Popen([str(go) if a == WARM_UP else a for a in cmd], stdout=subprocess.DEVNULL)
              for label, cmd in commands.items()}
+    main_only = {label for label, cmd in commands.items() if PYSPLIT in cmd and WARM_UP in cmd}
     cfg = dict(samples_per_second=99, drain_interval=0.5, check_interval=0, lock_path=str(tmp_path / 'hp.lock'),
                pids=[] if whole_host else [p.pid for p in procs.values()])
     cfg.update(receiver)
     rx = Receiver(ReceiverConfig(**cfg), telemetry=tel)
     try:
         rx.start()
+        registered = _wait_registered(rx, [procs[label].pid for label in main_only], 30)
+        print('pysplit workloads registered before the start signal:', registered)
         go.write_text('')
         for p in procs.values():
             p.wait(SECONDS + 60)
@@ -61,7 +80,8 @@ def _profile(tmp_path, commands, whole_host=False, **receiver):
     out = {}
     for label, p in procs.items():
         r = by_pid.pop(p.pid, None)
-        out[label] = [(list(reversed(s.frames)), s.value, s.thread_id) for s in (r.samples if r else [])]
+        out[label] = [(list(reversed(s.frames)), s.value, s.thread_id) for s in (r.samples if r else [])
+                      if label not in main_only or s.thread_id == p.pid]
     for pid, r in by_pid.items():
         out['pid:{}'.format(pid)] = [(list(reversed(s.frames)), s.value, s.thread_id) for s in r.samples]
     return out, tel
@@ -94,21 +114,25 @@ def _in_program(frames):
 
 
 # The BPF program walks a process's frames once user space has detected it, at its first sample;
-# the samples before (tens of ms on an idle host, up to a second or two when the receiver's thread
-# is busy unwinding a loaded 2-core host) have native frames only. Past that, every sample must
-# carry the whole chain.
-MIN_WALKED = 0.7
+# the samples before (tens of ms on an idle host, up to a few hundred ms when the receiver's thread
+# is busy unwinding on a loaded 2-core host) have native frames only. The split workloads start
+# their program once registered (see _profile), so their samples must all be walked (the issue's
+# 95%), and carry the whole chain.
+MIN_WALKED = 0.95
+# a process that starts while the profiler runs: walked from its registration on
+LATE_MIN_WALKED = 0.7
 
 
 def _walked(frames):
     return any(f.kind == FRAME_CPYTHON for f in frames)
 
 
-def _check_split(label, samples, depth=5, min_samples=10):
+def _check_split(label, samples, depth=5, min_samples=10, min_walked=MIN_WALKED):
     samples = [s for s in samples if _in_program(s[0])]
     everything = sum(c for _, c, _ in samples)
     walked = sum(c for f, c, _ in samples if _walked(f))
-    assert walked >= MIN_WALKED * everything, '{}: {} of {} samples with Python frames'.format(
+    print('{}: {} of {} samples walked'.format(label, walked, everything))
+    assert walked >= min_walked * everything, '{}: {} of {} samples with Python frames'.format(
         label, walked, everything)
     samples = [s for s in samples if _walked(s[0])]
     total = sum(c for _, c, _ in samples)
@@ -122,11 +146,14 @@ def _check_split(label, samples, depth=5, min_samples=10):
     top = collections.Counter()
     for frames, c, _ in samples:
         top[';'.join(f.display_name for f in frames[-12:])] += c
-    assert good >= 0.9 * total, '{}: {} of {} samples with the whole chain; top: {}'.format(
+    assert good >= 0.95 * total, '{}: {} of {} samples with the whole chain; top: {}'.format(
         label, good, total, top.most_common(5))
     heavy = 100.0 * split['heavy'] / good
-    # 3:1 by construction; the tolerance is 3 standard deviations of the share over `good` samples
-    tol = max(5.0, 300.0 * (0.75 * 0.25 / good) ** 0.5)
+    # 3:1 by construction. The issue asks for 2 points; a share over n samples has a standard
+    # deviation of 43.3/sqrt(n) points, so 2 points is 3 standard deviations only from ~4,200
+    # samples (this test has 80-250 per interpreter): the tolerance is 2 points or 3 standard
+    # deviations, whichever is larger (docs/benchmarks.md).
+    tol = max(2.0, 300.0 * (0.75 * 0.25 / good) ** 0.5)
     assert abs(heavy - 75.0) <= tol, '{}: heavy {:.1f}% of {} (want 75 +- {:.1f})'.format(label, heavy, good, tol)
     return total, good, heavy
 
@@ -260,7 +287,7 @@ def test_frame_pointers_mode_puts_python_on_top(requires_bpf, tmp_path):
             # and no eval-loop frame is left; native frames the leaf called stay on top
             if which and frames[0].function == '<module>' and EVAL not in _names(frames):
                 good[which] += c
-        assert total >= 10 and sum(good.values()) >= 0.9 * total, (label, total, good)
+        assert total >= 10 and sum(good.values()) >= 0.95 * total, (label, total, good)
 
 
 def test_fork_child_gets_its_own_python_stacks(requires_bpf, tmp_path):
@@ -344,7 +371,8 @@ def test_python_started_after_the_profiler(requires_bpf, tmp_path):
     """A process that execs while the profiler runs is detected at its first sample, like one
     that was there before: the same whole chain and split."""
     samples, _ = _profile_started_after(tmp_path, {'late': [DEBIAN_PYTHON, PYSPLIT, str(SECONDS / 3), '5']})
-    _check_split('late', samples['late'])
+    # its samples before the receiver registers it (its first sample's event, then /proc) are native only
+    _check_split('late', samples['late'], min_walked=LATE_MIN_WALKED)
 
 
 SHORT_LIVED_S = 0.3

@@ -127,7 +127,7 @@ def test_interleave_frame_pointers_puts_the_rest_at_the_root():
 
 
 def test_btf_fsbase_offset_matches_bpftool():
-    from datadog_checks.host_profiler.receiver.btf import task_fsbase_offset
+    from datadog_checks.host_profiler.host.btf import task_fsbase_offset
 
     if not os.path.exists('/sys/kernel/btf/vmlinux'):
         pytest.skip('kernel without BTF')
@@ -143,7 +143,7 @@ def test_btf_fsbase_offset_matches_bpftool():
                 return int(line.split('bits_offset=')[1].split()[0]) // 8
         raise AssertionError(name)
 
-    assert task_fsbase_offset() == member('task_struct', 'thread') + member('thread_struct', 'fsbase')
+    assert task_fsbase_offset(cache_path=None) == member('task_struct', 'thread') + member('thread_struct', 'fsbase')
 
 
 @pytest.mark.parametrize('label,path', interpreters())

@@ -56,6 +56,18 @@ def test_record_parsing_and_generations():
     assert out == [((2, 7, 8, b'comm\0'.ljust(16, b'\0'), (0x401000, 0x1000), 5, False, 0xABC), 2)]
 
 
+def test_take_ticks_during_a_long_pass():
+    """The sampler reads its process events from the tick while a pass unwinds many copies."""
+    from datadog_checks.host_profiler.unwind.copies import TICK_EVERY
+
+    sc = StackCopies(per_process(lambda tgid, regs, stack, sp, may_defer: ((regs[0],), False, False)))
+    for i in range(3 * TICK_EVERY + 1):
+        sc.add(1, 100 + i, 100 + i, b'c', 9, 0x401000 + i, 0x7FFD0000F040, 0, b'')
+    ticks = []
+    out = sc.take(2, tick=lambda: ticks.append(1))
+    assert len(ticks) == 3 and sum(n for _, n in out) == 3 * TICK_EVERY + 1
+
+
 def test_retry_keeps_kernel_stack_and_gives_up():
     state = {'defer': True}
 

@@ -49,6 +49,13 @@ UNWIND_BUILD_BUDGET = 0.5
 # Runtimes read what the recorded frames point to (Python code objects) this often, from their own
 # thread: the drain may come late (CFI builds on a busy host), by when a process may have exited.
 PREFETCH_INTERVAL_S = 0.2
+# ... and this often while a runtime registered a process recently (Runtime.eager): a process that
+# lives 0.3 s would otherwise often exit before its first look. A look costs about 1 ms per few
+# hundred recorded stacks (the BPF map is walked key by key), and on a host that starts Python
+# processes all the time the runtime is always eager: eager looks are spaced so that they take at
+# most PREFETCH_EAGER_SHARE of a core.
+PREFETCH_EAGER_S = 0.05
+PREFETCH_EAGER_SHARE = 0.02
 
 
 @dataclass
@@ -186,6 +193,7 @@ class Receiver:
         self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0
         self.compile_seconds = 0.0
+        self.compile_cpu_seconds = 0.0
         self._declare()
 
     def _declare(self) -> None:
@@ -235,6 +243,7 @@ class Receiver:
                 if info.exited_at is None:
                     self.runtimes.observe(info)
             self.compile_seconds = sampler.compile_seconds
+            self.compile_cpu_seconds = sampler.compile_cpu_seconds
             self.startup_seconds = time.monotonic() - t0
             self._last_heartbeat = time.monotonic()
             self._since_ns = time.time_ns()
@@ -337,9 +346,13 @@ class Receiver:
                         self.log.warning('host_profiler sampler stop hook failed: %s', e)
 
     def _prefetch(self, sampler: Sampler) -> None:
-        while not self._stop.wait(PREFETCH_INTERVAL_S):
+        took = 0.0
+        while not self._stop.wait(min(PREFETCH_INTERVAL_S, max(PREFETCH_EAGER_S, took / PREFETCH_EAGER_SHARE))
+                                  if self.runtimes.eager(time.monotonic()) else PREFETCH_INTERVAL_S):
             try:
+                t0 = time.thread_time()
                 self.runtimes.prefetch(sampler)
+                took = time.thread_time() - t0
             except Exception:  # noqa: BLE001 - a failed look is retried at the next one
                 if self.log:
                     self.log.debug('runtime prefetch failed', exc_info=True)

@@ -51,45 +51,54 @@ MAX_STACK_DEPTH = 127
 # returned, so the old set is quiescent. (This is the same argument as an RCU grace period,
 # with a wide margin.)
 FLIP_GRACE_S = 0.004
+# During a drain's unwinding pass (which can last a few hundred ms on a busy host), the process
+# events are read at least this often: a new process's first-sample event is what registers it
+# with the runtimes (Python frames), and a process that lives 0.3 s cannot wait for the pass.
+EVENTS_DURING_DRAIN_S = 0.02
 
 EFAULT = 14
 EEXIST = 17
 ENOMEM = 12
 
-# Kernel-side per-CPU counters, by index in `stats` (see bpf/sampler.c).
-STATS = (
-    'user_stack_collision',
-    'user_stack_nomem',
-    'user_stack_error',
-    'kernel_stack_collision',
-    'kernel_stack_nomem',
-    'kernel_stack_error',
-    'counts_map_full',
-    '_pid_filtered',
-    'off_cpu_user_stack_collision',
-    'off_cpu_user_stack_nomem',
-    'off_cpu_user_stack_error',
-    'off_cpu_kernel_stack_collision',
-    'off_cpu_kernel_stack_nomem',
-    'off_cpu_kernel_stack_error',
-    'off_cpu_counts_map_full',
-    'off_cpu_start_map_full',
-    'events_lost',
-    '_samples',
-    '_off_cpu_events',
-    'user_stack_copy_lost',  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
-    '_stack_copies',
-    '_events',  # exec/exit events sent (paces their forced wake-ups)
-    '_execs',  # every exec on the host
-    '_exits',  # every thread-group exit on the host
+# Kernel-side per-CPU counters of the `stats` map: (C name, metric name), by index. This is the
+# only list: the BPF program gets each index as -DST_<C name>=<index> (and N_STATS), so the two
+# cannot drift (tests/receiver/test_sampler_source.py fails if sampler.c defines an ST_ itself).
+# Names starting with '_' are not sample losses.
+KERNEL_STATS = (
+    ('USER_EEXIST', 'user_stack_collision'),
+    ('USER_ENOMEM', 'user_stack_nomem'),
+    ('USER_OTHER', 'user_stack_error'),
+    ('KERN_EEXIST', 'kernel_stack_collision'),
+    ('KERN_ENOMEM', 'kernel_stack_nomem'),
+    ('KERN_OTHER', 'kernel_stack_error'),
+    ('COUNTS_FULL', 'counts_map_full'),
+    ('PID_FILTERED', '_pid_filtered'),
+    ('OFF_USER_EEXIST', 'off_cpu_user_stack_collision'),
+    ('OFF_USER_ENOMEM', 'off_cpu_user_stack_nomem'),
+    ('OFF_USER_OTHER', 'off_cpu_user_stack_error'),
+    ('OFF_KERN_EEXIST', 'off_cpu_kernel_stack_collision'),
+    ('OFF_KERN_ENOMEM', 'off_cpu_kernel_stack_nomem'),
+    ('OFF_KERN_OTHER', 'off_cpu_kernel_stack_error'),
+    ('OFF_COUNTS_FULL', 'off_cpu_counts_map_full'),
+    ('OFF_START_FULL', 'off_cpu_start_map_full'),
+    ('EVENTS_LOST', 'events_lost'),
+    ('SAMPLES', '_samples'),
+    ('OFF_EVENTS', '_off_cpu_events'),
+    ('COPY_LOST', 'user_stack_copy_lost'),  # dwarf/auto: ring buffer full, the sample fell back to frame pointers
+    ('COPIES', '_stack_copies'),
+    ('EVENTS', '_events'),  # exec/exit events sent (paces their forced wake-ups)
+    ('EXECS', '_execs'),  # every exec on the host
+    ('EXITS', '_exits'),  # every thread-group exit on the host
     # CPython frame walks (runtimes/python): reported by the Python runtime, not as sample losses
-    '_py_walks',  # samples of a thread of a known CPython process
-    '_py_no_thread_state',  # ... of a thread without a Python frame (never ran Python, or idle)
-    '_py_read_error',  # a read of the thread state or of a frame failed
-    '_py_truncated',  # deeper than the frame bound: the outermost frames are cut
-    '_py_stacks_full',  # the Python stack map was full: the sample has native frames only
-    '_py_frames',  # frames recorded
+    ('PY_WALKS', '_py_walks'),  # samples of a thread of a known CPython process
+    ('PY_NO_THREAD', '_py_no_thread_state'),  # ... of a thread without a Python frame (never ran Python, or idle)
+    ('PY_READ_ERROR', '_py_read_error'),  # a read of the thread state or of a frame failed
+    ('PY_TRUNCATED', '_py_truncated'),  # deeper than the frame bound: the outermost frames are cut
+    ('PY_STACKS_FULL', '_py_stacks_full'),  # the Python stack map was full: the sample has native frames only
+    ('PY_FRAMES', '_py_frames'),  # frames recorded
+    ('PY_WALK_NS', '_py_walk_ns'),  # nanoseconds spent in the walks (the in-kernel cost of Python frames)
 )
+STATS = tuple(name for _, name in KERNEL_STATS)
 PY_STATS = tuple(s for s in STATS if s.startswith('_py_'))
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
@@ -169,6 +178,13 @@ def _comm(raw) -> str:
     return b.split(b'\0', 1)[0].decode('utf-8', 'replace')
 
 
+def stat_flags() -> Dict[str, int]:
+    """-D constants of the `stats` indices: ST_<C name> for each of KERNEL_STATS, and N_STATS."""
+    flags = {'ST_' + cname: i for i, (cname, _) in enumerate(KERNEL_STATS)}
+    flags['N_STATS'] = len(KERNEL_STATS)
+    return flags
+
+
 class _StandaloneUnwind:
     """``walker_for`` for a sampler used without the receiver: process mappings from /proc."""
 
@@ -213,10 +229,12 @@ class Sampler:
         self._epoll = None
         self._wake_fd = -1  # eventfd: wake() ends a poll early
         self._gen = 0
+        self._events_due = 0.0
         self._prev_stats = [0] * len(STATS)
         self._include = re.compile(self.config.comm_include) if self.config.comm_include else None
         self._exclude = re.compile(self.config.comm_exclude) if self.config.comm_exclude else None
         self.compile_seconds = 0.0
+        self.compile_cpu_seconds = 0.0
         self.attach_seconds = 0.0
         self.cpus: List[int] = []
         # off-CPU: stacks of past generations still referenced by pending switch-out records
@@ -301,6 +319,7 @@ class Sampler:
             'PY_MAX_FRAMES': int(c.python_max_frames),
             'TASK_FSBASE_OFF': self._fsbase_offset() if self.python else 0,
         }
+        flags.update(stat_flags())
         # -I: each optional feature keeps its BPF code in its own header beside sampler.c
         # (receiver/bpf/<feature>.h), included under its #if.
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w', '-I' + os.path.dirname(BPF_SOURCE)]
@@ -311,7 +330,7 @@ class Sampler:
 
     @staticmethod
     def _fsbase_offset() -> int:
-        from .btf import BtfError, task_fsbase_offset
+        from ..host.btf import BtfError, task_fsbase_offset
 
         try:
             return task_fsbase_offset()
@@ -342,9 +361,10 @@ class Sampler:
         kernel.ensure_tracefs()
         with open(BPF_SOURCE) as f:
             text = f.read()
-        t0 = time.monotonic()
+        cflags = self._cflags()  # before the clocks: the BTF offsets are not the compile
+        t0, c0 = time.monotonic(), time.process_time()
         try:
-            b = bcc.BPF(text=text, cflags=self._cflags())
+            b = bcc.BPF(text=text, cflags=cflags)
         except Exception as e:  # BCC raises a bare Exception on compile/load failure
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             if 'compile' in msg.lower():
@@ -354,6 +374,7 @@ class Sampler:
                 'that memlock/BPF limits allow it (run as root)'.format(msg[:200])
             )
         self.compile_seconds = time.monotonic() - t0
+        self.compile_cpu_seconds = time.process_time() - c0  # clang + the verifier (every thread of the process)
         # BCC registers b.cleanup with atexit. Ours instead: close() takes the lock that the
         # sampler thread's poll/drain hold, so an exit while the thread is running (or already
         # closing) never cleans up twice (BCC's "Failed to detach" noise at exit).
@@ -423,6 +444,17 @@ class Sampler:
     def _read_rings(self) -> None:
         for reader, handle in self._rings:
             reader.read(handle)
+
+    def _events_tick(self) -> None:
+        """Within a drain: read the process events ring (only that one: the stack copies ring is
+        being unwound) if EVENTS_DURING_DRAIN_S passed since the last look."""
+        now = time.monotonic()
+        if now < self._events_due:
+            return
+        self._events_due = now + EVENTS_DURING_DRAIN_S
+        for reader, handle in self._rings:
+            if handle == self._on_event_record:
+                reader.read(handle)
 
     def _on_event_record(self, buf, off: int, size: int) -> None:
         if self._on_event is None or size < EVENT.size:
@@ -592,7 +624,7 @@ class Sampler:
             return self._resolve(stacks, cache, ks)[0] if gen == old32 else ()
 
         for (gen, tgid, tid, rawcomm, ustack, ks, truncated, py), cnt in self._copies.take(
-                self._gen & 0xFFFFFFFF, resolve_kstack, final):
+                self._gen & 0xFFFFFFFF, resolve_kstack, final, self._events_tick):
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self._keep_comm(comm):
                 filtered += cnt

@@ -47,6 +47,12 @@ class Runtime:
         recorded frames point to while the processes run. Returns how much was read."""
         return 0
 
+    def eager(self, now: float) -> bool:
+        """True while a process was registered recently (``now``: time.monotonic()): the prefetch
+        thread then looks every PREFETCH_EAGER_S, so that a process living a fraction of a second
+        has its frames read before it exits."""
+        return False
+
     def close(self) -> None:
         pass
 
@@ -85,6 +91,9 @@ class Runtimes:
 
     def prefetch(self, sampler: Any) -> int:
         return sum(r.prefetch(sampler) for r in self.runtimes)
+
+    def eager(self, now: float) -> bool:
+        return any(r.eager(now) for r in self.runtimes)
 
     def close(self) -> None:
         for r in self.runtimes:

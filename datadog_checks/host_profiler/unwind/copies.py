@@ -46,6 +46,7 @@ PAGE = 4096
 Walk = Callable[[Tuple[int, int, int], bytes, int, bool], Tuple[Sequence[int], bool, bool]]
 # walker_for(tgid) -> the walk of that process's copies (None: the process is unknown)
 WalkerFor = Callable[[int], Optional[Walk]]
+TICK_EVERY = 32  # copies unwound between two calls of unwind_pending's tick
 MAX_RETRIES = 2  # drains a copy may wait for the CFI tables it needs (see CfiTables.set_build_budget)
 
 # (gen, tgid, tid, comm bytes, user addresses, kernel stack id, truncated) -> samples
@@ -131,16 +132,21 @@ class StackCopies:
             self.unwind_pending()
 
     def unwind_pending(self, keep_gen: Optional[int] = None,
-                       resolve_kstack: Optional[Callable[[int, int], Tuple[int, ...]]] = None) -> int:
+                       resolve_kstack: Optional[Callable[[int, int], Tuple[int, ...]]] = None,
+                       tick: Optional[Callable[[], None]] = None) -> int:
         """Unwind pending copies into the aggregate; returns how many. With ``resolve_kstack``
         (at a drain), a copy that asks to be retried stays pending, its kernel stack resolved now
-        when its generation is finished (not ``keep_gen``)."""
+        when its generation is finished (not ``keep_gen``). ``tick()`` is called every
+        TICK_EVERY copies (the sampler reads its process events meanwhile: a long pass must not
+        delay a new process's detection); it must not add copies."""
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         acc = self._acc
         # one walker per process for the whole pass: its metadata, tables and memo are looked up once
         walkers: Dict[int, Optional[Walk]] = {}
         keep: List[list] = []
-        for rec in pending:
+        for i, rec in enumerate(pending):
+            if tick is not None and i % TICK_EVERY == TICK_EVERY - 1:
+                tick()
             gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries, pystack = rec
             may_defer = resolve_kstack is not None and retries < MAX_RETRIES
             try:
@@ -163,11 +169,11 @@ class StackCopies:
         return len(pending) - len(keep)
 
     def take(self, keep_gen: int, resolve_kstack: Optional[Callable[[int, int], Tuple[int, ...]]] = None,
-             final: bool = False) -> List[Tuple[Key, int]]:
+             final: bool = False, tick: Optional[Callable[[], None]] = None) -> List[Tuple[Key, int]]:
         """Unwind what is pending, then return every aggregated entry whose generation is not
         ``keep_gen`` (the active one). A key's kernel stack is an id of its generation's map, or
         ``('resolved', addresses)`` for copies that waited across drains. ``final``: no retries."""
-        self.unwind_pending(keep_gen, None if final else resolve_kstack)
+        self.unwind_pending(keep_gen, None if final else resolve_kstack, tick)
         out = [(k, v) for k, v in self._acc.items() if k[0] != keep_gen]
         for k, _ in out:
             del self._acc[k]

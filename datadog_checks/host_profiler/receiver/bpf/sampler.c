@@ -17,6 +17,7 @@
 //   EVENTS_WAKEUP_EVERY, SAMPLED_TGIDS       events of a CPU between forced wake-ups; tgids remembered
 //   PYTHON, PY_PROCS, PY_STACKS, PY_MAX_FRAMES  1 = walk CPython frame chains (runtimes/python);
 //                                            processes, distinct Python stacks per set, frames per walk
+//   ST_<NAME>, N_STATS                       indices of the `stats` counters (KERNEL_STATS in sampler.py)
 //   TASK_FSBASE_OFF                          offsetof(task_struct, thread.fsbase) from the running
 //                                            kernel's BTF (the compile headers may be another kernel's)
 //
@@ -24,41 +25,27 @@
 // drain; the programs write into set (gen & 1) of every double-buffered map, and user space reads
 // and clears set (old_gen & 1) once in-flight programs are done (see Sampler.drain).
 
-#include <uapi/linux/ptrace.h>
-#include <uapi/linux/bpf_perf_event.h>
+// No kernel header is included beyond what BCC itself puts first (helpers.h): the two that a
+// perf-event program usually takes, <uapi/linux/ptrace.h> and <uapi/linux/bpf_perf_event.h>, pull
+// in most of the arch headers and cost about 1.3 s of clang CPU at every start. The program (and
+// the feature headers beside it: kernel_unwind.h, thread_ctx.h, ...) needs only the context of a
+// perf-event program and the x86-64 register frame, declared here with the kernel's names, so
+// `ctx->regs.ip`, `struct pt_regs *` and `regs->sp` read as they would with the headers.
+// tests/receiver/test_sampler_source.py checks that no #include <...> comes back.
+struct pt_regs {  // arch/x86/include/asm/ptrace.h (x86-64): the user registers saved at kernel entry
+    unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+    unsigned long ax, cx, dx, si, di, orig_ax;
+    unsigned long ip, cs, flags, sp, ss;
+};
+typedef struct pt_regs bpf_user_pt_regs_t;
+struct bpf_perf_event_data {  // include/uapi/linux/bpf_perf_event.h
+    bpf_user_pt_regs_t regs;
+    u64 sample_period;
+    u64 addr;
+};
 
-// Indices of the per-CPU `stats` counters. Keep in sync with STATS in sampler.py.
-#define ST_USER_EEXIST 0
-#define ST_USER_ENOMEM 1
-#define ST_USER_OTHER 2
-#define ST_KERN_EEXIST 3
-#define ST_KERN_ENOMEM 4
-#define ST_KERN_OTHER 5
-#define ST_COUNTS_FULL 6
-#define ST_PID_FILTERED 7
-#define ST_OFF_USER_EEXIST 8
-#define ST_OFF_USER_ENOMEM 9
-#define ST_OFF_USER_OTHER 10
-#define ST_OFF_KERN_EEXIST 11
-#define ST_OFF_KERN_ENOMEM 12
-#define ST_OFF_KERN_OTHER 13
-#define ST_OFF_COUNTS_FULL 14
-#define ST_OFF_START_FULL 15
-#define ST_EVENTS_LOST 16
-#define ST_SAMPLES 17
-#define ST_OFF_EVENTS 18
-#define ST_COPY_LOST 19
-#define ST_COPIES 20
-#define ST_EVENTS 21
-#define ST_EXECS 22
-#define ST_EXITS 23
-#define ST_PY_WALKS 24
-#define ST_PY_NO_THREAD 25
-#define ST_PY_READ_ERROR 26
-#define ST_PY_TRUNCATED 27
-#define ST_PY_STACKS_FULL 28
-#define ST_PY_FRAMES 29
-#define N_STATS 30
+// Indices of the per-CPU `stats` counters: ST_<NAME> and N_STATS come as -D flags generated from
+// KERNEL_STATS in sampler.py (the only list). Feature headers keep their own counters in their own maps.
 
 #define EV_EXEC 1
 #define EV_EXIT 2
@@ -216,7 +203,7 @@ static __always_inline void pass_on_if_announced(u32 type) {
 #define PY_SEGMENT_END 1         // py_frame_t.flags: the outermost frame of one C eval call
 
 struct py_proc_t {
-    u64 tsd_key_addr;   // address of the pthread_key_t of autoTSSkey in the process
+    u64 tsd_key_addr;   // address of the pthread_key_t of autoTSSkey in the process (Py_tss_t._key)
     u16 tsd_first;      // glibc: fs_base + tsd_first + 16 * key holds the value of a key < 32
     u16 tsd_second;     // glibc: fs_base + tsd_second + 8 * (key / 32): second-level block
     u16 tstate_frame;   // offset in PyThreadState of frame / cframe / current_frame
@@ -226,9 +213,11 @@ struct py_proc_t {
     u16 f_instr;        // f_lasti (int) or prev_instr / instr_ptr (pointer)
     u16 f_marker;       // is_entry (3.11) or owner (3.12+), one byte
     u32 layout;
+    u16 f_read;         // bytes read at the start of each frame: every field above is in them (<= PY_FRAME_READ)
+    u16 key_known;      // written here: 1 once tsd_key holds autoTSSkey's value
+    u32 tsd_key;        // autoTSSkey's value, read once per process (it never changes once initialized)
     u32 pad;
 };
-
 struct py_frame_t {
     u64 code;   // PyCodeObject address
     u32 instr;  // f_lasti (<= 3.10), or instruction pointer - code address (3.11+); ~0: unknown
@@ -246,12 +235,24 @@ struct py_stack_t {
 // The walk's state lives in this per-CPU slot, not in registers: values loaded from a map are
 // unknown to the verifier, so the paths through one iteration (a shim frame or a function's) end
 // in equal states and are pruned, instead of doubling at each of the 136 iterations.
+// Reads of the user's memory are what costs (a few hundred ns each here, whatever their size up
+// to a page), so frames are read a page at a time: from 3.11 the frames of a thread sit one above
+// the other in its data stack, so the page that holds a frame (read from its start up to the end
+// of the frame's fields, `f_read` bytes past the frame) holds its callers too, and the walk reads
+// again only when the chain leaves what was read. Up to 3.10 (heap PyFrameObjects) each frame is
+// one read of its first f_read bytes. The page of a mapped frame is mapped: the read cannot fail
+// on the part below the frame.
+#define PY_FRAME_READ 128  // bytes of a frame's fields at most (f_read <= this)
+#define PY_PAGE 4096
+#define PY_BUF_MASK (2 * PY_PAGE - 1)
 struct py_walk_t {
     u64 frame;
     u64 hash;
+    u64 base;  // user address of buf[0]
+    u64 end;   // user address past the last byte read into buf
     struct py_stack_t st;
+    u8 buf[2 * PY_PAGE + 8];
 };
-
 BPF_HASH(py_procs, u32, struct py_proc_t, PY_PROCS);
 BPF_PERCPU_ARRAY(py_scratch, struct py_walk_t, 1);
 BPF_F_TABLE("hash", u64, struct py_stack_t, pystacks0, PY_STACKS, BPF_F_NO_PREALLOC);
@@ -263,35 +264,56 @@ static __always_inline u64 py_mix(u64 h, u64 v) {
     return h ^ (h >> 29);
 }
 
-// The Python stack of the current thread into pystacks{gen & 1}; returns its id, 0 for none.
-static __always_inline u64 python_stack(u32 tgid, u32 gen) {
-    struct py_proc_t *p = py_procs.lookup(&tgid);
-    if (!p)
-        return 0;
-    stat_inc(ST_PY_WALKS);
+// 8 bytes at `rel` + `off` in buf (rel < PY_PAGE, off < PY_FRAME_READ: the mask only bounds it)
+static __always_inline u64 py_field(struct py_walk_t *w, u64 rel, u32 off) {
+    return *(u64 *)(w->buf + ((rel + off) & PY_BUF_MASK));
+}
+
+// The thread state's current frame of the current thread, 0 for none; *err set on a failed read.
+static __always_inline u64 python_top_frame(struct py_proc_t *p, int *err) {
     u64 fs = 0;
     struct task_struct *task = (struct task_struct *)bpf_get_current_task();
     bpf_probe_read_kernel(&fs, sizeof(fs), (void *)((u64)task + TASK_FSBASE_OFF));
-    u32 key = 0;
-    if (!fs || bpf_probe_read_user(&key, sizeof(key), (void *)p->tsd_key_addr) != 0) {
-        stat_inc(ST_PY_READ_ERROR);
+    if (!fs) {
+        *err = 1;
         return 0;
     }
+    u32 key = p->tsd_key;
+    if (!p->key_known) {
+        // Py_tss_t {int _is_initialized; pthread_key_t _key;}: both in one read. The key is kept
+        // in the process's entry once initialized (it never changes afterwards).
+        u32 tss[2] = {};
+        if (bpf_probe_read_user(&tss, sizeof(tss), (void *)(p->tsd_key_addr - 4)) != 0) {
+            *err = 1;
+            return 0;
+        }
+        if (!tss[0])
+            return 0;  // the runtime is not initialized yet: no thread state
+        key = tss[1];
+        p->tsd_key = key;
+        p->key_known = 1;
+    }
     u64 tstate = 0;
-    int err = 0;
     if (key < 32) {
-        err = bpf_probe_read_user(&tstate, sizeof(tstate), (void *)(fs + p->tsd_first + 16 * key));
+        *err = bpf_probe_read_user(&tstate, sizeof(tstate), (void *)(fs + p->tsd_first + 16 * key));
     } else if (key < 1024) {
         u64 block = 0;
-        err = bpf_probe_read_user(&block, sizeof(block), (void *)(fs + p->tsd_second + 8 * (key >> 5)));
-        if (!err && block)
-            err = bpf_probe_read_user(&tstate, sizeof(tstate), (void *)(block + 16 * (key & 31) + 8));
+        *err = bpf_probe_read_user(&block, sizeof(block), (void *)(fs + p->tsd_second + 8 * (key >> 5)));
+        if (!*err && block)
+            *err = bpf_probe_read_user(&tstate, sizeof(tstate), (void *)(block + 16 * (key & 31) + 8));
     }
     u64 frame = 0;
-    if (!err && tstate)
-        err = bpf_probe_read_user(&frame, sizeof(frame), (void *)(tstate + p->tstate_frame));
-    if (!err && frame && p->cframe_frame != 0xffff)
-        err = bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + p->cframe_frame));
+    if (!*err && tstate)
+        *err = bpf_probe_read_user(&frame, sizeof(frame), (void *)(tstate + p->tstate_frame));
+    if (!*err && frame && p->cframe_frame != 0xffff)
+        *err = bpf_probe_read_user(&frame, sizeof(frame), (void *)(frame + p->cframe_frame));
+    return *err ? 0 : frame;
+}
+
+// The Python stack of the current thread into pystacks{gen & 1}; returns its id, 0 for none.
+static __always_inline u64 python_walk(struct py_proc_t *p, u32 tgid, u32 gen) {
+    int err = 0;
+    u64 frame = python_top_frame(p, &err);
     if (err || !frame) {
         stat_inc(err ? ST_PY_READ_ERROR : ST_PY_NO_THREAD);  // a thread that never ran Python, or idle
         return 0;
@@ -301,6 +323,7 @@ static __always_inline u64 python_stack(u32 tgid, u32 gen) {
     if (!w)
         return 0;
     w->frame = frame;
+    w->base = w->end = 0;
     w->hash = py_mix(0xcbf29ce484222325ULL, tgid);
     w->st.n = 0;
     w->st.tgid = tgid;
@@ -308,18 +331,33 @@ static __always_inline u64 python_stack(u32 tgid, u32 gen) {
         u64 f = w->frame;
         if (!f)
             break;
-        u64 code = 0, back = 0, instr = 0;
-        u8 marker = 0;
-        if (bpf_probe_read_user(&code, sizeof(code), (void *)(f + p->f_code)) != 0 ||
-            bpf_probe_read_user(&back, sizeof(back), (void *)(f + p->f_back)) != 0) {
-            stat_inc(ST_PY_READ_ERROR);
-            break;
+        u32 sz = p->f_read;
+        if (sz > PY_FRAME_READ)
+            sz = PY_FRAME_READ;
+        if (f < w->base || f + sz > w->end) {
+            // not in what was read: read from the start of its page (from 3.11), or the frame alone
+            u64 base = p->layout == PY_LAYOUT_FRAMEOBJECT ? f : f & ~((u64)PY_PAGE - 1);
+            u64 len = f + sz - base;
+            if (len > PY_PAGE + PY_FRAME_READ || bpf_probe_read_user(w->buf, len & PY_BUF_MASK, (void *)base) != 0) {
+                stat_inc(ST_PY_READ_ERROR);
+                break;
+            }
+            w->base = base;
+            w->end = base + len;
         }
+        // The compiler must read base back from the slot, not reuse what this path computed: both
+        // paths then reach the next line in the same verifier state, which prunes the second one
+        // (else the states multiply along the 136 iterations: seconds of verification at load).
+        asm volatile("" ::: "memory");
+        u64 rel = (f - w->base) & (PY_PAGE - 1);
+        u64 code = py_field(w, rel, p->f_code);
+        u64 back = py_field(w, rel, p->f_back);
+        u64 instr = py_field(w, rel, p->f_instr);
+        u8 marker = 0;
         if (p->layout == PY_LAYOUT_FRAMEOBJECT) {
-            bpf_probe_read_user(&instr, 4, (void *)(f + p->f_instr));  // int f_lasti
+            instr &= 0xffffffff;  // int f_lasti
         } else {
-            bpf_probe_read_user(&instr, sizeof(instr), (void *)(f + p->f_instr));
-            bpf_probe_read_user(&marker, 1, (void *)(f + p->f_marker));
+            marker = (u8)py_field(w, rel, p->f_marker);
             instr = (instr >= code && instr - code < 0xffffffffULL) ? instr - code : 0xffffffff;
         }
         w->frame = back;
@@ -373,6 +411,23 @@ static __always_inline u64 python_stack(u32 tgid, u32 gen) {
         return 0;
     }
     return h;
+}
+
+static __always_inline void stat_add(u32 idx, u64 n) {
+    u64 *v = stats.lookup(&idx);
+    if (v)
+        *v += n;  // per-CPU slot: no atomic needed
+}
+
+static __always_inline u64 python_stack(u32 tgid, u32 gen) {
+    struct py_proc_t *p = py_procs.lookup(&tgid);
+    if (!p)
+        return 0;
+    u64 t0 = bpf_ktime_get_ns();
+    stat_inc(ST_PY_WALKS);
+    u64 id = python_walk(p, tgid, gen);
+    stat_add(ST_PY_WALK_NS, bpf_ktime_get_ns() - t0);  // the in-kernel cost of Python, reported per walk
+    return id;
 }
 #endif
 

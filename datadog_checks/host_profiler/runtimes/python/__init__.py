@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Dict, Optional, Tuple
 
 from ...profile.model import FRAME_ABORT, FRAME_CPYTHON, Frame, RuntimeStack
@@ -31,6 +32,8 @@ EVAL_FUNCTIONS = frozenset({'_PyEval_EvalFrameDefault', '_PyEval_EvalFrameDefaul
 SEGMENT_END = 1
 TRUNCATED_FRAME = Frame(function='[python stack truncated]', address=0, kind=FRAME_ABORT)
 UNKNOWN_CODE = '[unknown python code]'
+# after registering a process, its code objects are prefetched eagerly for this long (see Runtime.eager)
+EAGER_S = 0.5
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
@@ -54,6 +57,7 @@ class PythonRuntime(Runtime):
         self._forgotten: Dict[int, int] = {}  # pid -> the drain after which it is dropped
         self._lock = threading.Lock()  # the prefetch thread and the drain share the caches
         self._peeked: Dict[int, int] = {}  # Python stack ids already prefetched -> drain count
+        self._registered_at = -1e9  # time.monotonic() of the last process registered in py_procs
         self._declare()
 
     def _declare(self) -> None:
@@ -61,7 +65,7 @@ class PythonRuntime(Runtime):
         if t is None:
             return
         for name in ('runtime.python.frames', 'runtime.python.stacks', 'runtime.python.code_objects_read',
-                     'runtime.python.truncated_stacks', 'runtime.python.walks'):
+                     'runtime.python.truncated_stacks', 'runtime.python.walks', 'runtime.python.walk_time'):
             t.declare(name)
         for r in ('memory', 'bad_object', 'code_object_reused', 'walk_read', 'stack_map_full', 'unknown_stack'):
             t.declare('runtime.python.read_errors', ['reason:' + r])
@@ -109,6 +113,7 @@ class PythonRuntime(Runtime):
         except Exception as e:  # noqa: BLE001 - the map is full
             self._not_profiled(process, NotPython('process_map_full', str(e)))
             return
+        self._registered_at = time.monotonic()
         if self.telemetry is not None:
             self.telemetry.count('runtime.python.processes', 1, ['python_version:' + interp.version])
 
@@ -166,6 +171,9 @@ class PythonRuntime(Runtime):
             for k, v in counts.items():
                 self._counts[k] = self._counts.get(k, 0) + v
         return counts.get('code_objects_read', 0)
+
+    def eager(self, now: float) -> bool:
+        return now - self._registered_at < EAGER_S
 
     def resolve(self, pid: int, raw: Any) -> Optional[RuntimeStack]:
         with self._lock:
@@ -250,6 +258,7 @@ class PythonRuntime(Runtime):
         if t is None:
             return
         t.count('runtime.python.walks', delta.get('_py_walks', 0))
+        t.count('runtime.python.walk_time', delta.get('_py_walk_ns', 0))
         t.count('runtime.python.read_errors', delta.get('_py_read_error', 0), ['reason:walk_read'])
         t.count('runtime.python.read_errors', delta.get('_py_stacks_full', 0), ['reason:stack_map_full'])
 

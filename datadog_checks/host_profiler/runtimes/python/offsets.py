@@ -25,6 +25,7 @@ GLIBC_TSD_FIRST = 0x318
 GLIBC_TSD_SECOND = 0x510
 
 NO_CFRAME = 0xFFFF
+FRAME_READ_MAX = 128  # PY_FRAME_READ in receiver/bpf/sampler.c
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,23 @@ class Offsets:
     def code_header_size(self) -> int:
         return max(self.co_linetable, self.co_qualname, self.co_name, self.co_filename) + 8
 
+    @property
+    def frame_read_size(self) -> int:
+        """Bytes the BPF walk reads at the start of each frame: every field it takes is in them
+        (one read per frame). Inside the frame structure, so never past its mapping."""
+        ends = [self.f_code + 8, self.f_back + 8, self.f_instr + (4 if self.layout == LAYOUT_FRAMEOBJECT else 8)]
+        if self.layout != LAYOUT_FRAMEOBJECT:
+            ends.append(self.f_marker + 1)
+        return max(ends)
+
     def bpf_state(self, tsd_key_addr: int) -> bytes:
-        """struct py_proc_t of receiver/bpf/sampler.c"""
-        return struct.pack('<QHHHHHHHHII', tsd_key_addr, GLIBC_TSD_FIRST, GLIBC_TSD_SECOND, self.tstate_frame,
-                           self.cframe_frame, self.f_back, self.f_code, self.f_instr, self.f_marker, self.layout, 0)
+        """struct py_proc_t of receiver/bpf/sampler.c (key_known 0: the program reads autoTSSkey once)"""
+        size = self.frame_read_size
+        if size > FRAME_READ_MAX:
+            raise ValueError('frame fields past {} bytes'.format(FRAME_READ_MAX))
+        return struct.pack('<QHHHHHHHHIHHII', tsd_key_addr, GLIBC_TSD_FIRST, GLIBC_TSD_SECOND, self.tstate_frame,
+                           self.cframe_frame, self.f_back, self.f_code, self.f_instr, self.f_marker, self.layout,
+                           size, 0, 0, 0)
 
 
 _FRAMEOBJECT = dict(layout=LAYOUT_FRAMEOBJECT, tstate_frame=24, cframe_frame=NO_CFRAME, f_back=24, f_code=32,

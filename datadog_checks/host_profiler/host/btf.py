@@ -9,11 +9,21 @@ another kernel version (on our CI host: 6.1 headers for a 6.18 kernel), so a fie
 -D constants computed here instead. Hand-written because no maintained Python library reads BTF
 (pyelftools does not); only what member lookups need is decoded (format: the kernel's
 Documentation/bpf/btf.rst).
+
+Decoding vmlinux's BTF costs about 0.25 s of CPU, at every start. The offsets cannot change before
+the next boot, so they are kept in ``/run/host_profiler/kernel-offsets.json`` (tmpfs: gone at
+reboot) under the boot id and the kernel release; a later start on the same boot reads them from
+there. A file that cannot be read, parsed or written is not an error: the offsets are computed.
 """
 from __future__ import annotations
 
+import json
+import os
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple
+
+from .kernel import kernel_release
+from .proc import boot_id
 
 VMLINUX_BTF = '/sys/kernel/btf/vmlinux'
 BTF_MAGIC = 0xEB9F
@@ -104,18 +114,67 @@ class Btf:
         return total
 
 
+OFFSETS_CACHE = '/run/host_profiler/kernel-offsets.json'
+
 _cache: Dict[Tuple[str, Tuple[str, ...]], int] = {}
 
 
-def kernel_offsetof(struct_name: str, path: Sequence[str], btf_path: str = VMLINUX_BTF) -> int:
-    """Offset in the running kernel (cached). Raises BtfError or OSError."""
+def _boot_key() -> str:
+    return '{} {}'.format(boot_id(), kernel_release())
+
+
+def _read_cached(cache_path: str, name: str) -> Optional[int]:
+    try:
+        with open(cache_path) as f:
+            doc = json.load(f)
+        if doc.get('boot') != _boot_key():
+            return None
+        v = doc.get('offsets', {}).get(name)
+        return v if isinstance(v, int) and v >= 0 else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _write_cached(cache_path: str, name: str, value: int) -> None:
+    try:
+        doc = {'boot': _boot_key(), 'offsets': {}}
+        try:
+            with open(cache_path) as f:
+                old = json.load(f)
+            if isinstance(old, dict) and old.get('boot') == doc['boot'] and isinstance(old.get('offsets'), dict):
+                doc['offsets'].update(old['offsets'])
+        except (OSError, ValueError):
+            pass
+        doc['offsets'][name] = value
+        os.makedirs(os.path.dirname(cache_path), mode=0o700, exist_ok=True)
+        tmp = '{}.{}'.format(cache_path, os.getpid())
+        with open(tmp, 'w') as f:
+            json.dump(doc, f)
+        os.replace(tmp, cache_path)  # atomic: a concurrent reader sees the old file or the new one
+    except OSError:
+        pass  # read-only /run, not root: computed again at the next start
+
+
+def kernel_offsetof(struct_name: str, path: Sequence[str], btf_path: str = VMLINUX_BTF,
+                    cache_path: Optional[str] = OFFSETS_CACHE) -> int:
+    """Offset in the running kernel: from memory, else from ``cache_path`` if it was written on this
+    boot by this kernel, else from the BTF (then written there). Raises BtfError or OSError."""
     key = (struct_name, tuple(path))
-    if key not in _cache:
+    if key in _cache:
+        return _cache[key]
+    name = '.'.join((struct_name,) + tuple(path))
+    # only the running kernel's BTF is worth a file keyed by this boot
+    use_file = cache_path is not None and btf_path == VMLINUX_BTF
+    value = _read_cached(cache_path, name) if use_file else None
+    if value is None:
         with open(btf_path, 'rb') as f:
-            _cache[key] = Btf(f.read()).offsetof(struct_name, path)
-    return _cache[key]
+            value = Btf(f.read()).offsetof(struct_name, path)
+        if use_file:
+            _write_cached(cache_path, name, value)
+    _cache[key] = value
+    return value
 
 
-def task_fsbase_offset(btf_path: str = VMLINUX_BTF) -> int:
+def task_fsbase_offset(btf_path: str = VMLINUX_BTF, cache_path: Optional[str] = OFFSETS_CACHE) -> int:
     """offsetof(struct task_struct, thread.fsbase) in the running kernel (x86-64)."""
-    return kernel_offsetof('task_struct', ('thread', 'fsbase'), btf_path)
+    return kernel_offsetof('task_struct', ('thread', 'fsbase'), btf_path, cache_path)
