@@ -77,10 +77,11 @@ def test_symbolizer_and_cfi_tables_share_one_cache():
 
 
 def test_the_pipeline_wires_one_cache_to_the_symbolizer_and_the_receiver():
-    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
+    from datadog_checks.host_profiler.config.loader import build_config
+    from datadog_checks.host_profiler.profiler_pipeline import ProfilerPipeline
     from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
 
-    p = ProfilerPipeline({'receiver': {'symbolizer': {'memory_budget_mb': 64}}, 'exporters': {}}, mode='agent')
+    p = ProfilerPipeline(build_config({'receiver': {'symbolizer': {'memory_budget_mb': 64}}, 'exporters': {'debug': {}}}, 'standalone'))
     cache = p.symbolizer.cache.lru
     assert cache.budget == 64 << 20 == p.symbolizer.memory_budget_bytes
     rx = Receiver(ReceiverConfig(unwinding='auto'), memory_cache=cache)  # as the pipeline starts it
