@@ -84,6 +84,15 @@ static __always_inline u64 tc_pointer(struct tc_proc_t *p, u32 i, u64 fs, int *e
             *err = 1;
             return 0;
         }
+        // glibc: dtv[-1] holds the number of slots (a thread's DTV grows only when it uses a
+        // module loaded after it was made: a larger module id is not this thread's)
+        u64 slots = 0;
+        if (bpf_probe_read_user(&slots, sizeof(slots), (void *)(dtv - 16)) != 0) {
+            *err = 1;
+            return 0;
+        }
+        if (m->module_id > slots)
+            return 0;
         if (bpf_probe_read_user(&block, sizeof(block), (void *)(dtv + 16 * m->module_id)) != 0) {
             *err = 1;
             return 0;
