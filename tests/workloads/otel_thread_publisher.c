@@ -13,8 +13,10 @@
  *   clears it, prints "gap TID", burns CPU in burn_out() for GAP_MS.
  *   MODE swap: a new record each span, pointer stored after the record is complete, NULL after
  *   (pattern A); toggle: one record per thread, valid=0 while it is rewritten (pattern B).
+ *   hostile: see hostile_loop (no span lines).
  *   ATTR: the value of attribute key index 0 ("-": none).
- * Prints "fn burn_in ADDR" and "fn burn_out ADDR", then "ready", then the span lines.
+ * Prints "fn burn_in ADDR" and "fn burn_out ADDR", then "ready", then per thread "tls TID &VAR TP"
+ * and the span lines.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,7 +45,7 @@ struct record {
     uint8_t attrs[612];
 } __attribute__((packed, aligned(8)));
 
-static int span_ms, gap_ms, seconds, toggle;
+static int span_ms, gap_ms, seconds, toggle, hostile;
 static const char *attr;
 static atomic_int stop;
 static pthread_mutex_t out = PTHREAD_MUTEX_INITIALIZER;
@@ -95,6 +98,34 @@ static void print_span(uint32_t tid, struct record *r) {
     pthread_mutex_unlock(&out);
 }
 
+/* MODE hostile: what a broken or malicious publisher may leave in the variable, in turn while the
+ * thread burns CPU: a pointer to unmapped memory, a record claiming 65535 bytes of attributes (valid,
+ * a trace id), a record whose valid byte is 2, and a pointer into the middle of a page end. */
+static void hostile_loop(uint32_t tid) {
+    static struct record big __attribute__((aligned(8)));
+    struct record *bad = aligned_alloc(8, sizeof(struct record));
+    memset(&big, 0x41, sizeof big);
+    big.valid = 1;
+    big.attrs_size = 0xffff;
+    memset(bad, 0, sizeof *bad);
+    bad->trace_id[0] = 1;
+    bad->span_id[0] = 1;
+    bad->valid = 2;
+    long page = sysconf(_SC_PAGESIZE);
+    uint8_t *edge = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(edge + page, page);
+    memset(edge, 0x42, page);
+    edge[page - 8 + 24 - 24] = 0; /* a header that starts 8 bytes before the unmapped page */
+    void *ptrs[4] = {(void *)0xdead0000ul, &big, bad, edge + page - 8};
+    (void)tid;
+    for (unsigned i = 0; !atomic_load(&stop); i++) {
+        otel_thread_ctx_v1 = ptrs[i % 4];
+        atomic_signal_fence(memory_order_seq_cst);
+        burn_in(span_ms);
+    }
+    otel_thread_ctx_v1 = NULL;
+}
+
 static void *worker(void *arg) {
     (void)arg;
     uint32_t tid = (uint32_t)syscall(SYS_gettid);
@@ -103,6 +134,15 @@ static void *worker(void *arg) {
     memset(recs, 0, 2 * sizeof(struct record));
     uint32_t n = 0;
     int cur = 0;
+    /* where this thread's variable is, for the tests that check the reader's address arithmetic */
+    pthread_mutex_lock(&out);
+    printf("tls %u %lx %lx\n", tid, (unsigned long)(uintptr_t)&otel_thread_ctx_v1,
+           (unsigned long)(uintptr_t)__builtin_thread_pointer());
+    pthread_mutex_unlock(&out);
+    if (hostile) {
+        hostile_loop(tid);
+        return NULL;
+    }
     if (toggle) {
         otel_thread_ctx_v1 = &recs[0]; /* pattern B: set once, valid toggled */
         atomic_signal_fence(memory_order_seq_cst);
@@ -153,6 +193,7 @@ __attribute__((visibility("default"))) int publisher_run(int argc, char **argv) 
     gap_ms = atoi(argv[2]);
     seconds = atoi(argv[3]);
     toggle = strcmp(argv[4], "toggle") == 0;
+    hostile = strcmp(argv[4], "hostile") == 0;
     attr = argv[5];
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("fn burn_in %lx\nfn burn_out %lx\nready\n", (unsigned long)(uintptr_t)&burn_in,
