@@ -494,13 +494,21 @@ class Receiver:
         span link and attributes (through the process context's key map); kernel counters -> metrics."""
         t = self.telemetry
         out = []
+        memo: Dict[Tuple[int, bytes], Tuple[Any, Any]] = {}  # a record shared by many stacks is decoded once
+        linked = 0
         for s in samples:
             if isinstance(s.link, bytes):
-                info = self.registry.get(s.pid)
-                link, attrs = self.thread_contexts.decode(s.link, info.otel_context if info is not None else None,
-                                                          s.count)
-                s = dataclasses.replace(s, link=link, context_attributes=attrs)
+                k = (s.pid, s.link)
+                hit = memo.get(k)
+                if hit is None:
+                    info = self.registry.get(s.pid)
+                    hit = memo[k] = self.thread_contexts.decode(
+                        s.link, info.otel_context if info is not None else None, 0)
+                if hit[0] is not None:
+                    linked += s.count
+                s = dataclasses.replace(s, link=hit[0], context_attributes=hit[1])
             out.append(s)
+        t.count('otel_context.samples_linked', linked)
         t.count('otel_context.thread_context_reads', kernel.get('reads', 0))
         for reason in ('torn', 'read_error', 'oversized', 'record_map_full'):
             t.count('otel_context.record_errors', kernel.get(reason, 0), ['reason:' + reason])
