@@ -94,11 +94,74 @@ class TlsVariable:
     loads: Tuple[Tuple[int, int], ...] = ()  # (p_offset, p_vaddr) of the PT_LOAD segments
 
 
+SHT_GNU_HASH = 0x6ffffff6
+_EHDR = struct.Struct('<16sHHIQQQIHHHHHH')
+_SHDR = struct.Struct('<IIQQQQIIQQ')
+
+
+def _gnu_hash(name: bytes) -> int:
+    h = 5381
+    for c in name:
+        h = (h * 33 + c) & 0xffffffff
+    return h
+
+
+SYMBOL_GNU_HASH = _gnu_hash(SYMBOL.encode())
+
+
+def may_export(path: str) -> bool:
+    """False when the file surely does not define ``otel_thread_ctx_v1`` in its dynamic symbols: the
+    bloom filter of its GNU hash table says so (a few small reads: what rules out almost every module
+    of a host), or it is no 64-bit little-endian ELF with a dynamic symbol table. True: look closer."""
+    try:
+        with open(path, 'rb') as f:
+            ehdr = f.read(_EHDR.size)
+            if len(ehdr) < _EHDR.size or ehdr[:4] != b'\x7fELF' or ehdr[4] != 2 or ehdr[5] != 1:
+                return False
+            e = _EHDR.unpack(ehdr)
+            shoff, shentsize, shnum = e[6], e[11], e[12]
+            if not shoff or shentsize != _SHDR.size or not 0 < shnum < 65536:
+                return False
+            f.seek(shoff)
+            table = f.read(shnum * shentsize)
+            gnu = None
+            dynsym = False
+            for i in range(len(table) // shentsize):
+                sh = _SHDR.unpack_from(table, i * shentsize)
+                if sh[1] == SHT_GNU_HASH:
+                    gnu = sh
+                elif sh[1] == SHT_DYNSYM:
+                    dynsym = True
+            if not dynsym:
+                return False
+            if gnu is None:
+                return True  # no bloom filter: pyelftools decides
+            f.seek(gnu[4])
+            head = f.read(16)
+            if len(head) < 16:
+                return True
+            _nbuckets, _symoffset, bloom_size, bloom_shift = struct.unpack('<IIII', head)
+            if not bloom_size:
+                return True
+            h = SYMBOL_GNU_HASH
+            f.seek(gnu[4] + 16 + 8 * ((h // 64) % bloom_size))
+            word = f.read(8)
+            if len(word) < 8:
+                return True
+            w = _U64.unpack(word)[0]
+            mask = (1 << (h % 64)) | (1 << ((h >> bloom_shift) % 64))
+            return w & mask == mask
+    except (OSError, struct.error):
+        return False
+
+
 def analyze(path: str) -> Optional[TlsVariable]:
     """The variable of the ELF file at ``path``; None when it does not export it. Raises TlsError."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
+    if not may_export(path):
+        return None
     try:
         with open(path, 'rb') as f:
             elf = ELFFile(f)
