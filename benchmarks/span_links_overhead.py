@@ -19,7 +19,9 @@ After --warmup s (start-up and BCC compile not counted), over --window s:
   - own CPU: utime+stime of the host-profiler process, as % of one core;
   - BPF: run time of its BPF programs (kernel run_time_ns, BPF stats on for the benchmark), % of one core;
   - in-kernel time per sample: run_time_ns / run_cnt of `on_cpu_sample`.
-The ratio links / no_links of own CPU is computed within each round (the host is shared).
+The ratio links / no_links of own CPU is computed within each round (the host is shared). By
+default only the traced app is profiled (`receiver.pids`), so that what the rest of a shared host
+runs does not swamp the difference; --whole-host profiles everything.
 """
 from __future__ import annotations
 
@@ -44,13 +46,14 @@ from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog
 from tests.runtimes.test_otel_thread_tls import DDTRACE_APP, ddtrace_env  # noqa: E402
 
 
-def start(name: str, hz: int, tmp: str) -> subprocess.Popen:
+def start(name: str, hz: int, tmp: str, pids=()) -> subprocess.Popen:
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
-        f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name == 'links' else 'false'))
+        f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n  pids: [{}]\n'.format(
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name == 'links' else 'false',
+            ', '.join(str(p) for p in pids)))
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
            '--interval', '10', '--duration', '100000', '--output', os.path.join(d, 'out')]
@@ -74,8 +77,8 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def measure(name: str, args, tmp: str) -> dict:
-    proc = start(name, args.frequency, tmp)
+def measure(name: str, args, tmp: str, pids=()) -> dict:
+    proc = start(name, args.frequency, tmp, pids)
     try:
         time.sleep(args.warmup)
         if proc.poll() is not None:
@@ -104,6 +107,9 @@ def main():
     ap.add_argument('--warmup', type=float, default=20.0)
     ap.add_argument('--frequency', type=int, default=99)
     ap.add_argument('--threads', type=int, default=os.cpu_count() or 2)
+    ap.add_argument('--whole-host', action='store_true',
+                    help='profile every process (default: only the traced app, `receiver.pids`: the other '
+                         'processes of a shared host make the comparison noise)')
     ap.add_argument('--json')
     args = ap.parse_args()
     total = int(args.rounds * 2 * (args.window + args.warmup + 15) + 60)
@@ -120,7 +126,7 @@ def main():
             order = ['links', 'no_links']
             random.shuffle(order)
             for name in order:
-                row = measure(name, args, tmp)
+                row = measure(name, args, tmp, () if args.whole_host else (worker.pid,))
                 row['round'] = r
                 rows.append(row)
                 print(json.dumps(row), flush=True)
