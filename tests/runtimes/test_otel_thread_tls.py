@@ -279,13 +279,29 @@ def test_samples_in_a_span_carry_exactly_that_span(receiver, builds, build, mode
     """Threads switch spans every 40 ms (a context updated mid-run: a new record each time, or the same
     record rewritten under its valid flag); samples in burn_in (inside the span) carry that span's
     link, samples in burn_out (between spans) none; a sample never carries another span."""
-    lines, samples = _run_and_collect(receiver, builds[build] + ['3', '40', '20', '4', mode, 'tenant-7'])
+    # the host loads the library as soon as it runs: the first maps read sees it (a library loaded
+    # later is registered at the next read of the maps: test_a_library_loaded_later_is_registered)
+    env = dict(os.environ, PUB_DLOPEN_DELAY_MS='0')
+    lines, samples = _run_and_collect(receiver, builds[build] + ['3', '40', '20', '4', mode, 'tenant-7'], env=env)
     counts, spans = _classify(lines, samples, _c_where(lines))
     assert len(spans) > 100
     _assert_linked(counts, 'burn_in', 'burn_out')
     t = receiver.telemetry
     assert t.total('otel_context.thread_context_reads') > 0
     assert t.total('otel_context.samples_linked') > 0
+
+
+@pytest.mark.integration
+def test_a_library_loaded_later_is_registered(receiver, builds):
+    """The library is loaded 0.5 s after start-up. If the process was first read before (sampled in its
+    start-up), the variable is found when the receiver reads its maps again (a leaf in an unknown
+    mapping, at most every MAPS_REFRESH_MIN_S): until then its samples have no link, never a wrong one."""
+    env = dict(os.environ, PUB_DLOPEN_DELAY_MS='500')
+    lines, samples = _run_and_collect(receiver, builds['dlopen_gd'] + ['3', '40', '20', '7', 'swap', '-'], env=env)
+    counts, _ = _classify(lines, samples, _c_where(lines))
+    assert counts[('burn_in', 'match')] > 0, counts
+    assert counts[('burn_in', 'wrong')] == 0 and counts[('burn_out', 'wrong')] == 0, counts
+    assert counts[('burn_in', 'match')] >= 0.5 * (counts[('burn_in', 'match')] + counts[('burn_in', 'none')]), counts
 
 
 @pytest.mark.integration

@@ -213,7 +213,8 @@ __attribute__((visibility("default"))) int publisher_run(int argc, char **argv) 
 int main(int argc, char **argv) {
 #ifdef PUB_DLOPEN
     if (argc < 2) return 2;
-    usleep(300000); /* loaded after start-up, as an extension module would be */
+    const char *delay = getenv("PUB_DLOPEN_DELAY_MS"); /* loaded after start-up, as an extension module */
+    usleep(1000 * (delay ? atoi(delay) : 300));
     void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (!h) {
         fprintf(stderr, "dlopen: %s\n", dlerror());
