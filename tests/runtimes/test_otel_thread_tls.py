@@ -84,7 +84,8 @@ def test_modules_without_the_variable_or_with_a_wrong_one(builds, tmp_path):
     assert analyze(builds['dlopen_gd'][0]) is None  # the host: it does not define it
     assert analyze('/bin/true') is None
     with pytest.raises(TlsError) as e:
-        analyze(_lib(tmp_path, 'small', '__thread int otel_thread_ctx_v1;\nint get(void) { return otel_thread_ctx_v1; }\n'))
+        analyze(_lib(tmp_path, 'small',
+                     '__thread int otel_thread_ctx_v1;\nint get(void) { return otel_thread_ctx_v1; }\n'))
     assert e.value.reason == 'bad_symbol'
     with pytest.raises(TlsError) as e:
         analyze(_lib(tmp_path, 'notls', 'void *otel_thread_ctx_v1;\n'))
