@@ -404,3 +404,65 @@ def test_the_real_dd_trace_py_links_samples_to_the_running_span(receiver, tmp_pa
     assert len(named) >= 0.5 * len(linked), (len(named), len(linked))
     for s in named:
         assert dict(s.context_attributes) == {'datadog.local_root_span_id': roots[s.link.span_id.hex()]}
+
+
+@pytest.mark.integration
+def test_otlp_export_of_a_traced_app_carries_its_span_links(requires_bpf, tmp_path):
+    """End to end, as exported: the pipeline (default configuration: span links on, Python frames on)
+    profiles the dd-trace-py app; its OTLP samples point through link_index into the dictionary's
+    link_table (entry 0 the empty Link) to the spans the app logged, and carry the local root span id
+    as a sample attribute."""
+    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
+    from datadog_checks.host_profiler.profile.otlp import encode, validate
+
+    app = tmp_path / 'app.py'
+    app.write_text(DDTRACE_APP)
+    pipeline = ProfilerPipeline({'lock_file': str(tmp_path / 'lock'), 'receiver': {'samples_per_second': 99}},
+                                mode='standalone', interval_s=60, hostname=lambda: 'test-host')
+    pipeline.run_once()  # starts the sampler (the BCC compile) before the app
+    proc = subprocess.Popen([sys.executable, str(app), '2', '40', '20', '8'], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, env=ddtrace_env())
+    exported = []
+    try:
+        out = []
+        reader = threading.Thread(target=lambda: out.extend(proc.stdout.read().splitlines()))
+        reader.start()
+        while proc.poll() is None:
+            time.sleep(2)
+            result = pipeline.run_once()
+            if result.profile is not None:
+                exported.append(encode(result.profile))
+        reader.join()
+        time.sleep(1.5)
+        result = pipeline.run_once()
+        if result.profile is not None:
+            exported.append(encode(result.profile))
+    finally:
+        pipeline.close()
+        proc.kill()
+        proc.wait()
+    spans = {line.split()[3]: line.split()[2] for line in out if line.startswith('span ')}
+    roots = {line.split()[3]: line.split()[4] for line in out if line.startswith('span ')}
+    linked = unlinked = 0
+    for data in exported:
+        assert validate(data) == []
+        d = data.dictionary
+        assert not d.link_table[0].trace_id and not d.link_table[0].span_id
+        strings = d.string_table
+        for rp in data.resource_profiles:
+            pid = {kv.key: kv.value.int_value for kv in rp.resource.attributes}.get('process.pid')
+            if pid != proc.pid:
+                continue
+            for prof in rp.scope_profiles[0].profiles:
+                for s in prof.samples:
+                    if not s.link_index:
+                        unlinked += 1
+                        continue
+                    link = d.link_table[s.link_index]
+                    assert spans.get(link.span_id.hex()) == link.trace_id.hex()
+                    attrs = {strings[d.attribute_table[i].key_strindex]: d.attribute_table[i].value.string_value
+                             for i in s.attribute_indices}
+                    if 'datadog.local_root_span_id' in attrs:
+                        assert attrs['datadog.local_root_span_id'] == roots[link.span_id.hex()]
+                    linked += 1
+    assert linked >= 20, (linked, unlinked)
