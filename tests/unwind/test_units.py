@@ -44,7 +44,7 @@ def test_record_parsing_and_generations():
     sc = StackCopies(per_process(unwind_user))
     stack = bytes(range(256)) * 16  # 4096 bytes: the page holding sp
     delta = 0x40
-    hdr = HEADER.pack(7, 8, 5, 2, 0x401000, 0x7FFD0000F040, 0x7FFD0000F100, 4096, delta, 0xABC, b'comm\0')
+    hdr = HEADER.pack(7, 8, 5, 2, 0x401000, 0x7FFD0000F040, 0x7FFD0000F100, 4096, delta, 0xABC, 0xDEF, b'comm\0')
     buf = b'\0' * 24 + hdr + stack  # a record at offset 24 of the ring's pages
     sc.add_record(buf, 24, HEADER_SIZE + 4096)
     sc.add_record(buf, 24, HEADER_SIZE + 4096)
@@ -53,7 +53,7 @@ def test_record_parsing_and_generations():
     assert sc.take(keep_gen=2) == []  # generation 2 is still active
     assert len(calls) == 2 and calls[0][2] == stack[delta:] and calls[0][3] == 0x7FFD0000F040
     out = sc.take(keep_gen=3)
-    assert out == [((2, 7, 8, b'comm\0'.ljust(16, b'\0'), (0x401000, 0x1000), 5, False, 0xABC), 2)]
+    assert out == [((2, 7, 8, b'comm\0'.ljust(16, b'\0'), (0x401000, 0x1000), 5, False, 0xABC, 0xDEF), 2)]
 
 
 def test_take_ticks_during_a_long_pass():

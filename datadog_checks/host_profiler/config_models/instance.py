@@ -230,6 +230,7 @@ class Receiver(BaseModel):
     process_exit_ttl: Optional[float] = Field(60, ge=0.0)
     samples_per_second: Optional[int] = Field(20, ge=1, le=1000)
     send_idle_frames: Optional[bool] = False
+    span_links: Optional[bool] = True
     stack_copy_ring_pages: Optional[int] = Field(0, ge=0)
     stack_copy_size: Optional[int] = Field(16384, ge=8192, le=32768)
     stack_storage_size: Optional[int] = Field(16384, ge=1024)

@@ -75,6 +75,7 @@ class ReceiverConfig(SamplerConfig):
     symbolizer: Dict[str, Any] = field(default_factory=dict)
     # runtimes named in every stack (runtimes.RUNTIMES names); Python frames need 'python' here
     interpreters: Sequence[str] = ('python',)
+    span_links: bool = True  # OTel thread contexts -> span links (SamplerConfig keeps it off for the bare sampler)
 
 
 @dataclass
@@ -187,8 +188,14 @@ class Receiver:
         from ..runtimes import Runtimes, runtime_classes
 
         fp = self.config.unwinding == 'frame_pointers'
-        self.runtimes = Runtimes([cls(self.telemetry, log, frame_pointers=fp)
-                                  for cls in runtime_classes(self.config.interpreters)])
+        runtimes = [cls(self.telemetry, log, frame_pointers=fp) for cls in runtime_classes(self.config.interpreters)]
+        self.thread_tls = None
+        if self.config.span_links:  # registers the processes that export otel_thread_ctx_v1 (tc_procs)
+            from ..runtimes.otel_thread_tls import ThreadTlsRuntime
+
+            self.thread_tls = ThreadTlsRuntime(self.telemetry, log)
+            runtimes.append(self.thread_tls)
+        self.runtimes = Runtimes(runtimes)
         self.stopped_reason = ''
         self.on_stopped: Optional[Callable[[], None]] = None  # called by the thread once it has stopped
         self.startup_seconds = 0.0
@@ -447,6 +454,8 @@ class Receiver:
         self.contexts.update(self.registry, leaves, now)
         self.registry.expire()
         samples = self._resolve_runtime_stacks(res) if self.runtimes else res.samples
+        if self.thread_tls is not None:
+            samples = self._link_samples(samples, res.thread_context_stats)
         with self._lock:
             acc = self._acc
             for s in samples:
@@ -494,6 +503,34 @@ class Receiver:
             if kernel_counts is not None:
                 kernel_counts(res.runtime_stats)
         self.runtimes.end_drain()
+        return out
+
+    def _link_samples(self, samples: List[RawSample], kernel: Dict[str, int]) -> List[RawSample]:
+        """The thread-context record the BPF program copied with a sample (bytes in ``link``) -> its
+        span link and attributes (through the process context's key map); kernel counters -> metrics."""
+        t = self.telemetry
+        out = []
+        memo: Dict[Tuple[int, bytes], Tuple[Any, Any]] = {}  # a record shared by many stacks is decoded once
+        linked = 0
+        for s in samples:
+            if isinstance(s.link, bytes):
+                k = (s.pid, s.link)
+                hit = memo.get(k)
+                if hit is None:
+                    info = self.registry.get(s.pid)
+                    hit = memo[k] = self.thread_contexts.decode(
+                        s.link, info.otel_context if info is not None else None, 0)
+                if hit[0] is not None:
+                    linked += s.count
+                s = dataclasses.replace(s, link=hit[0], context_attributes=hit[1])
+            out.append(s)
+        t.count('otel_context.samples_linked', linked)
+        t.count('otel_context.thread_context_reads', kernel.get('reads', 0))
+        for reason in ('torn', 'read_error', 'oversized', 'record_map_full'):
+            t.count('otel_context.record_errors', kernel.get(reason, 0), ['reason:' + reason])
+        # a record being written when sampled (valid != 1) is skipped in the kernel
+        t.count('otel_context.record_errors', kernel.get('not_valid', 0), ['reason:not_valid'])
+        t.gauge('otel_context.thread_context_processes', self.thread_tls.processes)
         return out
 
     # -- check side

@@ -100,6 +100,9 @@ KERNEL_STATS = (
 )
 STATS = tuple(name for _, name in KERNEL_STATS)
 PY_STATS = tuple(s for s in STATS if s.startswith('_py_'))
+# Kernel-side per-CPU counters of the thread-context reads, by index in `tc_stats` (bpf/thread_ctx.h)
+TC_STATS = ('lookups', 'reads', 'no_context', 'not_valid', 'torn', 'read_error', 'oversized', 'record_map_full')
+TC_RECORD_MAX = 640
 # Loss reasons reported by drain() (the `reason:` tag of sampler.lost).
 LOSS_REASONS = tuple(s for s in STATS if not s.startswith('_')) + (
     'off_cpu_stack_expired',  # off-CPU record whose stacks user space no longer holds
@@ -117,6 +120,19 @@ EV_SAMPLED = 3
 EVENT_KINDS = {EV_EXEC: 'exec', EV_EXIT: 'exit', EV_SAMPLED: 'sampled'}
 EVENT = struct.Struct('<IIIIQ16s')  # struct event_t: type, tgid, pid, pad, ts, comm
 EVENT_RECORD_BYTES = EVENT.size + 8  # and the ring's record header
+
+
+def inline_headers(text: str) -> str:
+    """The feature headers beside sampler.c (`#include "<feature>.h"`) pasted in place: BCC rewrites
+    map calls (`map.lookup(...)`) in the main source only, a header's would stay indirect calls the
+    verifier rejects ("unknown opcode 8d")."""
+    bpf_dir = os.path.dirname(BPF_SOURCE)
+
+    def paste(m):
+        with open(os.path.join(bpf_dir, m.group(1))) as f:
+            return f.read()
+
+    return re.sub(r'^#include "([A-Za-z0-9_]+\.h)"[ \t]*$', paste, text, flags=re.M)
 
 
 @dataclass
@@ -147,6 +163,11 @@ class SamplerConfig:
     python_max_frames: int = 128  # power of 2
     python_stacks_size: int = 4096  # distinct Python stacks per drain interval (each of two maps)
     python_processes: int = 4096
+    # OTel thread contexts (OTEP 4947, bpf/thread_ctx.h): the record of each sampled thread of the
+    # processes runtimes/otel_thread_tls.py registers in `tc_procs`, copied with the sample
+    span_links: bool = False
+    thread_context_processes: int = 4096
+    thread_context_records: int = 4096  # distinct records per drain interval (each of two maps)
 
 
 @dataclass(frozen=True)
@@ -171,6 +192,7 @@ class DrainResult:
     execs: int = 0  # execs on the host since the previous drain (counted in the kernel)
     exits: int = 0  # thread-group exits on the host since the previous drain
     runtime_stats: Dict[str, int] = field(default_factory=dict)  # the kernel's _py_* counters of the drain
+    thread_context_stats: Dict[str, int] = field(default_factory=dict)  # the kernel's tc_stats of the drain
 
 
 def _comm(raw) -> str:
@@ -218,6 +240,10 @@ class Sampler:
         walker_for: Optional[Callable[[int], Optional[Callable[..., Tuple[Sequence[int], bool, bool]]]]] = None,
     ):
         self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
+        self._tc_cache: Dict[int, Tuple[bytes, int]] = {}  # thread-context record id -> (record, generation)
+        self._tc_records: tuple = ()
+        self._tc_stats = None
+        self._tc_prev: List[int] = []
         self.config = config or SamplerConfig()
         self._on_event = on_event
         self.log = log
@@ -317,7 +343,10 @@ class Sampler:
             'PY_PROCS': max(1, int(c.python_processes)),
             'PY_STACKS': max(1, int(c.python_stacks_size)),
             'PY_MAX_FRAMES': int(c.python_max_frames),
-            'TASK_FSBASE_OFF': self._fsbase_offset() if self.python else 0,
+            'TASK_FSBASE_OFF': self._fsbase_offset() if self.python or c.span_links else 0,
+            'THREAD_CTX': int(bool(c.span_links)),
+            'TC_PROCS': max(1, int(c.thread_context_processes)),
+            'TC_RECORDS': max(1, int(c.thread_context_records)),
         }
         flags.update(stat_flags())
         # -I: each optional feature keeps its BPF code in its own header beside sampler.c
@@ -337,7 +366,8 @@ class Sampler:
         except (OSError, BtfError, ValueError) as e:
             raise SamplerError(
                 'reading task_struct.thread.fsbase from the kernel BTF (/sys/kernel/btf/vmlinux) failed ({}): '
-                'Python frames need a kernel with CONFIG_DEBUG_INFO_BTF; remove python from receiver interpreters'.format(e))
+                'Python frames and span links need a kernel with CONFIG_DEBUG_INFO_BTF; remove python from receiver '
+                'interpreters and set receiver span_links to false'.format(e))
 
     def table(self, name: str):
         """A map of the loaded program by name (runtimes fill their per-process maps), or None."""
@@ -360,7 +390,7 @@ class Sampler:
         kernel.check_headers()
         kernel.ensure_tracefs()
         with open(BPF_SOURCE) as f:
-            text = f.read()
+            text = inline_headers(f.read())
         cflags = self._cflags()  # before the clocks: the BTF offsets are not the compile
         t0, c0 = time.monotonic(), time.process_time()
         try:
@@ -389,6 +419,8 @@ class Sampler:
             self._counts = (b['counts0'], b['counts1'])
             self._stacks = (b['stacks0'], b['stacks1'])
             self._pystacks = (b['pystacks0'], b['pystacks1']) if self.python else ()
+            self._tc_records = (b['tc_records0'], b['tc_records1']) if self.config.span_links else ()
+            self._tc_stats = b['tc_stats'] if self.config.span_links else None
             if self.off_cpu:
                 self._off_counts = (b['offcpu_counts0'], b['offcpu_counts1'])
                 self._off_stacks = (b['offcpu_stacks0'], b['offcpu_stacks1'])
@@ -559,9 +591,11 @@ class Sampler:
 
             entries = []
             for k, v in counts.items_lookup_and_delete_batch():
-                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack))
+                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack, k.tctx))
             if self._pystacks:
                 self._read_python_stacks(old)
+            if self._tc_records:
+                self._read_thread_records(old)
             n_counts = len(entries)
 
             samples: List[RawSample] = []
@@ -570,7 +604,7 @@ class Sampler:
             filtered = 0
             cache: Dict[int, Optional[Tuple[int, ...]]] = {}
             pairs = set()
-            for tgid, tid, rawcomm, us, ks, cnt, py in entries:
+            for tgid, tid, rawcomm, us, ks, cnt, py, tc in entries:
                 comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
                 if not self._keep_comm(comm):
                     filtered += cnt
@@ -582,7 +616,7 @@ class Sampler:
                     partial[PARTIAL_DEPTH_LIMIT] += cnt
                 pairs.add((us, ks))
                 samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
-                                         self._python_stack(py)))
+                                         self._python_stack(py), link=self._thread_record(tc)))
             if self._copies is not None:
                 filtered += self._drain_copies(old, stacks, cache, samples, partial, pairs, final)
             n_stacks = self._clear_stacks(stacks, [s for s in cache if s >= 0])
@@ -611,6 +645,7 @@ class Sampler:
                 execs=delta[STATS.index('_execs')],
                 exits=delta[STATS.index('_exits')],
                 runtime_stats={name: delta[STATS.index(name)] for name in PY_STATS},
+                thread_context_stats=self._tc_stats_delta(),
             )
 
     def _drain_copies(self, old: int, stacks, cache, samples, partial, pairs, final: bool) -> int:
@@ -623,7 +658,7 @@ class Sampler:
         def resolve_kstack(gen: int, ks: int) -> Tuple[int, ...]:
             return self._resolve(stacks, cache, ks)[0] if gen == old32 else ()
 
-        for (gen, tgid, tid, rawcomm, ustack, ks, truncated, py), cnt in self._copies.take(
+        for (gen, tgid, tid, rawcomm, ustack, ks, truncated, py, tc), cnt in self._copies.take(
                 self._gen & 0xFFFFFFFF, resolve_kstack, final, self._events_tick):
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self._keep_comm(comm):
@@ -639,8 +674,40 @@ class Sampler:
                 partial[PARTIAL_UNWIND] += cnt
             pairs.add(('copy', ustack, ks))
             samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, False,
-                                     self._python_stack(py)))
+                                     self._python_stack(py), link=self._thread_record(tc)))
         return filtered
+
+    # -- OTel thread contexts (bpf/thread_ctx.h)
+    def _read_thread_records(self, old: int) -> None:
+        """Move the thread-context records of the generation that ended into the cache (content-
+        addressed, like the Python stacks: a stack copy that waits across drains still finds its
+        record)."""
+        from ..unwind.copies import MAX_RETRIES
+
+        cache = self._tc_cache
+        for k, v in self._tc_records[old & 1].items_lookup_and_delete_batch():
+            n = min(int(v.len), TC_RECORD_MAX)
+            cache[k if isinstance(k, int) else int(k.value)] = bytes(bytearray(v.data)[:n]), old
+        if len(cache) > 4 * int(self.config.thread_context_records):
+            horizon = old - MAX_RETRIES - 2
+            for rid in [r for r, (_, g) in cache.items() if g < horizon]:
+                del cache[rid]
+
+    def _thread_record(self, rid: int) -> Optional[bytes]:
+        """The copied record of a sample (bytes; the receiver decodes it into ``RawSample.link`` and
+        ``.context_attributes``), or None."""
+        if not rid:
+            return None
+        hit = self._tc_cache.get(rid)
+        return hit[0] if hit is not None else None
+
+    def _tc_stats_delta(self) -> Dict[str, int]:
+        if self._tc_stats is None:
+            return {}
+        cur = [int(sum(self._tc_stats[ct.c_int(i)])) for i in range(len(TC_STATS))]
+        prev = self._tc_prev or [0] * len(TC_STATS)
+        self._tc_prev = cur
+        return {name: c - p for name, c, p in zip(TC_STATS, cur, prev)}
 
     def _read_python_stacks(self, old: int) -> None:
         """Move the Python stacks of the generation that ended into the cache. Content-addressed
@@ -806,7 +873,8 @@ class Sampler:
                 return
             self._closed = True
             b, self._bpf = self._bpf, None
-            self._counts = self._stacks = ()
+            self._counts = self._stacks = self._tc_records = ()
+            self._tc_stats = None
             self._off_cache = {}
             rings, self._rings = self._rings, []
             for reader, _ in rings:

@@ -41,6 +41,11 @@ RECORD_ERROR_REASONS = (
     'truncated',  # shorter than its 28-byte header, or attrs-data-size runs past what was copied
     'bad_attribute',  # an attribute entry runs past attrs-data: the rest is dropped
     'unknown_key',  # a key index outside the published key map
+    # counted by the BPF reader (receiver/bpf/thread_ctx.h), reported by the receiver
+    'torn',  # `valid` or the trace id changed while the record was copied
+    'read_error',  # the thread pointer, the DTV, the variable or the record could not be read
+    'oversized',  # attrs-data past 640 bytes: the attributes that fit are kept
+    'record_map_full',  # the kernel's record map was full: the sample is not linked
 )
 
 
@@ -102,6 +107,7 @@ class ThreadContextDecoder:
     def __init__(self, telemetry) -> None:
         self.telemetry = telemetry
         telemetry.declare('otel_context.samples_linked')
+        telemetry.declare('otel_context.thread_context_reads')
         for reason in RECORD_ERROR_REASONS:
             telemetry.declare('otel_context.record_errors', ['reason:' + reason])
 

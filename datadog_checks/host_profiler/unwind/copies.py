@@ -6,7 +6,7 @@
 In ``dwarf``/``auto`` unwinding the BPF program (``receiver/bpf/sampler.c``, ``UNWIND_COPY``)
 submits one record per sample instead of counting it in the kernel:
 
-    struct copy_t {              // 72-byte header, little endian
+    struct copy_t {              // 80-byte header, little endian
         u32 tgid, tid;
         s32 kstack;              // kernel stack id in stacks{gen & 1} (or -errno)
         u32 gen;                 // generation of the maps when the sample was taken
@@ -14,6 +14,7 @@ submits one record per sample instead of counting it in the kernel:
         u32 size;                // bytes copied, from the start of the page that holds sp
         u32 delta;               // sp - that page's start
         u64 pystack;             // Python stack id in pystacks{gen & 1} (runtimes/python), 0: none
+        u64 tctx;                // thread-context record id in tc_records{gen & 1}, 0: none
         char comm[16];
         u8 stack[STACK_COPY_SIZE + 4096];  // only `size` bytes of it are sent
     };
@@ -38,8 +39,8 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-HEADER = struct.Struct('<IIiIQQQIIQ16s')
-HEADER_SIZE = HEADER.size  # 72
+HEADER = struct.Struct('<IIiIQQQIIQQ16s')
+HEADER_SIZE = HEADER.size  # 80
 PAGE = 4096
 
 # walk((ip, sp, bp), stack, sp, may_defer) -> (addresses leaf first, truncated, retry_later)
@@ -50,7 +51,7 @@ TICK_EVERY = 32  # copies unwound between two calls of unwind_pending's tick
 MAX_RETRIES = 2  # drains a copy may wait for the CFI tables it needs (see CfiTables.set_build_budget)
 
 # (gen, tgid, tid, comm bytes, user addresses, kernel stack id, truncated) -> samples
-Key = Tuple[int, int, int, bytes, Tuple[int, ...], Any, bool, int]  # ..., truncated, Python stack id
+Key = Tuple[int, int, int, bytes, Tuple[int, ...], Any, bool, int, int]  # ..., truncated, Python stack id, record id
 
 
 def typical_record_bytes(stack_copy_size: int) -> int:
@@ -114,19 +115,19 @@ class StackCopies:
             self.bad_records += 1
             return
         try:
-            tgid, tid, kstack, gen, ip, sp, bp, n, delta, pystack, comm = HEADER.unpack_from(buf, off)
+            tgid, tid, kstack, gen, ip, sp, bp, n, delta, pystack, tctx, comm = HEADER.unpack_from(buf, off)
             n = min(n, size - HEADER_SIZE)
             start = off + HEADER_SIZE
             stack = buf[start + delta:start + n] if delta < n else b''
         except Exception:  # noqa: BLE001
             self.bad_records += 1
             return
-        self.add(gen, tgid, tid, comm, kstack, ip, sp, bp, stack, pystack)
+        self.add(gen, tgid, tid, comm, kstack, ip, sp, bp, stack, pystack, tctx)
 
     def add(self, gen: int, tgid: int, tid: int, comm: bytes, kstack: int, ip: int, sp: int, bp: int,
-            stack: bytes, pystack: int = 0) -> None:
+            stack: bytes, pystack: int = 0, tctx: int = 0) -> None:
         self.records += 1
-        self._pending.append([gen, tgid, tid, comm, kstack, ip, sp, bp, stack, 0, pystack])
+        self._pending.append([gen, tgid, tid, comm, kstack, ip, sp, bp, stack, 0, pystack, tctx])
         self._pending_bytes += len(stack) + 200
         if self._pending_bytes > self.max_pending_bytes:
             self.unwind_pending()
@@ -147,7 +148,7 @@ class StackCopies:
         for i, rec in enumerate(pending):
             if tick is not None and i % TICK_EVERY == TICK_EVERY - 1:
                 tick()
-            gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries, pystack = rec
+            gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries, pystack, tctx = rec
             may_defer = resolve_kstack is not None and retries < MAX_RETRIES
             try:
                 walk = walkers[tgid] if tgid in walkers else walkers.setdefault(tgid, self.walker_for(tgid))
@@ -160,9 +161,9 @@ class StackCopies:
             if retry and may_defer:
                 if isinstance(kstack, int) and gen != keep_gen:
                     kstack = ('resolved', tuple(resolve_kstack(gen, kstack)))
-                keep.append([gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries + 1, pystack])
+                keep.append([gen, tgid, tid, comm, kstack, ip, sp, bp, stack, retries + 1, pystack, tctx])
                 continue
-            key = (gen, tgid, tid, comm, tuple(addresses), kstack, bool(truncated), pystack)
+            key = (gen, tgid, tid, comm, tuple(addresses), kstack, bool(truncated), pystack, tctx)
             acc[key] = acc.get(key, 0) + 1
         self._pending = keep
         self._pending_bytes = sum(len(r[8]) + 200 for r in keep)

@@ -20,6 +20,8 @@
 //   ST_<NAME>, N_STATS                       indices of the `stats` counters (KERNEL_STATS in sampler.py)
 //   TASK_FSBASE_OFF                          offsetof(task_struct, thread.fsbase) from the running
 //                                            kernel's BTF (the compile headers may be another kernel's)
+//   THREAD_CTX, TC_PROCS, TC_RECORDS         1 = read OTel thread contexts (bpf/thread_ctx.h); processes,
+//                                            distinct records per set
 //
 // Double buffering: `active[0]` holds a generation number that user space increments on each
 // drain; the programs write into set (gen & 1) of every double-buffered map, and user space reads
@@ -65,6 +67,7 @@ struct key_t {
     u32 gen;     // off-CPU only: generation of the stack maps the ids belong to; 0 for CPU samples
     u32 pad;
     u64 pystack; // CPU only: id of the Python stack in pystacks{gen & 1}, 0 for none
+    u64 tctx;    // CPU only: id of the thread-context record in tc_records{gen & 1}, 0 for none
     char comm[16];
 };
 
@@ -184,6 +187,10 @@ static __always_inline void pass_on_if_announced(u32 type) {
 
 #endif
 
+
+#if THREAD_CTX
+#include "thread_ctx.h"
+#endif
 
 #if PYTHON
 // ---------------------------------------------------------------------------------------------
@@ -451,6 +458,7 @@ struct copy_t {
     u32 size;   // bytes copied from the start of the page that holds sp
     u32 delta;  // sp - start of that page
     u64 pystack;  // id of the Python stack in pystacks{gen & 1}, 0 for none
+    u64 tctx;     // id of the thread-context record in tc_records{gen & 1}, 0 for none
     char comm[16];
     u8 stack[STACK_COPY_SIZE + COPY_PAGE];
 };
@@ -497,6 +505,7 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, stru
     c->sp = sp;
     c->bp = bp;
     c->pystack = key->pystack;
+    c->tctx = key->tctx;
     __builtin_memcpy(&c->comm, key->comm, sizeof(c->comm));
     if (gen & 1)
         c->kstack = stacks1.get_stackid(ctx, 0);
@@ -559,6 +568,9 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
 #endif
 #if PYTHON
     key.pystack = python_stack(tgid, gen);
+#endif
+#if THREAD_CTX
+    key.tctx = thread_ctx_record(tgid, gen);
 #endif
 #if UNWIND_COPY
     if (copy_user_stack(ctx, &key, gen))

@@ -1,0 +1,159 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The cost of span links (OTel thread contexts, OTEP 4947): `host-profiler run` at 99 Hz with a real
+dd-trace-py app whose threads run spans back to back, with `receiver.span_links` on and off.
+
+    python benchmarks/span_links_overhead.py [--rounds 3] [--window 40] [--warmup 20] [--frequency 99]
+                                             [--threads 2] [--json FILE]
+
+The app (the tests' DDTRACE_APP: each thread opens a span, burns CPU in it for 40 ms, then 20 ms
+outside) runs for the whole benchmark, one thread per core. Each round runs the standalone command
+(this checkout, default configuration but `span_links`) twice, in a shuffled order:
+
+  links      `receiver.span_links: true` (the default): the BPF program copies the sampled thread's
+             record; samples are linked to their span (every span a distinct OTLP sample)
+  no_links   `receiver.span_links: false`
+
+After --warmup s (start-up and BCC compile not counted), over --window s:
+  - own CPU: utime+stime of the host-profiler process, as % of one core;
+  - BPF: run time of its BPF programs (kernel run_time_ns, BPF stats on for the benchmark), % of one core;
+  - in-kernel time per sample: run_time_ns / run_cnt of `on_cpu_sample`.
+The ratio links / no_links of own CPU is computed within each round (the host is shared). By
+default only the traced app is profiled (`receiver.pids`), so that what the rest of a shared host
+runs does not swamp the difference; --whole-host profiles everything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, ROOT)
+from overhead import bpf_prog_ids, stop_profiler  # noqa: E402
+
+from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog_info_by_id  # noqa: E402
+from tests.runtimes.test_otel_thread_tls import DDTRACE_APP, ddtrace_env  # noqa: E402
+
+
+def start(name: str, hz: int, tmp: str, pids=()) -> subprocess.Popen:
+    d = os.path.join(tmp, name)
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, 'conf.yaml')
+    with open(cfg, 'w') as f:
+        f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n  pids: [{}]\n'.format(
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name == 'links' else 'false',
+            ', '.join(str(p) for p in pids)))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
+           '--interval', '10', '--duration', '100000', '--output', os.path.join(d, 'out')]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'), env=env,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def _progs(pid: int) -> dict:
+    out = {}
+    for i in bpf_prog_ids(pid):
+        try:
+            out[i] = prog_info_by_id(i)
+        except OSError:
+            pass
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    with open('/proc/{}/stat'.format(pid)) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def measure(name: str, args, tmp: str, pids=()) -> dict:
+    proc = start(name, args.frequency, tmp, pids)
+    try:
+        time.sleep(args.warmup)
+        if proc.poll() is not None:
+            raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+        load0 = os.getloadavg()[0]
+        a, c0, t0 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        time.sleep(args.window)
+        b, c1, t1 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+    finally:
+        stop_profiler(proc)
+    wall = t1 - t0
+    bpf_ns = sum((b[i]['run_time_ns'] or 0) - (a[i]['run_time_ns'] or 0) for i in b if i in a)
+    sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
+              for i in b if i in a and b[i]['name'] == 'on_cpu_sample']
+    ns, cnt = (sum(x) for x in zip(*sample)) if sample else (0, 0)
+    return {'config': name, 'load1': round(load0, 2),
+            'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
+            'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
+            'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2)}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--window', type=float, default=40.0)
+    ap.add_argument('--warmup', type=float, default=20.0)
+    ap.add_argument('--frequency', type=int, default=99)
+    ap.add_argument('--threads', type=int, default=os.cpu_count() or 2)
+    ap.add_argument('--whole-host', action='store_true',
+                    help='profile every process (default: only the traced app, `receiver.pids`: the other '
+                         'processes of a shared host make the comparison noise)')
+    ap.add_argument('--json')
+    args = ap.parse_args()
+    total = int(args.rounds * 2 * (args.window + args.warmup + 15) + 60)
+    tmp = tempfile.mkdtemp()
+    app = os.path.join(tmp, 'app.py')
+    with open(app, 'w') as f:
+        f.write(DDTRACE_APP)
+    worker = subprocess.Popen([sys.executable, app, str(args.threads), '40', '20', str(total)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ddtrace_env())
+    stats_fd = enable_stats_fd()
+    rows = []
+    try:
+        for r in range(args.rounds):
+            order = ['links', 'no_links']
+            random.shuffle(order)
+            for name in order:
+                row = measure(name, args, tmp, () if args.whole_host else (worker.pid,))
+                row['round'] = r
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        os.close(stats_fd)
+        worker.kill()
+        worker.wait()
+    summary = {}
+    for name in ('links', 'no_links'):
+        mine = [x for x in rows if x['config'] == name]
+        summary[name] = {k: statistics.median(x[k] for x in mine)
+                         for k in ('own_cpu_pct_core', 'bpf_pct_core', 'us_per_sample', 'load1')}
+    by_round = {}
+    for x in rows:
+        by_round.setdefault(x['round'], {})[x['config']] = x
+    ratios = [round(v['links']['own_cpu_pct_core'] / max(1e-9, v['no_links']['own_cpu_pct_core']), 3)
+              for v in by_round.values() if len(v) == 2]
+    summary['own_cpu_ratio_per_round'] = ratios
+    summary['own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
+    summary['us_per_sample_more'] = [round(v['links']['us_per_sample'] - v['no_links']['us_per_sample'], 2)
+                                     for v in by_round.values() if len(v) == 2]
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'frequency': args.frequency, 'window_s': args.window, 'rows': rows, 'summary': summary}, f,
+                      indent=1)
+
+
+if __name__ == '__main__':
+    main()
