@@ -412,13 +412,15 @@ def test_otlp_export_of_a_traced_app_carries_its_span_links(requires_bpf, tmp_pa
     profiles the dd-trace-py app; its OTLP samples point through link_index into the dictionary's
     link_table (entry 0 the empty Link) to the spans the app logged, and carry the local root span id
     as a sample attribute."""
-    from datadog_checks.host_profiler.pipeline import ProfilerPipeline
+    from datadog_checks.host_profiler.config.loader import build_config
+    from datadog_checks.host_profiler.profiler_pipeline import ProfilerPipeline
     from datadog_checks.host_profiler.profile.otlp import encode, validate
 
     app = tmp_path / 'app.py'
     app.write_text(DDTRACE_APP)
-    pipeline = ProfilerPipeline({'lock_file': str(tmp_path / 'lock'), 'receiver': {'samples_per_second': 99}},
-                                mode='standalone', interval_s=60, hostname=lambda: 'test-host')
+    instance = {'lock_file': str(tmp_path / 'lock'), 'receiver': {'samples_per_second': 99},
+                'exporters': {'file': {'directory': str(tmp_path / 'profiles'), 'formats': ['otlp']}}}
+    pipeline = ProfilerPipeline(build_config(instance, 'standalone'), interval_s=60, hostname=lambda: 'test-host')
     pipeline.run_once()  # starts the sampler (the BCC compile) before the app
     proc = subprocess.Popen([sys.executable, str(app), '2', '40', '20', '8'], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, env=ddtrace_env())

@@ -131,6 +131,7 @@ class LoadSegment(NamedTuple):
     memsz: int
     flags: int
     type: int = PT_LOAD
+    align: int = 0
 
     @property
     def executable(self) -> bool:
@@ -386,7 +387,7 @@ def parse_elf(stream: BinaryIO, path: str = '', size: Optional[int] = None, stri
             else:
                 p_type, p_offset, p_vaddr, _pa, p_filesz, p_memsz, p_flags, p_align = struct.unpack_from(
                     ph_fmt, raw, i * e_phentsize)
-            seg = LoadSegment(p_vaddr, p_offset, p_filesz, p_memsz, p_flags, p_type)
+            seg = LoadSegment(p_vaddr, p_offset, p_filesz, p_memsz, p_flags, p_type, p_align)
             segments.append(seg)
             if p_type == PT_LOAD:
                 loads.append(seg)

@@ -95,8 +95,7 @@ class TlsVariable:
 
 
 SHT_GNU_HASH = 0x6ffffff6
-_EHDR = struct.Struct('<16sHHIQQQIHHHHHH')
-_SHDR = struct.Struct('<IIQQQQIIQQ')
+_SYM = struct.Struct('<IBBHQQ')  # Elf64_Sym: name, info, other, shndx, value, size
 
 
 def _gnu_hash(name: bytes) -> int:
@@ -109,108 +108,107 @@ def _gnu_hash(name: bytes) -> int:
 SYMBOL_GNU_HASH = _gnu_hash(SYMBOL.encode())
 
 
+def _read(f, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    return f.read(size)
+
+
+def _bloom_may_hold(f, gnu_hash: Any) -> bool:
+    """The GNU hash table's bloom filter: False when it surely does not hold the symbol (a few
+    small reads rule out almost every module of a host; a full look costs tens of ms)."""
+    head = _read(f, gnu_hash.offset, 16)
+    if len(head) < 16:
+        return True
+    _nbuckets, _symoffset, bloom_size, bloom_shift = struct.unpack('<IIII', head)
+    if not bloom_size:
+        return True
+    h = SYMBOL_GNU_HASH
+    word = _read(f, gnu_hash.offset + 16 + 8 * ((h // 64) % bloom_size), 8)
+    if len(word) < 8:
+        return True
+    w = _U64.unpack(word)[0]
+    mask = (1 << (h % 64)) | (1 << ((h >> bloom_shift) % 64))
+    return w & mask == mask
+
+
+def _parse(f, path: str) -> Optional[Any]:
+    """The module's ELF headers (host.elf), or None when it is no 64-bit little-endian ELF with a
+    dynamic symbol table."""
+    from ..host.elf import parse_elf
+
+    info = parse_elf(f, path, go_build_id=False)
+    if info.elfclass != 64 or not info.little_endian or '.dynsym' not in info.sections:
+        return None
+    return info
+
+
 def may_export(path: str) -> bool:
-    """False when the file surely does not define ``otel_thread_ctx_v1`` in its dynamic symbols: the
-    bloom filter of its GNU hash table says so (a few small reads: what rules out almost every module
-    of a host), or it is no 64-bit little-endian ELF with a dynamic symbol table. True: look closer."""
+    """False when the file surely does not define ``otel_thread_ctx_v1`` in its dynamic symbols
+    (its GNU hash bloom filter says so, or it has no dynamic symbols). True: look closer."""
     try:
         with open(path, 'rb') as f:
-            ehdr = f.read(_EHDR.size)
-            if len(ehdr) < _EHDR.size or ehdr[:4] != b'\x7fELF' or ehdr[4] != 2 or ehdr[5] != 1:
+            info = _parse(f, path)
+            if info is None:
                 return False
-            e = _EHDR.unpack(ehdr)
-            shoff, shentsize, shnum = e[6], e[11], e[12]
-            if not shoff or shentsize != _SHDR.size or not 0 < shnum < 65536:
-                return False
-            f.seek(shoff)
-            table = f.read(shnum * shentsize)
-            gnu = None
-            dynsym = False
-            for i in range(len(table) // shentsize):
-                sh = _SHDR.unpack_from(table, i * shentsize)
-                if sh[1] == SHT_GNU_HASH:
-                    gnu = sh
-                elif sh[1] == SHT_DYNSYM:
-                    dynsym = True
-            if not dynsym:
-                return False
-            if gnu is None:
-                return True  # no bloom filter: pyelftools decides
-            f.seek(gnu[4])
-            head = f.read(16)
-            if len(head) < 16:
-                return True
-            _nbuckets, _symoffset, bloom_size, bloom_shift = struct.unpack('<IIII', head)
-            if not bloom_size:
-                return True
-            h = SYMBOL_GNU_HASH
-            f.seek(gnu[4] + 16 + 8 * ((h // 64) % bloom_size))
-            word = f.read(8)
-            if len(word) < 8:
-                return True
-            w = _U64.unpack(word)[0]
-            mask = (1 << (h % 64)) | (1 << ((h >> bloom_shift) % 64))
-            return w & mask == mask
-    except (OSError, struct.error):
+            gnu = next((sec for sec in info.section_list if sec.type == SHT_GNU_HASH), None)
+            return gnu is None or _bloom_may_hold(f, gnu)
+    except (OSError, ValueError, struct.error):
         return False
 
 
 def analyze(path: str) -> Optional[TlsVariable]:
     """The variable of the ELF file at ``path``; None when it does not export it. Raises TlsError."""
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
-    if not may_export(path):
-        return None
     try:
         with open(path, 'rb') as f:
-            elf = ELFFile(f)
-            dynsym = elf.get_section_by_name('.dynsym')
-            dynstr = elf.get_section_by_name('.dynstr')
-            if dynsym is None or dynstr is None or (SYMBOL.encode() + b'\0') not in dynstr.data():
+            info = _parse(f, path)
+            if info is None:
+                return None
+            gnu = next((sec for sec in info.section_list if sec.type == SHT_GNU_HASH), None)
+            if gnu is not None and not _bloom_may_hold(f, gnu):
+                return None
+            dynsym = info.sections['.dynsym']
+            dynstr = info.linked(dynsym) or info.sections.get('.dynstr')
+            if dynstr is None or dynsym.entsize != _SYM.size:
+                return None
+            strings = _read(f, dynstr.offset, dynstr.size)
+            needle = SYMBOL.encode() + b'\0'
+            if needle not in strings:
                 return None  # the cheap test that rules out almost every module
-            if elf['e_machine'] != 'EM_X86_64':
-                raise TlsError('unsupported_arch', elf['e_machine'])
+            if info.machine != 'EM_X86_64':
+                raise TlsError('unsupported_arch', info.machine)
             index = sym = None
-            for i, s in enumerate(dynsym.iter_symbols()):
-                if s.name == SYMBOL and s['st_shndx'] != 'SHN_UNDEF':
-                    index, sym = i, s
+            table = _read(f, dynsym.offset, dynsym.size - dynsym.size % _SYM.size)
+            for i, entry in enumerate(_SYM.iter_unpack(table[:len(table) - len(table) % _SYM.size])):
+                st_name, st_info, _other, shndx, _value, _size = entry
+                if shndx != 0 and strings[st_name:st_name + len(needle)] == needle:
+                    index, sym = i, entry
                     break
             if sym is None:
                 return None  # it only refers to another module's
-            if sym['st_info']['type'] != 'STT_TLS' or sym['st_size'] != 8:
-                raise TlsError('bad_symbol', '{} of {} bytes'.format(sym['st_info']['type'], sym['st_size']))
-            st_value = int(sym['st_value'])
-            tls = None
-            loads = []
-            is_exec = elf['e_type'] == 'ET_EXEC'
-            for seg in elf.iter_segments():
-                t = seg['p_type']
-                if t == 'PT_TLS':
-                    tls = seg
-                elif t == 'PT_LOAD':
-                    loads.append((int(seg['p_offset']), int(seg['p_vaddr'])))
-                elif t == 'PT_INTERP':
-                    is_exec = True  # a PIE executable
+            _name, st_info, _other, _shndx, st_value, st_size = sym
+            if st_info & 0xf != STT_TLS or st_size != 8:
+                raise TlsError('bad_symbol', 'type {} of {} bytes'.format(st_info & 0xf, st_size))
+            tls = next((seg for seg in info.segments if seg.type == PT_TLS), None)
+            loads = [(seg.offset, seg.vaddr) for seg in info.loads]
+            is_exec = info.elf_type == 'ET_EXEC' or any(seg.type == PT_INTERP for seg in info.segments)
             if tls is None:
                 raise TlsError('bad_symbol', 'no PT_TLS segment')
             # the relocations of the dynamic symbol table that name the variable
             found: Dict[int, int] = {}
             ld_got = 0
-            dynsym_index = elf.get_section_index('.dynsym')
-            for sec in elf.iter_sections():
-                if sec['sh_type'] != 'SHT_RELA' or sec['sh_link'] != dynsym_index:
+            dynsym_index = info.section_list.index(dynsym)
+            for sec in info.section_list:
+                if sec.type != SHT_RELA or sec.link != dynsym_index:
                     continue
-                data = sec.data()
-                for off in range(0, len(data) - _RELA.size + 1, _RELA.size):
-                    r_offset, r_info, _addend = _RELA.unpack_from(data, off)
+                data = _read(f, sec.offset, sec.size)
+                for r_offset, r_info, _addend in _RELA.iter_unpack(data[:len(data) - len(data) % _RELA.size]):
                     rtype, rsym = r_info & 0xffffffff, r_info >> 32
                     if rsym == index and rtype in (R_X86_64_DTPMOD64, R_X86_64_DTPOFF64, R_X86_64_TPOFF64,
                                                    R_X86_64_TLSDESC):
                         found.setdefault(rtype, r_offset)
                     elif rsym == 0 and rtype == R_X86_64_DTPMOD64 and not ld_got:
                         ld_got = r_offset
-    except (OSError, ELFError, ValueError, KeyError, struct.error) as e:
+    except (OSError, ValueError, KeyError, struct.error) as e:
         raise TlsError('elf', '{}: {}'.format(path, e))
     loads_t = tuple(loads)
     if R_X86_64_TLSDESC in found:
@@ -221,8 +219,8 @@ def analyze(path: str) -> Optional[TlsVariable]:
         return TlsVariable('general_dynamic', st_value, got=found[R_X86_64_DTPMOD64],
                            dtpoff_got=found.get(R_X86_64_DTPOFF64, 0), loads=loads_t)
     if is_exec:
-        align = max(1, int(tls['p_align']))
-        block = (int(tls['p_memsz']) + align - 1) // align * align
+        align = max(1, tls.align)
+        block = (tls.memsz + align - 1) // align * align
         return TlsVariable('local_exec', st_value, tls_offset=st_value - block, loads=loads_t)
     if ld_got:
         return TlsVariable('local_dynamic', st_value, got=ld_got, loads=loads_t)
