@@ -259,7 +259,7 @@ class Sampler:
         # auto: native unwinding in the kernel (bpf/kernel_unwind.h), tables loaded by kernel_unwind.py
         self.kernel_unwind = None
         self._ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
-        self.verify_pairs: List[tuple] = []  # kernel_unwind_verify: (kernel stack, partial, user-space stack, truncated)
+        self.verify_pairs: List[tuple] = []  # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
         if self.config.unwinding == 'auto' and int(self.config.kernel_unwind_memory_mb) > 0:
             from .kernel_unwind import KernelUnwind
 
@@ -666,7 +666,7 @@ class Sampler:
             else:  # a generation whose maps were cleared (not expected: each drain takes them all)
                 kstack = ()
             if self.config.kernel_unwind_verify and py and py in self._ku_stacks:
-                self.verify_pairs.append(self._ku_stacks[py] + (tuple(ustack), bool(truncated), cnt))
+                self.verify_pairs.append((tgid,) + self._ku_stacks[py] + (tuple(ustack), bool(truncated), cnt))
                 continue  # already counted by the kernel
             if truncated:
                 partial[PARTIAL_UNWIND] += cnt
