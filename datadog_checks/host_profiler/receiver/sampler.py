@@ -679,9 +679,16 @@ class Sampler:
         """The user stacks the kernel unwound in the generation that ended: id -> (addresses, partial)."""
         table = self._ku_maps[old & 1]
         out = self._ku_stacks
-        for k, v in table.items_lookup_and_delete_batch():
+        # one key at a time: a batch call allocates arrays for the whole map (16 MiB of 1 KiB
+        # values) at every drain, and a drain holds a few hundred distinct stacks at most
+        for k in list(table.keys()):
+            try:
+                v = table[k]
+                del table[k]
+            except KeyError:
+                continue
             n = min(int(v.n), MAX_STACK_DEPTH)
-            out[k if isinstance(k, int) else int(k.value)] = (tuple(v.ips[:n]), bool(v.partial))
+            out[int(k.value)] = (tuple(v.ips[:n]), bool(v.partial))
 
     def _read_python_stacks(self, old: int) -> None:
         """Move the Python stacks of the generation that ended into the cache. Content-addressed
