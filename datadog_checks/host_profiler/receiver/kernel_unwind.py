@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..host.files import FileOpener, FileRefused
 from ..host.proc import DELETED_SUFFIX, VDSO, read_vdso_image
+from ..runtime.memory import release_freed_memory
 from ..unwind.cfi import CfiError, build_cfi_table
 from ..unwind.stack_deltas import ROW_BYTES, RULE_BYTES, RuleSet, RuleSetFull, StackDeltas, compile_deltas
 
@@ -66,12 +67,14 @@ def rows_capacity(memory_mb: int) -> int:
 
 
 class _Table:
-    __slots__ = ('tid', 'first', 'deltas', 'loads', 'users')
+    """A table in the maps (its rows are not kept here: the kernel has them)."""
 
-    def __init__(self, tid: int, first: int, deltas: StackDeltas, loads) -> None:
+    __slots__ = ('tid', 'first', 'n', 'loads', 'users')
+
+    def __init__(self, tid: int, first: int, n: int, loads) -> None:
         self.tid = tid
         self.first = first
-        self.deltas = deltas
+        self.n = n
         self.loads = loads
         self.users: set = set()
 
@@ -312,6 +315,8 @@ class KernelUnwind:
             if e[1] in self._tables or e[1] in self._failed:
                 continue
             self._build(e[1], e[2], pid)
+        if need:
+            release_freed_memory()  # what compiling the CFI left in glibc's arenas
         for e in entries:
             src = e[2]
             if hasattr(src, 'close'):
@@ -389,7 +394,7 @@ class KernelUnwind:
                 self._failed[key] = 'no room'
                 return
             tid = self._free_ids.pop()
-            t = _Table(tid, first, deltas, loads)
+            t = _Table(tid, first, n, loads)
             self._tables[key] = t
             self.loads += 1
         rows_map = self._maps['ku_rows']
@@ -417,7 +422,7 @@ class KernelUnwind:
             if pid != keep:
                 self._incomplete.add(pid)
                 self._mark_pending(pid, t.tid)
-        self._rows.release(t.first, len(t.deltas))
+        self._rows.release(t.first, t.n)
         self._free_ids.append(t.tid)
         try:
             tables = self._maps['ku_tables']
