@@ -268,3 +268,11 @@ def test_tiny_budget_evicts_and_falls_back(tmp_path):
     assert fb > 0, totals
     assert sum(s.count for s in col.samples if s.pid == p.pid) >= 50
     assert not any(s.user_stack_lost for s in col.samples if s.pid in (p.pid, q.pid))
+
+
+def test_budget_split():
+    from datadog_checks.host_profiler.receiver.kernel_unwind import procs_capacity, rows_capacity
+
+    assert rows_capacity(64) * 8 == 48 << 20  # rows: 3/4 of the budget
+    assert procs_capacity(64, 16384) == (16 << 20) // (8 + 32 * 256)  # ranges: the rest (~2000 processes)
+    assert procs_capacity(64, 100) == 100

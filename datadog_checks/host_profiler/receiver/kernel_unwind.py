@@ -62,8 +62,17 @@ def load_bias(loads: Any, map_start: int, map_offset: int) -> int:
     return map_start - map_offset
 
 
+PROC_BYTES = 8 + 32 * MAX_MAPS  # a ku_procs value
+
+
 def rows_capacity(memory_mb: int) -> int:
-    return max(1024, (int(memory_mb) << 20) // ROW_BYTES)
+    """Rows in 3/4 of the budget (the rest: processes' ranges, rules, tables)."""
+    return max(1024, (int(memory_mb) << 20) * 3 // 4 // ROW_BYTES)
+
+
+def procs_capacity(memory_mb: int, max_processes: int) -> int:
+    """Processes whose ranges fit in 1/4 of the budget (8 KiB each), at most max_processes."""
+    return max(16, min(int(max_processes), (int(memory_mb) << 20) // 4 // PROC_BYTES))
 
 
 class _Table:
@@ -119,7 +128,7 @@ class KernelUnwind:
         self.telemetry = telemetry
         self.log = log
         self.proc = proc
-        self.max_processes = max(1, int(max_processes))
+        self.max_processes = procs_capacity(memory_mb, max_processes)
         self.stacks_size = max(1, int(stacks_size))
         self.rows_capacity = rows_capacity(self.memory_mb)
         self.opener = FileOpener(telemetry, proc)
@@ -462,6 +471,8 @@ class KernelUnwind:
         procs = self._maps.get('ku_procs')
         if procs is None:
             return
+        while pid not in self._procs and len(self._procs) >= self.max_processes:
+            self._forget(next(iter(self._procs)))  # the longest loaded: its samples go through the copy
         leaf = procs.Leaf()
         keys = []
         pending = False
