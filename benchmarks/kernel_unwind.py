@@ -68,7 +68,10 @@ def one(mode: str, pids, seconds: float) -> dict:
     try:
         ku = rx._sampler.kernel_unwind
         t0 = time.monotonic()
-        if ku is not None:
+        if ku is not None:  # every workload process loaded (its first sample), then no load pending
+            end = time.monotonic() + 180
+            while time.monotonic() < end and ku.stats()['processes'] < len(pids):
+                time.sleep(0.2)
             ku.wait_idle(120)
         time.sleep(3.0)  # dwarf: the CFI tables compile during the first drains
         warm = time.monotonic() - t0

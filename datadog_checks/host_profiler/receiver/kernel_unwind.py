@@ -143,7 +143,10 @@ class KernelUnwind:
         self._queued: set = set()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # tables, rows, processes (taken before _io, never after)
+        # map writes: close() takes it to drop the maps, so that no write follows the BPF object's cleanup
+        # (its fds may be reused); it waits for one write at most, never for a table being compiled
+        self._io = threading.RLock()
         self._maps: Dict[str, Any] = {}
         self._prev_stats = [0] * len(KU_STATS)
         self.load_seconds = 0.0
@@ -168,19 +171,29 @@ class KernelUnwind:
         fn = bpf.load_func(b'ku_walk', perf_event_type)
         progs = bpf['ku_progs']
         progs[ct.c_int(0)] = ct.c_int(fn.fd)
-        for name in ('ku_rules', 'ku_rows', 'ku_tables', 'ku_procs', 'ku_stats', 'ku_refresh'):
+        for name in ('ku_rules', 'ku_rows', 'ku_tables', 'ku_procs', 'ku_stats', 'ku_refresh', 'ku_progs'):
             self._maps[name] = bpf[name]
         self._write_rules()
         self._thread = threading.Thread(target=self._run, name='host_profiler-kernel-unwind', daemon=True)
         self._thread.start()
 
     def close(self) -> None:
+        """Stop the loader (a table being compiled is abandoned when done) and drop the maps."""
         self._stop.set()
         self._queue.put(('stop', 0))
+        with self._io:
+            progs = self._maps.get('ku_progs')
+            if progs is not None:
+                try:
+                    # the tail-call entry refers to ku_walk: cleared now, not by the kernel's deferred
+                    # clean-up of the array, so that the program is gone when BCC closes its fd
+                    del progs[ct.c_int(0)]
+                except Exception:  # noqa: BLE001
+                    pass
+            self._maps = {}
         th = self._thread
         if th is not None and th is not threading.current_thread():
-            th.join(5.0)
-        self._maps = {}
+            th.join(1.0)  # it exits at once unless it is compiling a table (then it ends when done)
 
     # ------------------------------------------------------------------ requests (any thread)
     def request(self, pid: int) -> None:
@@ -272,18 +285,19 @@ class KernelUnwind:
                 self._refresh()
 
     def _refresh(self) -> None:
-        m = self._maps.get('ku_refresh')
-        if m is None:
-            return
-        try:
-            pids = [k.value for k in m.keys()]
-            for p in pids:
-                try:
-                    del m[m.Key(p)]
-                except KeyError:
-                    pass
-        except Exception:  # noqa: BLE001
-            return
+        with self._io:
+            m = self._maps.get('ku_refresh')
+            if m is None:
+                return
+            try:
+                pids = [k.value for k in m.keys()]
+                for p in pids:
+                    try:
+                        del m[m.Key(p)]
+                    except KeyError:
+                        pass
+            except Exception:  # noqa: BLE001
+                return
         for p in pids:
             self.request(p)
         for p in list(self._incomplete):
@@ -299,16 +313,19 @@ class KernelUnwind:
                 t = self._tables.get(k)
                 if t is not None:
                     t.users.discard(pid)
-        procs = self._maps.get('ku_procs')
-        if procs is not None:
-            try:
-                del procs[procs.Key(pid)]
-            except KeyError:
-                pass
+        with self._io:
+            procs = self._maps.get('ku_procs')
+            if procs is not None:
+                try:
+                    del procs[procs.Key(pid)]
+                except KeyError:
+                    pass
 
     def _load(self, pid: int) -> None:
         from .processes import read_process
 
+        if self._stop.is_set():
+            return
         info = read_process(pid, proc=self.proc)
         if info is None or not info.mappings:
             return
@@ -321,6 +338,8 @@ class KernelUnwind:
         if need:
             self._write_proc(pid, entries)
         for e in need:
+            if self._stop.is_set():
+                break
             if e[1] in self._tables or e[1] in self._failed:
                 continue
             self._build(e[1], e[2], pid)
@@ -406,20 +425,22 @@ class KernelUnwind:
             t = _Table(tid, first, n, loads)
             self._tables[key] = t
             self.loads += 1
-        rows_map = self._maps['ku_rows']
-        Leaf = rows_map.Leaf
-        rows = deltas.rows
-        for s in range(0, n, BATCH):
-            k = min(BATCH, n - s)
-            keys = (ct.c_uint * k)(*range(first + s, first + s + k))
-            vals = (Leaf * k).from_buffer_copy(rows[2 * s: 2 * (s + k)].tobytes())
-            rows_map.items_update_batch(keys, vals)
-        tables = self._maps['ku_tables']
-        leaf = tables.Leaf()
-        leaf.base = deltas.base
-        leaf.first = first
-        leaf.n = n
-        tables[tables.Key(tid)] = leaf
+        with self._io:
+            rows_map, tables = self._maps.get('ku_rows'), self._maps.get('ku_tables')
+            if rows_map is None or tables is None:
+                return  # closed
+            Leaf = rows_map.Leaf
+            rows = deltas.rows
+            for s in range(0, n, BATCH):
+                k = min(BATCH, n - s)
+                keys = (ct.c_uint * k)(*range(first + s, first + s + k))
+                vals = (Leaf * k).from_buffer_copy(rows[2 * s: 2 * (s + k)].tobytes())
+                rows_map.items_update_batch(keys, vals)
+            leaf = tables.Leaf()
+            leaf.base = deltas.base
+            leaf.first = first
+            leaf.n = n
+            tables[tables.Key(tid)] = leaf
 
     def _evict_one(self, keep: int) -> None:
         """Evict the least recently used table (lock held)."""
@@ -433,39 +454,44 @@ class KernelUnwind:
                 self._mark_pending(pid, t.tid)
         self._rows.release(t.first, t.n)
         self._free_ids.append(t.tid)
-        try:
-            tables = self._maps['ku_tables']
-            leaf = tables.Leaf()
-            leaf.n = 0
-            tables[tables.Key(t.tid)] = leaf
-        except Exception:  # noqa: BLE001
-            pass
+        with self._io:
+            try:
+                tables = self._maps['ku_tables']
+                leaf = tables.Leaf()
+                leaf.n = 0
+                tables[tables.Key(t.tid)] = leaf
+            except Exception:  # noqa: BLE001 - closed
+                pass
 
     def _mark_pending(self, pid: int, tid: int) -> None:
-        procs = self._maps.get('ku_procs')
-        if procs is None:
-            return
-        try:
-            v = procs[procs.Key(pid)]
-        except KeyError:
-            return
-        for i in range(min(int(v.n), MAX_MAPS)):
-            if v.maps[i].table == tid:
-                v.maps[i].table = TABLE_PENDING
-        procs[procs.Key(pid)] = v
+        with self._io:
+            procs = self._maps.get('ku_procs')
+            if procs is None:
+                return
+            try:
+                v = procs[procs.Key(pid)]
+            except KeyError:
+                return
+            for i in range(min(int(v.n), MAX_MAPS)):
+                if v.maps[i].table == tid:
+                    v.maps[i].table = TABLE_PENDING
+            procs[procs.Key(pid)] = v
 
     def _write_rules(self) -> None:
-        m = self._maps.get('ku_rules')
-        if m is None:
+        if self._maps.get('ku_rules') is None:
             return
         with self._lock:
             pending = self._rules.take_pending()
         if not pending:
             return
-        Leaf = m.Leaf
-        keys = (ct.c_uint * len(pending))(*[i for i, _ in pending])
-        vals = (Leaf * len(pending)).from_buffer_copy(b''.join(b for _, b in pending))
-        m.items_update_batch(keys, vals)
+        with self._io:
+            m = self._maps.get('ku_rules')
+            if m is None:
+                return
+            Leaf = m.Leaf
+            keys = (ct.c_uint * len(pending))(*[i for i, _ in pending])
+            vals = (Leaf * len(pending)).from_buffer_copy(b''.join(b for _, b in pending))
+            m.items_update_batch(keys, vals)
 
     def _write_proc(self, pid: int, entries: List[List[Any]]) -> None:
         procs = self._maps.get('ku_procs')
@@ -504,4 +530,7 @@ class KernelUnwind:
                 self._incomplete.add(pid)
             else:
                 self._incomplete.discard(pid)
-        procs[procs.Key(pid)] = leaf
+        with self._io:
+            procs = self._maps.get('ku_procs')
+            if procs is not None:
+                procs[procs.Key(pid)] = leaf

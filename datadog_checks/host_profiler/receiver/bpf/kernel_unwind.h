@@ -120,6 +120,8 @@ struct ku_state_t {
     // states at each iteration (a value loaded from a map is unknown) and prunes the paths
     u32 lo;
     u32 hi;
+    u32 last_map;  // index of the mapping of the previous frame + 1 (0: none): consecutive frames share one
+    u32 pad2;
     struct ku_stack_t st;
 };
 
@@ -205,6 +207,12 @@ static __always_inline u32 ku_step(struct ku_state_t *w, struct ku_proc_t *p) {
     u32 n = p->n;
     w->lo = 0;
     w->hi = n > KU_MAPS ? KU_MAPS : n;
+    u32 last = w->last_map;
+    if (last > 0 && last <= w->hi) {
+        struct ku_map_t *lm = &p->maps[(last - 1) & (KU_MAPS - 1)];
+        if (lm->start <= pc && pc < lm->end)
+            w->lo = w->hi = last;  // ranges do not overlap: that mapping is the search's answer
+    }
 #pragma nounroll
     for (int i = 0; i < 9; i++) {
         u32 lo = w->lo, hi = w->hi;
@@ -217,6 +225,7 @@ static __always_inline u32 ku_step(struct ku_state_t *w, struct ku_proc_t *p) {
             w->hi = mid;
     }
     u32 lo = w->lo;
+    w->last_map = lo;
     struct ku_rule_t *rule = NULL;
     if (lo > 0 && pc < p->maps[(lo - 1) & (KU_MAPS - 1)].end) {
         struct ku_map_t *m = &p->maps[(lo - 1) & (KU_MAPS - 1)];
@@ -484,6 +493,7 @@ static __always_inline void ku_start(struct bpf_perf_event_data *ctx, struct key
     w->gen = gen;
     w->exact = 1;
     w->steps = 0;
+    w->last_map = 0;
     w->st.n = 0;
     w->hash = ku_mix(0xcbf29ce484222325ULL, tgid);
     ku_push(w, ip);
