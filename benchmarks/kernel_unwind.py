@@ -216,7 +216,8 @@ def main() -> None:
                 continue
             for cores in (96, 192):
                 for hz in (20, 99):
-                    proj['{} {} {}c {}Hz'.format(kind, mode, cores, hz)] = r['net_total_us_per_sample'] * cores * hz / 1e6
+                    key = '{} {} {}c {}Hz'.format(kind, mode, cores, hz)
+                    proj[key] = r['net_total_us_per_sample'] * cores * hz / 1e6
     report['projection_cores'] = proj
     if not args.no_builds:
         report['cold_builds'] = cold_builds()
@@ -224,7 +225,8 @@ def main() -> None:
         print(json.dumps(report, indent=1))
         return
     print('filtered-out run: {:.2f} µs'.format(filtered_us))
-    print('| workload | mode | BPF µs/sample (net) | user µs/sample | total µs/sample | BPF ms/s | user ms/s | samples | lost | partial | copy fallbacks | RSS MiB |')
+    print('| workload | mode | BPF µs/sample (net) | user µs/sample | total µs/sample | BPF ms/s | user ms/s '
+          '| samples | lost | partial | copy fallbacks | RSS MiB |')
     print('|---|---|---|---|---|---|---|---|---|---|---|---|')
     for kind, modes in results.items():
         for mode, r in modes.items():

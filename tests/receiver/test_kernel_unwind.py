@@ -11,9 +11,7 @@ import collections
 import os
 import shutil
 import subprocess
-import sys
 import time
-from array import array
 
 import pytest
 

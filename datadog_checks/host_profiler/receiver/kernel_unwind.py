@@ -23,7 +23,6 @@ import ctypes as ct
 import queue
 import threading
 import time
-from array import array
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 

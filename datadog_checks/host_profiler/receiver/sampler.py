@@ -259,7 +259,8 @@ class Sampler:
         # auto: native unwinding in the kernel (bpf/kernel_unwind.h), tables loaded by kernel_unwind.py
         self.kernel_unwind = None
         self._ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
-        self.verify_pairs: List[tuple] = []  # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
+        # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
+        self.verify_pairs: List[tuple] = []
         if self.config.unwinding == 'auto' and int(self.config.kernel_unwind_memory_mb) > 0:
             from .kernel_unwind import KernelUnwind
 

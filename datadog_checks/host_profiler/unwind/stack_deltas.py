@@ -35,7 +35,8 @@ class RuleSetFull(Exception):
 
 def encode_rule(rule: Rule) -> bytes:
     cfa_kind, cfa_off, ra_off, bp_kind, bp_off = rule
-    if not (0 <= cfa_kind < 256 and 0 <= bp_kind < 256 and all(_S32[0] <= v <= _S32[1] for v in (cfa_off, ra_off, bp_off))):
+    fits = all(_S32[0] <= v <= _S32[1] for v in (cfa_off, ra_off, bp_off))
+    if not (0 <= cfa_kind < 256 and 0 <= bp_kind < 256 and fits):
         return RULE.pack(CFA_UNSUPPORTED, 0, 0, 0, 0, 0)
     return RULE.pack(cfa_kind, bp_kind, 0, cfa_off, ra_off, bp_off)
 
