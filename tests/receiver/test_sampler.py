@@ -165,7 +165,14 @@ def test_receiver_split_metadata_and_ttl(workload, tmp_path):
         syms = symbol_ranges(workload)
         bases = {p.pid: load_base(p.pid, workload) for p in workers}
         assert short.wait(10) == 0
-        time.sleep(0.1)
+        # exit events wake nobody (they come with the next poll: at most poll_timeout_ms, sooner
+        # when stack copies fill their ring, which kernel unwinding no longer sends)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            info = rx.registry.get(short.pid)
+            if info is not None and info.exited_at is not None:
+                break
+            time.sleep(0.05)
         info = rx.registry.get(short.pid)  # read at its first sample: exe and mappings although it is gone
         assert info is not None and info.exe == workload and info.exited_at is not None
         assert any(m.path == workload for m in info.mappings)

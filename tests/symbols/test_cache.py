@@ -34,7 +34,7 @@ def variants(tmp_path_factory):
         p.write_bytes(bytes(data))
         out.append(str(p))
     text = [s for s in info.loads if s.executable][0]
-    f7 = [l.split() for l in subprocess.run(['nm', base], stdout=subprocess.PIPE).stdout.decode().splitlines()]
+    f7 = [line.split() for line in subprocess.run(['nm', base], stdout=subprocess.PIPE).stdout.decode().splitlines()]
     f7 = [int(a, 16) for a, _t, n in (x for x in f7 if len(x) == 3) if n == 'f7'][0]
     return out, text, f7
 

@@ -95,7 +95,8 @@ def profiled(tmp_path_factory):
     procs['python'] = subprocess.Popen(['/usr/bin/python3', '-c', 'while True: pass'])
     try:
         time.sleep(0.3)
-        rx, tel = _receiver(tmp, [p.pid for p in procs.values()], unwinding='auto')
+        # the user-space unwinder (the in-kernel one: tests/receiver/test_kernel_unwind.py)
+        rx, tel = _receiver(tmp, [p.pid for p in procs.values()], unwinding='auto', kernel_unwind_memory_mb=0)
         rx.start()
         try:
             time.sleep(SECONDS)

@@ -224,6 +224,7 @@ class Receiver(BaseModel):
     include_env_vars: Optional[tuple[str, ...]] = []
     interpreters: Optional[tuple[str, ...]] = ['python']
     jvm: Optional[Jvm] = {}
+    kernel_unwind_memory_mb: Optional[int] = Field(64, ge=0, le=4096)
     max_stack_keys: Optional[int] = Field(16384, ge=1024)
     off_cpu_threshold: Optional[float] = Field(0, ge=0.0, le=1.0)
     pids: Optional[tuple[int, ...]] = []

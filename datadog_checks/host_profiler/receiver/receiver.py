@@ -237,7 +237,8 @@ class Receiver:
             self.stopped_reason = ''
             self._lock_fd = acquire_host_lock(self.config.lock_path)
             sampler = Sampler(self.config, on_event=self._on_event, log=self.log,
-                              walker_for=self._walker_for if self.unwinder is not None else None)
+                              walker_for=self._walker_for if self.unwinder is not None else None,
+                              telemetry=self.telemetry)
             try:
                 sampler.start()
             except BaseException:

@@ -122,19 +122,6 @@ EVENT = struct.Struct('<IIIIQ16s')  # struct event_t: type, tgid, pid, pad, ts, 
 EVENT_RECORD_BYTES = EVENT.size + 8  # and the ring's record header
 
 
-def inline_headers(text: str) -> str:
-    """The feature headers beside sampler.c (`#include "<feature>.h"`) pasted in place: BCC rewrites
-    map calls (`map.lookup(...)`) in the main source only, a header's would stay indirect calls the
-    verifier rejects ("unknown opcode 8d")."""
-    bpf_dir = os.path.dirname(BPF_SOURCE)
-
-    def paste(m):
-        with open(os.path.join(bpf_dir, m.group(1))) as f:
-            return f.read()
-
-    return re.sub(r'^#include "([A-Za-z0-9_]+\.h)"[ \t]*$', paste, text, flags=re.M)
-
-
 @dataclass
 class SamplerConfig:
     samples_per_second: int = 20
@@ -168,6 +155,10 @@ class SamplerConfig:
     span_links: bool = False
     thread_context_processes: int = 4096
     thread_context_records: int = 4096  # distinct records per drain interval (each of two maps)
+    # auto: user stacks unwound in the kernel with stack-delta tables in BPF maps of at most this
+    # many MiB (receiver/kernel_unwind.py); 0: every sample copied and unwound in user space
+    kernel_unwind_memory_mb: int = 64
+    kernel_unwind_verify: bool = False  # tests: also copy each kernel-unwound sample (verify_pairs)
 
 
 @dataclass(frozen=True)
@@ -193,6 +184,26 @@ class DrainResult:
     exits: int = 0  # thread-group exits on the host since the previous drain
     runtime_stats: Dict[str, int] = field(default_factory=dict)  # the kernel's _py_* counters of the drain
     thread_context_stats: Dict[str, int] = field(default_factory=dict)  # the kernel's tc_stats of the drain
+
+
+_LOCAL_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_]+\.h)"[ \t]*$', re.M)
+
+
+def bpf_source_text() -> str:
+    """sampler.c with its local headers (``#include "<feature>.h"``) pasted in: BCC rewrites map
+    calls (``m.lookup()``) and loads programs only in the main file."""
+    d = os.path.dirname(BPF_SOURCE)
+    with open(BPF_SOURCE) as f:
+        text = f.read()
+
+    def paste(m):
+        path = os.path.join(d, m.group(1))
+        if not os.path.exists(path):
+            return m.group(0)
+        with open(path) as h:
+            return '// ---- {} ----\n{}\n'.format(m.group(1), h.read())
+
+    return _LOCAL_INCLUDE.sub(paste, text)
 
 
 def _comm(raw) -> str:
@@ -238,6 +249,7 @@ class Sampler:
         on_event: Optional[Callable[[ProcessEvent], None]] = None,
         log=None,
         walker_for: Optional[Callable[[int], Optional[Callable[..., Tuple[Sequence[int], bool, bool]]]]] = None,
+        telemetry=None,
     ):
         self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
         self._tc_cache: Dict[int, Tuple[bytes, int]] = {}  # thread-context record id -> (record, generation)
@@ -275,6 +287,17 @@ class Sampler:
             from ..unwind.copies import StackCopies
 
             self._copies = StackCopies(walker_for or _StandaloneUnwind(self.config.unwinding))
+        # auto: native unwinding in the kernel (bpf/kernel_unwind.h), tables loaded by kernel_unwind.py
+        self.kernel_unwind = None
+        self._ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
+        # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
+        self.verify_pairs: List[tuple] = []
+        if self.config.unwinding == 'auto' and int(self.config.kernel_unwind_memory_mb) > 0:
+            from .kernel_unwind import KernelUnwind
+
+            self.kernel_unwind = KernelUnwind(int(self.config.kernel_unwind_memory_mb), telemetry, log,
+                                              max_processes=int(self.config.max_processes),
+                                              stacks_size=int(self.config.stack_storage_size))
 
     # ---------------------------------------------------------------- start-up
     def _validate(self) -> None:
@@ -349,6 +372,10 @@ class Sampler:
             'TC_RECORDS': max(1, int(c.thread_context_records)),
         }
         flags.update(stat_flags())
+        flags['UNWIND_KERNEL'] = int(self.kernel_unwind is not None)
+        flags['KU_VERIFY'] = int(bool(c.kernel_unwind_verify))
+        if self.kernel_unwind is not None:
+            flags.update(self.kernel_unwind.cflags())
         # -I: each optional feature keeps its BPF code in its own header beside sampler.c
         # (receiver/bpf/<feature>.h), included under its #if.
         return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w', '-I' + os.path.dirname(BPF_SOURCE)]
@@ -389,8 +416,7 @@ class Sampler:
         bcc = kernel.import_bcc()
         kernel.check_headers()
         kernel.ensure_tracefs()
-        with open(BPF_SOURCE) as f:
-            text = inline_headers(f.read())
+        text = bpf_source_text()
         cflags = self._cflags()  # before the clocks: the BTF offsets are not the compile
         t0, c0 = time.monotonic(), time.process_time()
         try:
@@ -439,6 +465,9 @@ class Sampler:
             if self._copies is not None:
                 self._open_ring('stack_copies', self._copies.add_record)
             self.cpus = kernel.online_cpus()
+            if self.kernel_unwind is not None:
+                self._ku_maps = (b['ku_stacks0'], b['ku_stacks1'])
+                self.kernel_unwind.attach(b, bcc.BPF.PERF_EVENT)
             b.attach_perf_event(
                 ev_type=bcc.PerfType.SOFTWARE,
                 ev_config=bcc.PerfSWConfig.CPU_CLOCK,
@@ -489,7 +518,7 @@ class Sampler:
                 reader.read(handle)
 
     def _on_event_record(self, buf, off: int, size: int) -> None:
-        if self._on_event is None or size < EVENT.size:
+        if (self._on_event is None and self.kernel_unwind is None) or size < EVENT.size:
             return
         etype, tgid, pid, _pad, ts, comm = EVENT.unpack_from(buf, off)
         kind = EVENT_KINDS.get(etype)
@@ -498,6 +527,14 @@ class Sampler:
         comm = _comm(comm)
         if kind == 'sampled' and not self._keep_comm(comm):
             return  # its samples are filtered out at the drain: no metadata needed
+        ku = self.kernel_unwind
+        if ku is not None:
+            if kind == 'sampled':
+                ku.request(tgid)
+            else:
+                ku.forget(tgid)
+        if self._on_event is None:
+            return
         try:
             self._on_event(ProcessEvent(kind, tgid, pid, comm, ts))
         except Exception:  # noqa: BLE001 - one event must not stop the others
@@ -591,7 +628,10 @@ class Sampler:
 
             entries = []
             for k, v in counts.items_lookup_and_delete_batch():
-                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack, k.tctx))
+                entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack, k.ustack_hash,
+                                k.tctx))
+            if self.kernel_unwind is not None:
+                self._read_kernel_unwound(old)
             if self._pystacks:
                 self._read_python_stacks(old)
             if self._tc_records:
@@ -604,22 +644,33 @@ class Sampler:
             filtered = 0
             cache: Dict[int, Optional[Tuple[int, ...]]] = {}
             pairs = set()
-            for tgid, tid, rawcomm, us, ks, cnt, py, tc in entries:
+            for tgid, tid, rawcomm, us, ks, cnt, py, kh, tc in entries:
                 comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
                 if not self._keep_comm(comm):
                     filtered += cnt
                     continue
-                ustack, ulost = self._resolve(stacks, cache, us)
                 kstack, _ = self._resolve(stacks, cache, ks)
-                truncated = len(ustack) >= MAX_STACK_DEPTH
-                if truncated:
-                    partial[PARTIAL_DEPTH_LIMIT] += cnt
+                if kh:  # unwound in the kernel (bpf/kernel_unwind.h)
+                    ustack, truncated = self._ku_stacks.get(kh, ((), True))
+                    ulost = kh not in self._ku_stacks
+                    if truncated:
+                        partial[PARTIAL_UNWIND] += cnt
+                    us = ('ku', kh)
+                else:
+                    ustack, ulost = self._resolve(stacks, cache, us)
+                    truncated = len(ustack) >= MAX_STACK_DEPTH
+                    if truncated:
+                        partial[PARTIAL_DEPTH_LIMIT] += cnt
                 pairs.add((us, ks))
                 samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
                                          self._python_stack(py), link=self._thread_record(tc)))
             if self._copies is not None:
                 filtered += self._drain_copies(old, stacks, cache, samples, partial, pairs, final)
             n_stacks = self._clear_stacks(stacks, [s for s in cache if s >= 0])
+            if self.kernel_unwind is not None:
+                self.kernel_unwind.report()
+                if not self.config.kernel_unwind_verify:
+                    self._ku_stacks.clear()
 
             map_fill = {
                 'counts': n_counts / float(max(1, self.config.counts_map_size)),
@@ -670,6 +721,9 @@ class Sampler:
                 kstack, _ = self._resolve(stacks, cache, ks)
             else:  # a generation whose maps were cleared (not expected: each drain takes them all)
                 kstack = ()
+            if self.config.kernel_unwind_verify and py and py in self._ku_stacks:
+                self.verify_pairs.append((tgid,) + self._ku_stacks[py] + (tuple(ustack), bool(truncated), cnt))
+                continue  # already counted by the kernel
             if truncated:
                 partial[PARTIAL_UNWIND] += cnt
             pairs.add(('copy', ustack, ks))
@@ -708,6 +762,21 @@ class Sampler:
         prev = self._tc_prev or [0] * len(TC_STATS)
         self._tc_prev = cur
         return {name: c - p for name, c, p in zip(TC_STATS, cur, prev)}
+
+    def _read_kernel_unwound(self, old: int) -> None:
+        """The user stacks the kernel unwound in the generation that ended: id -> (addresses, partial)."""
+        table = self._ku_maps[old & 1]
+        out = self._ku_stacks
+        # one key at a time: a batch call allocates arrays for the whole map (16 MiB of 1 KiB
+        # values) at every drain, and a drain holds a few hundred distinct stacks at most
+        for k in list(table.keys()):
+            try:
+                v = table[k]
+                del table[k]
+            except KeyError:
+                continue
+            n = min(int(v.n), MAX_STACK_DEPTH)
+            out[int(k.value)] = (tuple(v.ips[:n]), bool(v.partial))
 
     def _read_python_stacks(self, old: int) -> None:
         """Move the Python stacks of the generation that ended into the cache. Content-addressed
@@ -877,6 +946,8 @@ class Sampler:
             self._tc_stats = None
             self._off_cache = {}
             rings, self._rings = self._rings, []
+            if self.kernel_unwind is not None:
+                self.kernel_unwind.close()
             for reader, _ in rings:
                 reader.close()
             if self._epoll is not None:

@@ -18,6 +18,7 @@
 //   PYTHON, PY_PROCS, PY_STACKS, PY_MAX_FRAMES  1 = walk CPython frame chains (runtimes/python);
 //                                            processes, distinct Python stacks per set, frames per walk
 //   ST_<NAME>, N_STATS                       indices of the `stats` counters (KERNEL_STATS in sampler.py)
+//   UNWIND_KERNEL, KU_*                      1 = unwind user stacks in the kernel (kernel_unwind.h)
 //   TASK_FSBASE_OFF                          offsetof(task_struct, thread.fsbase) from the running
 //                                            kernel's BTF (the compile headers may be another kernel's)
 //   THREAD_CTX, TC_PROCS, TC_RECORDS         1 = read OTel thread contexts (bpf/thread_ctx.h); processes,
@@ -69,6 +70,7 @@ struct key_t {
     u64 pystack; // CPU only: id of the Python stack in pystacks{gen & 1}, 0 for none
     u64 tctx;    // CPU only: id of the thread-context record in tc_records{gen & 1}, 0 for none
     char comm[16];
+    u64 ustack_hash; // UNWIND_KERNEL: id of the user stack in ku_stacks{gen & 1}, 0 for none
 };
 
 struct event_t {
@@ -547,6 +549,13 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, stru
 }
 #endif
 
+#if UNWIND_KERNEL
+#include "kernel_unwind.h"
+int ku_walk(struct bpf_perf_event_data *ctx) {
+    return ku_walk_body(ctx);  // tail-called through ku_progs
+}
+#endif
+
 int on_cpu_sample(struct bpf_perf_event_data *ctx) {
     u64 id = bpf_get_current_pid_tgid();
     u32 tgid = id >> 32;
@@ -571,6 +580,9 @@ int on_cpu_sample(struct bpf_perf_event_data *ctx) {
 #endif
 #if THREAD_CTX
     key.tctx = thread_ctx_record(tgid, gen);
+#endif
+#if UNWIND_KERNEL
+    ku_start(ctx, &key, gen);  // tail call into the kernel unwinder; returns when it does not apply
 #endif
 #if UNWIND_COPY
     if (copy_user_stack(ctx, &key, gen))
