@@ -57,7 +57,15 @@ def _any_of(patterns: Tuple[str, ...]) -> Optional[str]:
 # shapes differ. Every other receiver option is a ReceiverConfig field of the same name, or is
 # listed in RECEIVER_READ_ELSEWHERE (tests/config/test_spec.py checks that each option is one of
 # the three, so a new option cannot be silently dropped).
+def _env_vars(extra: Any) -> Tuple[str, ...]:
+    """The unified service tagging variables, always read, then the user's."""
+    from .profile.builder import SERVICE_ENV_VARS
+
+    return tuple(dict.fromkeys(SERVICE_ENV_VARS + tuple(extra or ())))
+
+
 RECEIVER_RENAMED: Dict[str, Tuple[str, Callable[[Any], Any]]] = {
+    'include_env_vars': ('include_env_vars', _env_vars),
     'max_stack_keys': ('counts_map_size', int),
     'comm_patterns': ('comm_include', _any_of),
     'exclude_comm_patterns': ('comm_exclude', _any_of),

@@ -411,7 +411,11 @@ def test_receiver_config_defaults_are_the_spec_defaults():
     spec = Receiver.model_fields
     assert conf.samples_per_second == spec['samples_per_second'].default
     assert conf.counts_map_size == spec['max_stack_keys'].default
-    assert list(conf.include_env_vars) == list(spec['include_env_vars'].default)
+    # the unified service tagging variables are always read, before the (empty by default) extras
+    assert list(conf.include_env_vars) == ['DD_SERVICE', 'OTEL_SERVICE_NAME', 'DD_ENV', 'DD_VERSION']
+    assert list(spec['include_env_vars'].default) == []
+    extra = receiver_config(build_config({'receiver': {'include_env_vars': ['APP', 'DD_ENV']}}, 'standalone'), 15.0)
+    assert list(extra.include_env_vars) == ['DD_SERVICE', 'OTEL_SERVICE_NAME', 'DD_ENV', 'DD_VERSION', 'APP']
     assert conf.unwinding == spec['unwinding'].default
     assert (conf.comm_include, conf.comm_exclude, conf.check_interval) == (None, None, 15.0)
     assert conf.lock_path == '/run/host_profiler.lock'

@@ -26,6 +26,9 @@ ENV_ATTRIBUTES: Sequence[Tuple[str, Tuple[str, ...]]] = (
     ('deployment.environment.name', ('DD_ENV',)),
     ('service.version', ('DD_VERSION',)),
 )
+# Read from every process whatever include_env_vars adds (unified service tagging, as the Datadog
+# host profiler always prefixes its include_env_vars with them).
+SERVICE_ENV_VARS: Tuple[str, ...] = tuple(dict.fromkeys(v for _, names in ENV_ATTRIBUTES for v in names))
 
 # Resource attributes describing the host: the host's own detection (resourcedetection, the Agent)
 # sets them, never a process's published context (a container's tracer sees the pod's host name).
