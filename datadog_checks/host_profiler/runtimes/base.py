@@ -56,6 +56,19 @@ class Runtime:
     def close(self) -> None:
         pass
 
+    def _drop_kernel_state(self, pid: int) -> None:
+        """Remove the process from this runtime's per-process BPF map (``self._table``) and its
+        memory reader (``self.memory``)."""
+        table = getattr(self, '_table', None)
+        if table is not None:
+            try:
+                del table[table.Key(pid)]
+            except KeyError:
+                pass
+        memory = getattr(self, 'memory', None)
+        if memory is not None:
+            memory.forget(pid)
+
 
 class Runtimes:
     """The enabled runtimes, dispatched by kind."""

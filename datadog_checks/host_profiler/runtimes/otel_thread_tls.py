@@ -142,16 +142,22 @@ def _parse(f, path: str) -> Optional[Any]:
     return info
 
 
+def _dynamic_module(f, path: str) -> Optional[Any]:
+    """The module's ELF headers, or None when it surely does not export the variable (no dynamic
+    symbols, or its GNU hash bloom filter rules the name out)."""
+    info = _parse(f, path)
+    if info is None:
+        return None
+    gnu = next((sec for sec in info.section_list if sec.type == SHT_GNU_HASH), None)
+    return info if gnu is None or _bloom_may_hold(f, gnu) else None
+
+
 def may_export(path: str) -> bool:
     """False when the file surely does not define ``otel_thread_ctx_v1`` in its dynamic symbols
     (its GNU hash bloom filter says so, or it has no dynamic symbols). True: look closer."""
     try:
         with open(path, 'rb') as f:
-            info = _parse(f, path)
-            if info is None:
-                return False
-            gnu = next((sec for sec in info.section_list if sec.type == SHT_GNU_HASH), None)
-            return gnu is None or _bloom_may_hold(f, gnu)
+            return _dynamic_module(f, path) is not None
     except (OSError, ValueError, struct.error):
         return False
 
@@ -160,11 +166,8 @@ def analyze(path: str) -> Optional[TlsVariable]:
     """The variable of the ELF file at ``path``; None when it does not export it. Raises TlsError."""
     try:
         with open(path, 'rb') as f:
-            info = _parse(f, path)
+            info = _dynamic_module(f, path)
             if info is None:
-                return None
-            gnu = next((sec for sec in info.section_list if sec.type == SHT_GNU_HASH), None)
-            if gnu is not None and not _bloom_may_hold(f, gnu):
                 return None
             dynsym = info.sections['.dynsym']
             dynstr = info.linked(dynsym) or info.sections.get('.dynstr')
@@ -414,13 +417,7 @@ class ThreadTlsRuntime(Runtime):
         with self._lock:
             if self._procs.pop(pid, None) is None:
                 return
-            table = self._table
-            if table is not None:
-                try:
-                    del table[table.Key(pid)]
-                except KeyError:
-                    pass
-            self.memory.forget(pid)
+            self._drop_kernel_state(pid)
 
     def resolve(self, pid: int, raw: Any) -> None:
         return None

@@ -134,13 +134,7 @@ class PythonRuntime(Runtime):
         if pid not in self._procs:
             return
         self._forgotten[pid] = self.codes.drain + 1
-        table = self._table
-        if table is not None:
-            try:
-                del table[table.Key(pid)]
-            except KeyError:
-                pass
-        self.memory.forget(pid)
+        self._drop_kernel_state(pid)
 
     def _drop(self, pid: int) -> None:
         self._procs.pop(pid, None)
