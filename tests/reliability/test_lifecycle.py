@@ -26,7 +26,13 @@ _SPEC.loader.exec_module(bw)
 CYCLES = 15  # each cycle compiles the BPF program (1-2 s here)
 
 
-def _our_threads():
+def _our_threads(settle_s=30.0):
+    """Our threads, once the kernel-unwind loaders of stopped samplers are gone: a loader that is
+    compiling a table when its sampler stops finishes that table first (seconds for LLVM on a busy
+    host), so it is waited for here; a thread still there after ``settle_s`` is left behind."""
+    end = time.monotonic() + settle_s
+    while time.monotonic() < end and any(t.name == 'host_profiler-kernel-unwind' for t in threading.enumerate()):
+        time.sleep(0.1)
     return sorted(t.name for t in threading.enumerate() if t.name.startswith('host_profiler') or 'sampler' in t.name)
 
 

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import ctypes as ct
+import os
 import queue
 import threading
 import time
@@ -140,6 +141,7 @@ class KernelUnwind:
         self._incomplete: set = set()  # pids with a PENDING range (an evicted or failed load)
         self._queue: 'queue.Queue[Tuple[str, int]]' = queue.Queue()
         self._queued: set = set()
+        self._own_pid = os.getpid()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()  # tables, rows, processes (taken before _io, never after)
@@ -196,7 +198,11 @@ class KernelUnwind:
 
     # ------------------------------------------------------------------ requests (any thread)
     def request(self, pid: int) -> None:
-        """Load this process (its first sample, or its maps changed)."""
+        """Load this process (its first sample, or its maps changed). Not the profiler itself: it maps
+        LLVM (BCC), whose table alone takes ~200 MB of transient memory to build; its own samples
+        keep the stack copy (counted as the no-process fallback)."""
+        if pid == self._own_pid:
+            return
         if pid and pid not in self._queued:
             self._queued.add(pid)
             self._queue.put(('load', int(pid)))
