@@ -11,27 +11,48 @@ returns ``(name, module)`` and the module's address range becomes the frame's ma
 Loaded once; ``maybe_refresh()`` re-reads when the list of loaded modules changed, which
 it checks cheaply (a hash of ``/proc/modules`` names and addresses, at most every
 ``check_interval_s`` seconds).
+
+Parsing the running kernel's ``/proc/kallsyms`` costs about 0.2 s of CPU (the kernel formats
+~120k lines, then the parse), at every start. The parsed table is kept in
+``/run/host_profiler/kallsyms.bin`` (tmpfs: gone at reboot) under the boot id, the kernel release
+and the ``/proc/modules`` signature (modules load and unload within a boot), as ``host/btf.py``
+keeps kernel offsets: a later start on the same boot with the same modules reads it back in a
+few milliseconds. A cache file that is missing, foreign (another boot, kernel or module set, not
+ours), truncated or malformed is ignored and the table is parsed from ``/proc/kallsyms`` (then
+written again). BPF programs and other runtime text (``[bpf]``, trampolines) are those of the
+read that made the file; a live table is no fresher, as it is only re-read when modules change.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import threading
 import time
 from array import array
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..host.kernel import kernel_release
+from ..host.proc import boot_id
 from .symtab import SymbolTable
 
 # ADDR TYPE NAME[\tMODULE] of a text symbol (t/T/w/W), not a `__pfx_` padding symbol
 TEXT_LINE = re.compile(rb'^([0-9a-f]+) [tTwW] (?!__pfx_)(\S+)(?:\t\[([^\]\s]+)\])?$', re.M)
 CORE = '[kernel.kallsyms]'
+PROC_KALLSYMS = '/proc/kallsyms'
+KALLSYMS_CACHE = '/run/host_profiler/kallsyms.bin'
+CACHE_MAGIC = b'host_profiler kallsyms 1\n'
 
 
 class Kallsyms:
     def __init__(self, path: str = '/proc/kallsyms', modules_path: str = '/proc/modules',
-                 telemetry: Any = None, check_interval_s: float = 10.0) -> None:
+                 telemetry: Any = None, check_interval_s: float = 10.0,
+                 cache_path: Optional[str] = 'auto') -> None:
         self.path = path
+        # 'auto': only the running kernel's table is worth a file keyed by this boot; None: no file
+        self.cache_path = (KALLSYMS_CACHE if path == PROC_KALLSYMS else None) if cache_path == 'auto' else cache_path
+        self.from_cache = False  # the last load read the cache file
         self.modules_path = modules_path
         self.telemetry = telemetry
         self.check_interval_s = check_interval_s
@@ -61,15 +82,101 @@ class Kallsyms:
         return h.digest()
 
     def load(self) -> bool:
-        try:
-            with open(self.path, 'rb') as f:
-                data = f.read()
-        except OSError:
-            return False
-        self.parse(data)
-        self._modules_sig = self._modules_signature()
+        sig = self._modules_signature()
+        key = self._cache_key(sig) if self.cache_path else ''
+        if key and self._read_cache(key):
+            self.from_cache = True
+        else:
+            try:
+                with open(self.path, 'rb') as f:
+                    data = f.read()
+            except OSError:
+                return False
+            self.parse(data)
+            self.from_cache = False
+            if key and not self.restricted and self.table is not None and len(self.table):
+                self._write_cache(key)
+        self._modules_sig = sig
         self._last_check = time.monotonic()
         return True
+
+    # ------------------------------------------------------------------- per-boot cache
+    @staticmethod
+    def _cache_key(modules_sig: bytes) -> str:
+        return '{} {} {}'.format(boot_id(), kernel_release(), modules_sig.hex())
+
+    def _read_cache(self, key: str) -> bool:
+        """Install the table of the cache file if it was written for ``key``. Never raises."""
+        try:
+            with open(self.cache_path, 'rb') as f:
+                st = os.fstat(f.fileno())
+                if st.st_uid != os.geteuid():  # not ours: ignored
+                    return False
+                data = f.read()
+            if not data.startswith(CACHE_MAGIC):
+                return False
+            eol = data.index(b'\n', len(CACHE_MAGIC))
+            head = json.loads(data[len(CACHE_MAGIC):eol])
+            if not isinstance(head, dict) or head.get('key') != key:
+                return False
+            pos = eol + 1
+            cols = []
+            for code, nbytes in head['columns']:
+                if code not in ('Q', 'I', 'H') or nbytes < 0 or pos + nbytes > len(data):
+                    return False
+                col = array(code)
+                col.frombytes(data[pos:pos + nbytes])
+                cols.append(col)
+                pos += nbytes
+            names_len = int(head['names'])
+            if pos + names_len != len(data):
+                return False
+            names = data[pos:pos + names_len]
+            starts, ends, offs, module_of = cols
+            n = len(starts)
+            module_names = [str(m) for m in head['modules']]
+            if (len(ends) != n or len(offs) != n or len(module_of) != n or not n
+                    or module_names[:1] != [CORE] or max(module_of) >= len(module_names)
+                    or max(offs) >= max(1, names_len)):
+                return False
+            ranges = {str(k): (int(v[0]), int(v[1])) for k, v in head['ranges'].items()}
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return False
+        table = SymbolTable(starts, ends, offs, names, 'kallsyms', demangle_names=False)
+        with self._lock:
+            self.table = table
+            self.module_of = module_of
+            self.module_names = module_names
+            self.module_ranges = ranges
+            self.restricted = False
+            self.loads += 1
+        return True
+
+    def _write_cache(self, key: str) -> None:
+        """Write the table for the next start on this boot. Never raises (read-only /run, not
+        root: parsed again at the next start)."""
+        with self._lock:
+            table, module_of = self.table, self.module_of
+            head = {'key': key, 'modules': self.module_names,
+                    'ranges': {k: list(v) for k, v in self.module_ranges.items()}}
+        cols = (table.starts, table.ends, table.name_offs, module_of)
+        head['columns'] = [(c.typecode, len(c) * c.itemsize) for c in cols]
+        head['names'] = len(table.names)
+        tmp = '{}.{}'.format(self.cache_path, os.getpid())
+        try:
+            os.makedirs(os.path.dirname(self.cache_path), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(CACHE_MAGIC + json.dumps(head).encode() + b'\n')
+                for c in cols:
+                    f.write(c.tobytes())
+                f.write(table.names)
+            os.replace(tmp, self.cache_path)  # atomic: a concurrent reader sees the old file or the new one
+        except (OSError, ValueError):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
     def parse(self, data: bytes) -> None:
         rows: List[Tuple[int, int, bytes]] = []
