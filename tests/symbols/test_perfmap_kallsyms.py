@@ -262,3 +262,28 @@ def test_real_kallsyms_cache(tmp_path):
     assert len(cached.table) == len(parsed.table) and cached.table.names == parsed.table.names
     for addr in parsed.table.starts[::997]:
         assert cached.lookup(addr) == parsed.lookup(addr)
+
+
+def test_kallsyms_parse_duplicates_order_and_spans(tmp_path):
+    ks = Kallsyms(str(tmp_path / 'none'), cache_path=None)
+    ks.parse(
+        b'ffffffffc0002000 t m2_fn\t[mod2]\n'
+        b'ffffffff81000100 T second\n'
+        b'ffffffff81000000 T first\n'
+        b'ffffffff81000000 t first_alias\n'  # same address: the first line wins
+        b'ffffffff81000080 T __pfx_second\n'  # padding: dropped
+        b'ffffffff81000200 D data\n'
+        b'ffffffffc0001000 t m1_fn\t[mod1]\n'
+        b'0000000000000000 T zero\n'
+    )
+    assert not ks.restricted
+    assert list(ks.table.starts) == [0xFFFFFFFF81000000, 0xFFFFFFFF81000100, 0xFFFFFFFFC0001000, 0xFFFFFFFFC0002000]
+    # each ends where the next starts, at most 1 MiB on; the last 4 KiB on
+    assert list(ks.table.ends) == [0xFFFFFFFF81000100, 0xFFFFFFFF81100100, 0xFFFFFFFFC0002000, 0xFFFFFFFFC0003000]
+    assert ks.lookup(0xFFFFFFFF81000010) == ('first', '[kernel.kallsyms]')
+    assert ks.lookup(0xFFFFFFFF81000090) == ('first', '[kernel.kallsyms]')
+    assert ks.module_names == ['[kernel.kallsyms]', '[mod2]', '[mod1]']  # in order of appearance
+    assert ks.lookup(0xFFFFFFFFC0001004) == ('m1_fn', '[mod1]')
+    assert ks.module_ranges == {'[kernel.kallsyms]': (0xFFFFFFFF81000000, 0xFFFFFFFF81100100),
+                                '[mod1]': (0xFFFFFFFFC0001000, 0xFFFFFFFFC0002000),
+                                '[mod2]': (0xFFFFFFFFC0002000, 0xFFFFFFFFC0003000)}

@@ -31,11 +31,12 @@ import re
 import threading
 import time
 from array import array
+from itertools import accumulate
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..host.kernel import kernel_release
 from ..host.proc import boot_id
-from .symtab import SymbolTable
+from .symtab import ZERO_SIZE_MAX_SPAN, SymbolTable
 
 # ADDR TYPE NAME[\tMODULE] of a text symbol (t/T/w/W), not a `__pfx_` padding symbol
 TEXT_LINE = re.compile(rb'^([0-9a-f]+) [tTwW] (?!__pfx_)(\S+)(?:\t\[([^\]\s]+)\])?$', re.M)
@@ -179,60 +180,56 @@ class Kallsyms:
                 pass
 
     def parse(self, data: bytes) -> None:
-        rows: List[Tuple[int, int, bytes]] = []
-        mods: Dict[bytes, int] = {}
+        # One regex pass in C over ~120k lines, then whole-column steps (map, sorted, join)
+        # rather than a Python statement per symbol: this is on the start-up path. `__pfx_`
+        # symbols are the padding the compiler puts before functions (call-depth tracking, CFI):
+        # a sample never lands there, and dropping them halves the table.
+        found = TEXT_LINE.findall(data)
+        addrs = list(map(int, [f[0] for f in found], [16] * len(found)))
+        if addrs and not min(addrs):  # kptr_restrict: every address reads 0
+            keep = [i for i, a in enumerate(addrs) if a]
+            found = [found[i] for i in keep]
+            addrs = [addrs[i] for i in keep]
+        self.restricted = not addrs and bool(data)
+        # modules numbered in order of first appearance (0 = core)
+        mod_keys = [f[2] for f in found]
+        index = {b'': 0}
         mod_names = [CORE]
-        mod_idx: List[int] = []
-        nonzero = False
-        # One regex pass in C over ~120k lines (3x faster than splitting each line in Python;
-        # this is on the first check run's path). `__pfx_` symbols are the padding the
-        # compiler puts before functions (call-depth tracking, CFI): a sample never lands
-        # there, and dropping them halves the table.
-        for addr_hex, name, mod in TEXT_LINE.findall(data):
-            addr = int(addr_hex, 16)
-            if addr:
-                nonzero = True
-            else:
-                continue
-            m = 0
-            if mod:
-                m = mods.get(mod, 0)
-                if not m:
-                    m = len(mod_names)
-                    mods[mod] = m
-                    mod_names.append('[{}]'.format(mod.decode('utf-8', 'replace')))
-            rows.append((addr, 0, name))
-            mod_idx.append(m)
-        self.restricted = not nonzero and bool(data)
-        # build the table, remembering each row's module through its name offset
-        order = sorted(range(len(rows)), key=lambda i: rows[i][0])
-        entries = [rows[i] for i in order]
-        mods_sorted = [mod_idx[i] for i in order]
-        table = SymbolTable.from_entries(entries, 'kallsyms', demangle_names=False)
-        # from_entries drops duplicate starts (keeps the first): rebuild the module column to match
-        module_of = array('H')
-        ranges: Dict[str, List[int]] = {}
-        j = 0
+        for mod in dict.fromkeys(mod_keys):
+            if mod not in index:
+                index[mod] = len(mod_names)
+                mod_names.append('[{}]'.format(mod.decode('utf-8', 'replace')))
+        # by address, stable: on equal addresses the first line wins
+        order = sorted(range(len(addrs)), key=addrs.__getitem__)
         prev = -1
-        for (addr, _size, _name), m in zip(entries, mods_sorted):
-            if addr == prev:
-                continue
-            prev = addr
-            module_of.append(m)
-            name = mod_names[m]
-            end = table.ends[j]
-            r = ranges.get(name)
-            if r is None:
-                ranges[name] = [addr, end]
-            else:
-                r[0] = min(r[0], addr)
-                r[1] = max(r[1], end)
-            j += 1
+        kept = []
+        for i in order:
+            a = addrs[i]
+            if a != prev:
+                kept.append(i)
+                prev = a
+        starts = array('Q', [addrs[i] for i in kept])
+        names = [found[i][1] for i in kept]
+        blob = b'\0'.join(names) + b'\0' if names else b''
+        offs = array('Q' if len(blob) >= 1 << 32 else 'I', accumulate([0] + [len(n) + 1 for n in names[:-1]])) \
+            if names else array('I')
+        # a symbol ends where the next starts (at most ZERO_SIZE_MAX_SPAN on), the last 4 KiB on
+        ends = array('Q', list(map(min, starts[1:], [a + ZERO_SIZE_MAX_SPAN for a in starts[:-1]]))
+                     + ([min(starts[-1] + 4096, 0xFFFFFFFFFFFFFFFF)] if starts else []))
+        module_of = array('H', [index[mod_keys[i]] for i in kept])
+        first: Dict[int, int] = {}
+        last: Dict[int, int] = {}
+        for j, m in enumerate(module_of):
+            if m not in first:
+                first[m] = j
+            last[m] = j
+        ranges = {mod_names[m]: (starts[j], ends[last[m]]) for m, j in first.items()}
+        table = SymbolTable(starts, ends, offs, blob, 'kallsyms', demangle_names=False)
         with self._lock:
             self.table = table
             self.module_of = module_of
             self.module_names = mod_names
-            self.module_ranges = {k: (v[0], v[1]) for k, v in ranges.items()}
+            self.module_ranges = ranges
             self.loads += 1
 
     def maybe_refresh(self, now: Optional[float] = None) -> bool:
