@@ -95,7 +95,9 @@ class Kallsyms:
                 return False
             self.parse(data)
             self.from_cache = False
-            if key and not self.restricted and self.table is not None and len(self.table):
+            # written only if no module came or went during the read (the key would not match it)
+            if (key and not self.restricted and self.table is not None and len(self.table)
+                    and self._modules_signature() == sig):
                 self._write_cache(key)
         self._modules_sig = sig
         self._last_check = time.monotonic()
