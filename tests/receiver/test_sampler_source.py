@@ -5,8 +5,6 @@
 import os
 import re
 
-import pytest
-
 from datadog_checks.host_profiler.receiver.sampler import (
     BPF_SOURCE, KERNEL_STATS, STATS, Sampler, SamplerConfig, inline_headers, stat_flags,
 )
