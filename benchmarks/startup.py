@@ -4,7 +4,7 @@
 """Start-up: time to first sample and the BCC compile cost (goals: first sample <= 3 s; cold start to
 the first sample <= 1.6 s of CPU, issue #15).
 
-    python benchmarks/startup.py [--runs 5] [--frequency 20] [--quick]
+    python benchmarks/startup.py [--runs 5] [--frequency 20] [--quick] [--baseline DIR] [--first-start-of-boot]
 
 Two views, each repeated --runs times (medians and maxima):
   receiver  benchmarks/receiver_startup.py (the receiver engineer's script): Receiver.start()
@@ -20,6 +20,10 @@ until it has attached (its "Sampling ..." banner).
 CPU figures (user + system of every thread of the process) beside the wall-clock ones: on a shared
 host the wall clock follows the other tenants' load, the CPU does not (much).
 A busy process keeps a CPU active so that a sample is due at once.
+--baseline DIR: cold runs of another checkout (e.g. `git archive main | tar -x -C DIR`), interleaved
+with this one's, and both medians (before/after on the same host load).
+--first-start-of-boot: delete the per-boot kernel-symbols cache (/run/host_profiler/kallsyms.bin)
+before every cold run, as at the first start after a reboot.
 """
 from __future__ import annotations
 
@@ -68,9 +72,17 @@ print(json.dumps(out))
 '''
 
 
-def cold_run(freq):
+KALLSYMS_CACHE = '/run/host_profiler/kallsyms.bin'
+
+
+def cold_run(freq, repo=None, first_start_of_boot=False):
+    if first_start_of_boot:
+        try:
+            os.unlink(KALLSYMS_CACHE)
+        except OSError:
+            pass
     tmp = tempfile.mkdtemp(prefix='hp-start-')
-    code = COLD.format(repo=os.path.dirname(HERE), tmp=tmp, freq=freq)
+    code = COLD.format(repo=repo or os.path.dirname(HERE), tmp=tmp, freq=freq)
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     wall = time.monotonic() - t0
@@ -122,6 +134,9 @@ def main():
     ap.add_argument('--runs', type=int, default=5)
     ap.add_argument('--frequency', type=int, default=20)
     ap.add_argument('--quick', action='store_true', help='2 runs')
+    ap.add_argument('--baseline', metavar='DIR', help='another checkout, cold runs interleaved with this one')
+    ap.add_argument('--first-start-of-boot', action='store_true',
+                    help='delete the per-boot kernel-symbols cache before every cold run')
     args = ap.parse_args()
     if args.quick:
         args.runs = 2
@@ -131,9 +146,11 @@ def main():
                              '--frequency', str(args.frequency)], capture_output=True, text=True)
         lines = [x for x in rx.stdout.splitlines() if x.startswith('{')]
         receiver = json.loads(lines[-1]) if lines else {'error': rx.stderr[-1000:]}
-        cold, bcc = [], []
+        cold, bcc, base = [], [], []
         for _ in range(args.runs):
-            cold.append(cold_run(args.frequency))
+            if args.baseline:
+                base.append(cold_run(args.frequency, args.baseline, args.first_start_of_boot))
+            cold.append(cold_run(args.frequency, first_start_of_boot=args.first_start_of_boot))
             bcc.append(bcc_profile_run(args.frequency))
     finally:
         busy.kill()
@@ -182,6 +199,16 @@ def main():
     ok = summary['cold_first_sample_s_max'] <= 3.0
     print('{} first sample <= 3 s (cold, max): {:.2f} s'.format('PASS' if ok else 'FAIL',
                                                                summary['cold_first_sample_s_max']))
+    if base:
+        bmed = lambda k: w.median([r[k] for r in base if r[k] is not None] or [float('nan')])  # noqa: E731
+        print('| Cold, interleaved runs | baseline ({}) | this checkout |'.format(args.baseline))
+        print('|---|---|---|')
+        for key, label in (('first_sample_cpu_s', 'first sample, CPU'), ('compile_cpu_s', 'BCC compile, CPU'),
+                           ('import_s', 'imports'), ('first_sample_s', 'first sample')):
+            print('| {} (median) | {:.2f} s | {:.2f} s |'.format(label, bmed(key), med(key)))
+        summary['baseline'] = args.baseline
+        summary['baseline_first_sample_cpu_s_median'] = round(bmed('first_sample_cpu_s'), 3)
+        summary['baseline_runs'] = base
     summary['ok'] = ok
     summary['cold_runs'] = cold
     summary['machine'] = w.machine()

@@ -156,7 +156,8 @@ class ProfilerPipeline:
         # JVMs asked to write their perf maps, node processes that write none
         self.runtimes = JitRuntimes(section_dict(receiver), self.telemetry, symbolizer=self.symbolizer, log=self.log)
         self.processors = build_processors(
-            {'processors': section_dict(config.processors)}, mode, http=http_factory({}) if http_factory else None,
+            {'processors': section_dict(config.processors)}, mode,
+            http_factory=(lambda: http_factory({})) if http_factory else None,
             log=self.log, telemetry=self.telemetry, version=__version__, tagger=tagger, hostname=hostname,
         )
         self.exporters = build_exporters(

@@ -132,3 +132,22 @@ def test_no_enrichment_when_not_configured():
     instance, _ = load_instance({}, 'standalone')
     chain = build_processors(instance, 'standalone', version='1', hostname=lambda: 'h')
     assert not any(isinstance(p, (K8sAttributesProcessor, InfraAttributesProcessor)) for p in chain)
+
+
+def test_http_client_made_only_for_a_processor_that_needs_one():
+    # building the Agent's HTTP client imports its HTTP stack (~0.2 s of CPU at start-up)
+    made = []
+
+    def factory():
+        made.append(object())
+        return made[-1]
+
+    instance, _ = load_instance({}, 'standalone')
+    build_processors(instance, 'standalone', version='1', hostname=lambda: 'h', http_factory=factory)
+    assert made == []
+    instance, _ = load_instance({'processors': {'k8sattributes': {'enabled': True}}}, 'standalone')
+    chain = build_processors(instance, 'standalone', version='1', hostname=lambda: 'h', http_factory=factory,
+                             background=False)
+    k8s = [p for p in chain if isinstance(p, K8sAttributesProcessor)]
+    assert len(made) == 1 and k8s and k8s[0]._get_http() is made[0]
+    close_processors(chain)

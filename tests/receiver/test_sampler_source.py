@@ -1,12 +1,12 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""The BPF source and the Python side agree by construction (no BPF needed)."""
+"""The BPF source and the Python side agree by construction (no BPF needed, but for the bytecode test)."""
 import os
 import re
 
 from datadog_checks.host_profiler.receiver.sampler import (
-    BPF_SOURCE, KERNEL_STATS, STATS, Sampler, SamplerConfig, stat_flags,
+    BPF_SOURCE, KERNEL_STATS, STATS, Sampler, SamplerConfig, inline_headers, stat_flags,
 )
 
 BPF_DIR = os.path.dirname(BPF_SOURCE)
@@ -49,3 +49,40 @@ def test_no_kernel_header_included():
     # sampler.c declares the perf-event context itself. Feature headers beside it ("...") are fine.
     for name, text in _sources():
         assert not re.search(r'^\s*#\s*include\s*<', text, re.M), name
+
+
+PROBE_READ_ALIASES = re.compile(r'^#define (bpf_probe_read_(?:user|kernel)) hp_probe_read_(?:user|kernel)\n', re.M)
+
+
+def test_probe_reads_go_through_aliases_before_any_use():
+    # BCC looks each call of bpf_probe_read_user/_kernel up in /proc/kallsyms (~50 ms of CPU each):
+    # sampler.c renames them before its first call and before the feature headers are pasted in.
+    text = inline_headers(open(BPF_SOURCE).read())
+    found = {m.group(1): m.start() for m in PROBE_READ_ALIASES.finditer(text)}
+    assert set(found) == {'bpf_probe_read_user', 'bpf_probe_read_kernel'}
+    for name, at in found.items():
+        first_call = text.find(name + '(')
+        assert first_call < 0 or first_call > at, name
+    assert all(at < m.start() for at in found.values() for m in re.finditer(r'^#if ', text, re.M))
+
+
+def test_probe_read_aliases_give_the_same_bytecode(requires_bpf):
+    import bcc
+
+    config = SamplerConfig(interpreters=('python',), span_links=True, unwinding='auto', off_cpu_threshold=0.5,
+                           events=True)
+    cflags = Sampler(config)._cflags()
+    text = inline_headers(open(BPF_SOURCE).read())
+    plain = PROBE_READ_ALIASES.sub('', text)
+    assert plain != text
+    programs = [b'on_cpu_sample', b'tracepoint__sched__sched_process_exec', b'tracepoint__sched__sched_process_exit',
+                b'tracepoint__sched__sched_switch']
+    code = []
+    for source in (text, plain):
+        b = bcc.BPF(text=source, cflags=cflags)
+        try:
+            code.append([b.dump_func(p) for p in programs])
+        finally:
+            b.cleanup()
+    assert all(code[0])
+    assert code[0] == code[1]

@@ -171,3 +171,119 @@ def test_real_kallsyms():
     assert frames[0].mapping.filename == '[kernel.kallsyms]'
     assert frames[1].function == name  # return address: addr+2-1 is still inside
     assert t.total('symbols.frames.resolved') == 2
+
+
+KS_TEXT = (
+    'ffffffff81000000 T _stext\n'
+    'ffffffff81000100 t do_one\n'
+    'ffffffff81000200 D some_data\n'
+    'ffffffff81000300 T do_two\n'
+    'ffffffffc0001000 t mod_fn\t[mymod]\n'
+    'ffffffffc0001100 t mod_fn2\t[mymod]\n'
+)
+
+
+def _same_table(a, b):
+    assert list(a.table.starts) == list(b.table.starts) and list(a.table.ends) == list(b.table.ends)
+    assert a.table.names == b.table.names and list(a.module_of) == list(b.module_of)
+    assert a.module_names == b.module_names and a.module_ranges == b.module_ranges
+    for addr in (0xFFFFFFFF81000150, 0xFFFFFFFF81000250, 0xFFFFFFFFC0001050, 0xFFFFFFFFC0001150):
+        assert a.lookup(addr) == b.lookup(addr)
+
+
+def test_kallsyms_boot_cache(tmp_path):
+    """The parsed table is written once per boot and module set, and read back as it was parsed."""
+    ks_path, mod_path, cache = tmp_path / 'kallsyms', tmp_path / 'modules', tmp_path / 'run' / 'kallsyms.bin'
+    ks_path.write_text(KS_TEXT)
+    mod_path.write_text('mymod 16384 0 - Live 0xffffffffc0001000\n')
+    first = Kallsyms(str(ks_path), str(mod_path), cache_path=str(cache))
+    assert first.load() and not first.from_cache and cache.exists()
+    assert oct(cache.stat().st_mode & 0o777) == '0o600'
+    ks_path.write_text('garbage\n')  # read from the cache from now on
+    again = Kallsyms(str(ks_path), str(mod_path), cache_path=str(cache))
+    assert again.load() and again.from_cache
+    _same_table(first, again)
+    assert again.lookup(0xFFFFFFFFC0001050) == ('mod_fn', '[mymod]')
+    # a module loaded: the cache is foreign, the file is parsed (and the cache rewritten)
+    ks_path.write_text(KS_TEXT + 'ffffffffc0002000 t new_fn\t[newmod]\n')
+    mod_path.write_text(mod_path.read_text() + 'newmod 4096 0 - Live 0xffffffffc0002000\n')
+    fresh = Kallsyms(str(ks_path), str(mod_path), cache_path=str(cache))
+    assert fresh.load() and not fresh.from_cache
+    assert fresh.lookup(0xFFFFFFFFC0002001) == ('new_fn', '[newmod]')
+    assert Kallsyms(str(ks_path), str(mod_path), cache_path=str(cache)).load()
+    # no cache for a fake kallsyms unless asked; none for the running kernel's when disabled
+    assert Kallsyms(str(ks_path), str(mod_path)).cache_path is None
+    assert Kallsyms('/proc/kallsyms', cache_path=None).cache_path is None
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'garbage', 'header', 'empty', 'other_boot'])
+def test_kallsyms_broken_cache_ignored(tmp_path, damage):
+    ks_path, mod_path, cache = tmp_path / 'kallsyms', tmp_path / 'modules', tmp_path / 'kallsyms.bin'
+    ks_path.write_text(KS_TEXT)
+    mod_path.write_text('mymod 16384 0 - Live 0xffffffffc0001000\n')
+    ref = Kallsyms(str(ks_path), str(mod_path), cache_path=str(cache))
+    assert ref.load()
+    data = cache.read_bytes()
+    if damage == 'truncate':
+        data = data[:-7]
+    elif damage == 'garbage':
+        data = os.urandom(len(data))
+    elif damage == 'header':
+        data = data.replace(b'"modules"', b'"moduleZ"', 1)
+    elif damage == 'empty':
+        data = b''
+    else:
+        data = data.replace(b'"key": "', b'"key": "x', 1)
+    cache.write_bytes(data)
+    ks = Kallsyms(str(ks_path), str(mod_path), cache_path=str(cache))
+    assert ks.load() and not ks.from_cache
+    _same_table(ref, ks)
+
+
+def test_kallsyms_cache_not_written_when_restricted(tmp_path):
+    ks_path, cache = tmp_path / 'kallsyms', tmp_path / 'kallsyms.bin'
+    ks_path.write_text('0000000000000000 T _stext\n0000000000000000 T foo\n')
+    ks = Kallsyms(str(ks_path), str(tmp_path / 'modules'), cache_path=str(cache))
+    assert ks.load() and ks.restricted and not cache.exists()
+
+
+def test_real_kallsyms_cache(tmp_path):
+    if not os.access('/proc/kallsyms', os.R_OK):
+        pytest.skip('no kallsyms')
+    cache = tmp_path / 'kallsyms.bin'
+    parsed = Kallsyms(cache_path=str(cache))
+    assert parsed.load() and not parsed.from_cache
+    if parsed.restricted:
+        pytest.skip('kallsyms restricted')
+    cached = Kallsyms(cache_path=str(cache))
+    t0 = time.process_time()
+    assert cached.load() and cached.from_cache
+    assert time.process_time() - t0 < 0.1
+    assert len(cached.table) == len(parsed.table) and cached.table.names == parsed.table.names
+    for addr in parsed.table.starts[::997]:
+        assert cached.lookup(addr) == parsed.lookup(addr)
+
+
+def test_kallsyms_parse_duplicates_order_and_spans(tmp_path):
+    ks = Kallsyms(str(tmp_path / 'none'), cache_path=None)
+    ks.parse(
+        b'ffffffffc0002000 t m2_fn\t[mod2]\n'
+        b'ffffffff81000100 T second\n'
+        b'ffffffff81000000 T first\n'
+        b'ffffffff81000000 t first_alias\n'  # same address: the first line wins
+        b'ffffffff81000080 T __pfx_second\n'  # padding: dropped
+        b'ffffffff81000200 D data\n'
+        b'ffffffffc0001000 t m1_fn\t[mod1]\n'
+        b'0000000000000000 T zero\n'
+    )
+    assert not ks.restricted
+    assert list(ks.table.starts) == [0xFFFFFFFF81000000, 0xFFFFFFFF81000100, 0xFFFFFFFFC0001000, 0xFFFFFFFFC0002000]
+    # each ends where the next starts, at most 1 MiB on; the last 4 KiB on
+    assert list(ks.table.ends) == [0xFFFFFFFF81000100, 0xFFFFFFFF81100100, 0xFFFFFFFFC0002000, 0xFFFFFFFFC0003000]
+    assert ks.lookup(0xFFFFFFFF81000010) == ('first', '[kernel.kallsyms]')
+    assert ks.lookup(0xFFFFFFFF81000090) == ('first', '[kernel.kallsyms]')
+    assert ks.module_names == ['[kernel.kallsyms]', '[mod2]', '[mod1]']  # in order of appearance
+    assert ks.lookup(0xFFFFFFFFC0001004) == ('m1_fn', '[mod1]')
+    assert ks.module_ranges == {'[kernel.kallsyms]': (0xFFFFFFFF81000000, 0xFFFFFFFF81100100),
+                                '[mod1]': (0xFFFFFFFFC0001000, 0xFFFFFFFFC0002000),
+                                '[mod2]': (0xFFFFFFFFC0002000, 0xFFFFFFFFC0003000)}

@@ -11,27 +11,49 @@ returns ``(name, module)`` and the module's address range becomes the frame's ma
 Loaded once; ``maybe_refresh()`` re-reads when the list of loaded modules changed, which
 it checks cheaply (a hash of ``/proc/modules`` names and addresses, at most every
 ``check_interval_s`` seconds).
+
+Parsing the running kernel's ``/proc/kallsyms`` costs about 0.2 s of CPU (the kernel formats
+~120k lines, then the parse), at every start. The parsed table is kept in
+``/run/host_profiler/kallsyms.bin`` (tmpfs: gone at reboot) under the boot id, the kernel release
+and the ``/proc/modules`` signature (modules load and unload within a boot), as ``host/btf.py``
+keeps kernel offsets: a later start on the same boot with the same modules reads it back in a
+few milliseconds. A cache file that is missing, foreign (another boot, kernel or module set, not
+ours), truncated or malformed is ignored and the table is parsed from ``/proc/kallsyms`` (then
+written again). BPF programs and other runtime text (``[bpf]``, trampolines) are those of the
+read that made the file; a live table is no fresher, as it is only re-read when modules change.
 """
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
 import threading
 import time
 from array import array
+from itertools import accumulate
 from typing import Any, Dict, List, Optional, Tuple
 
-from .symtab import SymbolTable
+from ..host.kernel import kernel_release
+from ..host.proc import boot_id
+from .symtab import ZERO_SIZE_MAX_SPAN, SymbolTable
 
 # ADDR TYPE NAME[\tMODULE] of a text symbol (t/T/w/W), not a `__pfx_` padding symbol
 TEXT_LINE = re.compile(rb'^([0-9a-f]+) [tTwW] (?!__pfx_)(\S+)(?:\t\[([^\]\s]+)\])?$', re.M)
 CORE = '[kernel.kallsyms]'
+PROC_KALLSYMS = '/proc/kallsyms'
+KALLSYMS_CACHE = '/run/host_profiler/kallsyms.bin'
+CACHE_MAGIC = b'host_profiler kallsyms 1\n'
 
 
 class Kallsyms:
     def __init__(self, path: str = '/proc/kallsyms', modules_path: str = '/proc/modules',
-                 telemetry: Any = None, check_interval_s: float = 10.0) -> None:
+                 telemetry: Any = None, check_interval_s: float = 10.0,
+                 cache_path: Optional[str] = 'auto') -> None:
         self.path = path
+        # 'auto': only the running kernel's table is worth a file keyed by this boot; None: no file
+        self.cache_path = (KALLSYMS_CACHE if path == PROC_KALLSYMS else None) if cache_path == 'auto' else cache_path
+        self.from_cache = False  # the last load read the cache file
         self.modules_path = modules_path
         self.telemetry = telemetry
         self.check_interval_s = check_interval_s
@@ -61,71 +83,155 @@ class Kallsyms:
         return h.digest()
 
     def load(self) -> bool:
-        try:
-            with open(self.path, 'rb') as f:
-                data = f.read()
-        except OSError:
-            return False
-        self.parse(data)
-        self._modules_sig = self._modules_signature()
+        sig = self._modules_signature()
+        key = self._cache_key(sig) if self.cache_path else ''
+        if key and self._read_cache(key):
+            self.from_cache = True
+        else:
+            try:
+                with open(self.path, 'rb') as f:
+                    data = f.read()
+            except OSError:
+                return False
+            self.parse(data)
+            self.from_cache = False
+            # written only if no module came or went during the read (the key would not match it)
+            if (key and not self.restricted and self.table is not None and len(self.table)
+                    and self._modules_signature() == sig):
+                self._write_cache(key)
+        self._modules_sig = sig
         self._last_check = time.monotonic()
         return True
 
+    # ------------------------------------------------------------------- per-boot cache
+    @staticmethod
+    def _cache_key(modules_sig: bytes) -> str:
+        return '{} {} {}'.format(boot_id(), kernel_release(), modules_sig.hex())
+
+    def _read_cache(self, key: str) -> bool:
+        """Install the table of the cache file if it was written for ``key``. Never raises."""
+        try:
+            with open(self.cache_path, 'rb') as f:
+                st = os.fstat(f.fileno())
+                if st.st_uid != os.geteuid():  # not ours: ignored
+                    return False
+                data = f.read()
+            if not data.startswith(CACHE_MAGIC):
+                return False
+            eol = data.index(b'\n', len(CACHE_MAGIC))
+            head = json.loads(data[len(CACHE_MAGIC):eol])
+            if not isinstance(head, dict) or head.get('key') != key:
+                return False
+            pos = eol + 1
+            cols = []
+            for code, nbytes in head['columns']:
+                if code not in ('Q', 'I', 'H') or nbytes < 0 or pos + nbytes > len(data):
+                    return False
+                col = array(code)
+                col.frombytes(data[pos:pos + nbytes])
+                cols.append(col)
+                pos += nbytes
+            names_len = int(head['names'])
+            if pos + names_len != len(data):
+                return False
+            names = data[pos:pos + names_len]
+            starts, ends, offs, module_of = cols
+            n = len(starts)
+            module_names = [str(m) for m in head['modules']]
+            if (len(ends) != n or len(offs) != n or len(module_of) != n or not n
+                    or module_names[:1] != [CORE] or max(module_of) >= len(module_names)
+                    or max(offs) >= max(1, names_len)):
+                return False
+            ranges = {str(k): (int(v[0]), int(v[1])) for k, v in head['ranges'].items()}
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return False
+        table = SymbolTable(starts, ends, offs, names, 'kallsyms', demangle_names=False)
+        with self._lock:
+            self.table = table
+            self.module_of = module_of
+            self.module_names = module_names
+            self.module_ranges = ranges
+            self.restricted = False
+            self.loads += 1
+        return True
+
+    def _write_cache(self, key: str) -> None:
+        """Write the table for the next start on this boot. Never raises (read-only /run, not
+        root: parsed again at the next start)."""
+        with self._lock:
+            table, module_of = self.table, self.module_of
+            head = {'key': key, 'modules': self.module_names,
+                    'ranges': {k: list(v) for k, v in self.module_ranges.items()}}
+        cols = (table.starts, table.ends, table.name_offs, module_of)
+        head['columns'] = [(c.typecode, len(c) * c.itemsize) for c in cols]
+        head['names'] = len(table.names)
+        tmp = '{}.{}'.format(self.cache_path, os.getpid())
+        try:
+            os.makedirs(os.path.dirname(self.cache_path), mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'wb') as f:
+                f.write(CACHE_MAGIC + json.dumps(head).encode() + b'\n')
+                for c in cols:
+                    f.write(c.tobytes())
+                f.write(table.names)
+            os.replace(tmp, self.cache_path)  # atomic: a concurrent reader sees the old file or the new one
+        except (OSError, ValueError):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
     def parse(self, data: bytes) -> None:
-        rows: List[Tuple[int, int, bytes]] = []
-        mods: Dict[bytes, int] = {}
+        # One regex pass in C over ~120k lines, then whole-column steps (map, sorted, join)
+        # rather than a Python statement per symbol: this is on the start-up path. `__pfx_`
+        # symbols are the padding the compiler puts before functions (call-depth tracking, CFI):
+        # a sample never lands there, and dropping them halves the table.
+        found = TEXT_LINE.findall(data)
+        addrs = list(map(int, [f[0] for f in found], [16] * len(found)))
+        if addrs and not min(addrs):  # kptr_restrict: every address reads 0
+            keep = [i for i, a in enumerate(addrs) if a]
+            found = [found[i] for i in keep]
+            addrs = [addrs[i] for i in keep]
+        self.restricted = not addrs and bool(data)
+        # modules numbered in order of first appearance (0 = core)
+        mod_keys = [f[2] for f in found]
+        index = {b'': 0}
         mod_names = [CORE]
-        mod_idx: List[int] = []
-        nonzero = False
-        # One regex pass in C over ~120k lines (3x faster than splitting each line in Python;
-        # this is on the first check run's path). `__pfx_` symbols are the padding the
-        # compiler puts before functions (call-depth tracking, CFI): a sample never lands
-        # there, and dropping them halves the table.
-        for addr_hex, name, mod in TEXT_LINE.findall(data):
-            addr = int(addr_hex, 16)
-            if addr:
-                nonzero = True
-            else:
-                continue
-            m = 0
-            if mod:
-                m = mods.get(mod, 0)
-                if not m:
-                    m = len(mod_names)
-                    mods[mod] = m
-                    mod_names.append('[{}]'.format(mod.decode('utf-8', 'replace')))
-            rows.append((addr, 0, name))
-            mod_idx.append(m)
-        self.restricted = not nonzero and bool(data)
-        # build the table, remembering each row's module through its name offset
-        order = sorted(range(len(rows)), key=lambda i: rows[i][0])
-        entries = [rows[i] for i in order]
-        mods_sorted = [mod_idx[i] for i in order]
-        table = SymbolTable.from_entries(entries, 'kallsyms', demangle_names=False)
-        # from_entries drops duplicate starts (keeps the first): rebuild the module column to match
-        module_of = array('H')
-        ranges: Dict[str, List[int]] = {}
-        j = 0
+        for mod in dict.fromkeys(mod_keys):
+            if mod not in index:
+                index[mod] = len(mod_names)
+                mod_names.append('[{}]'.format(mod.decode('utf-8', 'replace')))
+        # by address, stable: on equal addresses the first line wins
+        order = sorted(range(len(addrs)), key=addrs.__getitem__)
         prev = -1
-        for (addr, _size, _name), m in zip(entries, mods_sorted):
-            if addr == prev:
-                continue
-            prev = addr
-            module_of.append(m)
-            name = mod_names[m]
-            end = table.ends[j]
-            r = ranges.get(name)
-            if r is None:
-                ranges[name] = [addr, end]
-            else:
-                r[0] = min(r[0], addr)
-                r[1] = max(r[1], end)
-            j += 1
+        kept = []
+        for i in order:
+            a = addrs[i]
+            if a != prev:
+                kept.append(i)
+                prev = a
+        starts = array('Q', [addrs[i] for i in kept])
+        names = [found[i][1] for i in kept]
+        blob = b'\0'.join(names) + b'\0' if names else b''
+        offs = array('Q' if len(blob) >= 1 << 32 else 'I', accumulate([0] + [len(n) + 1 for n in names[:-1]])) \
+            if names else array('I')
+        # a symbol ends where the next starts (at most ZERO_SIZE_MAX_SPAN on), the last 4 KiB on
+        ends = array('Q', list(map(min, starts[1:], [a + ZERO_SIZE_MAX_SPAN for a in starts[:-1]]))
+                     + ([min(starts[-1] + 4096, 0xFFFFFFFFFFFFFFFF)] if starts else []))
+        module_of = array('H', [index[mod_keys[i]] for i in kept])
+        first: Dict[int, int] = {}
+        last: Dict[int, int] = {}
+        for j, m in enumerate(module_of):
+            if m not in first:
+                first[m] = j
+            last[m] = j
+        ranges = {mod_names[m]: (starts[j], ends[last[m]]) for m, j in first.items()}
+        table = SymbolTable(starts, ends, offs, blob, 'kallsyms', demangle_names=False)
         with self._lock:
             self.table = table
             self.module_of = module_of
             self.module_names = mod_names
-            self.module_ranges = {k: (v[0], v[1]) for k, v in ranges.items()}
+            self.module_ranges = ranges
             self.loads += 1
 
     def maybe_refresh(self, now: Optional[float] = None) -> bool:

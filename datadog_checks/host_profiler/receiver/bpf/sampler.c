@@ -47,6 +47,16 @@ struct bpf_perf_event_data {  // include/uapi/linux/bpf_perf_event.h
     u64 addr;
 };
 
+// BCC's front end looks up bpf_probe_read_user/_kernel in /proc/kallsyms at every call of them it
+// sees (to fall back to bpf_probe_read on kernels older than 5.5; the ring buffers here need 5.8):
+// about 50 ms of CPU per call, a second at every start. The same helpers under other names (the
+// same BPF_FUNC ids and the int return of BCC's helpers.h: the same bytecode, which
+// tests/receiver/test_sampler_source.py checks) skip that; the headers included below use them too.
+static int (*hp_probe_read_user)(void *dst, u32 size, const void *unsafe_ptr) = (void *)BPF_FUNC_probe_read_user;
+static int (*hp_probe_read_kernel)(void *dst, u32 size, const void *unsafe_ptr) = (void *)BPF_FUNC_probe_read_kernel;
+#define bpf_probe_read_user hp_probe_read_user
+#define bpf_probe_read_kernel hp_probe_read_kernel
+
 // Indices of the per-CPU `stats` counters: ST_<NAME> and N_STATS come as -D flags generated from
 // KERNEL_STATS in sampler.py (the only list). Feature headers keep their own counters in their own maps.
 
