@@ -46,12 +46,13 @@ TABLES_CAPACITY = 8192
 REFRESH_EVERY_S = 1.0
 BATCH = 65536
 
-METRICS = (
+COUNTERS = (
     'unwind.kernel.tables.loaded', 'unwind.kernel.tables.evicted', 'unwind.kernel.tables.failed',
-    'unwind.kernel.bytes', 'unwind.kernel.rows', 'unwind.kernel.rules', 'unwind.kernel.processes',
     'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
     'unwind.kernel.partial', 'unwind.kernel.copy_fallback', 'unwind.kernel.stacks_full',
 )
+GAUGES = ('unwind.kernel.bytes', 'unwind.kernel.rows', 'unwind.kernel.rules', 'unwind.kernel.processes')
+METRICS = COUNTERS + GAUGES
 
 
 def load_bias(loads: Any, map_start: int, map_offset: int) -> int:
@@ -154,8 +155,10 @@ class KernelUnwind:
         self.loads = 0
         self.evictions = 0
         if telemetry is not None:
-            for name in METRICS:
+            for name in COUNTERS:
                 telemetry.declare(name)
+            for name in GAUGES:  # submitted as gauges, as metadata.csv says
+                telemetry.gauge(name, 0)
 
     # ------------------------------------------------------------------ BPF side
     def cflags(self) -> Dict[str, Any]:

@@ -78,6 +78,8 @@ def merge_fdes(groups: Sequence[List[Tuple[int, int, List[Tuple[int, Rule]]]]], 
         pc_begin, prio, pc_end, rows = allf[k]
         if pc_begin < covered_end:
             continue  # overlaps an FDE already placed (same or higher priority)
+        if not 0 <= pc_begin < pc_end <= 0xFFFFFFFFFFFFFFFF:
+            continue  # a corrupted FDE: its range is outside the 64-bit address space
         limit = pc_end
         # the next FDE that starts inside this one cuts it (only if it has higher priority)
         j = k + 1
