@@ -202,9 +202,6 @@ class Sampler:
     def off_cpu(self) -> bool:
         return float(self.config.off_cpu_threshold) > 0
 
-    def _cflags(self) -> List[str]:
-        return self.program.cflags()
-
     @property
     def _bpf(self):
         """BCC's ``BPF`` object of the loaded program (None before start and after close)."""
