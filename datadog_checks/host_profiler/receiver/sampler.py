@@ -40,7 +40,8 @@ from .drains.on_cpu import TC_RECORD_MAX, OnCpuDrain
 from .kernel import SamplerError
 from .program import (BPF_SOURCE, KERNEL_STATS, MAX_STACK_DEPTH, PY_STATS, STATS, TC_STATS, Counters, Program,
                       bpf_source_text, stat_flags)
-from .rings import EVENT, EVENT_KINDS, EVENT_RECORD_BYTES, EV_EXEC, EV_EXIT, EV_SAMPLED, ProcessEvent, Rings, decode_event
+from .rings import (EVENT, EVENT_KINDS, EVENT_RECORD_BYTES, EV_EXEC, EV_EXIT, EV_SAMPLED, ProcessEvent, Rings,
+                    decode_event)
 
 __all__ = ['Sampler', 'SamplerConfig', 'SamplerError', 'DrainResult', 'ProcessEvent', 'LOSS_REASONS']
 
