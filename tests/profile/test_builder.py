@@ -4,6 +4,7 @@
 from types import SimpleNamespace
 
 from datadog_checks.host_profiler.profile.builder import TRUNCATED_FRAME, USER_STACK_LOST_FRAME, build_profile
+from datadog_checks.host_profiler.profile.merge import merge_samples
 from datadog_checks.host_profiler.profile.model import (
     FRAME_ABORT,
     FRAME_KERNEL,
@@ -67,7 +68,7 @@ def test_symbolizes_each_distinct_stack_and_address_once():
         RawSample(10, 10, 'a', (0x1003, 0x1002), (), 1),  # shares 0x1002
         RawSample(20, 20, 'b', (0x1001, 0x1002), (0xFFFF0001,), 1),  # other process: symbolized apart
     ]
-    p = r.build(samples)
+    p = r.build(merge_samples(samples))  # the receiver's collect() merges equal keys
     assert sorted(r.resolved) == [10, 20]
     assert r.user_calls == [(10, (0x1001, 0x1002)), (10, (0x1003,)), (20, (0x1001, 0x1002))]
     assert r.kernel_calls == [(0xFFFF0001,)]

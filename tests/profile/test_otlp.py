@@ -189,6 +189,7 @@ def test_any_value_types():
 
 def test_samples_in_spans_point_to_their_link_and_link_table_0_is_empty():
     from datadog_checks.host_profiler.profile.builder import build_profile
+    from datadog_checks.host_profiler.profile.merge import merge_samples
     from datadog_checks.host_profiler.profile.model import RawSample, SpanLink
 
     trace = bytes.fromhex('0af7651916cd43dd8448eb211c80319c')
@@ -201,7 +202,8 @@ def test_samples_in_spans_point_to_their_link_and_link_table_0_is_empty():
         RawSample(42, 42, 'app', stack, (), 3, link=span_b),  # same stack, other span: another sample
         RawSample(42, 42, 'app', stack, (), 4),  # outside any span
     ]
-    profile = build_profile(raw, lambda pid: None, lambda proc, addrs: [Frame('f%x' % a, a) for a in addrs],
+    profile = build_profile(merge_samples(raw), lambda pid: None,
+                            lambda proc, addrs: [Frame('f%x' % a, a) for a in addrs],
                             lambda addrs: [], time_unix_nano=1, duration_nano=1, period_nano=1)
     data = profiles_pb2.ProfilesData()
     data.ParseFromString(otlp.encode_bytes(profile))  # the official message decodes it

@@ -38,7 +38,7 @@ def test_every_stat_used_in_the_source_is_generated():
 
 
 def test_cflags_carry_the_stat_indices():
-    cflags = Sampler(SamplerConfig(unwinding='frame_pointers'))._cflags()
+    cflags = Sampler(SamplerConfig(unwinding='frame_pointers')).program.cflags()
     for i, (cname, _) in enumerate(KERNEL_STATS):
         assert '-DST_{}={}'.format(cname, i) in cflags
     assert '-DN_STATS={}'.format(len(KERNEL_STATS)) in cflags

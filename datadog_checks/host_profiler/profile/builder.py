@@ -154,25 +154,15 @@ def build_profile(
     - Stacks are leaf first: kernel frames (leaf first) on top of user frames (leaf first).
     - A truncated user stack, or a lost user stack id, ends (at the root) with an ``abort``
       frame so that it is never mistaken for a complete stack.
-    - Raw samples with the same key (pid, tid, comm, stacks, flags, value type, span link, thread
-      context attributes) are merged: the same stack in two spans stays two samples.
+    - ``samples`` are merged already: one per key (``profile.merge.sample_key``; the receiver's
+      ``collect()`` merges them, ``profile.merge.merge_samples`` does for other callers). Each
+      becomes one ``Sample``.
     - Samples whose value type is ``OFF_CPU_TIME`` go to ``Resource.off_cpu_samples``.
     - ``resolve_process`` is called once per pid. The symbolizers are called at most once
       per distinct (pid, user stack) / kernel stack, and only with the addresses not
       resolved yet in this build. A symbolizer that raises (it should not) leaves the
       frames unknown instead of failing the build.
     """
-    # 1. Merge identical keys (the kernel aggregates per drain; two drains may repeat keys).
-    merged: Dict[Tuple, int] = {}
-    runtime_of: Dict[Tuple, Optional[RuntimeStack]] = {}
-    for s in samples:
-        key = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.truncated, s.user_stack_lost, s.value_type,
-               s.link, s.context_attributes,
-               id(s.runtime_stack) if isinstance(s.runtime_stack, RuntimeStack) else 0)
-        merged[key] = merged.get(key, 0) + s.count
-        if key[-1]:
-            runtime_of[key] = s.runtime_stack
-
     processes: Dict[int, Any] = {}
     comms: Dict[int, str] = {}
     user_cache: Dict[Tuple[int, Tuple[int, ...]], Tuple[Frame, ...]] = {}
@@ -182,10 +172,14 @@ def build_profile(
     stack_cache: Dict[Tuple, Tuple[Frame, ...]] = {}
     resources: Dict[int, Resource] = {}
 
-    for mkey, value in merged.items():
-        pid, tid, comm, ustack, kstack, truncated, lost, value_type, link, context_attrs, rid = mkey
+    for s in samples:
+        value = s.count
         if value <= 0:
             continue
+        pid, tid, comm, ustack, kstack = s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack
+        truncated, lost, value_type = s.truncated, s.user_stack_lost, s.value_type
+        runtime = s.runtime_stack if isinstance(s.runtime_stack, RuntimeStack) else None
+        rid = id(runtime) if runtime is not None else 0
         if pid not in processes:
             try:
                 processes[pid] = resolve_process(pid)
@@ -216,7 +210,7 @@ def build_profile(
                     ustack, addr_cache, symbolize_user, (process,), FRAME_NATIVE
                 )
             if rid:
-                uframes = interleave(uframes, runtime_of[mkey])
+                uframes = interleave(uframes, runtime)
             frames = kframes + uframes
             if lost:
                 frames += (USER_STACK_LOST_FRAME,)
@@ -228,7 +222,7 @@ def build_profile(
         if resource is None:
             resource = resources[pid] = Resource(attributes={})
         sample = Sample(frames=frames, value=value, thread_id=tid, thread_name=comm, truncated=truncated or lost,
-                        link=link, context_attributes=context_attrs)
+                        link=s.link, context_attributes=s.context_attributes)
         if value_type == OFF_CPU_TIME:
             resource.off_cpu_samples.append(sample)
         else:

@@ -1,12 +1,41 @@
 # (C) Datadog, Inc. 2026-present
 # All rights reserved
 # Licensed under a 3-clause BSD style license (see LICENSE)
-"""Merging profiles of consecutive intervals into one (for the end-of-run outputs)."""
+"""Merging: raw samples by key (the receiver, across the drains of an interval) and profiles of
+consecutive intervals into one (for the end-of-run outputs)."""
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
-from .model import Profile, Resource, Sample
+from .model import Profile, RawSample, Resource, Sample
+
+
+def sample_key(s: RawSample) -> Tuple:
+    """What makes two raw samples the same sample: everything but the count. The only definition:
+    the same stack in two spans (``link``) or with two thread-context attribute sets stays two
+    samples."""
+    return (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost,
+            s.runtime_stack, s.link, s.context_attributes)
+
+
+def add_samples(acc: Dict[Tuple, int], samples: Iterable[RawSample]) -> None:
+    """Add ``samples`` to ``acc`` (sample key -> count), merging equal keys."""
+    for s in samples:
+        k = sample_key(s)
+        acc[k] = acc.get(k, 0) + s.count
+
+
+def merged_samples(acc: Dict[Tuple, int]) -> List[RawSample]:
+    """The samples of ``acc``: one per key, with the summed count."""
+    return [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], k[8], link=k[9], context_attributes=k[10])
+            for k, n in acc.items()]
+
+
+def merge_samples(samples: Iterable[RawSample]) -> List[RawSample]:
+    """Raw samples with equal keys merged into one (what ``build_profile`` expects)."""
+    acc: Dict[Tuple, int] = {}
+    add_samples(acc, samples)
+    return merged_samples(acc)
 
 
 def _merge_samples(into: Dict[Tuple, int], samples: Sequence[Sample]) -> None:

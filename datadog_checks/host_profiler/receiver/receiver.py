@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..profile.merge import add_samples, merged_samples
 from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
 from ..runtimes.otel_process_context import ProcessContextReader
@@ -236,8 +237,12 @@ class Receiver:
             self.error = None
             self.stopped_reason = ''
             self._lock_fd = acquire_host_lock(self.config.lock_path)
-            sampler = Sampler(self.config, on_event=self._on_event, log=self.log,
-                              walker_for=self._walker_for if self.unwinder is not None else None,
+            walkers = None
+            if self.unwinder is not None:
+                from .drains.stack_copies import RegistryWalkers
+
+                walkers = RegistryWalkers(self.registry, self.unwinder, self.telemetry)
+            sampler = Sampler(self.config, on_event=self._on_event, log=self.log, walkers=walkers,
                               telemetry=self.telemetry)
             try:
                 sampler.start()
@@ -406,17 +411,6 @@ class Receiver:
                 if self.log:
                     self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)
 
-    def _walker_for(self, tgid: int):
-        """The walk of one process's stack copies (the sampler's drain calls it on this thread, once
-        per process and pass; see unwind/copies.py): ``walk(regs, stack, sp, may_defer) ->
-        (addresses leaf first, truncated, retry_later)``. None when the process is unknown."""
-        info, gone = self.registry.ensure(tgid)
-        if gone:
-            self.telemetry.count('processes.gone_before_metadata', 1)
-        if info is None:
-            return None
-        return self.unwinder.walker(info)
-
     def _drain_once(self, sampler: Sampler) -> None:
         if self.unwinder is not None:
             # compile CFI tables for at most about half a drain interval per drain (none at the final
@@ -458,11 +452,7 @@ class Receiver:
         if self.thread_tls is not None:
             samples = self._link_samples(samples, res.thread_context_stats)
         with self._lock:
-            acc = self._acc
-            for s in samples:
-                k = (s.pid, s.tid, s.comm, s.user_stack, s.kernel_stack, s.value_type, s.truncated, s.user_stack_lost,
-                     s.runtime_stack, s.link, s.context_attributes)
-                acc[k] = acc.get(k, 0) + s.count
+            add_samples(self._acc, samples)  # the only merge of sample keys (profile/merge.py)
             for r, n in res.lost.items():
                 self._lost[r] = self._lost.get(r, 0) + n
             self._filtered += res.filtered
@@ -544,8 +534,7 @@ class Receiver:
             drains, self._drains = self._drains, 0
             start_ns, end_ns = self._since_ns, time.time_ns()
             self._since_ns = end_ns
-        samples = [RawSample(k[0], k[1], k[2], k[3], k[4], n, k[5], k[6], k[7], k[8], link=k[9],
-                             context_attributes=k[10]) for k, n in acc.items()]
+        samples = merged_samples(acc)
         unique = len({(k[3], k[4]) for k in acc})
         self.telemetry.gauge('sampler.unique_stacks', unique)
         self.telemetry.gauge('processes.tracked', len(self.registry))

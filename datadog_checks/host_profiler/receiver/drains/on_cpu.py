@@ -1,0 +1,201 @@
+# (C) Datadog, Inc. 2026-present
+# All rights reserved
+# Licensed under a 3-clause BSD style license (see LICENSE)
+"""The on-CPU drain: the CPU samples the BPF program counted per (tgid, tid, comm, user stack,
+kernel stack, Python stack, kernel-unwound stack, thread-context record) in the generation that
+ended, with the side tables their keys point to:
+
+- the stack maps (``stacks0/1``: ``bpf_get_stackid``; ids resolved once per drain, then cleared);
+- the Python stacks (``pystacks0/1``, bpf/python.h) and the thread-context records
+  (``tc_records0/1``, bpf/thread_ctx.h): content-addressed, kept a few generations in a cache so
+  that a stack copy that waits across drains still finds them;
+- the user stacks the kernel unwound (``ku_stacks0/1``, bpf/kernel_unwind.h).
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+from ...profile.model import CPU_SAMPLES, RawSample
+from ..program import EFAULT, MAX_STACK_DEPTH, clear_stacks, read_stack
+from . import PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND, CommFilter, DrainPass
+
+TC_RECORD_MAX = 640
+
+
+class OnCpuDrain:
+    def __init__(self, config, comm_filter: CommFilter, kernel_unwind=None) -> None:
+        self.config = config
+        self.comm_filter = comm_filter
+        self.kernel_unwind = kernel_unwind
+        self.counts: tuple = ()
+        self.stacks: tuple = ()
+        self.pystacks: tuple = ()
+        self.tc_records: tuple = ()
+        self.ku_maps: tuple = ()
+        self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
+        self._tc_cache: Dict[int, Tuple[bytes, int]] = {}  # thread-context record id -> (record, generation)
+        self.ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
+        # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
+        self.verify_pairs: List[tuple] = []
+        self._old = 0
+        self._cache: Dict[int, Optional[Tuple[int, ...]]] = {}  # stack id -> addresses, in this pass
+
+    def bind(self, program) -> None:
+        """Take the maps of the loaded program."""
+        c = self.config
+        self.counts = program.pair('counts')
+        self.stacks = program.pair('stacks')
+        self.pystacks = program.pair('pystacks') if program.python else ()
+        self.tc_records = program.pair('tc_records') if c.span_links else ()
+        self.ku_maps = program.pair('ku_stacks') if self.kernel_unwind is not None else ()
+
+    def close(self) -> None:
+        self.counts = self.stacks = self.tc_records = ()
+
+    # -- one pass
+    def begin(self, old: int) -> list:
+        """Read (and delete) the counts of generation ``old`` and the side tables they refer to."""
+        self._old = old
+        self._cache = {}
+        counts = self.counts[old & 1]
+        entries = []
+        for k, v in counts.items_lookup_and_delete_batch():
+            entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack, k.ustack_hash,
+                            k.tctx))
+        if self.kernel_unwind is not None:
+            self._read_kernel_unwound(old)
+        if self.pystacks:
+            self._read_python_stacks(old)
+        if self.tc_records:
+            self._read_thread_records(old)
+        return entries
+
+    def drain(self, entries: list, p: DrainPass) -> None:
+        for tgid, tid, rawcomm, us, ks, cnt, py, kh, tc in entries:
+            comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
+            if not self.comm_filter.keep(comm):
+                p.filtered += cnt
+                continue
+            kstack, _ = self.resolve(ks)
+            if kh:  # unwound in the kernel (bpf/kernel_unwind.h)
+                ustack, truncated = self.ku_stacks.get(kh, ((), True))
+                ulost = kh not in self.ku_stacks
+                if truncated:
+                    p.partial[PARTIAL_UNWIND] += cnt
+                us = ('ku', kh)
+            else:
+                ustack, ulost = self.resolve(us)
+                truncated = len(ustack) >= MAX_STACK_DEPTH
+                if truncated:
+                    p.partial[PARTIAL_DEPTH_LIMIT] += cnt
+            p.pairs.add((us, ks))
+            p.samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
+                                       self.python_stack(py), link=self.thread_record(tc)))
+
+    def end(self) -> int:
+        """Clear the stack map of the pass; returns how many stacks it held."""
+        n_stacks = clear_stacks(self.stacks[self._old & 1], [s for s in self._cache if s >= 0])
+        if self.kernel_unwind is not None:
+            self.kernel_unwind.report()
+            if not self.config.kernel_unwind_verify:
+                self.ku_stacks.clear()
+        return n_stacks
+
+    def resolve(self, sid: int) -> Tuple[Tuple[int, ...], bool]:
+        """(addresses, lost) of a stack id of this pass. A negative id is an error code from
+        bpf_get_stackid."""
+        if sid < 0:
+            return (), sid != -EFAULT
+        cache = self._cache
+        if sid not in cache:
+            cache[sid] = read_stack(self.stacks[self._old & 1], sid)
+        st = cache[sid]
+        if st is None:
+            return (), True
+        return st, False
+
+    # -- side tables
+    def _read_thread_records(self, old: int) -> None:
+        """Move the thread-context records of the generation that ended into the cache (content-
+        addressed, like the Python stacks: a stack copy that waits across drains still finds its
+        record)."""
+        from ...unwind.copies import MAX_RETRIES
+
+        cache = self._tc_cache
+        for k, v in self.tc_records[old & 1].items_lookup_and_delete_batch():
+            n = min(int(v.len), TC_RECORD_MAX)
+            cache[k if isinstance(k, int) else int(k.value)] = bytes(bytearray(v.data)[:n]), old
+        if len(cache) > 4 * int(self.config.thread_context_records):
+            horizon = old - MAX_RETRIES - 2
+            for rid in [r for r, (_, g) in cache.items() if g < horizon]:
+                del cache[rid]
+
+    def thread_record(self, rid: int) -> Optional[bytes]:
+        """The copied record of a sample (bytes; the receiver decodes it into ``RawSample.link`` and
+        ``.context_attributes``), or None."""
+        if not rid:
+            return None
+        hit = self._tc_cache.get(rid)
+        return hit[0] if hit is not None else None
+
+    def _read_kernel_unwound(self, old: int) -> None:
+        """The user stacks the kernel unwound in the generation that ended: id -> (addresses, partial)."""
+        table = self.ku_maps[old & 1]
+        out = self.ku_stacks
+        # one key at a time: a batch call allocates arrays for the whole map (16 MiB of 1 KiB
+        # values) at every drain, and a drain holds a few hundred distinct stacks at most
+        for k in list(table.keys()):
+            try:
+                v = table[k]
+                del table[k]
+            except KeyError:
+                continue
+            n = min(int(v.n), MAX_STACK_DEPTH)
+            out[int(k.value)] = (tuple(v.ips[:n]), bool(v.partial))
+
+    def _read_python_stacks(self, old: int) -> None:
+        """Move the Python stacks of the generation that ended into the cache. Content-addressed
+        (the id is a hash of the stack), so a stack copy that waits across drains still finds its
+        stack here: entries live a few generations."""
+        from ...unwind.copies import MAX_RETRIES
+
+        table = self.pystacks[old & 1]
+        cache = self._py_cache
+        for k, v in table.items_lookup_and_delete_batch():
+            n = min(int(v.n), int(self.config.python_max_frames))
+            fr = v.frames
+            frames = tuple((fr[i].code, fr[i].instr, fr[i].flags) for i in range(n))
+            cache[k if isinstance(k, int) else int(k.value)] = ('cpython', frames, bool(v.truncated)), old
+        horizon = old - MAX_RETRIES - 2
+        if len(cache) > 4 * int(self.config.python_stacks_size):
+            for sid in [s for s, (_, g) in cache.items() if g < horizon]:
+                del cache[sid]
+
+    def peek_python_stacks(self, seen: Dict[int, int], gen: int) -> List[Tuple[int, tuple]]:
+        """See ``Sampler.peek_python_stacks``."""
+        out: List[Tuple[int, tuple]] = []
+        tables = self.pystacks
+        try:
+            for table in tables:
+                for k in table.keys():
+                    sid = k.value
+                    if sid in seen:
+                        continue
+                    try:
+                        v = table[k]
+                    except KeyError:
+                        continue  # drained meanwhile
+                    seen[sid] = gen
+                    n = min(int(v.n), int(self.config.python_max_frames))
+                    fr = v.frames
+                    out.append((int(v.tgid), tuple(fr[i].code for i in range(n))))
+        except Exception:  # noqa: BLE001 - the sampler was closed meanwhile
+            pass
+        return out
+
+    def python_stack(self, sid: int):
+        """('cpython', frames (code, instr, flags) leaf first, truncated) of a Python stack id, or None."""
+        if not sid:
+            return None
+        hit = self._py_cache.get(sid)
+        return hit[0] if hit is not None else None
