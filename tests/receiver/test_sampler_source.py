@@ -6,7 +6,7 @@ import os
 import re
 
 from datadog_checks.host_profiler.receiver.sampler import (
-    BPF_SOURCE, KERNEL_STATS, STATS, Sampler, SamplerConfig, inline_headers, stat_flags,
+    BPF_SOURCE, KERNEL_STATS, STATS, Sampler, SamplerConfig, bpf_source_text, stat_flags,
 )
 
 BPF_DIR = os.path.dirname(BPF_SOURCE)
@@ -57,7 +57,7 @@ PROBE_READ_ALIASES = re.compile(r'^#define (bpf_probe_read_(?:user|kernel)) hp_p
 def test_probe_reads_go_through_aliases_before_any_use():
     # BCC looks each call of bpf_probe_read_user/_kernel up in /proc/kallsyms (~50 ms of CPU each):
     # sampler.c renames them before its first call and before the feature headers are pasted in.
-    text = inline_headers(open(BPF_SOURCE).read())
+    text = bpf_source_text()
     found = {m.group(1): m.start() for m in PROBE_READ_ALIASES.finditer(text)}
     assert set(found) == {'bpf_probe_read_user', 'bpf_probe_read_kernel'}
     for name, at in found.items():
@@ -71,8 +71,8 @@ def test_probe_read_aliases_give_the_same_bytecode(requires_bpf):
 
     config = SamplerConfig(interpreters=('python',), span_links=True, unwinding='auto', off_cpu_threshold=0.5,
                            events=True)
-    cflags = Sampler(config)._cflags()
-    text = inline_headers(open(BPF_SOURCE).read())
+    cflags = Sampler(config).program.cflags()
+    text = bpf_source_text()
     plain = PROBE_READ_ALIASES.sub('', text)
     assert plain != text
     programs = [b'on_cpu_sample', b'tracepoint__sched__sched_process_exec', b'tracepoint__sched__sched_process_exit',
