@@ -274,3 +274,27 @@ def test_budget_split():
     assert rows_capacity(64) * 8 == 48 << 20  # rows: 3/4 of the budget
     assert procs_capacity(64, 16384) == (16 << 20) // (8 + 32 * 256)  # ranges: the rest (~2000 processes)
     assert procs_capacity(64, 100) == 100
+
+
+def test_huge_cfi_keeps_the_copy_and_builds_are_cpu_bounded():
+    """A binary with LLVM-sized CFI is not compiled for the kernel (seconds of CPU, ~200 MB of
+    transient memory); an ordinary one is. Builds stop when the CPU budget is spent, and resume as
+    it refills."""
+    from datadog_checks.host_profiler.receiver import kernel_unwind as ku
+
+    tel = Telemetry()
+    loader = ku.KernelUnwind(64, telemetry=tel)
+    libc = '/lib/x86_64-linux-gnu/libc.so.6'
+    with open(libc, 'rb') as f:
+        assert not loader._too_big(('libc',), f)
+    big = [p for p in ('/usr/lib/x86_64-linux-gnu/libLLVM-14.so.1', '/usr/lib/x86_64-linux-gnu/libclang-cpp.so.14')
+           if os.path.exists(p)]
+    assert big, 'BCC depends on LLVM: one of its libraries is installed'
+    with open(big[0], 'rb') as f:
+        assert loader._too_big(('llvm',), f)
+    assert ('llvm',) in loader._copy_only and tel.total('unwind.kernel.tables.too_big') == 1
+    assert loader._may_build()  # the start-up burst
+    loader._build_tokens = -ku.BUILD_CPU_SHARE  # a build just overspent the bucket by one second's refill
+    assert not loader._may_build()
+    time.sleep(1.2)
+    assert loader._may_build()

@@ -43,12 +43,20 @@ TABLE_PENDING = 0xFFFFFFFE
 MAX_MAPS = 256
 RULES_CAPACITY = 65536
 TABLES_CAPACITY = 8192
+# A binary with more CFI than this (LLVM, clang: ~5 MB of .eh_frame, ~1M rows) is not compiled for the
+# kernel: its build takes seconds of CPU and ~200 MB of transient memory in Python. Its samples keep
+# the stack copy, unwound in user space by the lazy table that decodes only the FDEs samples hit.
+MAX_KERNEL_CFI_BYTES = 4 << 20
+# Table builds spend at most this share of one CPU on average (2%) (a token bucket of CPU seconds, with a
+# burst for the first processes of a start); a binary left for later keeps the copy until then.
+BUILD_CPU_SHARE = 0.02
+BUILD_CPU_BURST_S = 3.0
 REFRESH_EVERY_S = 1.0
 BATCH = 65536
 
 COUNTERS = (
     'unwind.kernel.tables.loaded', 'unwind.kernel.tables.evicted', 'unwind.kernel.tables.failed',
-    'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
+    'unwind.kernel.tables.too_big', 'unwind.kernel.tables.deferred', 'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
     'unwind.kernel.partial', 'unwind.kernel.copy_fallback', 'unwind.kernel.stacks_full',
 )
 GAUGES = ('unwind.kernel.bytes', 'unwind.kernel.rows', 'unwind.kernel.rules', 'unwind.kernel.processes')
@@ -143,6 +151,9 @@ class KernelUnwind:
         self._queue: 'queue.Queue[Tuple[str, int]]' = queue.Queue()
         self._queued: set = set()
         self._own_pid = os.getpid()
+        self._copy_only: set = set()  # file keys over MAX_KERNEL_CFI_BYTES: their samples keep the copy
+        self._build_tokens = BUILD_CPU_BURST_S  # CPU seconds table builds may spend now
+        self._tokens_at = time.monotonic()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()  # tables, rows, processes (taken before _io, never after)
@@ -308,8 +319,9 @@ class KernelUnwind:
                 return
         for p in pids:
             self.request(p)
-        for p in list(self._incomplete):
-            self.request(p)
+        if self._may_build():  # a process waiting for builds is looked at again once there is budget
+            for p in list(self._incomplete):
+                self.request(p)
 
     def _forget(self, pid: int) -> None:
         with self._lock:
@@ -342,7 +354,8 @@ class KernelUnwind:
         entries = []  # (mapping, file key or None, opened file or image)
         for m in maps:
             entries.append([m] + list(self._identify(info, m)))
-        need = [e for e in entries if e[1] is not None and e[1] not in self._tables and e[1] not in self._failed]
+        need = [e for e in entries if e[1] is not None and e[1] not in self._tables and e[1] not in self._failed
+                and e[1] not in self._copy_only and not self._too_big(e[1], e[2])]
         if need:
             self._write_proc(pid, entries)
         for e in need:
@@ -350,7 +363,14 @@ class KernelUnwind:
                 break
             if e[1] in self._tables or e[1] in self._failed:
                 continue
+            if not self._may_build():
+                # over the CPU budget: the rest stays PENDING (copied) and is retried at the next refresh
+                if self.telemetry is not None:
+                    self.telemetry.count('unwind.kernel.tables.deferred')
+                break
+            c0 = time.thread_time()
             self._build(e[1], e[2], pid)
+            self._build_tokens -= time.thread_time() - c0
         if need:
             release_freed_memory()  # what compiling the CFI left in glibc's arenas
         for e in entries:
@@ -358,6 +378,32 @@ class KernelUnwind:
             if hasattr(src, 'close'):
                 src.close()
         self._write_proc(pid, entries)
+
+    def _may_build(self) -> bool:
+        now = time.monotonic()
+        self._build_tokens = min(BUILD_CPU_BURST_S,
+                                 self._build_tokens + (now - self._tokens_at) * BUILD_CPU_SHARE)
+        self._tokens_at = now
+        return self._build_tokens > 0
+
+    def _too_big(self, key: Any, src: Any) -> bool:
+        """True (and remembered) when the file's CFI is over MAX_KERNEL_CFI_BYTES."""
+        if src is None or isinstance(src, (bytes, bytearray)):
+            return False
+        from ..host.elf import parse_elf
+
+        try:
+            info = parse_elf(src, strict=False, go_build_id=False)
+        except (OSError, ValueError):
+            return False  # the build reports it
+        cfi = sum(sec.size for name in ('.eh_frame', '.debug_frame')
+                  for sec in [info.sections.get(name)] if sec is not None and not sec.nobits)
+        if cfi <= MAX_KERNEL_CFI_BYTES:
+            return False
+        self._copy_only.add(key)
+        if self.telemetry is not None:
+            self.telemetry.count('unwind.kernel.tables.too_big')
+        return True
 
     def _identify(self, info: Any, m: Any) -> Tuple[Any, Any]:
         """(file key, source to build from: an open file or a vDSO image) or (None, None): no table."""
@@ -382,7 +428,7 @@ class KernelUnwind:
         if f is None:
             return None, None
         key = ('stat', st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if key in self._tables or key in self._failed:
+        if key in self._tables or key in self._failed or key in self._copy_only:
             f.close()
             return key, None
         return key, f
@@ -520,8 +566,9 @@ class KernelUnwind:
                     continue
                 t = self._tables.get(key)
                 if t is None:
-                    slot.table = TABLE_PENDING
-                    pending = True
+                    slot.table = TABLE_PENDING  # the BPF program sends the sample as a stack copy
+                    if key not in self._copy_only:
+                        pending = True  # retried: a build still to come (deferred, or evicted)
                     continue
                 self._tables.move_to_end(key)
                 t.users.add(pid)
