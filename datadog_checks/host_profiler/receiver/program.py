@@ -108,17 +108,15 @@ def read_stack(table, sid: int) -> Optional[Tuple[int, ...]]:
 
 
 def clear_stacks(table, known: Iterable[int]) -> int:
-    """Delete every entry of a stack map; returns how many there were."""
+    """Delete every entry of a stack map; returns how many there were: the known ids, then the
+    entries no count refers to (the count insert failed), found by iteration."""
+    n = _delete_ids(table, known)
+    return n + _delete_ids(table, [k.value for k in table.keys()])
+
+
+def _delete_ids(table, ids: Iterable[int]) -> int:
     n = 0
-    for sid in known:
-        try:
-            del table[table.Key(sid)]
-            n += 1
-        except KeyError:
-            pass
-    # Entries not referenced by any count (the count insert failed): find them by iteration.
-    rest = [k.value for k in table.keys()]
-    for sid in rest:
+    for sid in ids:
         try:
             del table[table.Key(sid)]
             n += 1

@@ -191,17 +191,10 @@ class Sampler:
         if n < 8 or n > 512 or n & (n - 1):
             raise SamplerError('python_max_frames must be a power of 2 between 8 and 512')
 
-    @property
-    def copy_stacks(self) -> bool:
-        return self.config.unwinding in ('dwarf', 'auto')
-
-    @property
-    def python(self) -> bool:
-        return 'python' in self.config.interpreters
-
-    @property
-    def off_cpu(self) -> bool:
-        return float(self.config.off_cpu_threshold) > 0
+    # what the configuration turns on (the program's compile flags follow the same)
+    copy_stacks = property(lambda self: self.program.copy_stacks)
+    python = property(lambda self: self.program.python)
+    off_cpu = property(lambda self: self.program.off_cpu)
 
     @property
     def _bpf(self):

@@ -145,14 +145,9 @@ class Kallsyms:
             ranges = {str(k): (int(v[0]), int(v[1])) for k, v in head['ranges'].items()}
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
             return False
-        table = SymbolTable(starts, ends, offs, names, 'kallsyms', demangle_names=False)
-        with self._lock:
-            self.table = table
-            self.module_of = module_of
-            self.module_names = module_names
-            self.module_ranges = ranges
-            self.restricted = False
-            self.loads += 1
+        self.restricted = False
+        self._install(SymbolTable(starts, ends, offs, names, 'kallsyms', demangle_names=False),
+                      module_of, module_names, ranges)
         return True
 
     def _write_cache(self, key: str) -> None:
@@ -226,11 +221,14 @@ class Kallsyms:
                 first[m] = j
             last[m] = j
         ranges = {mod_names[m]: (starts[j], ends[last[m]]) for m, j in first.items()}
-        table = SymbolTable(starts, ends, offs, blob, 'kallsyms', demangle_names=False)
+        self._install(SymbolTable(starts, ends, offs, blob, 'kallsyms', demangle_names=False),
+                      module_of, mod_names, ranges)
+
+    def _install(self, table: Any, module_of: Any, module_names: Any, ranges: Any) -> None:
         with self._lock:
             self.table = table
             self.module_of = module_of
-            self.module_names = mod_names
+            self.module_names = module_names
             self.module_ranges = ranges
             self.loads += 1
 
