@@ -98,6 +98,10 @@ def test_exports_profiles_metrics_and_symbols(requires_bpf, tmp_path, aggregator
 
 
 def test_auth_error_is_critical_without_the_key(requires_bpf, tmp_path, aggregator, dd_run_check):
+    # A workload, so that an interval has samples to export; runs repeat until a profile was
+    # refused: under load the first intervals can be empty (the sampler still compiling), and
+    # an empty interval sends nothing, which leaves the status at "no export yet" (OK).
+    proc = start(compile_c('split.c', tmp_path), 60)
     with FakeOtlp() as otlp:
         otlp.respond(403)
         instance = {
@@ -109,15 +113,18 @@ def test_auth_error_is_critical_without_the_key(requires_bpf, tmp_path, aggregat
         }
         check = HostProfilerCheck('host_profiler', {}, [instance])
         try:
-            dd_run_check(check, cancel=False)
-            time.sleep(1.5)
-            dd_run_check(check, cancel=False)
-            assert _wait(lambda: otlp.requests, 10)
+            deadline = time.monotonic() + 60
+            while not any(r.path == PROFILES_PATH for r in otlp.requests) and time.monotonic() < deadline:
+                dd_run_check(check, cancel=False)
+                _wait(lambda: any(r.path == PROFILES_PATH for r in otlp.requests), 1.5)
+            assert any(r.path == PROFILES_PATH for r in otlp.requests), 'no profile was exported in 60 s'
             check.pipeline.flush(3)
             aggregator.reset()
             dd_run_check(check, cancel=False)
         finally:
             check.cancel()
+            proc.kill()
+            proc.wait()
     sc = aggregator.service_checks('host_profiler.can_export')[-1]
     assert sc.status == HostProfilerCheck.CRITICAL
     assert otlp.url in sc.message and '403' in sc.message and CANARY not in sc.message

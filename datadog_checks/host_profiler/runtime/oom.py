@@ -11,6 +11,7 @@ resets our own score to 0 when something left it above 0, as Datadog's Go host p
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from typing import Any, Optional, Sequence, Union
 
@@ -44,17 +45,29 @@ def set_oom_score_adj(value: int, pid: Pid = 'self', proc_root: str = PROC_ROOT)
         f.write('{}\n'.format(value))
 
 
-def spawn_expendable(cmd: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
-    """``subprocess.Popen(cmd, **popen_kwargs)``, then the child's ``oom_score_adj`` set to 1000.
+# The child raises its own score, then execs the tool: the tool never runs with the inherited
+# score, and nothing runs in Python between fork and exec. Raising needs no privilege.
+_RAISE_THEN_EXEC = 'echo {} >/proc/self/oom_score_adj 2>/dev/null; exec "$0" "$@"'.format(OOM_SCORE_ADJ_MAX)
 
-    The score is written from here right after the spawn, not by a ``preexec_fn``: Python runs
-    a ``preexec_fn`` and the at-fork hooks of imported libraries (logging, tracers) in the child
-    of a threaded process, and a lock another thread held at fork time is never released there,
-    so the child hung before exec (seen in this project's test suite: objcopy never started). The
-    tool runs a moment with the score it inherited; its large allocations come later.
+
+def spawn_expendable(cmd: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen:
+    """``subprocess.Popen(cmd, **popen_kwargs)`` with the child's ``oom_score_adj`` at 1000 from
+    its first instruction.
+
+    Not a ``preexec_fn``: Python runs a ``preexec_fn`` and the at-fork hooks of imported
+    libraries (logging, tracers) in the child of a threaded process, and a lock another thread
+    held at fork time is never released there, so the child hung before exec (seen in this
+    project's test suite: objcopy never started). Not only a write from the parent after the spawn
+    either: the tool ran a moment with the inherited score, and a short one could finish before
+    the write (a flaky test showed it). ``/bin/sh`` sets the score and execs the tool, which
+    keeps its pid, file descriptors and environment.
     """
-    proc = subprocess.Popen(list(cmd), **popen_kwargs)
-    try:
+    cmd = list(cmd)
+    # A tool that cannot run raises OSError here, as Popen would, not exit 127 from the shell
+    if shutil.which(cmd[0]) is not None and os.access('/bin/sh', os.X_OK):
+        cmd = ['/bin/sh', '-c', _RAISE_THEN_EXEC] + cmd
+    proc = subprocess.Popen(cmd, **popen_kwargs)
+    try:  # also from here, so that the score is 1000 when this returns, whoever wrote it first
         set_oom_score_adj(OOM_SCORE_ADJ_MAX, proc.pid)
     except OSError:
         pass  # it exited already, or there is no /proc: the tool still runs
