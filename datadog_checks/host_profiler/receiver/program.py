@@ -236,9 +236,8 @@ class Program:
         flags['KU_VERIFY'] = int(bool(c.kernel_unwind_verify))
         if self.kernel_unwind is not None:
             flags.update(self.kernel_unwind.cflags())
-        # -I: each optional feature keeps its BPF code in its own header beside sampler.c
-        # (receiver/bpf/<feature>.h), included under its #if.
-        return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w', '-I' + os.path.dirname(BPF_SOURCE)]
+        # no -I: the feature headers beside sampler.c are pasted in by bpf_source_text()
+        return ['-D{}={}'.format(k, v) for k, v in flags.items()] + ['-w']
 
     # -- compile and load
     def load(self):
