@@ -103,6 +103,20 @@ def runtime_address(pid, path, vaddr):
     raise AssertionError(path)
 
 
+def symbolize_leaves(binary, vaddrs, debug_dirs=(), lines=True):
+    """(frames, telemetry): each of ``vaddrs`` of ``binary`` symbolized as a leaf (looked up at
+    the address itself, as addr2line does) in a running copy of it."""
+    p = run_until_ready(binary)
+    try:
+        proc = read_process(p.pid)
+        t = Telemetry()
+        s = Symbolizer(t, debug_dirs=debug_dirs, lines=lines)
+        return [s.symbolize_user(proc, [runtime_address(p.pid, binary, v)])[0] for v in vaddrs], t
+    finally:
+        p.kill()
+        p.wait()
+
+
 @pytest.mark.parametrize('which', ['full', 'stripped'])
 def test_lines_match_addr2line(lines_bin, which):
     """Every address of .text: the symbolizer's (file, line) on the running program is what
@@ -111,16 +125,7 @@ def test_lines_match_addr2line(lines_bin, which):
     vaddrs = text_vaddrs(lines_bin['full'], 400)
     expected = addr2line(lines_bin['full'], vaddrs)
     assert sum(1 for e in expected if e and e[0] == lines_bin['src']) > 50  # the program's own lines
-    p = run_until_ready(binary)
-    try:
-        proc = read_process(p.pid)
-        t = Telemetry()
-        s = Symbolizer(t, debug_dirs=(lines_bin['debug_dir'],), lines=True)
-        # leaf position: looked up at the address itself, as addr2line does
-        frames = [s.symbolize_user(proc, [runtime_address(p.pid, binary, v)])[0] for v in vaddrs]
-    finally:
-        p.kill()
-        p.wait()
+    frames, t = symbolize_leaves(binary, vaddrs, debug_dirs=(lines_bin['debug_dir'],))
     got = [(f.source_file, f.line) if f.line else None for f in frames]
     named = [(g, e) for g, e, f in zip(got, expected, frames) if f.function]
     assert len(named) > 300
@@ -133,16 +138,7 @@ def test_lines_off_and_binary_without_dwarf(lines_bin, tmp_path):
     """``lines: false`` gives no line; a binary built without -g gives none either (and no error)."""
     nodebug = compile_c(lines_bin['src'], tmp_path, name='lines_nodebug', cflags=('-O0', '-fno-omit-frame-pointer'))
     for binary, lines in ((lines_bin['full'], False), (nodebug, True)):
-        vaddrs = text_vaddrs(binary, 50)
-        p = run_until_ready(binary)
-        try:
-            proc = read_process(p.pid)
-            t = Telemetry()
-            s = Symbolizer(t, debug_dirs=(), lines=lines)
-            frames = [s.symbolize_user(proc, [runtime_address(p.pid, binary, v)])[0] for v in vaddrs]
-        finally:
-            p.kill()
-            p.wait()
+        frames, t = symbolize_leaves(binary, text_vaddrs(binary, 50), lines=lines)
         assert any(f.function for f in frames)
         assert all(f.line == 0 and f.source_file == '' for f in frames)
         assert t.totals().get('symbols.bad_input{kind:dwarf}', 0) == 0
@@ -198,15 +194,7 @@ def test_malformed_dwarf_is_counted_not_fatal(lines_bin, tmp_path):
         f.write(data)
     os.chmod(broken, 0o755)
     vaddrs = [v for v, e in zip(text_vaddrs(broken, 100), addr2line(lines_bin['full'], text_vaddrs(broken, 100))) if e]
-    p = run_until_ready(broken)
-    try:
-        proc = read_process(p.pid)
-        t = Telemetry()
-        s = Symbolizer(t, debug_dirs=(), lines=True)
-        frames = [s.symbolize_user(proc, [runtime_address(p.pid, broken, v)])[0] for v in vaddrs]
-    finally:
-        p.kill()
-        p.wait()
+    frames, t = symbolize_leaves(broken, vaddrs)
     assert any(f.function for f in frames)
     assert not [f for f in frames if f.line]
     assert t.totals().get('symbols.bad_input{kind:dwarf}', 0) == 1  # once: the CU is not retried
