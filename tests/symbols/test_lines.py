@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from tests.workloads import compile_c
+from tests.workloads import compile_c, load_bias, run_until_ready
 
 from datadog_checks.host_profiler.profile.otlp import decode_bytes
 from datadog_checks.host_profiler.receiver.processes import read_process
@@ -80,10 +80,6 @@ def addr2line(binary, vaddrs):
     return result
 
 
-def run_until_ready(path):
-    p = subprocess.Popen([path], stdout=subprocess.PIPE)
-    assert p.stdout.readline().strip() == b'ready'
-    return p
 
 
 def text_vaddrs(binary, count, seed=1):
@@ -93,14 +89,6 @@ def text_vaddrs(binary, count, seed=1):
     return sorted(rnd.sample(range(text.addr, text.addr + text.size), min(count, text.size)))
 
 
-def runtime_address(pid, path, vaddr):
-    info = read_elf_info(path)
-    with open('/proc/{}/maps'.format(pid)) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 6 and parts[5] == path and int(parts[2], 16) == 0:
-                return int(parts[0].split('-')[0], 16) - min(s.vaddr for s in info.loads) + vaddr
-    raise AssertionError(path)
 
 
 def symbolize_leaves(binary, vaddrs, debug_dirs=(), lines=True):
@@ -111,7 +99,7 @@ def symbolize_leaves(binary, vaddrs, debug_dirs=(), lines=True):
         proc = read_process(p.pid)
         t = Telemetry()
         s = Symbolizer(t, debug_dirs=debug_dirs, lines=lines)
-        return [s.symbolize_user(proc, [runtime_address(p.pid, binary, v)])[0] for v in vaddrs], t
+        return [s.symbolize_user(proc, [load_bias(p.pid, binary) + v])[0] for v in vaddrs], t
     finally:
         p.kill()
         p.wait()
@@ -211,7 +199,7 @@ def test_decode_budget_defers_and_retries(lines_bin, monkeypatch):
         proc = read_process(p.pid)
         t = Telemetry()
         s = Symbolizer(t, debug_dirs=(), lines=True)
-        addr = runtime_address(p.pid, lines_bin['full'], vaddr)
+        addr = load_bias(p.pid, lines_bin['full']) + vaddr
         first = s.symbolize_user(proc, [addr])[0]
         assert first.function and first.line == 0
         assert t.total('symbols.lines.deferred') == 1

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.workloads import compile_c
+from tests.workloads import compile_c, load_bias, run_until_ready
 
 from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
@@ -100,20 +100,8 @@ def nm_funcs(path):
     return out
 
 
-def run_until_ready(path):
-    p = subprocess.Popen([path], stdout=subprocess.PIPE)
-    assert p.stdout.readline().strip() == b'ready'
-    return p
 
 
-def load_bias(pid, path):
-    info = read_elf_info(path)
-    with open('/proc/{}/maps'.format(pid)) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 6 and parts[5] == path and int(parts[2], 16) == 0:
-                return int(parts[0].split('-')[0], 16) - min(s.vaddr for s in info.loads)
-    raise AssertionError('{} not mapped at offset 0'.format(path))
 
 
 @pytest.fixture(scope='module')

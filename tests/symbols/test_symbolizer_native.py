@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from tests.workloads import load_bias, run_until_ready
 
 from datadog_checks.host_profiler.profile.model import FRAME_NATIVE
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
@@ -95,19 +96,8 @@ def bins(tmp_path_factory):
     return b
 
 
-def run_until_ready(path):
-    p = subprocess.Popen([path], stdout=subprocess.PIPE)
-    assert p.stdout.readline().strip() == b'ready'
-    return p
 
 
-def base_of(process, path):
-    """Load bias of ``path`` in ``process`` (PIE: the start of its offset-0 mapping)."""
-    info = read_elf_info(path)
-    with open('/proc/{}/maps'.format(process.pid)) as f:
-        mappings = parse_maps(f.read(), executable_only=False)  # the offset-0 mapping is not executable
-    m = [m for m in mappings if m.path.startswith(path) and m.offset == 0][0]
-    return m.start - min(s.vaddr for s in info.loads)
 
 
 def test_elf_info_facts(bins):
@@ -167,7 +157,7 @@ def test_live_process(bins, variant):
     p = run_until_ready(path)
     try:
         proc = read_process(p.pid)
-        base = base_of(proc, path)
+        base = load_bias(proc.pid, path)
         t = Telemetry()
         s = Symbolizer(t, debug_dirs=(bins['debug_dir'],))
         addrs = [base + funcs['alpha_work'] + 4, base + funcs['beta_work'] + 8, base + funcs['main'] + 12]
@@ -202,7 +192,7 @@ def test_deleted_file_and_vdso(bins, tmp_path):
     p = run_until_ready(path)
     try:
         proc = read_process(p.pid)
-        base = base_of(proc, path)
+        base = load_bias(proc.pid, path)
         os.unlink(path)
         proc = read_process(p.pid)
         assert any(m.path.endswith('(deleted)') for m in proc.mappings)
@@ -271,7 +261,7 @@ def test_return_addresses_are_looked_up_minus_one(bins):
     p = run_until_ready(bins['full'])
     try:
         proc = read_process(p.pid)
-        base = base_of(proc, bins['full'])
+        base = load_bias(proc.pid, bins['full'])
         funcs = sorted(bins['funcs'].items(), key=lambda kv: kv[1])
         # the first byte of beta_work as a *return* address belongs to the function before it
         beta = base + bins['funcs']['beta_work']
@@ -319,7 +309,7 @@ def test_shared_library_shared_between_processes(bins):
             with open(path, 'rb') as f:
                 table = load_symbols(f, info)
             i = len(table) // 2
-            addr = base_of(proc, path) + table.starts[i]
+            addr = load_bias(proc.pid, path) + table.starts[i]
             assert s.symbolize_user(proc, [addr])[0].function == table.name_at(i)
         loaded = sum(v for k, v in t.totals().items() if k.startswith('symbols.tables.loaded'))
         assert loaded == 1

@@ -21,6 +21,27 @@ def compile_c(source, out_dir, name=None, cflags=FRAME_POINTERS, defines=()):
     return binary
 
 
+def run_until_ready(path):
+    """Start a workload that prints 'ready' once set up; returns its Popen."""
+    p = subprocess.Popen([path], stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b'ready'
+    return p
+
+
+def load_bias(pid, path):
+    """Load bias of ``path`` in process ``pid``: where its offset-0 mapping starts, less its
+    lowest PT_LOAD address (0 for a non-PIE executable)."""
+    from datadog_checks.host_profiler.host.elf import read_elf_info
+
+    info = read_elf_info(path)
+    with open('/proc/{}/maps'.format(pid)) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 6 and parts[5] == path and int(parts[2], 16) == 0:
+                return int(parts[0].split('-')[0], 16) - min(s.vaddr for s in info.loads)
+    raise AssertionError('{} not mapped at offset 0 in {}'.format(path, pid))
+
+
 def start(binary, *args):
     return subprocess.Popen([binary, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
