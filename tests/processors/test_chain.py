@@ -55,13 +55,8 @@ USER = {
 
 
 @pytest.fixture(autouse=True)
-def _stubs():
-    tagger.reset()
-    datadog_agent.reset()
-    yield
-    tagger.reset()
-    datadog_agent.reset()
-    datadog_agent.reset_hostname()
+def _stubs(agent_stubs):
+    pass
 
 
 def test_agent_mode_exact_attributes():

@@ -18,13 +18,8 @@ TAGS = ['kube_namespace:shop', 'pod_name:checkout-7d9c8b6f5-x2x7q', 'kube_deploy
 
 
 @pytest.fixture(autouse=True)
-def _stubs():
-    tagger.reset()
-    datadog_agent.reset()
-    yield
-    tagger.reset()
-    datadog_agent.reset()
-    datadog_agent.reset_hostname()
+def _stubs(agent_stubs):
+    pass
 
 
 class Clock:

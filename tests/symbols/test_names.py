@@ -100,10 +100,6 @@ def nm_funcs(path):
     return out
 
 
-
-
-
-
 @pytest.fixture(scope='module')
 def rust_bins(tmp_path_factory):
     rustc = shutil.which('rustc')

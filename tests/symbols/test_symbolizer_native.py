@@ -15,7 +15,7 @@ from datadog_checks.host_profiler.profile.model import FRAME_NATIVE
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.debuginfo import find_debug_file
 from datadog_checks.host_profiler.host.elf import SymbolSource, read_elf_info
-from datadog_checks.host_profiler.receiver.processes import ProcessInfo, ProcMapping, parse_maps, read_process
+from datadog_checks.host_profiler.receiver.processes import ProcessInfo, ProcMapping, read_process
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from datadog_checks.host_profiler.symbols.names import clean_name
 from datadog_checks.host_profiler.symbols.symtab import load_symbols
