@@ -32,14 +32,14 @@ PYSPLIT = os.path.join(os.path.dirname(HERE), 'tests', 'workloads', 'pysplit.py'
 FUNCS = ('main', 'run', 'descend', 'heavy', 'light', 'spin')
 
 
-def kernel_cost(python: str, seconds: float, rounds: int) -> dict:
+def kernel_cost(python: str, seconds: float, rounds: int, hz: int = 99) -> dict:
     from datadog_checks.host_profiler.receiver.processes import read_process
     from datadog_checks.host_profiler.receiver.sampler import Sampler, SamplerConfig
     from datadog_checks.host_profiler.runtimes.python import PythonRuntime
 
     proc = subprocess.Popen([python, PYSPLIT, str(seconds * 2 * rounds + 60), '20'])
     stats_fd = enable_stats_fd()
-    sampler = Sampler(SamplerConfig(interpreters=['python'], unwinding='auto', samples_per_second=99, pids=[proc.pid]))
+    sampler = Sampler(SamplerConfig(interpreters=['python'], unwinding='auto', samples_per_second=hz, pids=[proc.pid]))
     try:
         sampler.start()
         rt = PythonRuntime()
@@ -163,8 +163,13 @@ def main():
     ap.add_argument('--python', default=os.path.expanduser('~/.pyenv/versions/3.12.1/bin/python3.12'))
     ap.add_argument('--seconds', type=float, default=10.0)
     ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--frequency', type=int, default=99, help='of the in-kernel cost part')
+    ap.add_argument('--kernel-only', action='store_true', help='only the in-kernel cost (no py-spy)')
     args = ap.parse_args()
-    out = {'python': args.python, 'kernel_cost': kernel_cost(args.python, args.seconds / 2, args.rounds)}
+    out = {'python': args.python, 'kernel_cost': kernel_cost(args.python, args.seconds / 2, args.rounds, args.frequency)}
+    if args.kernel_only:
+        print(json.dumps(out, indent=1))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out['vs_py_spy'] = _ours(args.python, args.seconds, tmp)
     print(json.dumps(out, indent=1))

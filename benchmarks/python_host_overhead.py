@@ -20,7 +20,16 @@ After --warmup s (start-up, BCC compile and the first reads of code objects are 
   - BPF: run time of its BPF programs (kernel run_time_ns, BPF stats on for the benchmark), % of
     one core; it runs in the sampled tasks' context, so it is in no process's CPU;
   - in-kernel time per sample: run_time_ns / run_cnt of `on_cpu_sample`.
+  - from the program's `stats` map (read with bpftool): samples kept, the walk's own clock per walk
+    (`_py_walk_ns` / `_py_walks`, bpf_ktime_get_ns around the walk).
 Compare python with native_only within a round (the host is shared).
+
+--workload-only profiles only the two Python workers (`receiver.pids`): on a host shared with other
+sessions, whole-host figures follow what they run (their short processes, their deep pytest
+stacks, walked too). The per-sample time of `on_cpu_sample` then counts the runs for other tasks,
+which the pid filter drops at once (and idle ones); a third configuration per round, `filtered` (`receiver.pids`:
+a pid that never runs: every run is a dropped one), gives that cost, and
+`us_per_kept_sample` = (run time - (runs - samples kept) x a dropped run's cost) / samples kept.
 """
 from __future__ import annotations
 
@@ -37,15 +46,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
-from overhead import HOST_PROFILER, bpf_prog_ids, stop_profiler  # noqa: E402
+from overhead import bpf_prog_ids, stop_profiler  # noqa: E402
 
 from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog_info_by_id  # noqa: E402
 
+HOST_PROFILER = os.path.join(os.path.dirname(sys.executable), 'host-profiler')
 PYSPLIT = os.path.join(os.path.dirname(HERE), 'tests', 'workloads', 'pysplit.py')
 PYTHONS = (os.path.expanduser('~/.pyenv/versions/3.12.1/bin/python3.12'), '/usr/bin/python3.11')
 
 
-def start(name: str, hz: int, tmp: str) -> subprocess.Popen:
+def start(name: str, hz: int, tmp: str, pids=None) -> subprocess.Popen:
     import signal
 
     d = os.path.join(tmp, name)
@@ -54,9 +64,13 @@ def start(name: str, hz: int, tmp: str) -> subprocess.Popen:
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  interpreters: {}\n'.format(
             os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), '[python]' if name == 'python' else '[]'))
+        if pids:
+            f.write('  pids: [{}]\n'.format(', '.join(str(p) for p in pids)))
     cmd = [HOST_PROFILER, 'run', '--config', cfg, '--frequency', str(hz), '--interval', '10',
            '--duration', '100000', '--output', os.path.join(d, 'out')]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'),
+    # this checkout's code first (the venv's entry point may be an editable install of another one)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get('PYTHONPATH')])))
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'), env=env,
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
@@ -76,16 +90,44 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')  # utime + stime
 
 
-def measure(name: str, args, tmp: str) -> dict:
-    proc = start(name, args.frequency, tmp)
+def _stats(prog_ids) -> dict:
+    """The program's `stats` counters (summed over CPUs) by name, from bpftool; {} if unreadable."""
+    from datadog_checks.host_profiler.receiver.program import STATS
+
+    for pid in prog_ids:
+        try:
+            info = json.loads(subprocess.check_output(['bpftool', '-j', 'prog', 'show', 'id', str(pid)]))
+            for mid in info.get('map_ids', ()):
+                m = json.loads(subprocess.check_output(['bpftool', '-j', 'map', 'show', 'id', str(mid)]))
+                if m.get('name') != 'stats':
+                    continue
+                out = [0] * len(STATS)
+                for e in json.loads(subprocess.check_output(['bpftool', '-j', 'map', 'dump', 'id', str(mid)])):
+                    key = e.get('key')
+                    idx = int.from_bytes(bytes(int(b, 16) for b in key), 'little') if isinstance(key, list) else int(key)
+                    if idx >= len(STATS):
+                        continue
+                    for v in e.get('values', ()):
+                        val = v.get('value')
+                        out[idx] += int.from_bytes(bytes(int(b, 16) for b in val), 'little') if isinstance(val, list) else int(val)
+                return dict(zip(STATS, out))
+        except (subprocess.CalledProcessError, OSError, ValueError):
+            continue
+    return {}
+
+
+def measure(name: str, args, tmp: str, pids=None) -> dict:
+    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids)
     try:
         time.sleep(args.warmup)
         if proc.poll() is not None:
             raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
         load0 = os.getloadavg()[0]
         a, c0, t0 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        sa = _stats([i for i in a if a[i]['name'] == 'on_cpu_sample'])
         time.sleep(args.window)
         b, c1, t1 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        sb = _stats([i for i in b if b[i]['name'] == 'on_cpu_sample'])
     finally:
         stop_profiler(proc)
     wall = t1 - t0
@@ -93,10 +135,15 @@ def measure(name: str, args, tmp: str) -> dict:
     sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
               for i in b if i in a and b[i]['name'] == 'on_cpu_sample']
     ns, cnt = (sum(x) for x in zip(*sample)) if sample else (0, 0)
+    st = {k: sb.get(k, 0) - sa.get(k, 0) for k in sb}
+    walks = st.get('_py_walks', 0)
     return {'config': name, 'load1': round(load0, 2),
             'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
             'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
-            'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2)}
+            'runs': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2), 'run_ns': ns,
+            'kept': st.get('_samples', 0), 'dropped': st.get('_pid_filtered', 0), 'walks': walks,
+            'walk_us_per_walk': round(st.get('_py_walk_ns', 0) / walks / 1000.0, 2) if walks else None,
+            'frames_per_walk': round(st.get('_py_frames', 0) / walks, 1) if walks else None}
 
 
 def main():
@@ -106,36 +153,54 @@ def main():
     ap.add_argument('--warmup', type=float, default=20.0)
     ap.add_argument('--frequency', type=int, default=20)
     ap.add_argument('--json')
+    ap.add_argument('--workload-only', action='store_true', help='profile only the Python workers (receiver.pids)')
     args = ap.parse_args()
     pythons = [p for p in PYTHONS if os.path.exists(p)]
     total = args.rounds * 2 * (args.window + args.warmup + 10) + 60
+    if args.workload_only:
+        total += args.rounds * (args.window + args.warmup + 10)
     workers = [subprocess.Popen([p, PYSPLIT, str(total), '20'], stdout=subprocess.DEVNULL) for p in pythons]
+    idle = subprocess.Popen(['sleep', str(int(total))])
     stats_fd = enable_stats_fd()
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            pids = [p.pid for p in workers] if args.workload_only else None
             for r in range(args.rounds):
                 order = ['python', 'native_only']
                 random.shuffle(order)
+                if pids:
+                    order.append('filtered')
                 for name in order:
-                    row = measure(name, args, tmp)
+                    # filtered: a pid that never runs (a sleeping child of ours), every run dropped
+                    row = measure(name, args, tmp, [idle.pid] if name == 'filtered' else pids)
                     row['round'] = r
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                if pids:  # in-kernel time per kept sample: the dropped runs' cost taken out
+                    drop_ns = rows[-1]['run_ns'] / max(1, rows[-1]['runs'])
+                    for row in rows[-3:-1]:
+                        row['dropped_run_us'] = round(drop_ns / 1000.0, 3)
+                        row['us_per_kept_sample'] = round(
+                            (row['run_ns'] - (row['runs'] - row['kept']) * drop_ns) / max(1, row['kept']) / 1000.0, 2)
     finally:
         os.close(stats_fd)
-        for p in workers:
+        for p in workers + [idle]:
             p.kill()
             p.wait()
     summary = {}
     for name in ('python', 'native_only'):
         mine = [x for x in rows if x['config'] == name]
-        summary[name] = {k: statistics.median(x[k] for x in mine)
-                         for k in ('own_cpu_pct_core', 'bpf_pct_core', 'us_per_sample', 'load1')}
+        keys = ['own_cpu_pct_core', 'bpf_pct_core', 'us_per_sample', 'load1']
+        keys += ['us_per_kept_sample'] if args.workload_only else []
+        summary[name] = {k: statistics.median(x[k] for x in mine) for k in keys}
         summary[name]['total_pct_core'] = round(summary[name]['own_cpu_pct_core'] + summary[name]['bpf_pct_core'], 3)
-    summary['us_per_sample_more'] = [round(p['us_per_sample'] - n['us_per_sample'], 2) for p, n in zip(
-        [x for x in rows if x['config'] == 'python'], [x for x in rows if x['config'] == 'native_only'])]
-    out = {'pythons': pythons, 'frequency': args.frequency, 'window_s': args.window, 'ncpu': os.cpu_count(), 'rows': rows, 'summary': summary}
+    py = [x for x in rows if x['config'] == 'python']
+    nat = [x for x in rows if x['config'] == 'native_only']
+    per = 'us_per_kept_sample' if args.workload_only else 'us_per_sample'
+    summary['us_per_sample_more'] = [round(p[per] - n[per], 2) for p, n in zip(py, nat)]
+    summary['walk_us_per_walk'] = [p['walk_us_per_walk'] for p in py]
+    out = {'pythons': pythons, 'workload_only': args.workload_only, 'frequency': args.frequency, 'window_s': args.window, 'ncpu': os.cpu_count(), 'rows': rows, 'summary': summary}
     print(json.dumps(out['summary'], indent=1))
     if args.json:
         with open(args.json, 'w') as f:

@@ -204,3 +204,32 @@ def test_python_frames_in_otlp_pprof_and_folded():
     assert found['<module>'] == ('/app/w.py', 30, 0, 'cpython')
     assert found['PyLong_FromLong'][3] == 'native'
     assert b'Worker.spin' in pprof.encode_raw(profile) and b'/app/w.py' in pprof.encode_raw(profile)
+
+
+def test_prefetch_looks_less_often_once_nothing_is_new(monkeypatch):
+    """After IDLE_AFTER_LOOKS looks that read nothing, the prefetch looks once per IDLE_LOOK_S;
+    a process registered meanwhile (eager) brings the full cadence back."""
+    import datadog_checks.host_profiler.runtimes.python as pymod
+
+    class FakeSampler:
+        looks = 0
+
+        def peek_python_stacks(self, seen):
+            self.looks += 1
+            return []
+
+    clock = [1000.0]
+    monkeypatch.setattr(pymod.time, 'monotonic', lambda: clock[0])
+    rt = pymod.PythonRuntime()
+    s = FakeSampler()
+    for _ in range(10):  # every 0.2 s, as the receiver's thread calls it
+        rt.prefetch(s)
+        clock[0] += 0.2
+    # 3 looks, then one per second: at 1000.6 (3 < 1 s after 1000.4: no), 1001.4 (yes)
+    assert s.looks == pymod.IDLE_AFTER_LOOKS + 1
+    rt._registered_at = clock[0]  # a process registered: eager
+    before = s.looks
+    rt.prefetch(s)
+    clock[0] += 0.2
+    rt.prefetch(s)
+    assert s.looks == before + 2

@@ -45,7 +45,8 @@ class OnCpuDrain:
         c = self.config
         self.counts = program.pair('counts')
         self.stacks = program.pair('stacks')
-        self.pystacks = program.pair('pystacks') if program.python else ()
+        # (set 0, set 1) of the full-size maps, then of the short stacks' (bpf/sampler.c)
+        self.pystacks = program.pair('pystacks') + program.pair('pystacks_s') if program.python else ()
         self.tc_records = program.pair('tc_records') if c.span_links else ()
         self.ku_maps = program.pair('ku_stacks') if self.kernel_unwind is not None else ()
 
@@ -159,9 +160,8 @@ class OnCpuDrain:
         stack here: entries live a few generations."""
         from ...unwind.copies import MAX_RETRIES
 
-        table = self.pystacks[old & 1]
         cache = self._py_cache
-        for k, v in table.items_lookup_and_delete_batch():
+        for k, v in (kv for table in self.pystacks[old & 1::2] for kv in table.items_lookup_and_delete_batch()):
             n = min(int(v.n), int(self.config.python_max_frames))
             fr = v.frames
             frames = tuple((fr[i].code, fr[i].instr, fr[i].flags) for i in range(n))

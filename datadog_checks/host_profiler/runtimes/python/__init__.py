@@ -34,6 +34,14 @@ TRUNCATED_FRAME = Frame(function='[python stack truncated]', address=0, kind=FRA
 UNKNOWN_CODE = '[unknown python code]'
 # after registering a process, its code objects are prefetched eagerly for this long (see Runtime.eager)
 EAGER_S = 0.5
+# Once looks stop finding code objects not read yet (a steady process: its code is cached), the
+# prefetch looks at most this often, not at every call of the receiver's thread (0.2 s): each look
+# walks the stack maps key by key (one syscall per key), the largest part of the receiver's
+# steady CPU with Python frames on (py-spy). A look that reads a new code object, or a process
+# registered recently (eager), brings the full cadence back. A code object first seen meanwhile
+# is read by the next drain (every second) at the latest.
+IDLE_LOOK_S = 1.0
+IDLE_AFTER_LOOKS = 3  # looks in a row that read nothing new
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
@@ -58,6 +66,8 @@ class PythonRuntime(Runtime):
         self._lock = threading.Lock()  # the prefetch thread and the drain share the caches
         self._peeked: Dict[int, int] = {}  # Python stack ids already prefetched -> drain count
         self._registered_at = -1e9  # time.monotonic() of the last process registered in py_procs
+        self._empty_looks = 0  # prefetch looks in a row that read no code object
+        self._last_look = -1e9
         self._declare()
 
     def _declare(self) -> None:
@@ -147,6 +157,10 @@ class PythonRuntime(Runtime):
         processes run: called every few hundred ms from the receiver's prefetch thread, so neither
         a process that exits before the drain nor a code object freed soon after its run (a
         module's, once imported) loses its names. Returns the code objects read."""
+        now = time.monotonic()
+        if self._empty_looks >= IDLE_AFTER_LOOKS and not self.eager(now) and now - self._last_look < IDLE_LOOK_S:
+            return 0
+        self._last_look = now
         stacks = sampler.peek_python_stacks(self._peeked)
         counts: Dict[str, int] = {}
         for pid, codes in stacks:
@@ -164,7 +178,9 @@ class PythonRuntime(Runtime):
         with self._lock:
             for k, v in counts.items():
                 self._counts[k] = self._counts.get(k, 0) + v
-        return counts.get('code_objects_read', 0)
+        read = counts.get('code_objects_read', 0)
+        self._empty_looks = 0 if read else self._empty_looks + 1
+        return read
 
     def eager(self, now: float) -> bool:
         return now - self._registered_at < EAGER_S
