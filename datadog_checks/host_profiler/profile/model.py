@@ -89,8 +89,25 @@ class Mapping:
     build_id_kind: str = ''  # BUILD_ID_GNU | BUILD_ID_GO | BUILD_ID_HTLHASH
 
 
+class _CachedHash:
+    """A frozen dataclass's hash computed once (``_hash_fields`` in order). The cache is not
+    pickled: a str's hash differs between processes."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get('_hash')
+        if h is None:
+            h = hash(tuple(getattr(self, f) for f in self._hash_fields))
+            object.__setattr__(self, '_hash', h)
+        return h
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != '_hash'}
+
+
 @dataclass(frozen=True)
-class Frame:
+class Frame(_CachedHash):
     """One location of a stack. ``function`` is '' when the symbolizer found nothing:
     the frame then keeps ``mapping`` + ``address`` so a backend can symbolize it."""
 
@@ -100,6 +117,10 @@ class Frame:
     mapping: Optional[Mapping] = None
     source_file: str = ''
     line: int = 0
+
+    # frames are shared by many stacks, which hash them again and again
+    __hash__ = _CachedHash.__hash__
+    _hash_fields = ('function', 'address', 'kind', 'mapping', 'source_file', 'line')
 
     @property
     def display_name(self) -> str:
@@ -118,7 +139,7 @@ class Frame:
 
 
 @dataclass(frozen=True)
-class RuntimeStack:
+class RuntimeStack(_CachedHash):
     """The frames of one interpreted runtime in one sample, leaf first, cut into segments: segment
     i is what the i-th native frame of the interpreter loop (leaf first) was running, and replaces
     that frame (``interpreter_functions`` names them). ``native_ends_at_interpreter``: the native
@@ -129,6 +150,10 @@ class RuntimeStack:
     interpreter_functions: FrozenSet[str]
     truncated: bool = False
     native_ends_at_interpreter: bool = False
+
+    # a sample key holds it, and the drains hash every key (~3 us for 26 frames uncached)
+    __hash__ = _CachedHash.__hash__
+    _hash_fields = ('segments', 'interpreter_functions', 'truncated', 'native_ends_at_interpreter')
 
 
 @dataclass(frozen=True)
