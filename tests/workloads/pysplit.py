@@ -43,13 +43,24 @@ def descend(depth):
 
 class Worker:
     def run(self, seconds):
-        if seconds.endswith('cpu'):
-            clock = getattr(time, 'thread_time', time.process_time)  # 3.7+: this thread's CPU time
-            seconds = seconds[:-3]
-        else:
-            clock = time.time
-        end = clock() + float(seconds)
-        while clock() < end:
+        if not seconds.endswith('cpu'):
+            end = time.time() + float(seconds)
+            while time.time() < end:
+                descend(DEPTH)
+            return
+        # CPU time: this thread's clock (3.7+) is a system call, not the vDSO's, and on Linux 6.6+
+        # reading it can end the task's time slice (update_curr -> resched), so on a busy host the
+        # process would be preempted (and wait) right there: a wall-clock sampler like py-spy would
+        # then see `run` far more than its CPU time. Read it every 50 ms (wall) only.
+        clock = getattr(time, 'thread_time', time.process_time)
+        end = clock() + float(seconds[:-3])
+        check = 0.0
+        while True:
+            now = time.time()
+            if now >= check:
+                if clock() >= end:
+                    return
+                check = now + 0.05
             descend(DEPTH)
 
 
