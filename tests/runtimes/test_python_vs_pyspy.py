@@ -33,7 +33,8 @@ from tests.workloads.pythons import interpreters
 
 from tests import REPO_ROOT
 
-pytestmark = [pytest.mark.integration]
+# the fixture runs inside the first test's timeout: 7 interpreters one after the other, 5-7 min on a loaded host
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
 PYSPLIT = os.path.join(REPO_ROOT, 'tests', 'workloads', 'pysplit.py')
 RATE = 999
