@@ -36,6 +36,8 @@ DEV_REQUIRES = [
     'datamodel-code-generator~=0.25.6',
     'ruff==0.11.10',
     'semver',
+    # tests/runtimes/test_python_vs_pyspy.py: the Python shares side by side with py-spy's (issue #16)
+    'py-spy>=0.4',
 ]
 
 setup(

@@ -25,6 +25,16 @@ HERE = os.path.join(REPO_ROOT, 'tests')
 PYSPLIT = os.path.join(HERE, 'workloads', 'pysplit.py')
 PYMIX = os.path.join(HERE, 'workloads', 'pymix.py')
 SECONDS = 12.0
+# The known split at 2 points (issue #16): a share over n samples has a standard deviation of
+# 43.3/sqrt(n) points (p = 0.75), so 2 points is 3 standard deviations from n = 4,200 on. The split
+# workloads run SPLIT_CPU seconds of their main thread's CPU time (not wall time: the count does not
+# depend on the host's load) under a receiver at SPLIT_HZ: ~6,000 samples each, sigma 0.56 points.
+SPLIT_HZ = 999
+SPLIT_CPU = 6
+SPLIT_TOLERANCE = 2.0
+SPLIT_MIN_SAMPLES = 4200
+# how long the workloads may take (CPU-time bound workloads on a loaded 2-core host)
+WAIT = 300
 # the workloads wait for a start file, written once the receiver runs (WARM_UP is replaced by its path)
 WARM_UP = '<go>'
 EVAL = '_PyEval_EvalFrameDefault'
@@ -66,7 +76,7 @@ def _profile(tmp_path, commands, whole_host=False, **receiver):
         print('pysplit workloads registered before the start signal:', registered)
         go.write_text('')
         for p in procs.values():
-            p.wait(SECONDS + 60)
+            p.wait(WAIT)
     finally:
         rx.stop(block=True, timeout=60)  # its last drains take what was counted until then
         col = rx.collect()
@@ -127,7 +137,10 @@ def _walked(frames):
     return any(f.kind == FRAME_CPYTHON for f in frames)
 
 
-def _check_split(label, samples, depth=5, min_samples=10, min_walked=MIN_WALKED):
+def _check_split(label, samples, depth=5, min_samples=10, min_walked=MIN_WALKED, tolerance=None):
+    """(walked samples, samples with the whole chain, heavy's share of heavy + light in %). With
+    ``tolerance`` (points), heavy must be within it of 75 (enough samples for it are the caller's
+    business); without, within 2 points or 3 standard deviations, whichever is larger."""
     samples = [s for s in samples if _in_program(s[0])]
     everything = sum(c for _, c, _ in samples)
     walked = sum(c for f, c, _ in samples if _walked(f))
@@ -149,26 +162,29 @@ def _check_split(label, samples, depth=5, min_samples=10, min_walked=MIN_WALKED)
     assert good >= 0.95 * total, '{}: {} of {} samples with the whole chain; top: {}'.format(
         label, good, total, top.most_common(5))
     heavy = 100.0 * split['heavy'] / good
-    # 3:1 by construction. The issue asks for 2 points; a share over n samples has a standard
-    # deviation of 43.3/sqrt(n) points, so 2 points is 3 standard deviations only from ~4,200
-    # samples (this test has 80-250 per interpreter): the tolerance is 2 points or 3 standard
-    # deviations, whichever is larger (docs/benchmarks.md).
-    tol = max(2.0, 300.0 * (0.75 * 0.25 / good) ** 0.5)
+    # 3:1 by construction (pysplit.py: heavy runs light's spin three times)
+    tol = tolerance if tolerance is not None else max(2.0, 300.0 * (0.75 * 0.25 / good) ** 0.5)
     assert abs(heavy - 75.0) <= tol, '{}: heavy {:.1f}% of {} (want 75 +- {:.1f})'.format(label, heavy, good, tol)
     return total, good, heavy
 
 
+def _symlink(tmp):
+    link = tmp / 'bin' / 'python'  # a venv-like symlink: /proc/PID/maps shows the real file
+    link.parent.mkdir()
+    link.symlink_to(pyenv_python(12) or DEBIAN_PYTHON)
+    return str(link)
+
+
 @pytest.fixture(scope='module')
 def auto_run(requires_bpf, tmp_path_factory):
+    """Every interpreter's split, deep recursion and the mixed programs at once, at 99 Hz: the
+    layout of the frames (native and Python interleaved), names, lines, truncation, threads."""
     tmp = tmp_path_factory.mktemp('pyauto')
     commands = {}
     for label, path in interpreters():
         if path and os.path.exists(path):
             commands[label] = [path, PYSPLIT, str(SECONDS), '5', WARM_UP]
-    link = tmp / 'bin' / 'python'  # a venv-like symlink: /proc/PID/maps shows the real file
-    link.parent.mkdir()
-    link.symlink_to(pyenv_python(12) or DEBIAN_PYTHON)
-    commands['symlink'] = [str(link), PYSPLIT, str(SECONDS), '5', WARM_UP]
+    commands['symlink'] = [_symlink(tmp), PYSPLIT, str(SECONDS), '5', WARM_UP]
     commands['deep'] = [pyenv_python(12) or DEBIAN_PYTHON, PYSPLIT, str(SECONDS), '150', WARM_UP]
     commands['mix-debian'] = [DEBIAN_PYTHON, PYMIX, str(SECONDS), WARM_UP]
     if pyenv_python(13):
@@ -176,19 +192,52 @@ def auto_run(requires_bpf, tmp_path_factory):
     return _profile(tmp, commands, unwinding='auto')
 
 
-@pytest.mark.parametrize('label,path', interpreters() + [('symlink', '')])
-def test_known_split_auto(auto_run, label, path):
+@pytest.fixture(scope='module')
+def split_run(requires_bpf, tmp_path_factory):
+    """Every interpreter's split alone, at SPLIT_HZ, each for SPLIT_CPU seconds of CPU time: the
+    shares at 2 points. (Not in ``auto_run``: at 999 Hz with the mixed programs too, the in-kernel
+    unwinder loads a dozen processes' tables while their samples go through the stack-copy ring,
+    which overflows on a loaded 2-core host (`sampler.lost{reason:user_stack_copy_lost}`) and
+    those samples lose their native frames; the Python frames and the shares are not affected.)"""
+    tmp = tmp_path_factory.mktemp('pysplit')
+    commands = {}
+    for label, path in interpreters():
+        if path and os.path.exists(path):
+            commands[label] = [path, PYSPLIT, '{}cpu'.format(SPLIT_CPU), '5', WARM_UP]
+    commands['symlink'] = [_symlink(tmp), PYSPLIT, '{}cpu'.format(SPLIT_CPU), '5', WARM_UP]
+    return _profile(tmp, commands, unwinding='auto', samples_per_second=SPLIT_HZ)
+
+
+def _installed(label, path):
     if label != 'symlink' and not (path and os.path.exists(path)):
         if label.startswith('debian'):
             pytest.fail('Debian python3.11 is missing: run scripts/setup.sh')
         pytest.skip('{} is not installed here (pyenv install it to test it)'.format(label))
-    samples = auto_run[0][label]
+
+
+@pytest.mark.parametrize('label,path', interpreters() + [('symlink', '')])
+def test_known_split_auto(split_run, label, path):
+    """Issue #16: heavy's share of heavy + light within 2 points of 75 (3 standard deviations at
+    least: SPLIT_MIN_SAMPLES), 95% of the samples walked and 95% with the whole chain."""
+    _installed(label, path)
+    samples = split_run[0][label]
     everything = sum(c for f, c, _ in samples if _in_program(f))
-    total, good, heavy = _check_split(label, samples)
-    print('known split {}: {} samples in the program, {} walked, {} with the whole chain, heavy {:.1f}%'.format(
-        label, everything, total, good, heavy))
-    # the Python frames sit where the eval loop was: no eval-loop frame left between them, and
-    # below <module> the native frames that ran the module (no eval-loop frame either)
+    total, good, heavy = _check_split(label, samples, min_samples=SPLIT_MIN_SAMPLES, tolerance=SPLIT_TOLERANCE)
+    sigma = 100.0 * (0.75 * 0.25 / good) ** 0.5
+    print('known split {}: {} samples in the program, {} walked, {} with the whole chain, heavy {:.2f}% '
+          '(truth 75, sigma {:.2f}, off by {:.2f} sigma)'.format(label, everything, total, good, heavy, sigma,
+                                                                abs(heavy - 75) / sigma))
+    assert good >= SPLIT_MIN_SAMPLES, '{}: {} samples with the whole chain, 2 points needs {}'.format(
+        label, good, SPLIT_MIN_SAMPLES)
+
+
+@pytest.mark.parametrize('label,path', interpreters() + [('symlink', '')])
+def test_python_frames_replace_the_eval_loop(auto_run, label, path):
+    """The Python frames sit where the eval loop was: no eval-loop frame left between them, and
+    below <module> the native frames that ran the module (no eval-loop frame either)."""
+    _installed(label, path)
+    samples = auto_run[0][label]
+    _check_split(label, samples)  # walked and whole chain (95%); the shares here are over ~100 samples
     with_chain = [(f, c) for f, c, _ in samples if _chain_ok(f, 5)]
     leftover = sum(c for f, c in with_chain if EVAL in _names(f))
     assert leftover <= 0.05 * sum(c for _, c in with_chain), label
@@ -210,9 +259,12 @@ def test_lines_are_those_of_the_calls(auto_run):
             if f.kind == FRAME_CPYTHON and f.function in ('main', 'heavy', 'light', '<module>'):
                 lines[(f.function, f.line)] += c
     src = open(PYSPLIT).read().splitlines()
+    # main's calls: the program, or the wait for the start signal (its main thread polls a file)
+    calls = {'main': ('Worker().run', 'warm_up()'), 'heavy': ('spin(N) + spin(N) + spin(N)',), 'light': ('spin(N)',),
+             '<module>': ('main()',)}
     for (func, line), _ in lines.items():
         text = src[line - 1]
-        assert {'main': 'Worker().run', 'heavy': 'spin(30000)', 'light': 'spin(10000)', '<module>': 'main()'}[func] in text
+        assert any(call in text for call in calls[func]), (func, line, text)
 
 
 def test_deep_recursion_is_truncated_and_marked(auto_run):
