@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..profile.model import SpanLink
 
@@ -127,6 +127,49 @@ class ThreadContextDecoder:
         attributes, unknown = resolve_attributes(ctx.attributes, key_map)
         if unknown:
             t.count('otel_context.record_errors', unknown, ['reason:unknown_key'])
-        if ctx.link is not None:
+        if ctx.link is not None and samples:
             t.count('otel_context.samples_linked', samples)
         return ctx.link, attributes
+
+
+class RecordLinks:
+    """What the samples of a drain carry for their copied records, decoded once per distinct record
+    for as long as it is in use: (pid, record bytes) -> (SpanLink | None, context attributes).
+
+    A span's record is the same bytes at every sample of the span, and across the drains it spans:
+    it is decoded (and its errors counted) once, and every sample of the span shares the same
+    ``SpanLink`` and attribute tuple (the OTLP encoder then finds them by identity). An entry is
+    decoded again when its process's context changed (a new key map), and dropped once a whole
+    drain went by without a sample of it (``end_drain``): memory is bounded by the records of two
+    drains. ``context_of``: pid -> the process's ``ProcessContext`` or None."""
+
+    def __init__(self, decoder: ThreadContextDecoder, context_of: Callable[[int], Any]) -> None:
+        self.decoder = decoder
+        self.context_of = context_of
+        self._current: Dict[Tuple[int, bytes], Tuple[Any, tuple, Any]] = {}
+        self._previous: Dict[Tuple[int, bytes], Tuple[Any, tuple, Any]] = {}
+        self._attributes: Dict[tuple, tuple] = {}  # equal attribute tuples, one object
+        self.decoded = 0  # records decoded (cache misses), for tests and benchmarks
+
+    def __call__(self, pid: int, record: bytes) -> Tuple[Optional[SpanLink], Tuple[Tuple[str, str], ...]]:
+        key = (pid, record)
+        context = self.context_of(pid)
+        hit = self._current.get(key)
+        if hit is None:
+            hit = self._previous.get(key)
+            if hit is not None:
+                self._current[key] = hit
+        if hit is not None and hit[2] is context:
+            return hit[0], hit[1]
+        link, attributes = self.decoder.decode(record, context, 0)
+        if attributes:
+            attributes = self._attributes.setdefault(attributes, attributes)
+        self._current[key] = (link, attributes, context)
+        self.decoded += 1
+        return link, attributes
+
+    def end_drain(self) -> None:
+        """Forget the records no sample of the last two drains referred to."""
+        self._previous, self._current = self._current, {}
+        if len(self._attributes) > 4 * (len(self._previous) + 64):
+            self._attributes.clear()
