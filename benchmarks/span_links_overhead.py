@@ -17,7 +17,9 @@ the next far more than by 10%; --sequential runs them one after the other, as se
              record; samples are linked to their span (every span a distinct OTLP sample)
   no_links   `receiver.span_links: false`
 
-After --warmup s (start-up and BCC compile not counted), over --window s:
+After --warmup s and once each has written its second profile (start-up, the BCC compile and the
+first symbolization of the app's stacks not counted: under load the compile alone can take 20 s, and
+a first export inside the window was worth 30% of it), over --window s:
   - own CPU: utime+stime of the host-profiler process, as % of one core (10 ms ticks);
   - own CPU (ns): the summed run time of its threads (/proc/PID/task/*/schedstat, nanoseconds), the
     figure the ratios are computed from (the ticks alone move a 40 s window at 0.8% by ±3%);
@@ -81,6 +83,16 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+READY_PROFILES = 2  # profiles written before the window starts
+
+
+def _profiles(tmp: str, name: str) -> int:
+    try:
+        return len(os.listdir(os.path.join(tmp, name, 'out', 'profiles')))
+    except OSError:
+        return 0
+
+
 def _run_ns(pid: int) -> dict:
     """tid -> run time in ns of every thread of the process."""
     out = {}
@@ -108,9 +120,15 @@ def measure_many(names, args, tmp: str, pids=()) -> list:
         for name in names:
             procs[name] = start(name, args.frequency, tmp, pids)
         time.sleep(args.warmup)
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+        deadline = time.monotonic() + 300
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+            if all(_profiles(tmp, name) >= READY_PROFILES for name in procs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)  # off the export itself
         load0 = os.getloadavg()[0]
         first = {name: _snapshot(proc) for name, proc in procs.items()}
         time.sleep(args.window)
@@ -153,7 +171,7 @@ def main():
                     help='one configuration at a time (default: both at once over the same window)')
     ap.add_argument('--json')
     args = ap.parse_args()
-    total = int(args.rounds * (2 if args.sequential else 1) * (args.window + args.warmup + 15) + 60)
+    total = int(args.rounds * (2 if args.sequential else 1) * (args.window + args.warmup + 60) + 120)
     tmp = tempfile.mkdtemp()
     app = os.path.join(tmp, 'app.py')
     with open(app, 'w') as f:

@@ -62,27 +62,39 @@ class ThreadContext:
     malformed: bool = False  # an attribute entry overran attrs-data (the rest was dropped)
 
 
-def parse_record(record: bytes) -> ThreadContext:
-    """Parse the copied bytes of one record. Raises ``RecordError('not_valid' | 'truncated')``."""
-    if len(record) < RECORD_HEADER.size:
+_NO_TRACE = bytes(16)
+_NO_SPAN = bytes(8)
+_unpack_header = RECORD_HEADER.unpack_from
+
+
+def _parse(record: bytes) -> Tuple[Optional[SpanLink], Tuple[Tuple[int, str], ...], bool]:
+    """``parse_record`` without the ``ThreadContext`` (the receiver's path: once per distinct record)."""
+    if len(record) < 28:
         raise RecordError('truncated')
-    trace_id, span_id, valid, _flags, size = RECORD_HEADER.unpack_from(record)
+    trace_id, span_id, valid, _flags, size = _unpack_header(record)
     if valid != VALID:
         raise RecordError('not_valid')
-    data = record[RECORD_HEADER.size:RECORD_HEADER.size + size]
-    if len(data) < size:
+    end = 28 + size
+    if len(record) < end:
         raise RecordError('truncated')
     values = {}
-    i = 0
+    i = 28
     malformed = False
-    while i < size:
-        if i + 2 > size or i + 2 + data[i + 1] > size:
+    while i < end:
+        if i + 2 > end or i + 2 + record[i + 1] > end:
             malformed = True
             break
-        key, length = data[i], data[i + 1]
-        values[key] = data[i + 2:i + 2 + length].decode('utf-8', 'replace')  # last occurrence wins
+        length = record[i + 1]
+        values[record[i]] = record[i + 2:i + 2 + length].decode('utf-8', 'replace')  # last occurrence wins
         i += 2 + length
-    return ThreadContext(SpanLink.of(trace_id, span_id), tuple(values.items()), malformed)
+    # the OTEP requires both ids or neither (SpanLink.of)
+    link = SpanLink(trace_id, span_id) if trace_id != _NO_TRACE and span_id != _NO_SPAN else None
+    return link, tuple(values.items()), malformed
+
+
+def parse_record(record: bytes) -> ThreadContext:
+    """Parse the copied bytes of one record. Raises ``RecordError('not_valid' | 'truncated')``."""
+    return ThreadContext(*_parse(record))
 
 
 def resolve_attributes(entries: Sequence[Tuple[int, str]], key_map: Sequence[str]
@@ -106,6 +118,7 @@ class ThreadContextDecoder:
 
     def __init__(self, telemetry) -> None:
         self.telemetry = telemetry
+        self._key_map: Tuple[Any, Tuple[str, ...]] = (None, ())  # (process context, its key map), the last one
         telemetry.declare('otel_context.samples_linked')
         telemetry.declare('otel_context.thread_context_reads')
         for reason in RECORD_ERROR_REASONS:
@@ -117,19 +130,24 @@ class ThreadContextDecoder:
         None. ``samples``: how many samples the record stands for (the count of an aggregated key)."""
         t = self.telemetry
         try:
-            ctx = parse_record(record[:MAX_RECORD_BYTES])
+            link, entries, malformed = _parse(record[:MAX_RECORD_BYTES] if len(record) > MAX_RECORD_BYTES else record)
         except RecordError as e:
             t.count('otel_context.record_errors', 1, ['reason:' + e.reason])
             return None, ()
-        if ctx.malformed:
+        if malformed:
             t.count('otel_context.record_errors', 1, ['reason:bad_attribute'])
-        key_map = process_context.attribute_key_map if process_context is not None else ()
-        attributes, unknown = resolve_attributes(ctx.attributes, key_map)
-        if unknown:
-            t.count('otel_context.record_errors', unknown, ['reason:unknown_key'])
-        if ctx.link is not None and samples:
+        attributes: Tuple[Tuple[str, str], ...] = ()
+        if entries:
+            cached = self._key_map
+            if cached[0] is not process_context:
+                cached = self._key_map = (
+                    process_context, process_context.attribute_key_map if process_context is not None else ())
+            attributes, unknown = resolve_attributes(entries, cached[1])
+            if unknown:
+                t.count('otel_context.record_errors', unknown, ['reason:unknown_key'])
+        if link is not None and samples:
             t.count('otel_context.samples_linked', samples)
-        return ctx.link, attributes
+        return link, attributes
 
 
 class RecordLinks:
