@@ -52,19 +52,25 @@ from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog
 from tests.runtimes.test_otel_thread_tls import DDTRACE_APP, ddtrace_env  # noqa: E402
 
 
-def start(name: str, hz: int, tmp: str, pids=()) -> subprocess.Popen:
+def start(name: str, hz: int, tmp: str, pids=(), cpus=None) -> subprocess.Popen:
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n  pids: [{}]\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name == 'links' else 'false',
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name.startswith('links') else 'false',
             ', '.join(str(p) for p in pids)))
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
            '--interval', '10', '--duration', '100000', '--output', os.path.join(d, 'out')]
+
+    def child():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'), env=env,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            start_new_session=True, preexec_fn=child)
 
 
 def _progs(pid: int) -> dict:
@@ -83,6 +89,8 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+LINKS = 'links'
+OTHER = 'no_links'  # 'links_b' with --aa
 READY_PROFILES = 2  # profiles written before the window starts
 
 
@@ -118,7 +126,7 @@ def measure_many(names, args, tmp: str, pids=()) -> list:
     procs = {}
     try:
         for name in names:
-            procs[name] = start(name, args.frequency, tmp, pids)
+            procs[name] = start(name, args.frequency, tmp, pids, args.cpus)
         time.sleep(args.warmup)
         deadline = time.monotonic() + 300
         while True:
@@ -169,8 +177,14 @@ def main():
                          'processes of a shared host make the comparison noise)')
     ap.add_argument('--sequential', action='store_true',
                     help='one configuration at a time (default: both at once over the same window)')
+    ap.add_argument('--cpus', type=lambda v: {int(c) for c in v.split(',')},
+                    help='pin the profilers to these CPUs (e.g. 0: both share one core and its caches)')
+    ap.add_argument('--aa', action='store_true',
+                    help='calibration: links against links (the ratio is then noise alone)')
     ap.add_argument('--json')
     args = ap.parse_args()
+    global OTHER
+    OTHER = 'links_b' if args.aa else 'no_links'
     total = int(args.rounds * (2 if args.sequential else 1) * (args.window + args.warmup + 60) + 120)
     tmp = tempfile.mkdtemp()
     app = os.path.join(tmp, 'app.py')
@@ -182,7 +196,7 @@ def main():
     rows = []
     try:
         for r in range(args.rounds):
-            order = ['links', 'no_links']
+            order = [LINKS, OTHER]
             random.shuffle(order)
             pids = () if args.whole_host else (worker.pid,)
             got = ([measure(name, args, tmp, pids) for name in order] if args.sequential
@@ -196,7 +210,7 @@ def main():
         worker.kill()
         worker.wait()
     summary = {}
-    for name in ('links', 'no_links'):
+    for name in (LINKS, OTHER):
         mine = [x for x in rows if x['config'] == name]
         summary[name] = {k: statistics.median(x[k] for x in mine)
                          for k in ('own_cpu_pct_core', 'own_cpu_ns_pct_core', 'bpf_pct_core', 'us_per_sample',
@@ -204,16 +218,16 @@ def main():
     by_round = {}
     for x in rows:
         by_round.setdefault(x['round'], {})[x['config']] = x
-    ratios = [round(v['links']['own_cpu_pct_core'] / max(1e-9, v['no_links']['own_cpu_pct_core']), 3)
+    ratios = [round(v[LINKS]['own_cpu_pct_core'] / max(1e-9, v[OTHER]['own_cpu_pct_core']), 3)
               for v in by_round.values() if len(v) == 2]
     summary['own_cpu_ratio_per_round'] = ratios
     summary['own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
-    ns_ratios = [round(v['links']['own_cpu_ns_pct_core'] / max(1e-9, v['no_links']['own_cpu_ns_pct_core']), 3)
+    ns_ratios = [round(v[LINKS]['own_cpu_ns_pct_core'] / max(1e-9, v[OTHER]['own_cpu_ns_pct_core']), 3)
                  for v in by_round.values() if len(v) == 2]
     summary['own_cpu_ns_ratio_per_round'] = ns_ratios
     summary['own_cpu_ns_ratio_median'] = statistics.median(ns_ratios) if ns_ratios else None
     summary['mode'] = 'sequential' if args.sequential else 'paired'
-    summary['us_per_sample_more'] = [round(v['links']['us_per_sample'] - v['no_links']['us_per_sample'], 2)
+    summary['us_per_sample_more'] = [round(v[LINKS]['us_per_sample'] - v[OTHER]['us_per_sample'], 2)
                                      for v in by_round.values() if len(v) == 2]
     print(json.dumps(summary, indent=1))
     if args.json:
