@@ -217,9 +217,15 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
     d.string_table.extend(t.strings)
 
     attribute_table = d.attribute_table
-    attribute_table.add()
+    add_attribute = attribute_table.add
+    add_attribute()
     for key, value in t.attributes[1:]:
-        attribute_table.add(key_strindex=key, value=any_value(value))
+        if type(value) is str:  # most of them (thread names, thread-context attributes): no AnyValue copied
+            a = add_attribute()
+            a.key_strindex = key
+            a.value.string_value = value
+        else:
+            add_attribute(key_strindex=key, value=any_value(value))
 
     mapping_table = d.mapping_table
     mapping_table.add()
@@ -263,9 +269,12 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
         add_stack().location_indices.extend(locations)
 
     link_table = d.link_table
-    link_table.add()
+    add_link = link_table.add
+    add_link()
     for link in t.links:
-        link_table.add(trace_id=link.trace_id, span_id=link.span_id)
+        pb = add_link()
+        pb.trace_id = link.trace_id
+        pb.span_id = link.span_id
 
 
 def _value_type(t: _Tables, vt: ValueType) -> profiles_pb2.ValueType:

@@ -14,6 +14,7 @@ ended, with the side tables their keys point to:
 from __future__ import annotations
 
 import ctypes as ct
+import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...profile.model import CPU_SAMPLES, RawSample
@@ -22,6 +23,7 @@ from . import PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND, BatchReader, CommFilter, Drai
 
 TC_RECORD_MAX = 640
 NO_LINK: Tuple[Any, tuple] = (None, ())
+_u32 = struct.Struct('=I').unpack_from
 
 # (tgid, copied record) -> (SpanLink | None, context attributes): the receiver's decoder of thread
 # contexts (runtimes/otel_thread_context.RecordLinks), which caches what it decoded across drains
@@ -137,17 +139,16 @@ class OnCpuDrain:
 
         cache = self._tc_cache
         reader = self._tc_readers[old & 1]
-        size = ct.sizeof(reader.table.Leaf)
-        data = reader.table.Leaf.data.offset
-        string_at = ct.string_at
+        leaf = reader.table.Leaf
+        size = ct.sizeof(leaf)
+        at_len, at_data = leaf.len.offset, leaf.data.offset
         try:
             for keys, values, n in reader.take():
-                base = ct.addressof(values)
-                for i in range(n):
-                    v = values[i]
-                    k = keys[i]
-                    cache[k if isinstance(k, int) else int(k.value)] = (
-                        string_at(base + i * size + data, min(int(v.len), TC_RECORD_MAX)), old)
+                raw = ct.string_at(ct.addressof(values), size * n)  # one copy; no ctypes object per record
+                for i, k in enumerate(keys[:n]):
+                    o = i * size
+                    length = min(_u32(raw, o + at_len)[0], TC_RECORD_MAX)
+                    cache[k if isinstance(k, int) else int(k.value)] = raw[o + at_data:o + at_data + length], old
         except OSError:  # a batch refused (not expected with 256 entries a call): BCC's way, whole map
             for k, v in reader.table.items_lookup_and_delete_batch():
                 n = min(int(v.len), TC_RECORD_MAX)
