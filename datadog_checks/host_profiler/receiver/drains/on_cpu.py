@@ -177,7 +177,10 @@ class OnCpuDrain:
             elif self.link_record is None:
                 hit = (record, ())
             else:
-                hit = self.link_record(tgid, record)
+                try:
+                    hit = self.link_record(tgid, record)
+                except Exception:  # noqa: BLE001 - never fails the drain: the receiver decodes the bytes
+                    hit = (record, ())
             self._links[rid] = hit
         return hit
 
