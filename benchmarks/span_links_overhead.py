@@ -91,7 +91,7 @@ def _cpu_s(pid: int) -> float:
 
 LINKS = 'links'
 OTHER = 'no_links'  # 'links_b' with --aa
-READY_PROFILES = 2  # profiles written before the window starts
+READY_PROFILES = 2  # profiles written before the window starts (--ready)
 
 
 def _profiles(tmp: str, name: str) -> int:
@@ -133,7 +133,7 @@ def measure_many(names, args, tmp: str, pids=()) -> list:
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
-            if all(_profiles(tmp, name) >= READY_PROFILES for name in procs) or time.monotonic() > deadline:
+            if all(_profiles(tmp, name) >= args.ready for name in procs) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         time.sleep(1.0)  # off the export itself
@@ -179,6 +179,9 @@ def main():
                     help='one configuration at a time (default: both at once over the same window)')
     ap.add_argument('--cpus', type=lambda v: {int(c) for c in v.split(',')},
                     help='pin the profilers to these CPUs (e.g. 0: both share one core and its caches)')
+    ap.add_argument('--ready', type=int, default=READY_PROFILES,
+                    help='profiles each must have written before the window starts (the symbolizer warms up '
+                         'on the rarer stacks of the app, a few tens of ms at a time)')
     ap.add_argument('--aa', action='store_true',
                     help='calibration: links against links (the ratio is then noise alone)')
     ap.add_argument('--json')
