@@ -5,18 +5,24 @@
 dd-trace-py app whose threads run spans back to back, with `receiver.span_links` on and off.
 
     python benchmarks/span_links_overhead.py [--rounds 3] [--window 40] [--warmup 20] [--frequency 99]
-                                             [--threads 2] [--json FILE]
+                                             [--threads 2] [--sequential] [--json FILE]
 
 The app (the tests' DDTRACE_APP: each thread opens a span, burns CPU in it for 40 ms, then 20 ms
 outside) runs for the whole benchmark, one thread per core. Each round runs the standalone command
-(this checkout, default configuration but `span_links`) twice, in a shuffled order:
+(this checkout, default configuration but `span_links`) twice, started in a shuffled order, both at
+the same time over the same window (paired: on a shared host the load changes from one window to
+the next far more than by 10%; --sequential runs them one after the other, as sessions before 8 did):
 
   links      `receiver.span_links: true` (the default): the BPF program copies the sampled thread's
              record; samples are linked to their span (every span a distinct OTLP sample)
   no_links   `receiver.span_links: false`
 
-After --warmup s (start-up and BCC compile not counted), over --window s:
-  - own CPU: utime+stime of the host-profiler process, as % of one core;
+After --warmup s and once each has written its second profile (start-up, the BCC compile and the
+first symbolization of the app's stacks not counted: under load the compile alone can take 20 s, and
+a first export inside the window was worth 30% of it), over --window s:
+  - own CPU: utime+stime of the host-profiler process, as % of one core (10 ms ticks);
+  - own CPU (ns): the summed run time of its threads (/proc/PID/task/*/schedstat, nanoseconds), the
+    figure the ratios are computed from (the ticks alone move a 40 s window at 0.8% by ±3%);
   - BPF: run time of its BPF programs (kernel run_time_ns, BPF stats on for the benchmark), % of one core;
   - in-kernel time per sample: run_time_ns / run_cnt of `on_cpu_sample`.
 The ratio links / no_links of own CPU is computed within each round (the host is shared). By
@@ -46,19 +52,25 @@ from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog
 from tests.runtimes.test_otel_thread_tls import DDTRACE_APP, ddtrace_env  # noqa: E402
 
 
-def start(name: str, hz: int, tmp: str, pids=()) -> subprocess.Popen:
+def start(name: str, hz: int, tmp: str, pids=(), cpus=None) -> subprocess.Popen:
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n  pids: [{}]\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name == 'links' else 'false',
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name.startswith('links') else 'false',
             ', '.join(str(p) for p in pids)))
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
            '--interval', '10', '--duration', '100000', '--output', os.path.join(d, 'out')]
+
+    def child():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'), env=env,
-                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            start_new_session=True, preexec_fn=child)
 
 
 def _progs(pid: int) -> dict:
@@ -77,25 +89,78 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-def measure(name: str, args, tmp: str, pids=()) -> dict:
-    proc = start(name, args.frequency, tmp, pids)
+LINKS = 'links'
+OTHER = 'no_links'  # 'links_b' with --aa
+READY_PROFILES = 2  # profiles written before the window starts (--ready)
+
+
+def _profiles(tmp: str, name: str) -> int:
     try:
+        return len(os.listdir(os.path.join(tmp, name, 'out', 'profiles')))
+    except OSError:
+        return 0
+
+
+def _run_ns(pid: int) -> dict:
+    """tid -> run time in ns of every thread of the process."""
+    out = {}
+    for tid in os.listdir('/proc/{}/task'.format(pid)):
+        try:
+            with open('/proc/{}/task/{}/schedstat'.format(pid, tid)) as f:
+                out[tid] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def _snapshot(proc) -> tuple:
+    return _progs(proc.pid), _cpu_s(proc.pid), _run_ns(proc.pid), time.monotonic()
+
+
+def measure(name: str, args, tmp: str, pids=()) -> dict:
+    return measure_many([name], args, tmp, pids)[0]
+
+
+def measure_many(names, args, tmp: str, pids=()) -> list:
+    """The configurations ``names`` at the same time (started in that order), over one window."""
+    procs = {}
+    try:
+        for name in names:
+            procs[name] = start(name, args.frequency, tmp, pids, args.cpus)
         time.sleep(args.warmup)
-        if proc.poll() is not None:
-            raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+        deadline = time.monotonic() + 300
+        while True:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+            if all(_profiles(tmp, name) >= args.ready for name in procs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(1.0)  # off the export itself
         load0 = os.getloadavg()[0]
-        a, c0, t0 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        first = {name: _snapshot(proc) for name, proc in procs.items()}
         time.sleep(args.window)
-        b, c1, t1 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        last = {name: _snapshot(proc) for name, proc in procs.items()}
+        load1 = os.getloadavg()[0]
     finally:
-        stop_profiler(proc)
+        for proc in procs.values():
+            stop_profiler(proc)
+    return [_row(name, first[name], last[name], (load0 + load1) / 2) for name in names]
+
+
+def _row(name: str, first: tuple, last: tuple, load: float) -> dict:
+    (a, c0, r0, t0), (b, c1, r1, t1) = first, last
     wall = t1 - t0
+    # threads alive at both ends (the profiler's threads live as long as it does); a thread born
+    # in the window counts from zero
+    run_ns = sum(v - r0.get(tid, 0) for tid, v in r1.items())
     bpf_ns = sum((b[i]['run_time_ns'] or 0) - (a[i]['run_time_ns'] or 0) for i in b if i in a)
     sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
               for i in b if i in a and b[i]['name'] == 'on_cpu_sample']
     ns, cnt = (sum(x) for x in zip(*sample)) if sample else (0, 0)
-    return {'config': name, 'load1': round(load0, 2),
+    return {'config': name, 'load1': round(load, 2),
             'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
+            'own_cpu_ns_pct_core': round(100.0 * run_ns / 1e9 / wall, 4),
             'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
             'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2)}
 
@@ -110,9 +175,20 @@ def main():
     ap.add_argument('--whole-host', action='store_true',
                     help='profile every process (default: only the traced app, `receiver.pids`: the other '
                          'processes of a shared host make the comparison noise)')
+    ap.add_argument('--sequential', action='store_true',
+                    help='one configuration at a time (default: both at once over the same window)')
+    ap.add_argument('--cpus', type=lambda v: {int(c) for c in v.split(',')},
+                    help='pin the profilers to these CPUs (e.g. 0: both share one core and its caches)')
+    ap.add_argument('--ready', type=int, default=READY_PROFILES,
+                    help='profiles each must have written before the window starts (the symbolizer warms up '
+                         'on the rarer stacks of the app, a few tens of ms at a time)')
+    ap.add_argument('--aa', action='store_true',
+                    help='calibration: links against links (the ratio is then noise alone)')
     ap.add_argument('--json')
     args = ap.parse_args()
-    total = int(args.rounds * 2 * (args.window + args.warmup + 15) + 60)
+    global OTHER
+    OTHER = 'links_b' if args.aa else 'no_links'
+    total = int(args.rounds * (2 if args.sequential else 1) * (args.window + args.warmup + 60) + 120)
     tmp = tempfile.mkdtemp()
     app = os.path.join(tmp, 'app.py')
     with open(app, 'w') as f:
@@ -123,10 +199,12 @@ def main():
     rows = []
     try:
         for r in range(args.rounds):
-            order = ['links', 'no_links']
+            order = [LINKS, OTHER]
             random.shuffle(order)
-            for name in order:
-                row = measure(name, args, tmp, () if args.whole_host else (worker.pid,))
+            pids = () if args.whole_host else (worker.pid,)
+            got = ([measure(name, args, tmp, pids) for name in order] if args.sequential
+                   else measure_many(order, args, tmp, pids))
+            for row in got:
                 row['round'] = r
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -135,24 +213,30 @@ def main():
         worker.kill()
         worker.wait()
     summary = {}
-    for name in ('links', 'no_links'):
+    for name in (LINKS, OTHER):
         mine = [x for x in rows if x['config'] == name]
         summary[name] = {k: statistics.median(x[k] for x in mine)
-                         for k in ('own_cpu_pct_core', 'bpf_pct_core', 'us_per_sample', 'load1')}
+                         for k in ('own_cpu_pct_core', 'own_cpu_ns_pct_core', 'bpf_pct_core', 'us_per_sample',
+                                   'load1')}
     by_round = {}
     for x in rows:
         by_round.setdefault(x['round'], {})[x['config']] = x
-    ratios = [round(v['links']['own_cpu_pct_core'] / max(1e-9, v['no_links']['own_cpu_pct_core']), 3)
+    ratios = [round(v[LINKS]['own_cpu_pct_core'] / max(1e-9, v[OTHER]['own_cpu_pct_core']), 3)
               for v in by_round.values() if len(v) == 2]
     summary['own_cpu_ratio_per_round'] = ratios
     summary['own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
-    summary['us_per_sample_more'] = [round(v['links']['us_per_sample'] - v['no_links']['us_per_sample'], 2)
+    ns_ratios = [round(v[LINKS]['own_cpu_ns_pct_core'] / max(1e-9, v[OTHER]['own_cpu_ns_pct_core']), 3)
+                 for v in by_round.values() if len(v) == 2]
+    summary['own_cpu_ns_ratio_per_round'] = ns_ratios
+    summary['own_cpu_ns_ratio_median'] = statistics.median(ns_ratios) if ns_ratios else None
+    summary['mode'] = 'sequential' if args.sequential else 'paired'
+    summary['us_per_sample_more'] = [round(v[LINKS]['us_per_sample'] - v[OTHER]['us_per_sample'], 2)
                                      for v in by_round.values() if len(v) == 2]
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'frequency': args.frequency, 'window_s': args.window, 'rows': rows, 'summary': summary}, f,
-                      indent=1)
+            json.dump({'frequency': args.frequency, 'window_s': args.window, 'rows': rows, 'summary': summary,
+                       'command': ' '.join(sys.argv)}, f, indent=1)
 
 
 if __name__ == '__main__':

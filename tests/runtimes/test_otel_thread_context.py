@@ -20,6 +20,7 @@ from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.runtimes.otel_process_context import ProcessContext
 from datadog_checks.host_profiler.runtimes.otel_thread_context import (
     RecordError,
+    RecordLinks,
     ThreadContextDecoder,
     parse_record,
     resolve_attributes,
@@ -159,3 +160,34 @@ def test_fuzzed_records_parse_or_fail_with_a_reason(data):
     else:
         for key, value in ctx.attributes:
             assert 0 <= key < 256 and isinstance(value, str)
+
+
+def test_record_links_decode_a_span_once_across_drains_and_again_for_a_new_key_map(tmp_path):
+    """What the receiver's drains use: every sample of a span (the same record bytes) shares one
+    SpanLink and one attribute tuple; the record is decoded once while it is in use, again when its
+    process published a new context (key map), and forgotten after a drain without it."""
+    record = _record(tmp_path)
+    telemetry = Telemetry()
+    first = ProcessContext(address=1, published_at_ns=1, resource={},
+                           attributes={'threadlocal.attribute_key_map': list(KEY_MAP)})
+    contexts = {9: None}
+    links = RecordLinks(ThreadContextDecoder(telemetry), contexts.get)
+    link, attrs = links(9, record)  # no process context yet: ids only, unknown keys counted
+    assert link == SpanLink(TRACE, SPAN) and attrs == ()
+    contexts[9] = first
+    a = links(9, record)
+    b = links(9, bytes(record))  # equal bytes, another object: a cache hit
+    assert a[0] is b[0] and a[1] is b[1] and dict(a[1])['http.route'] == 'GET /users/{id}'
+    assert links.decoded == 2
+    links.end_drain()
+    assert links(9, record)[0] is a[0] and links.decoded == 2  # the span goes on in the next drain
+    links.end_drain()
+    links.end_drain()  # a whole drain without it: forgotten
+    c = links(9, record)
+    assert links.decoded == 3 and c == a and c[0] is not a[0]
+    assert links(10, record)[0] is not c[0]  # another process: its own entry
+    totals = telemetry.totals()
+    # counted at each decode, not at each sample or drain: no context (3 entries), the key map (1 entry
+    # outside it), after the drain without it (1), pid 10 without context (3)
+    assert totals['otel_context.record_errors{reason:unknown_key}'] == 3 + 1 + 1 + 3
+    assert 'otel_context.samples_linked' not in totals or totals['otel_context.samples_linked'] == 0

@@ -105,6 +105,10 @@ class _Tables:
         self.stack_by_id: Dict[int, int] = {}
         self.links: List[SpanLink] = []  # link_table[1:]
         self.link_index: Dict[SpanLink, int] = {}
+        # by id: every sample of a span shares one SpanLink and one attribute tuple (the receiver
+        # decodes a record once), so most samples cost a dict look-up here
+        self.link_by_id: Dict[int, int] = {}
+        self.context_attributes_by_id: Dict[int, List[int]] = {}
         # The id()-keyed caches are valid because every object they see is reachable from the
         # Profile being encoded (or is a module constant), so no id is reused during an encode.
 
@@ -175,10 +179,21 @@ class _Tables:
         return i
 
     def link(self, link: SpanLink) -> int:
+        i = self.link_by_id.get(id(link))
+        if i is not None:
+            return i
         i = self.link_index.get(link)
         if i is None:
             self.links.append(link)
             i = self.link_index[link] = len(self.links)
+        self.link_by_id[id(link)] = i
+        return i
+
+    def context_attributes(self, attributes: Tuple[Tuple[str, str], ...]) -> List[int]:
+        """Attribute indices of a sample's thread-context attributes."""
+        i = self.context_attributes_by_id.get(id(attributes))
+        if i is None:
+            i = self.context_attributes_by_id[id(attributes)] = [self.attribute(k, v) for k, v in attributes]
         return i
 
     def stack(self, frames: Sequence[Frame]) -> int:
@@ -202,9 +217,15 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
     d.string_table.extend(t.strings)
 
     attribute_table = d.attribute_table
-    attribute_table.add()
+    add_attribute = attribute_table.add
+    add_attribute()
     for key, value in t.attributes[1:]:
-        attribute_table.add(key_strindex=key, value=any_value(value))
+        if type(value) is str:  # most of them (thread names, thread-context attributes): no AnyValue copied
+            a = add_attribute()
+            a.key_strindex = key
+            a.value.string_value = value
+        else:
+            add_attribute(key_strindex=key, value=any_value(value))
 
     mapping_table = d.mapping_table
     mapping_table.add()
@@ -248,9 +269,12 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
         add_stack().location_indices.extend(locations)
 
     link_table = d.link_table
-    link_table.add()
+    add_link = link_table.add
+    add_link()
     for link in t.links:
-        link_table.add(trace_id=link.trace_id, span_id=link.span_id)
+        pb = add_link()
+        pb.trace_id = link.trace_id
+        pb.span_id = link.span_id
 
 
 def _value_type(t: _Tables, vt: ValueType) -> profiles_pb2.ValueType:
@@ -262,6 +286,8 @@ def _fill_samples(pb_profile: profiles_pb2.Profile, samples: Sequence[Any], t: _
     stack = t.stack
     stack_by_id = t.stack_by_id
     thread_attrs: Dict[Tuple[int, str], Tuple[int, int]] = {}
+    link_by_id = t.link_by_id
+    context_by_id = t.context_attributes_by_id
     for s in samples:
         si = stack_by_id.get(id(s.frames))
         if si is None:
@@ -276,11 +302,15 @@ def _fill_samples(pb_profile: profiles_pb2.Profile, samples: Sequence[Any], t: _
         msg = add()
         msg.stack_index = si
         msg.attribute_indices.extend(attrs)
-        if s.context_attributes:  # thread-context attributes, under the keys of the process's key map
-            msg.attribute_indices.extend([t.attribute(k, v) for k, v in s.context_attributes])
+        ca = s.context_attributes
+        if ca:  # thread-context attributes, under the keys of the process's key map
+            ci = context_by_id.get(id(ca))
+            msg.attribute_indices.extend(ci if ci is not None else t.context_attributes(ca))
         msg.values.append(s.value)
-        if s.link is not None:
-            msg.link_index = t.link(s.link)
+        link = s.link
+        if link is not None:
+            li = link_by_id.get(id(link))
+            msg.link_index = li if li is not None else t.link(link)
 
 
 def encode(

@@ -24,7 +24,7 @@ from ..profile.merge import add_samples, merged_samples
 from ..profile.model import CPU_SAMPLES, RawSample
 from ..runtime.telemetry import Telemetry
 from ..runtimes.otel_process_context import ProcessContextReader
-from ..runtimes.otel_thread_context import ThreadContextDecoder
+from ..runtimes.otel_thread_context import RecordLinks, ThreadContextDecoder
 from .kernel import SamplerError
 from .processes import ProcessRegistry
 from .sampler import LOSS_REASONS, PARTIAL_REASONS, ProcessEvent, Sampler, SamplerConfig
@@ -186,6 +186,8 @@ class Receiver:
         # OTel thread contexts (OTEP 4947): a sampled thread's copied record -> RawSample.link and
         # .context_attributes, with the key map of ProcessInfo.otel_context (the copy itself is BPF's)
         self.thread_contexts = ThreadContextDecoder(self.telemetry)
+        # decoded once per distinct record, not per drain: the drain builds linked samples directly
+        self.record_links = RecordLinks(self.thread_contexts, self._otel_context)
         from ..runtimes import Runtimes, runtime_classes
 
         fp = self.config.unwinding == 'frame_pointers'
@@ -251,6 +253,8 @@ class Receiver:
                 self._release_lock()
                 raise
             self._sampler = sampler
+            if self.thread_tls is not None:
+                sampler.on_cpu.link_record = self.record_links
             self.runtimes.attach(sampler)
             for info in list(self.registry):  # processes known before a restart
                 if info.exited_at is None:
@@ -496,25 +500,30 @@ class Receiver:
         self.runtimes.end_drain()
         return out
 
+    def _otel_context(self, pid: int):
+        info = self.registry.get(pid)
+        return info.otel_context if info is not None else None
+
     def _link_samples(self, samples: List[RawSample], kernel: Dict[str, int]) -> List[RawSample]:
-        """The thread-context record the BPF program copied with a sample (bytes in ``link``) -> its
-        span link and attributes (through the process context's key map); kernel counters -> metrics."""
+        """Counts the linked samples (the drain decoded their records through ``record_links``; a
+        sample whose ``link`` still holds the copied record's bytes is decoded here); kernel counters
+        -> metrics."""
         t = self.telemetry
-        out = []
-        memo: Dict[Tuple[int, bytes], Tuple[Any, Any]] = {}  # a record shared by many stacks is decoded once
+        out = samples
         linked = 0
-        for s in samples:
-            if isinstance(s.link, bytes):
-                k = (s.pid, s.link)
-                hit = memo.get(k)
-                if hit is None:
-                    info = self.registry.get(s.pid)
-                    hit = memo[k] = self.thread_contexts.decode(
-                        s.link, info.otel_context if info is not None else None, 0)
-                if hit[0] is not None:
-                    linked += s.count
-                s = dataclasses.replace(s, link=hit[0], context_attributes=hit[1])
-            out.append(s)
+        for i, s in enumerate(samples):
+            link = s.link
+            if link is None:
+                continue
+            if isinstance(link, bytes):
+                if out is samples:
+                    out = list(samples)
+                link, attributes = self.record_links(s.pid, link)
+                out[i] = s = dataclasses.replace(s, link=link, context_attributes=attributes)
+                if link is None:
+                    continue
+            linked += s.count
+        self.record_links.end_drain()
         t.count('otel_context.samples_linked', linked)
         t.count('otel_context.thread_context_reads', kernel.get('reads', 0))
         for reason in ('torn', 'read_error', 'oversized', 'record_map_full'):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from ..profile.model import SpanLink
 
@@ -62,27 +62,39 @@ class ThreadContext:
     malformed: bool = False  # an attribute entry overran attrs-data (the rest was dropped)
 
 
-def parse_record(record: bytes) -> ThreadContext:
-    """Parse the copied bytes of one record. Raises ``RecordError('not_valid' | 'truncated')``."""
-    if len(record) < RECORD_HEADER.size:
+_NO_TRACE = bytes(16)
+_NO_SPAN = bytes(8)
+_unpack_header = RECORD_HEADER.unpack_from
+
+
+def _parse(record: bytes) -> Tuple[Optional[SpanLink], Tuple[Tuple[int, str], ...], bool]:
+    """``parse_record`` without the ``ThreadContext`` (the receiver's path: once per distinct record)."""
+    if len(record) < 28:
         raise RecordError('truncated')
-    trace_id, span_id, valid, _flags, size = RECORD_HEADER.unpack_from(record)
+    trace_id, span_id, valid, _flags, size = _unpack_header(record)
     if valid != VALID:
         raise RecordError('not_valid')
-    data = record[RECORD_HEADER.size:RECORD_HEADER.size + size]
-    if len(data) < size:
+    end = 28 + size
+    if len(record) < end:
         raise RecordError('truncated')
     values = {}
-    i = 0
+    i = 28
     malformed = False
-    while i < size:
-        if i + 2 > size or i + 2 + data[i + 1] > size:
+    while i < end:
+        if i + 2 > end or i + 2 + record[i + 1] > end:
             malformed = True
             break
-        key, length = data[i], data[i + 1]
-        values[key] = data[i + 2:i + 2 + length].decode('utf-8', 'replace')  # last occurrence wins
+        length = record[i + 1]
+        values[record[i]] = record[i + 2:i + 2 + length].decode('utf-8', 'replace')  # last occurrence wins
         i += 2 + length
-    return ThreadContext(SpanLink.of(trace_id, span_id), tuple(values.items()), malformed)
+    # the OTEP requires both ids or neither (SpanLink.of)
+    link = SpanLink(trace_id, span_id) if trace_id != _NO_TRACE and span_id != _NO_SPAN else None
+    return link, tuple(values.items()), malformed
+
+
+def parse_record(record: bytes) -> ThreadContext:
+    """Parse the copied bytes of one record. Raises ``RecordError('not_valid' | 'truncated')``."""
+    return ThreadContext(*_parse(record))
 
 
 def resolve_attributes(entries: Sequence[Tuple[int, str]], key_map: Sequence[str]
@@ -106,6 +118,7 @@ class ThreadContextDecoder:
 
     def __init__(self, telemetry) -> None:
         self.telemetry = telemetry
+        self._key_map: Tuple[Any, Tuple[str, ...]] = (None, ())  # (process context, its key map), the last one
         telemetry.declare('otel_context.samples_linked')
         telemetry.declare('otel_context.thread_context_reads')
         for reason in RECORD_ERROR_REASONS:
@@ -117,16 +130,64 @@ class ThreadContextDecoder:
         None. ``samples``: how many samples the record stands for (the count of an aggregated key)."""
         t = self.telemetry
         try:
-            ctx = parse_record(record[:MAX_RECORD_BYTES])
+            link, entries, malformed = _parse(record[:MAX_RECORD_BYTES] if len(record) > MAX_RECORD_BYTES else record)
         except RecordError as e:
             t.count('otel_context.record_errors', 1, ['reason:' + e.reason])
             return None, ()
-        if ctx.malformed:
+        if malformed:
             t.count('otel_context.record_errors', 1, ['reason:bad_attribute'])
-        key_map = process_context.attribute_key_map if process_context is not None else ()
-        attributes, unknown = resolve_attributes(ctx.attributes, key_map)
-        if unknown:
-            t.count('otel_context.record_errors', unknown, ['reason:unknown_key'])
-        if ctx.link is not None:
+        attributes: Tuple[Tuple[str, str], ...] = ()
+        if entries:
+            cached = self._key_map
+            if cached[0] is not process_context:
+                cached = self._key_map = (
+                    process_context, process_context.attribute_key_map if process_context is not None else ())
+            attributes, unknown = resolve_attributes(entries, cached[1])
+            if unknown:
+                t.count('otel_context.record_errors', unknown, ['reason:unknown_key'])
+        if link is not None and samples:
             t.count('otel_context.samples_linked', samples)
-        return ctx.link, attributes
+        return link, attributes
+
+
+class RecordLinks:
+    """What the samples of a drain carry for their copied records, decoded once per distinct record
+    for as long as it is in use: (pid, record bytes) -> (SpanLink | None, context attributes).
+
+    A span's record is the same bytes at every sample of the span, and across the drains it spans:
+    it is decoded (and its errors counted) once, and every sample of the span shares the same
+    ``SpanLink`` and attribute tuple (the OTLP encoder then finds them by identity). An entry is
+    decoded again when its process's context changed (a new key map), and dropped once a whole
+    drain went by without a sample of it (``end_drain``): memory is bounded by the records of two
+    drains. ``context_of``: pid -> the process's ``ProcessContext`` or None."""
+
+    def __init__(self, decoder: ThreadContextDecoder, context_of: Callable[[int], Any]) -> None:
+        self.decoder = decoder
+        self.context_of = context_of
+        self._current: Dict[Tuple[int, bytes], Tuple[Any, tuple, Any]] = {}
+        self._previous: Dict[Tuple[int, bytes], Tuple[Any, tuple, Any]] = {}
+        self._attributes: Dict[tuple, tuple] = {}  # equal attribute tuples, one object
+        self.decoded = 0  # records decoded (cache misses), for tests and benchmarks
+
+    def __call__(self, pid: int, record: bytes) -> Tuple[Optional[SpanLink], Tuple[Tuple[str, str], ...]]:
+        key = (pid, record)
+        context = self.context_of(pid)
+        hit = self._current.get(key)
+        if hit is None:
+            hit = self._previous.get(key)
+            if hit is not None:
+                self._current[key] = hit
+        if hit is not None and hit[2] is context:
+            return hit[0], hit[1]
+        link, attributes = self.decoder.decode(record, context, 0)
+        if attributes:
+            attributes = self._attributes.setdefault(attributes, attributes)
+        self._current[key] = (link, attributes, context)
+        self.decoded += 1
+        return link, attributes
+
+    def end_drain(self) -> None:
+        """Forget the records no sample of the last two drains referred to."""
+        self._previous, self._current = self._current, {}
+        if len(self._attributes) > 4 * (len(self._previous) + 64):
+            self._attributes.clear()

@@ -13,13 +13,21 @@ ended, with the side tables their keys point to:
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+import ctypes as ct
+import struct
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...profile.model import CPU_SAMPLES, RawSample
 from ..program import EFAULT, MAX_STACK_DEPTH, clear_stacks, read_stack
-from . import PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND, CommFilter, DrainPass
+from . import PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND, BatchReader, CommFilter, DrainPass
 
 TC_RECORD_MAX = 640
+NO_LINK: Tuple[Any, tuple] = (None, ())
+_u32 = struct.Struct('=I').unpack_from
+
+# (tgid, copied record) -> (SpanLink | None, context attributes): the receiver's decoder of thread
+# contexts (runtimes/otel_thread_context.RecordLinks), which caches what it decoded across drains
+LinkRecord = Callable[[int, bytes], Tuple[Any, tuple]]
 
 
 class OnCpuDrain:
@@ -34,6 +42,11 @@ class OnCpuDrain:
         self.ku_maps: tuple = ()
         self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
         self._tc_cache: Dict[int, Tuple[bytes, int]] = {}  # thread-context record id -> (record, generation)
+        self._tc_readers: tuple = ()  # BatchReader of tc_records0/1
+        # set by the receiver: decodes a record into what RawSample carries (link, context_attributes);
+        # None: RawSample.link carries the record's bytes
+        self.link_record: Optional[LinkRecord] = None
+        self._links: Dict[int, Tuple[Any, tuple]] = {}  # record id -> (link, attributes), in this pass
         self.ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
         # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
         self.verify_pairs: List[tuple] = []
@@ -48,16 +61,18 @@ class OnCpuDrain:
         # (set 0, set 1) of the full-size maps, then of the short stacks' (bpf/sampler.c)
         self.pystacks = program.pair('pystacks') + program.pair('pystacks_s') if program.python else ()
         self.tc_records = program.pair('tc_records') if c.span_links else ()
+        self._tc_readers = tuple(BatchReader(t) for t in self.tc_records)
         self.ku_maps = program.pair('ku_stacks') if self.kernel_unwind is not None else ()
 
     def close(self) -> None:
-        self.counts = self.stacks = self.tc_records = ()
+        self.counts = self.stacks = self.tc_records = self._tc_readers = ()
 
     # -- one pass
     def begin(self, old: int) -> list:
         """Read (and delete) the counts of generation ``old`` and the side tables they refer to."""
         self._old = old
         self._cache = {}
+        self._links = {}
         counts = self.counts[old & 1]
         entries = []
         for k, v in counts.items_lookup_and_delete_batch():
@@ -90,8 +105,9 @@ class OnCpuDrain:
                 if truncated:
                     p.partial[PARTIAL_DEPTH_LIMIT] += cnt
             p.pairs.add((us, ks))
+            link, attributes = self.thread_link(tgid, tc) if tc else NO_LINK
             p.samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
-                                       self.python_stack(py), link=self.thread_record(tc)))
+                                       self.python_stack(py), link, attributes))
 
     def end(self) -> int:
         """Clear the stack map of the pass; returns how many stacks it held."""
@@ -123,21 +139,51 @@ class OnCpuDrain:
         from ...unwind.copies import MAX_RETRIES
 
         cache = self._tc_cache
-        for k, v in self.tc_records[old & 1].items_lookup_and_delete_batch():
-            n = min(int(v.len), TC_RECORD_MAX)
-            cache[k if isinstance(k, int) else int(k.value)] = bytes(bytearray(v.data)[:n]), old
+        reader = self._tc_readers[old & 1]
+        leaf = reader.table.Leaf
+        size = ct.sizeof(leaf)
+        at_len, at_data = leaf.len.offset, leaf.data.offset
+        try:
+            for keys, values, n in reader.take():
+                raw = ct.string_at(ct.addressof(values), size * n)  # one copy; no ctypes object per record
+                for i, k in enumerate(keys[:n]):
+                    o = i * size
+                    length = min(_u32(raw, o + at_len)[0], TC_RECORD_MAX)
+                    cache[k if isinstance(k, int) else int(k.value)] = raw[o + at_data:o + at_data + length], old
+        except OSError:  # a batch refused (not expected with 256 entries a call): BCC's way, whole map
+            for k, v in reader.table.items_lookup_and_delete_batch():
+                n = min(int(v.len), TC_RECORD_MAX)
+                cache[k if isinstance(k, int) else int(k.value)] = bytes(bytearray(v.data)[:n]), old
         if len(cache) > 4 * int(self.config.thread_context_records):
             horizon = old - MAX_RETRIES - 2
             for rid in [r for r, (_, g) in cache.items() if g < horizon]:
                 del cache[rid]
 
     def thread_record(self, rid: int) -> Optional[bytes]:
-        """The copied record of a sample (bytes; the receiver decodes it into ``RawSample.link`` and
-        ``.context_attributes``), or None."""
+        """The copied record of a sample (bytes), or None."""
         if not rid:
             return None
         hit = self._tc_cache.get(rid)
         return hit[0] if hit is not None else None
+
+    def thread_link(self, tgid: int, rid: int) -> Tuple[Any, tuple]:
+        """(``RawSample.link``, ``.context_attributes``) of a sample's record id: decoded by
+        ``link_record`` once per record and pass (every sample of a span shares the same objects),
+        or (the record's bytes, ()) without a decoder (the receiver decodes them), (None, ()) for none."""
+        hit = self._links.get(rid)
+        if hit is None:
+            record = self.thread_record(rid)
+            if record is None:
+                hit = NO_LINK
+            elif self.link_record is None:
+                hit = (record, ())
+            else:
+                try:
+                    hit = self.link_record(tgid, record)
+                except Exception:  # noqa: BLE001 - never fails the drain: the receiver decodes the bytes
+                    hit = (record, ())
+            self._links[rid] = hit
+        return hit
 
     def _read_kernel_unwound(self, old: int) -> None:
         """The user stacks the kernel unwound in the generation that ended: id -> (addresses, partial)."""

@@ -111,5 +111,6 @@ class StackCopyDrain:
             if truncated:
                 p.partial[PARTIAL_UNWIND] += cnt
             p.pairs.add(('copy', ustack, ks))
+            link, attributes = on_cpu.thread_link(tgid, tc) if tc else (None, ())
             p.samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, False,
-                                       on_cpu.python_stack(py), link=on_cpu.thread_record(tc)))
+                                       on_cpu.python_stack(py), link, attributes))
