@@ -4,13 +4,19 @@
 """The long-lived sampler thread.
 
 ``Receiver.start()`` takes the host-wide lock, starts the ``Sampler`` (synchronously: start-up
-errors raise ``SamplerError`` in the caller) and a daemon thread that polls exec/exit events,
-drains the kernel maps every ``drain_interval`` seconds and accumulates raw samples until the
-check calls ``collect()``. ``stop()`` only signals; the thread detaches everything and exits.
+errors raise ``SamplerError`` in the caller) and a daemon thread that drains the kernel maps every
+``drain_interval`` seconds and accumulates raw samples until the check calls ``collect()``.
+Process events (first sample of a process, exec, exit) are handled on a thread of their own (the
+sampler's events thread), so that a process is read and registered with the runtimes within
+milliseconds of its first sample, whatever the drain is doing (a drain unwinding stack copies
+or compiling CFI tables takes hundreds of ms on a busy host; a process may live 50 ms). Both
+threads write the registry and the runtimes, which lock their own state; ``_events_lock``
+guards the receiver's re-read schedule. ``stop()`` only signals; the thread detaches everything and exits.
 The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import fcntl
@@ -164,7 +170,11 @@ class Receiver:
         self._thread: Optional[threading.Thread] = None
         self._sampler: Optional[Sampler] = None
         self._lock_fd: Optional[int] = None
-        self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec
+        self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec (under _events_lock)
+        self._events_lock = threading.Lock()
+        # seconds from each first sample (the kernel's timestamp) to its process read and registered
+        # with the runtimes (benchmarks, tests): the last 4096
+        self.first_sample_delays: 'collections.deque[float]' = collections.deque(maxlen=4096)
         self._acc: Dict[tuple, int] = {}
         self._lost: Dict[str, int] = {}
         self._filtered = 0
@@ -261,6 +271,8 @@ class Receiver:
             self._last_heartbeat = time.monotonic()
             self._since_ns = time.time_ns()
             self.telemetry.gauge('sampler.running', 1)
+            # process events on their own thread (falls back to the drain thread's polls without one)
+            sampler.start_events_thread(self._reread_due, self.config.poll_timeout_ms)
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
             if self.runtimes:
@@ -321,15 +333,14 @@ class Receiver:
                     if self.log:
                         self.log.warning('host_profiler sampler stops itself: %s', self.stopped_reason)
                     break
-                due = min(self._reread.values()) if self._reread else next_drain
+                threaded = sampler.events_threaded
+                with self._events_lock:
+                    due = min(self._reread.values()) if self._reread and not threaded else next_drain
                 wait = min(cfg.poll_timeout_ms / 1000.0, next_drain - time.monotonic(), due - time.monotonic())
                 sampler.poll(max(1, int(max(0.0, wait) * 1000)))
                 now = time.monotonic()
-                if self._reread:
-                    for pid in [p for p, t in self._reread.items() if t <= now]:
-                        del self._reread[pid]
-                        self.registry.refresh_mappings(pid, fresh=True)
-                        self._observe(self.registry.get(pid))
+                if not threaded:
+                    self._reread_due()
                 if now >= next_drain:
                     self._drain_once(sampler)
                     next_drain += cfg.drain_interval
@@ -370,6 +381,34 @@ class Receiver:
                 if self.log:
                     self.log.debug('runtime prefetch failed', exc_info=True)
 
+    def _reread_due(self) -> Optional[float]:
+        """Re-read the maps of the young processes whose time came (the loader maps libraries
+        after exec); returns the seconds until the next one (None: none scheduled). Runs on the
+        events thread (on the drain thread when there is none)."""
+        now = time.monotonic()
+        with self._events_lock:
+            if not self._reread:
+                return None
+            pids = [p for p, t in self._reread.items() if t <= now]
+            for pid in pids:
+                del self._reread[pid]
+        for pid in pids:
+            self.registry.refresh_mappings(pid, fresh=True)
+            self._observe(self.registry.get(pid))
+        with self._events_lock:
+            return max(0.0, min(self._reread.values()) - time.monotonic()) if self._reread else None
+
+    def _schedule_reread(self, pid: int, delay: float, replace: bool = True) -> None:
+        with self._events_lock:
+            if len(self._reread) >= self.config.max_processes and pid not in self._reread:
+                return
+            if not replace and pid in self._reread:
+                return
+            self._reread[pid] = time.monotonic() + delay
+        sampler = self._sampler
+        if sampler is not None:
+            sampler.wake_events()  # its wait may be longer than this delay
+
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
             return
@@ -384,29 +423,32 @@ class Receiver:
             # belong to another process now: compare start times.
             info, gone = self.registry.ensure(ev.pid, check_start=True)
             self._observe(info)
+            if ev.ts_ns:
+                self.first_sample_delays.append(time.monotonic() - ev.ts_ns / 1e9)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
-            elif (info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S
-                  and len(self._reread) < self.config.max_processes):
+            elif info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S:
                 # young: the loader may still be mapping its libraries
-                self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
+                self._schedule_reread(ev.pid, EXEC_REREAD_DELAY_S)
         elif ev.kind == 'exec':  # of a process sampled before (see bpf/sampler.c)
-            self._reread.pop(ev.pid, None)
+            with self._events_lock:
+                self._reread.pop(ev.pid, None)
             self.runtimes.forget(ev.pid)
             self.registry.on_exec(ev.pid)
         else:
-            self._reread.pop(ev.pid, None)
+            with self._events_lock:
+                self._reread.pop(ev.pid, None)
             self.runtimes.forget(ev.pid)
             self.registry.on_exit(ev.pid)
 
     def _observe(self, info) -> None:
-        """Runtimes detect their processes at first sight (and after a re-read of the mappings)."""
+        """Runtimes detect their processes at first sight (and after a re-read of the mappings).
+        Called from the events thread and the drain thread: the runtimes lock their own state."""
         if info is not None and info.exited_at is None and self.runtimes:
             try:
-                if (self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S
-                        and len(self._reread) < self.config.max_processes):
+                if self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S:
                     # its interpreter library is not mapped yet: read its maps again shortly
-                    self._reread.setdefault(info.pid, time.monotonic() + RUNTIME_REREAD_DELAY_S)
+                    self._schedule_reread(info.pid, RUNTIME_REREAD_DELAY_S, replace=False)
             except Exception:  # noqa: BLE001 - a runtime must not stop the sampler thread
                 if self.log:
                     self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)
