@@ -12,9 +12,10 @@ A ``Receiver`` (99 Hz, drain every 0.25 s, the given unwinding) runs while:
   kernel-unwind budget keep the stack copy);
 - a C program that spins for 50 ms then exits is started every 0.2 s (the short-lived process).
 
-For each first-sample event the receiver handles, the delay from the kernel's timestamp of
-that sample (``ProcessEvent.ts_ns``, CLOCK_MONOTONIC) to the end of its handling (process read,
-runtimes observed) is recorded by wrapping ``Receiver._on_event`` (the same on any version).
+For each first-sample event the receiver handles, the delays from the kernel's timestamp of
+that sample (``ProcessEvent.ts_ns``, CLOCK_MONOTONIC) to its metadata read (the event's
+``registry.ensure``) and to the runtimes' first look (``runtimes.observe``) are recorded by
+wrapping those calls (the same on any version).
 Reported: delay percentiles of the short processes' first-sample events, how many short processes
 got metadata (exe and libc mappings in the registry), and the drain durations.
 ``--repo`` runs another checkout (the version before the events thread) for the before/after.
@@ -83,15 +84,29 @@ def main() -> None:
     rx = Receiver(ReceiverConfig(samples_per_second=99, drain_interval=0.25, check_interval=0,
                                  lock_path=os.path.join(tmp, 'hp.lock'), process_exit_ttl=600.0,
                                  unwinding=args.unwinding), telemetry=tel)
-    delays = {}  # pid -> seconds from its first sample to the end of its handling
-    orig = rx._on_event
+    # pid -> seconds from its first sample to: its metadata read (the event's registry.ensure),
+    # the runtimes' first look at it (runtimes.observe)
+    delays, observed, first_ts = {}, {}, {}
+    orig_on_event, orig_ensure, orig_observe = rx._on_event, rx.registry.ensure, rx.runtimes.observe
 
     def on_event(ev):
-        orig(ev)
-        if ev.kind == 'sampled' and ev.pid not in delays:
-            delays[ev.pid] = time.monotonic() - ev.ts_ns / 1e9
+        if ev.kind == 'sampled' and ev.pid not in first_ts:
+            first_ts[ev.pid] = ev.ts_ns / 1e9
+        orig_on_event(ev)
 
-    rx._on_event = on_event
+    def ensure(pid, check_start=False):
+        out = orig_ensure(pid, check_start)
+        if check_start and pid in first_ts and pid not in delays:
+            delays[pid] = time.monotonic() - first_ts[pid]
+        return out
+
+    def observe(info):
+        out = orig_observe(info)
+        if info.pid in first_ts and info.pid not in observed:
+            observed[info.pid] = time.monotonic() - first_ts[info.pid]
+        return out
+
+    rx._on_event, rx.registry.ensure, rx.runtimes.observe = on_event, ensure, observe
     drains = []
     orig_drain = rx._drain_once
 
@@ -128,8 +143,10 @@ def main() -> None:
     finally:
         rx.stop(block=True, timeout=30)
     got = 0
-    short_delays = []
+    short_delays, short_observed = [], []
     for p in shorts:
+        if p.pid in observed:
+            short_observed.append(observed[p.pid])
         info = rx.registry.get(p.pid)
         if info is not None and info.exe == busy and any('libc' in m.path for m in info.mappings):
             got += 1
@@ -144,6 +161,8 @@ def main() -> None:
         'delay_ms_p50': round(1000 * (pct(short_delays, 0.5) or 0), 1),
         'delay_ms_p95': round(1000 * (pct(short_delays, 0.95) or 0), 1),
         'delay_ms_max': round(1000 * max(short_delays or [0]), 1),
+        'observe_ms_p50': round(1000 * (pct(short_observed, 0.5) or 0), 1),
+        'observe_ms_p95': round(1000 * (pct(short_observed, 0.95) or 0), 1),
         'all_first_samples': len(delays),
         'all_delay_ms_p95': round(1000 * (pct(list(delays.values()), 0.95) or 0), 1),
         'drains': len(drains),

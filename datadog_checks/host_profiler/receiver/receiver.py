@@ -172,6 +172,7 @@ class Receiver:
         self._lock_fd: Optional[int] = None
         self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec (under _events_lock)
         self._events_lock = threading.Lock()
+        self._to_observe: List[Any] = []  # first sampled in the current batch of events (events thread only)
         # seconds from each first sample (the kernel's timestamp) to its process read and registered
         # with the runtimes (benchmarks, tests): the last 4096
         self.first_sample_delays: 'collections.deque[float]' = collections.deque(maxlen=4096)
@@ -272,7 +273,7 @@ class Receiver:
             self._since_ns = time.time_ns()
             self.telemetry.gauge('sampler.running', 1)
             # process events on their own thread (falls back to the drain thread's polls without one)
-            sampler.start_events_thread(self._reread_due, self.config.poll_timeout_ms)
+            sampler.start_events_thread(self._events_idle, self.config.poll_timeout_ms)
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
             if self.runtimes:
@@ -381,6 +382,15 @@ class Receiver:
                 if self.log:
                     self.log.debug('runtime prefetch failed', exc_info=True)
 
+    def _events_idle(self) -> Optional[float]:
+        """The events thread, after each batch of events: the runtimes look at the processes
+        first sampled in it, then the re-reads whose time came."""
+        todo, self._to_observe = self._to_observe, []
+        for info in todo:
+            if self.registry.get(info.pid) is info:  # not exec'd meanwhile (an exit marks it: skipped)
+                self._observe(info)
+        return self._reread_due()
+
     def _reread_due(self) -> Optional[float]:
         """Re-read the maps of the young processes whose time came (the loader maps libraries
         after exec); returns the seconds until the next one (None: none scheduled). Runs on the
@@ -422,9 +432,15 @@ class Receiver:
             # processes is twice the registry), so its exit may have gone unseen and the pid may
             # belong to another process now: compare start times.
             info, gone = self.registry.ensure(ev.pid, check_start=True)
-            self._observe(info)
             if ev.ts_ns:
                 self.first_sample_delays.append(time.monotonic() - ev.ts_ns / 1e9)
+            sampler = self._sampler
+            if sampler is not None and sampler.events_threaded and info is not None:
+                # the metadata of every process of this batch of events first (a process may live
+                # 50 ms), then the runtimes' look at each (files opened, memory read): _events_idle
+                self._to_observe.append(info)
+            else:
+                self._observe(info)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
             elif info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S:
