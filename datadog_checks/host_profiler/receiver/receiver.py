@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -172,7 +173,10 @@ class Receiver:
         self._lock_fd: Optional[int] = None
         self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec (under _events_lock)
         self._events_lock = threading.Lock()
-        self._to_observe: List[Any] = []  # first sampled in the current batch of events (events thread only)
+        # the runtimes' look at the processes the events thread read (see _observe_soon)
+        self._observe_q: 'queue.Queue[Any]' = queue.Queue()
+        self._observer: Optional[threading.Thread] = None
+        self._observer_stop = threading.Event()
         # seconds from each first sample (the kernel's timestamp) to its process read and registered
         # with the runtimes (benchmarks, tests): the last 4096
         self.first_sample_delays: 'collections.deque[float]' = collections.deque(maxlen=4096)
@@ -272,8 +276,14 @@ class Receiver:
             self._last_heartbeat = time.monotonic()
             self._since_ns = time.time_ns()
             self.telemetry.gauge('sampler.running', 1)
-            # process events on their own thread (falls back to the drain thread's polls without one)
-            sampler.start_events_thread(self._events_idle, self.config.poll_timeout_ms)
+            # process events on their own thread (falls back to the drain thread's polls without one),
+            # the runtimes' look at each new process on another
+            self._observe_q = queue.Queue()
+            if sampler.start_events_thread(self._reread_due, self.config.poll_timeout_ms) and self.runtimes:
+                self._observer_stop = threading.Event()
+                self._observer = threading.Thread(target=self._observe_loop, args=(self._observer_stop,),
+                                                  name='host_profiler-observe', daemon=True)
+                self._observer.start()
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
             if self.runtimes:
@@ -359,6 +369,7 @@ class Receiver:
                 self.log.error('host_profiler sampler thread failed: %s', e, exc_info=True)
         finally:
             sampler.close()
+            self._stop_observer()
             self.runtimes.close()
             self._release_lock()
             self._stop.set()
@@ -369,6 +380,13 @@ class Receiver:
                 except Exception as e:  # noqa: BLE001
                     if self.log:
                         self.log.warning('host_profiler sampler stop hook failed: %s', e)
+
+    def _stop_observer(self) -> None:
+        """Stop the observer thread (after the events thread: nothing more is queued)."""
+        th, self._observer = self._observer, None
+        if th is not None:
+            self._observer_stop.set()
+            th.join(5.0)
 
     def _prefetch(self, sampler: Sampler) -> None:
         took = 0.0
@@ -382,14 +400,26 @@ class Receiver:
                 if self.log:
                     self.log.debug('runtime prefetch failed', exc_info=True)
 
-    def _events_idle(self) -> Optional[float]:
-        """The events thread, after each batch of events: the runtimes look at the processes
-        first sampled in it, then the re-reads whose time came."""
-        todo, self._to_observe = self._to_observe, []
-        for info in todo:
-            if self.registry.get(info.pid) is info:  # not exec'd meanwhile (an exit marks it: skipped)
+    def _observe_soon(self, info) -> None:
+        """The runtimes' look at a process (tens to hundreds of ms: module files opened and parsed,
+        memory read, their locks shared with the drain): on the observer thread when the events
+        have a thread of their own, so that the next first sample's /proc read never waits for it;
+        else now."""
+        if info is None:
+            return
+        if self._observer is not None:
+            self._observe_q.put(info)
+        else:
+            self._observe(info)
+
+    def _observe_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                info = self._observe_q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self.registry.get(info.pid) is info:  # not exec'd or re-read meanwhile
                 self._observe(info)
-        return self._reread_due()
 
     def _reread_due(self) -> Optional[float]:
         """Re-read the maps of the young processes whose time came (the loader maps libraries
@@ -404,7 +434,7 @@ class Receiver:
                 del self._reread[pid]
         for pid in pids:
             self.registry.refresh_mappings(pid, fresh=True)
-            self._observe(self.registry.get(pid))
+            self._observe_soon(self.registry.get(pid))
         with self._events_lock:
             return max(0.0, min(self._reread.values()) - time.monotonic()) if self._reread else None
 
@@ -434,13 +464,7 @@ class Receiver:
             info, gone = self.registry.ensure(ev.pid, check_start=True)
             if ev.ts_ns:
                 self.first_sample_delays.append(time.monotonic() - ev.ts_ns / 1e9)
-            sampler = self._sampler
-            if sampler is not None and sampler.events_threaded and info is not None:
-                # the metadata of every process of this batch of events first (a process may live
-                # 50 ms), then the runtimes' look at each (files opened, memory read): _events_idle
-                self._to_observe.append(info)
-            else:
-                self._observe(info)
+            self._observe_soon(info)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
             elif info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S:
