@@ -403,6 +403,10 @@ class Sampler:
             if self._closed or self._bpf is None:
                 return DrainResult([], {})
             t0 = time.monotonic()
+            if self._event_rings is not None:
+                # exec and exit events are submitted without a wake-up: the events thread reads
+                # them at each drain (as poll() did), not only at its timeout
+                self._event_rings.wake()
             old = self._gen
             self._gen = old + 1
             self.program.set_generation(self._gen)
