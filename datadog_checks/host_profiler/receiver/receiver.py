@@ -420,6 +420,10 @@ class Receiver:
                 continue
             if self.registry.get(info.pid) is info:  # not exec'd or re-read meanwhile
                 self._observe(info)
+                if info.exited_at is not None or self.registry.get(info.pid) is not info:
+                    # it exited or exec'd while the runtimes looked at it: the events thread's
+                    # forget may have come first
+                    self.runtimes.forget(info.pid)
 
     def _reread_due(self) -> Optional[float]:
         """Re-read the maps of the young processes whose time came (the loader maps libraries
@@ -473,13 +477,13 @@ class Receiver:
         elif ev.kind == 'exec':  # of a process sampled before (see bpf/sampler.c)
             with self._events_lock:
                 self._reread.pop(ev.pid, None)
+            self.registry.on_exec(ev.pid)  # (before forget: see _observe_loop)
             self.runtimes.forget(ev.pid)
-            self.registry.on_exec(ev.pid)
         else:
             with self._events_lock:
                 self._reread.pop(ev.pid, None)
-            self.runtimes.forget(ev.pid)
             self.registry.on_exit(ev.pid)
+            self.runtimes.forget(ev.pid)
 
     def _observe(self, info) -> None:
         """Runtimes detect their processes at first sight (and after a re-read of the mappings).
