@@ -279,7 +279,10 @@ class Receiver:
             # process events on their own thread (falls back to the drain thread's polls without one),
             # the runtimes' look at each new process on another
             self._observe_q = queue.Queue()
-            if sampler.start_events_thread(self._reread_due, self.config.poll_timeout_ms) and self.runtimes:
+            # (exit and exec events come without a wake-up: read at least every drain interval, even
+            # while a drain takes longer)
+            events_timeout_ms = max(1, int(min(self.config.poll_timeout_ms, 1000 * self.config.drain_interval)))
+            if sampler.start_events_thread(self._reread_due, events_timeout_ms) and self.runtimes:
                 self._observer_stop = threading.Event()
                 self._observer = threading.Thread(target=self._observe_loop, args=(self._observer_stop,),
                                                   name='host_profiler-observe', daemon=True)
