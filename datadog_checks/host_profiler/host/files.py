@@ -60,7 +60,7 @@ MAX_DEBUGDATA_COMPRESSED = 16 << 20
 MAX_DEBUGDATA_DECOMPRESSED = 64 << 20
 
 REASONS = ('symlink_escape', 'magic_link', 'symlink', 'not_regular', 'too_large', 'foreign_owner',
-           'too_many_sections')
+           'too_many_sections', 'not_the_mapped_file')
 MAX_RECENT = 32
 
 # --- openat2 --------------------------------------------------------------------------------
@@ -296,15 +296,21 @@ class FileOpener:
             os.close(fd)
 
     def open_mapping(self, pid: int, start: int, end: int, path: str, root: str = '', *, inode: int = 0,
-                     dev: str = '', host_fallback: bool = False) -> Optional[OpenedMapping]:
+                     dev: str = '', host_fallback: bool = False, verify: bool = False, kind: str = 'elf',
+                     max_bytes: int = MAX_ELF_BYTES) -> Optional[OpenedMapping]:
         """The one resolver from a file mapping to an opened file: ``(file, fstat, path shown,
         through map_files)``, or None. The mapped inode first (/proc/PID/map_files: also when
         deleted or replaced; if it is refused, None: the path names the same file), else
         ``path`` (' (deleted)' stripped) inside the process's ``root`` (default
         /proc/PID/root: the process is gone), else with ``host_fallback`` the host's ``path``,
-        only if it is the mapped file (``inode`` and ``dev`` as in /proc/PID/maps)."""
+        only if it is the mapped file (``inode`` and ``dev`` as in /proc/PID/maps).
+
+        ``verify`` (with ``inode``): the path inside the root must be the mapped file too, else
+        it is refused (``not_the_mapped_file``, counted): a file swapped after it was mapped, or
+        a path of another mount namespace than the process's, is never read in its place.
+        ``max_bytes``: the size cap of every route (refused ``too_large``)."""
         try:
-            f, st = self.open_mapped(pid, start, end)
+            f, st = self.open_mapped(pid, start, end, kind=kind, max_bytes=max_bytes)
             return f, st, map_files_path(pid, start, end, self.proc), True
         except FileRefused:
             return None
@@ -313,20 +319,37 @@ class FileOpener:
         clean = path[: -len(DELETED_SUFFIX)] if path.endswith(DELETED_SUFFIX) else path
         root = root or '{}/{}/root'.format(self.proc, pid)
         try:
-            f, st = self.open_in_root(root, clean, pid=pid)
-            return f, st, join_root(root, clean), False
+            f, st = self.open_in_root(root, clean, pid=pid, kind=kind, max_bytes=max_bytes)
+        except FileRefused:
+            if verify:
+                return None
         except (OSError, ValueError):
             pass
+        else:
+            if not (verify and inode) or self._is_mapped_file(st, inode, dev):
+                return f, st, join_root(root, clean), False
+            f.close()
+            self.refuse('not_the_mapped_file', join_root(root, clean), pid, kind, (st.st_dev, st.st_ino))
+            return None
         if not (host_fallback and inode and root != '/'):
             return None
         try:
-            f, st = self.open_host(clean, pid=pid)
+            f, st = self.open_host(clean, pid=pid, kind=kind, max_bytes=max_bytes)
         except (OSError, ValueError):
             return None
         if st.st_ino != inode or maps_dev(st.st_dev) != str(dev).lower():
             f.close()
             return None
         return f, st, clean, False
+
+    @staticmethod
+    def _is_mapped_file(st: os.stat_result, inode: int, dev: str) -> bool:
+        """``st`` is the file mapped with ``inode`` and ``dev`` (as /proc/PID/maps shows them).
+        The device is compared unless the file is on an anonymous device (major 0: overlayfs,
+        FUSE, btrfs subvolumes), where maps shows the underlying file system's device."""
+        if st.st_ino != int(inode):
+            return False
+        return not dev or os.major(st.st_dev) == 0 or maps_dev(st.st_dev) == str(dev).lower()
 
     def open_host(self, path: str, *, kind: str = 'elf', pid: int = 0, max_bytes: int = MAX_ELF_BYTES) -> Opened:
         """Open a path of this host (our own root): the same rules, with '/' as the root."""

@@ -4,17 +4,24 @@
 """The long-lived sampler thread.
 
 ``Receiver.start()`` takes the host-wide lock, starts the ``Sampler`` (synchronously: start-up
-errors raise ``SamplerError`` in the caller) and a daemon thread that polls exec/exit events,
-drains the kernel maps every ``drain_interval`` seconds and accumulates raw samples until the
-check calls ``collect()``. ``stop()`` only signals; the thread detaches everything and exits.
+errors raise ``SamplerError`` in the caller) and a daemon thread that drains the kernel maps every
+``drain_interval`` seconds and accumulates raw samples until the check calls ``collect()``.
+Process events (first sample of a process, exec, exit) are handled on a thread of their own (the
+sampler's events thread), so that a process is read and registered with the runtimes within
+milliseconds of its first sample, whatever the drain is doing (a drain unwinding stack copies
+or compiling CFI tables takes hundreds of ms on a busy host; a process may live 50 ms). Both
+threads write the registry and the runtimes, which lock their own state; ``_events_lock``
+guards the receiver's re-read schedule. ``stop()`` only signals; the thread detaches everything and exits.
 The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import fcntl
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -164,7 +171,15 @@ class Receiver:
         self._thread: Optional[threading.Thread] = None
         self._sampler: Optional[Sampler] = None
         self._lock_fd: Optional[int] = None
-        self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec
+        self._reread: Dict[int, float] = {}  # pid -> when to re-read its maps after exec (under _events_lock)
+        self._events_lock = threading.Lock()
+        # the runtimes' look at the processes the events thread read (see _observe_soon)
+        self._observe_q: 'queue.Queue[Any]' = queue.Queue()
+        self._observer: Optional[threading.Thread] = None
+        self._observer_stop = threading.Event()
+        # seconds from each first sample (the kernel's timestamp) to its process read and registered
+        # with the runtimes (benchmarks, tests): the last 4096
+        self.first_sample_delays: 'collections.deque[float]' = collections.deque(maxlen=4096)
         self._acc: Dict[tuple, int] = {}
         self._lost: Dict[str, int] = {}
         self._filtered = 0
@@ -265,6 +280,17 @@ class Receiver:
             self._last_heartbeat = time.monotonic()
             self._since_ns = time.time_ns()
             self.telemetry.gauge('sampler.running', 1)
+            # process events on their own thread (falls back to the drain thread's polls without one),
+            # the runtimes' look at each new process on another
+            self._observe_q = queue.Queue()
+            # (exit and exec events come without a wake-up: read at least every drain interval, even
+            # while a drain takes longer)
+            events_timeout_ms = max(1, int(min(self.config.poll_timeout_ms, 1000 * self.config.drain_interval)))
+            if sampler.start_events_thread(self._reread_due, events_timeout_ms) and self.runtimes:
+                self._observer_stop = threading.Event()
+                self._observer = threading.Thread(target=self._observe_loop, args=(self._observer_stop,),
+                                                  name='host_profiler-observe', daemon=True)
+                self._observer.start()
             self._thread = threading.Thread(target=self._run, name='host_profiler-sampler', daemon=True)
             self._thread.start()
             if self.runtimes:
@@ -325,15 +351,14 @@ class Receiver:
                     if self.log:
                         self.log.warning('host_profiler sampler stops itself: %s', self.stopped_reason)
                     break
-                due = min(self._reread.values()) if self._reread else next_drain
+                threaded = sampler.events_threaded
+                with self._events_lock:
+                    due = min(self._reread.values()) if self._reread and not threaded else next_drain
                 wait = min(cfg.poll_timeout_ms / 1000.0, next_drain - time.monotonic(), due - time.monotonic())
                 sampler.poll(max(1, int(max(0.0, wait) * 1000)))
                 now = time.monotonic()
-                if self._reread:
-                    for pid in [p for p, t in self._reread.items() if t <= now]:
-                        del self._reread[pid]
-                        self.registry.refresh_mappings(pid, fresh=True)
-                        self._observe(self.registry.get(pid))
+                if not threaded:
+                    self._reread_due()
                 if now >= next_drain:
                     self._drain_once(sampler)
                     next_drain += cfg.drain_interval
@@ -351,6 +376,7 @@ class Receiver:
                 self.log.error('host_profiler sampler thread failed: %s', e, exc_info=True)
         finally:
             sampler.close()
+            self._stop_observer()
             self.runtimes.close()
             self._release_lock()
             self._stop.set()
@@ -361,6 +387,13 @@ class Receiver:
                 except Exception as e:  # noqa: BLE001
                     if self.log:
                         self.log.warning('host_profiler sampler stop hook failed: %s', e)
+
+    def _stop_observer(self) -> None:
+        """Stop the observer thread (after the events thread: nothing more is queued)."""
+        th, self._observer = self._observer, None
+        if th is not None:
+            self._observer_stop.set()
+            th.join(5.0)
 
     def _prefetch(self, sampler: Sampler) -> None:
         took = 0.0
@@ -373,6 +406,59 @@ class Receiver:
             except Exception:  # noqa: BLE001 - a failed look is retried at the next one
                 if self.log:
                     self.log.debug('runtime prefetch failed', exc_info=True)
+
+    def _observe_soon(self, info) -> None:
+        """The runtimes' look at a process (tens to hundreds of ms: module files opened and parsed,
+        memory read, their locks shared with the drain): on the observer thread when the events
+        have a thread of their own, so that the next first sample's /proc read never waits for it;
+        else now."""
+        if info is None:
+            return
+        if self._observer is not None:
+            self._observe_q.put(info)
+        else:
+            self._observe(info)
+
+    def _observe_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                info = self._observe_q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self.registry.get(info.pid) is info:  # not exec'd or re-read meanwhile
+                self._observe(info)
+                if info.exited_at is not None or self.registry.get(info.pid) is not info:
+                    # it exited or exec'd while the runtimes looked at it: the events thread's
+                    # forget may have come first
+                    self.runtimes.forget(info.pid)
+
+    def _reread_due(self) -> Optional[float]:
+        """Re-read the maps of the young processes whose time came (the loader maps libraries
+        after exec); returns the seconds until the next one (None: none scheduled). Runs on the
+        events thread (on the drain thread when there is none)."""
+        now = time.monotonic()
+        with self._events_lock:
+            if not self._reread:
+                return None
+            pids = [p for p, t in self._reread.items() if t <= now]
+            for pid in pids:
+                del self._reread[pid]
+        for pid in pids:
+            self.registry.refresh_mappings(pid, fresh=True)
+            self._observe_soon(self.registry.get(pid))
+        with self._events_lock:
+            return max(0.0, min(self._reread.values()) - time.monotonic()) if self._reread else None
+
+    def _schedule_reread(self, pid: int, delay: float, replace: bool = True) -> None:
+        with self._events_lock:
+            if len(self._reread) >= self.config.max_processes and pid not in self._reread:
+                return
+            if not replace and pid in self._reread:
+                return
+            self._reread[pid] = time.monotonic() + delay
+        sampler = self._sampler
+        if sampler is not None:
+            sampler.wake_events()  # its wait may be longer than this delay
 
     def _on_event(self, ev: ProcessEvent) -> None:
         if self._pid_filter and ev.pid not in self._pid_filter:
@@ -387,30 +473,33 @@ class Receiver:
             # processes is twice the registry), so its exit may have gone unseen and the pid may
             # belong to another process now: compare start times.
             info, gone = self.registry.ensure(ev.pid, check_start=True)
-            self._observe(info)
+            if ev.ts_ns:
+                self.first_sample_delays.append(time.monotonic() - ev.ts_ns / 1e9)
+            self._observe_soon(info)
             if gone:
                 self.telemetry.count('processes.gone_before_metadata', 1)
-            elif (info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S
-                  and len(self._reread) < self.config.max_processes):
+            elif info is not None and info is not known and info.age_s() < YOUNG_PROCESS_S:
                 # young: the loader may still be mapping its libraries
-                self._reread[ev.pid] = time.monotonic() + EXEC_REREAD_DELAY_S
+                self._schedule_reread(ev.pid, EXEC_REREAD_DELAY_S)
         elif ev.kind == 'exec':  # of a process sampled before (see bpf/sampler.c)
-            self._reread.pop(ev.pid, None)
+            with self._events_lock:
+                self._reread.pop(ev.pid, None)
+            self.registry.on_exec(ev.pid)  # (before forget: see _observe_loop)
             self.runtimes.forget(ev.pid)
-            self.registry.on_exec(ev.pid)
         else:
-            self._reread.pop(ev.pid, None)
-            self.runtimes.forget(ev.pid)
+            with self._events_lock:
+                self._reread.pop(ev.pid, None)
             self.registry.on_exit(ev.pid)
+            self.runtimes.forget(ev.pid)
 
     def _observe(self, info) -> None:
-        """Runtimes detect their processes at first sight (and after a re-read of the mappings)."""
+        """Runtimes detect their processes at first sight (and after a re-read of the mappings).
+        Called from the events thread and the drain thread: the runtimes lock their own state."""
         if info is not None and info.exited_at is None and self.runtimes:
             try:
-                if (self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S
-                        and len(self._reread) < self.config.max_processes):
+                if self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S:
                     # its interpreter library is not mapped yet: read its maps again shortly
-                    self._reread.setdefault(info.pid, time.monotonic() + RUNTIME_REREAD_DELAY_S)
+                    self._schedule_reread(info.pid, RUNTIME_REREAD_DELAY_S, replace=False)
             except Exception:  # noqa: BLE001 - a runtime must not stop the sampler thread
                 if self.log:
                     self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)

@@ -61,6 +61,20 @@ class Rings:
         self._rings.append((name, reader, handle))
         self._epoll.register(reader.fd, select.EPOLLIN)
 
+    def split(self, name: str) -> Optional['Rings']:
+        """Move ring ``name`` out of this epoll into a new ``Rings`` of its own (its own epoll and
+        wake-up fd), for a thread that reads only that ring; None when there is no such ring.
+        A ring has one reader: after the split, ``read()`` here no longer sees it."""
+        for i, (ring, reader, handle) in enumerate(self._rings):
+            if ring == name:
+                other = Rings()
+                self._epoll.unregister(reader.fd)
+                del self._rings[i]
+                other._rings.append((ring, reader, handle))
+                other._epoll.register(reader.fd, select.EPOLLIN)
+                return other
+        return None
+
     def wake(self) -> None:
         """End the current poll (from any thread)."""
         fd = self.wake_fd

@@ -15,7 +15,9 @@ see ``docs/unwinding.md``).
 
 Optional: off-CPU time (``sched:sched_switch``), and process exec/exit events
 (``sched:sched_process_exec`` / ``sched:sched_process_exit``) delivered through a BPF ring
-buffer to ``on_event``.
+buffer to ``on_event``: by ``poll()`` (and every EVENTS_DURING_DRAIN_S within a drain's unwinding
+pass), or, after ``start_events_thread()``, by a thread of their own that reads only that ring,
+so that a first sample is handled within milliseconds whatever a drain is doing.
 
 ``Sampler`` coordinates stages that read in order, each in its own module:
 
@@ -143,6 +145,10 @@ class Sampler:
         self._lock = threading.RLock()
         self._closed = False
         self._rings: Optional[Rings] = None
+        # start_events_thread(): the events ring moved to its own Rings, read by its own thread
+        self._event_rings: Optional[Rings] = None
+        self._events_thread: Optional[threading.Thread] = None
+        self._events_stop = threading.Event()
         self._gen = 0
         self._events_due = 0.0
         self._stats = None  # the per-CPU `stats` map (KERNEL_STATS)
@@ -268,9 +274,82 @@ class Sampler:
         if rings is not None:  # not started, or closed
             rings.wake()
 
+    def start_events_thread(self, on_idle: Optional[Callable[[], Optional[float]]] = None,
+                            timeout_ms: int = 1000) -> bool:
+        """Read the process events ring on a thread of its own from now on (``poll()`` and
+        ``drain()`` no longer read it): a first-sample event is handed to ``on_event`` within
+        milliseconds, not after the drain in progress. ``on_idle()`` is called after each wake-up
+        and may return the seconds until it wants to be called again (at most ``timeout_ms``:
+        exit events are submitted without a wake-up, see bpf/sampler.c). ``on_event`` then runs on
+        that thread: the caller guards what it shares with the drain. False when there is no
+        events ring (events off, not started, closed) or the thread already runs."""
+        with self._lock:
+            if self._closed or self._rings is None or self._events_thread is not None:
+                return False
+            rings = self._rings.split('events')
+            if rings is None:
+                return False
+            self._event_rings = rings
+            th = threading.Thread(target=self._events_loop, args=(rings, on_idle, max(1, int(timeout_ms))),
+                                  name='host_profiler-events', daemon=True)
+            self._events_thread = th
+            th.start()
+            return True
+
+    def wake_events(self) -> None:
+        """End the events thread's wait now (its ``on_idle`` has something due sooner), or the
+        current poll without one. From any thread."""
+        rings = self._event_rings if self._event_rings is not None else self._rings
+        if rings is not None:
+            rings.wake()
+
+    @property
+    def events_threaded(self) -> bool:
+        return self._events_thread is not None
+
+    def _events_loop(self, rings: Rings, on_idle: Optional[Callable[[], Optional[float]]], timeout_ms: int) -> None:
+        wait_ms = timeout_ms
+        while not self._events_stop.is_set():
+            rings.wait(wait_ms)
+            if self._events_stop.is_set():
+                break
+            try:
+                rings.read()
+            except Exception:  # noqa: BLE001 - the thread must keep reading
+                if self.log:
+                    self.log.debug('reading the process events ring failed', exc_info=True)
+            wait_ms = timeout_ms
+            if on_idle is not None:
+                try:
+                    nxt = on_idle()
+                except Exception:  # noqa: BLE001
+                    nxt = None
+                    if self.log:
+                        self.log.debug('process events idle hook failed', exc_info=True)
+                if nxt is not None:
+                    wait_ms = max(1, min(timeout_ms, int(nxt * 1000.0 + 0.999)))
+
+    def _stop_events_thread(self) -> bool:
+        """Stop and join the events thread; False when it did not end in time (its ring is then
+        left mapped: unmapping it under a reader would crash)."""
+        th = self._events_thread
+        if th is None:
+            return True
+        self._events_stop.set()
+        rings = self._event_rings
+        if rings is not None:
+            rings.wake()
+        if th is threading.current_thread():
+            return False
+        th.join(5.0)
+        return not th.is_alive()
+
     def _events_tick(self) -> None:
         """Within a drain: read the process events ring (only that one: the stack copies ring is
-        being unwound) if EVENTS_DURING_DRAIN_S passed since the last look."""
+        being unwound) if EVENTS_DURING_DRAIN_S passed since the last look (not when the events
+        have a thread of their own)."""
+        if self._event_rings is not None:
+            return
         now = time.monotonic()
         if now < self._events_due:
             return
@@ -324,6 +403,10 @@ class Sampler:
             if self._closed or self._bpf is None:
                 return DrainResult([], {})
             t0 = time.monotonic()
+            if self._event_rings is not None:
+                # exec and exit events are submitted without a wake-up: the events thread reads
+                # them at each drain (as poll() did), not only at its timeout
+                self._event_rings.wake()
             old = self._gen
             self._gen = old + 1
             self.program.set_generation(self._gen)
@@ -396,6 +479,7 @@ class Sampler:
 
     def close(self) -> None:
         """Detach every program and close every fd. Idempotent; safe from any thread."""
+        events_done = self._stop_events_thread()  # (it never takes self._lock)
         with self._lock:
             if self._closed:
                 return
@@ -410,6 +494,9 @@ class Sampler:
             rings, self._rings = self._rings, None
             if rings is not None:
                 rings.close()
+            event_rings, self._event_rings = self._event_rings, None
+            if event_rings is not None and events_done:
+                event_rings.close()
         if b is not None:
             try:
                 b.cleanup()

@@ -22,6 +22,10 @@ this module works out, once per process and module, how:
 - Static TLS: ``address = fs_base + offset``. Dynamic TLS (a library loaded by ``dlopen``):
   ``address = DTV[module id] + offset``, the DTV at ``fs_base + 8`` (glibc's ``tcbhead_t.dtv``).
 
+Module files are opened by ``host.files.FileOpener.open_mapping`` (the mapped inode through
+/proc/PID/map_files, else the path inside the process's root only if it is still that inode; never
+a FIFO, a device or a file over the ELF cap; refusals counted in ``symbols.files.refused``).
+
 The GOT slots are read from the process's memory (``/proc/PID/mem``): the dynamic loader filled
 them when it relocated the module. ``ThreadTlsRuntime`` registers each process in ``tc_procs``
 at its first sample and again whenever its mappings change (a ``dlopen``); a model it cannot read
@@ -29,12 +33,13 @@ is counted (``otel_context.tls_errors{reason}``) and the process's samples carry
 """
 from __future__ import annotations
 
-import os
+import contextlib
 import struct
 import threading
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, BinaryIO, Dict, List, Optional, Tuple
 
+from ..host.files import opener_for
 from .base import MemoryReadError, ProcessMemory, Runtime
 
 __all__ = ['SYMBOL', 'TlsVariable', 'TlsError', 'analyze', 'resolve_module', 'ThreadTlsRuntime',
@@ -162,10 +167,11 @@ def may_export(path: str) -> bool:
         return False
 
 
-def analyze(path: str) -> Optional[TlsVariable]:
-    """The variable of the ELF file at ``path``; None when it does not export it. Raises TlsError."""
+def analyze(path: str, f: Optional[BinaryIO] = None) -> Optional[TlsVariable]:
+    """The variable of the ELF file at ``path`` (or already opened as ``f``: ``path`` is then only
+    named in errors); None when it does not export it. Raises TlsError."""
     try:
-        with open(path, 'rb') as f:
+        with (open(path, 'rb') if f is None else contextlib.nullcontext(f)) as f:
             info = _dynamic_module(f, path)
             if info is None:
                 return None
@@ -298,6 +304,7 @@ class ThreadTlsRuntime(Runtime):
         self.telemetry = telemetry
         self.log = log
         self.memory = memory or ProcessMemory()
+        self.opener = opener_for(telemetry)
         self._table = None
         self._files: Dict[Tuple[str, int, int, int], Optional[TlsVariable]] = {}  # (path, dev, ino, mtime)
         self._procs: Dict[int, Tuple[int, frozenset, int]] = {}  # pid -> (start, module paths, modules registered)
@@ -324,18 +331,25 @@ class ThreadTlsRuntime(Runtime):
             self.log.info('span links off for a module of pid %s: %s', pid, e)
 
     def _variable(self, process: Any, path: str, mapping: Any) -> Optional[TlsVariable]:
-        from .python.detect import open_path_of
-
-        opened = open_path_of(process, path, mapping)
-        try:
-            st = os.stat(opened)
-        except OSError:
+        """The module's variable, its file opened by ``FileOpener.open_mapping`` with the identity
+        check (the mapped inode, never a FIFO, a device, a huge file, a file swapped after it was
+        mapped or another mount namespace's: refusals counted in ``symbols.files.refused``)."""
+        found = self.opener.open_mapping(process.pid, mapping.start, mapping.end, mapping.path,
+                                         getattr(process, 'root', '') or '',
+                                         inode=int(getattr(mapping, 'inode', 0) or 0),
+                                         dev=str(getattr(mapping, 'dev', '') or ''), verify=True)
+        if found is None:
             return None
+        f, st, _, _ = found
+        with f:
+            return self._analyze(process, path, f, st)
+
+    def _analyze(self, process: Any, path: str, f: BinaryIO, st: Any) -> Optional[TlsVariable]:
         key = (path, st.st_dev, st.st_ino, int(st.st_mtime))
         if key in self._files:
             return self._files[key]
         try:
-            var = analyze(opened)
+            var = analyze(path, f)
         except TlsError as e:
             self._files[key] = None
             self._error(process.pid, e)
@@ -354,8 +368,8 @@ class ThreadTlsRuntime(Runtime):
         first: Dict[str, Any] = {}
         for m in process.mappings:
             path = m.path
-            if not path.startswith('/'):
-                continue
+            if not path.startswith('/') or (path.startswith('/dev/') and not path.startswith('/dev/shm/')):
+                continue  # anonymous memory, or a mapped device (never a module: not opened)
             if path.endswith(DELETED):
                 path = path[:-len(DELETED)]
             prev = first.get(path)

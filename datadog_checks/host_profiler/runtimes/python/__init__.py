@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Dict, Optional, Tuple
 
+from ...host.files import opener_for
 from ...profile.model import FRAME_ABORT, FRAME_CPYTHON, Frame, RuntimeStack
 from ..base import MemoryReadError, ProcessMemory, Runtime
 from .code import BadObject, CodeCache, line_of
@@ -103,7 +104,7 @@ class PythonRuntime(Runtime):
             return  # seen with these mappings already
         interp = offsets = None
         try:
-            interp = detect(process)  # NotYet goes to observe(): nothing is remembered
+            interp = detect(process, opener_for(self.telemetry))  # NotYet goes to observe(): nothing is remembered
             if interp is not None:
                 offsets = offsets_for(interp.file.major, interp.file.minor)
                 if offsets is None:

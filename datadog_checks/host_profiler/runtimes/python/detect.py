@@ -6,22 +6,22 @@
 Only the mappings count (never comm or argv): the executable ``python3.X`` or the library
 ``libpython3.X*.so*`` (a shared build maps its executable too, but the interpreter is in the
 library). /proc/PID/maps shows resolved paths, so a symlinked interpreter (a venv's bin/python)
-shows as the real file. The file is opened through /proc/PID/map_files (the very file mapped, in
-any namespace), else under the process's root (containers). Symbols come
+shows as the real file. The file is opened by ``host.files.FileOpener.open_mapping``: through
+/proc/PID/map_files (the very file mapped, in any namespace), else under the process's root
+(containers) only if it is still the mapped inode; never a FIFO, a device or a file over 1 GiB
+(refusals counted in ``symbols.files.refused``). Symbols come
 from ``.dynsym``, which even stripped distribution builds keep: ``_PyRuntime`` (3.7+),
 ``Py_Version`` (3.11+: the exact version), ``PyCode_Type`` (to validate code objects).
 """
 from __future__ import annotations
 
-import os
 import re
-import stat
 import struct
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, BinaryIO, Dict, Optional, Tuple
 
 from ...host.elf import find_symbols, parse_elf, read_vaddr
-from ...host.files import map_files_path
+from ...host.files import FileOpener, opener_for
 from ...host.proc import DELETED_SUFFIX
 
 LIB_RE = re.compile(r'(?:^|/)libpython(\d)\.(\d+)[a-z]*\.so[^/]*$')
@@ -98,29 +98,23 @@ def find_interpreter_mapping(mappings) -> Optional[Tuple[object, int, int]]:
 _file_cache: Dict[tuple, InterpreterFile] = {}
 
 
-def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> InterpreterFile:
-    """Symbols and version of an interpreter file (cached by dev, inode, size, mtime)."""
-    try:
-        st = os.stat(open_path)  # follows a map_files link to the mapped file
-    except OSError as e:
-        raise NotPython('file_unreadable', '{}: {}'.format(path, e.strerror))
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
-        raise NotPython('file_unreadable', '{}: not a regular file or too large'.format(path))
+def read_interpreter_file(path: str, f: BinaryIO, st: Any, major: int, minor: int) -> InterpreterFile:
+    """Symbols and version of an interpreter file, opened as ``f`` (``st``: its fstat), cached
+    by dev, inode, size, mtime."""
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _file_cache.get(key)
     if hit is not None:
         return hit
     try:
-        with open(open_path, 'rb') as f:
-            elf = parse_elf(f, path, st.st_size, go_build_id=False)
-            if elf.machine != 'EM_X86_64':
-                raise NotPython('unsupported_arch', '{}: {}'.format(path, elf.machine))
-            loads = tuple((s.offset, s.vaddr, s.filesz) for s in elf.loads)
-            symbols = find_symbols(f, elf, SYMBOLS)
-            version = None
-            if symbols.get('Py_Version'):
-                version = read_vaddr(f, elf, symbols['Py_Version'], 4)
-            exec_type = elf.elf_type == 'ET_EXEC'
+        elf = parse_elf(f, path, st.st_size, go_build_id=False)
+        if elf.machine != 'EM_X86_64':
+            raise NotPython('unsupported_arch', '{}: {}'.format(path, elf.machine))
+        loads = tuple((s.offset, s.vaddr, s.filesz) for s in elf.loads)
+        symbols = find_symbols(f, elf, SYMBOLS)
+        version = None
+        if symbols.get('Py_Version'):
+            version = read_vaddr(f, elf, symbols['Py_Version'], 4)
+        exec_type = elf.elf_type == 'ET_EXEC'
     except (OSError, ValueError, struct.error) as e:
         raise NotPython('file_unreadable', '{}: {}'.format(path, e))
     micro = 0
@@ -134,27 +128,35 @@ def read_interpreter_file(path: str, open_path: str, major: int, minor: int) -> 
     return info
 
 
-def open_path_of(process, path: str, mapping=None) -> str:
-    """The path to open for a file the process maps. /proc/PID/map_files/START-END opens the very
-    file mapped whatever the namespaces (a chroot in a private mount namespace shows a maps path
-    that names another file from ours); else the path under the process's root."""
-    if mapping is not None:
-        direct = map_files_path(process.pid, mapping.start, mapping.end)
-        if os.path.exists(direct):
-            return direct
-    root = getattr(process, 'root', '') or '/proc/{}/root'.format(process.pid)
-    return root.rstrip('/') + path if root != '/' else path
+def open_mapped_file(process: Any, mapping: Any, opener: Optional[FileOpener] = None,
+                     max_bytes: int = MAX_FILE_BYTES) -> Optional[Tuple[BinaryIO, Any]]:
+    """(file, fstat) of the file ``mapping`` of ``process`` maps, or None (gone, or refused and
+    counted): ``FileOpener.open_mapping`` with the identity check. /proc/PID/map_files opens the
+    very file mapped whatever the namespaces; else the path under the process's root, only if it
+    is still the mapped inode (a file swapped after mapping, or another mount namespace's file
+    at that path, is refused)."""
+    opener = opener or opener_for(None)
+    found = opener.open_mapping(process.pid, mapping.start, mapping.end, mapping.path,
+                                getattr(process, 'root', '') or '', inode=int(getattr(mapping, 'inode', 0) or 0),
+                                dev=str(getattr(mapping, 'dev', '') or ''), verify=True, max_bytes=max_bytes)
+    return None if found is None else (found[0], found[1])
 
 
-def detect(process) -> Optional[Interpreter]:
+def detect(process, opener: Optional[FileOpener] = None) -> Optional[Interpreter]:
     """The CPython interpreter of a process, None when it maps none; raises NotPython when it
-    does but cannot be profiled (the reason is counted)."""
+    does but cannot be profiled (the reason is counted). ``opener``: the FileOpener counting
+    refusals (default: one counting nowhere)."""
     found = find_interpreter_mapping(process.mappings)
     if found is None:
         return None
     m, major, minor = found
     path = m.path[:-len(DELETED_SUFFIX)] if m.path.endswith(DELETED_SUFFIX) else m.path
-    info = read_interpreter_file(path, open_path_of(process, path, m), major, minor)
+    opened = open_mapped_file(process, m, opener)
+    if opened is None:
+        raise NotPython('file_unreadable', '{}: gone, or refused (see symbols.files.refused)'.format(path))
+    f, st = opened
+    with f:
+        info = read_interpreter_file(path, f, st, major, minor)
     runtime = info.symbol('_PyRuntime')
     if not runtime and not LIB_RE.search(path):
         raise NotYet(path)  # a shared build's executable, its libpython not mapped yet (the loader runs)
