@@ -15,7 +15,7 @@ from datadog_checks.host_profiler.profile.builder import build_profile
 from datadog_checks.host_profiler.profile.model import FRAME_CPYTHON
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
-from tests.workloads.pythons import DEBIAN_PYTHON, interpreters, pyenv_python
+from tests.workloads.pythons import DEBIAN_PYTHON, interpreters, pyenv_python, wait_python_registered
 
 from tests import REPO_ROOT
 
@@ -40,17 +40,6 @@ WARM_UP = '<go>'
 EVAL = '_PyEval_EvalFrameDefault'
 
 
-def _wait_registered(rx, pids, timeout):
-    """Until the Python runtime walks every one of ``pids`` (registered at their first sample)."""
-    import time
-
-    rt = next(r for r in rx.runtimes.runtimes if r.name == 'python')
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if all((rt._procs.get(pid) or (0, 0, None, None))[3] is not None for pid in pids):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _profile(tmp_path, commands, whole_host=False, **receiver):
@@ -72,7 +61,7 @@ def _profile(tmp_path, commands, whole_host=False, **receiver):
     rx = Receiver(ReceiverConfig(**cfg), telemetry=tel)
     try:
         rx.start()
-        registered = _wait_registered(rx, [procs[label].pid for label in main_only], 30)
+        registered = wait_python_registered(rx, [procs[label].pid for label in main_only], 30)
         print('pysplit workloads registered before the start signal:', registered)
         go.write_text('')
         for p in procs.values():

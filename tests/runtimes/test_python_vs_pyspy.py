@@ -29,7 +29,7 @@ from datadog_checks.host_profiler.profile.builder import build_profile
 from datadog_checks.host_profiler.profile.model import FRAME_CPYTHON
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
-from tests.workloads.pythons import interpreters
+from tests.workloads.pythons import interpreters, wait_python_registered
 
 from tests import REPO_ROOT
 
@@ -101,14 +101,6 @@ def _our_shares(resource, pid):
     return total, funcs
 
 
-def _wait_registered(rx, pids, timeout):
-    rt = next(r for r in rx.runtimes.runtimes if r.name == 'python')
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if all((rt._procs.get(pid) or (0, 0, None, None))[3] is not None for pid in pids):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _first_in_line():
@@ -168,7 +160,7 @@ def side_by_side(requires_bpf, tmp_path_factory):
     try:
         rx.start()
         # each waits for its start signal, sampled (its busy thread) until we know it, then idle
-        print('registered:', _wait_registered(rx, [p.pid for p, _ in procs.values()], 60))
+        print('registered:', wait_python_registered(rx, [p.pid for p, _ in procs.values()], 60))
         for _, go in procs.values():
             open(go + '.idle', 'w').close()
         for label, (p, go) in procs.items():

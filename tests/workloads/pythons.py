@@ -21,3 +21,17 @@ def interpreters():
     out = [('pyenv-3.{}'.format(m), pyenv_python(m)) for m in range(8, 14)]
     out.append(('debian-3.11', DEBIAN_PYTHON))
     return out
+
+
+def wait_python_registered(receiver, pids, timeout):
+    """Until the receiver's Python runtime walks every one of ``pids`` (registered at their first
+    sample); False when ``timeout`` s passed first."""
+    import time
+
+    rt = next(r for r in receiver.runtimes.runtimes if r.name == 'python')
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if all((rt._procs.get(pid) or (0, 0, None, None))[3] is not None for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
