@@ -38,6 +38,8 @@ class OnCpuDrain:
         self.counts: tuple = ()
         self.stacks: tuple = ()
         self.pystacks: tuple = ()
+        self._py_readers: tuple = ()
+        self._count_readers: tuple = ()
         self.tc_records: tuple = ()
         self.ku_maps: tuple = ()
         self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
@@ -58,14 +60,18 @@ class OnCpuDrain:
         c = self.config
         self.counts = program.pair('counts')
         self.stacks = program.pair('stacks')
+        self._count_readers = tuple(BatchReader(t, 1024) for t in self.counts)
         # (set 0, set 1) of the full-size maps, then of the short stacks' (bpf/sampler.c)
         self.pystacks = program.pair('pystacks') + program.pair('pystacks_s') if program.python else ()
         self.tc_records = program.pair('tc_records') if c.span_links else ()
         self._tc_readers = tuple(BatchReader(t) for t in self.tc_records)
+        # 64 entries a call: 132 KB of buffers for the full-size maps (2 KB a stack)
+        self._py_readers = tuple(BatchReader(t, 64) for t in self.pystacks)
         self.ku_maps = program.pair('ku_stacks') if self.kernel_unwind is not None else ()
 
     def close(self) -> None:
-        self.counts = self.stacks = self.tc_records = self._tc_readers = ()
+        self.counts = self.stacks = self.tc_records = self._tc_readers = self._py_readers = ()
+        self._count_readers = ()
 
     # -- one pass
     def begin(self, old: int) -> list:
@@ -73,11 +79,20 @@ class OnCpuDrain:
         self._old = old
         self._cache = {}
         self._links = {}
-        counts = self.counts[old & 1]
         entries = []
-        for k, v in counts.items_lookup_and_delete_batch():
+
+        def keep(k, v):
             entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack, k.ustack_hash,
                             k.tctx))
+
+        reader = self._count_readers[old & 1]
+        try:  # in chunks into buffers allocated once (BCC allocates for the whole map at every call)
+            for keys, values, n in reader.take():
+                for i in range(n):
+                    keep(keys[i], values[i])
+        except OSError:  # a batch refused: BCC's way, whole map
+            for k, v in reader.table.items_lookup_and_delete_batch():
+                keep(k, v)
         if self.kernel_unwind is not None:
             self._read_kernel_unwound(old)
         if self.pystacks:
@@ -207,11 +222,24 @@ class OnCpuDrain:
         from ...unwind.copies import MAX_RETRIES
 
         cache = self._py_cache
-        for k, v in (kv for table in self.pystacks[old & 1::2] for kv in table.items_lookup_and_delete_batch()):
-            n = min(int(v.n), int(self.config.python_max_frames))
+        max_frames = int(self.config.python_max_frames)
+
+        def keep(k, v):
+            n = min(int(v.n), max_frames)
             fr = v.frames
             frames = tuple((fr[i].code, fr[i].instr, fr[i].flags) for i in range(n))
             cache[k if isinstance(k, int) else int(k.value)] = ('cpython', frames, bool(v.truncated)), old
+
+        # BatchReader, not BCC's items_lookup_and_delete_batch: BCC allocates arrays for the whole
+        # map at every call (py-spy: most of this function's time with a few stacks a drain)
+        for reader in self._py_readers[old & 1::2]:
+            try:
+                for keys, values, n in reader.take():
+                    for i in range(n):
+                        keep(keys[i], values[i])
+            except OSError:  # a batch refused: BCC's way, whole map
+                for k, v in reader.table.items_lookup_and_delete_batch():
+                    keep(k, v)
         horizon = old - MAX_RETRIES - 2
         if len(cache) > 4 * int(self.config.python_stacks_size):
             for sid in [s for s, (_, g) in cache.items() if g < horizon]:
