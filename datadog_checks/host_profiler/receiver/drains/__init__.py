@@ -17,7 +17,7 @@ import errno
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from ...profile.model import RawSample
 
@@ -96,3 +96,14 @@ class BatchReader:
             if err == errno.ENOENT:  # the end of the map
                 return
             raise OSError(err, 'BPF_MAP_LOOKUP_AND_DELETE_BATCH failed: {}'.format(os.strerror(err)))
+
+    def items(self) -> Iterator[Tuple[Any, Any]]:
+        """Every (key, value) of the map, deleted. A value may be a view into the reused buffers:
+        copy what you keep before the next item. When the kernel refuses a batch, the rest of the
+        map is read BCC's way (whole-map arrays)."""
+        try:
+            for keys, values, n in self.take():
+                for i in range(n):
+                    yield keys[i], values[i]
+        except OSError:
+            yield from self.table.items_lookup_and_delete_batch()

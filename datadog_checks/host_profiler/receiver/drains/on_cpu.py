@@ -80,19 +80,10 @@ class OnCpuDrain:
         self._cache = {}
         self._links = {}
         entries = []
-
-        def keep(k, v):
+        # in chunks into buffers allocated once (BCC allocates for the whole map at every call)
+        for k, v in self._count_readers[old & 1].items():
             entries.append((k.tgid, k.tid, bytes(k.comm), k.ustack, k.kstack, int(v), k.pystack, k.ustack_hash,
                             k.tctx))
-
-        reader = self._count_readers[old & 1]
-        try:  # in chunks into buffers allocated once (BCC allocates for the whole map at every call)
-            for keys, values, n in reader.take():
-                for i in range(n):
-                    keep(keys[i], values[i])
-        except OSError:  # a batch refused: BCC's way, whole map
-            for k, v in reader.table.items_lookup_and_delete_batch():
-                keep(k, v)
         if self.kernel_unwind is not None:
             self._read_kernel_unwound(old)
         if self.pystacks:
@@ -223,23 +214,14 @@ class OnCpuDrain:
 
         cache = self._py_cache
         max_frames = int(self.config.python_max_frames)
-
-        def keep(k, v):
-            n = min(int(v.n), max_frames)
-            fr = v.frames
-            frames = tuple((fr[i].code, fr[i].instr, fr[i].flags) for i in range(n))
-            cache[k if isinstance(k, int) else int(k.value)] = ('cpython', frames, bool(v.truncated)), old
-
         # BatchReader, not BCC's items_lookup_and_delete_batch: BCC allocates arrays for the whole
         # map at every call (py-spy: most of this function's time with a few stacks a drain)
         for reader in self._py_readers[old & 1::2]:
-            try:
-                for keys, values, n in reader.take():
-                    for i in range(n):
-                        keep(keys[i], values[i])
-            except OSError:  # a batch refused: BCC's way, whole map
-                for k, v in reader.table.items_lookup_and_delete_batch():
-                    keep(k, v)
+            for k, v in reader.items():
+                n = min(int(v.n), max_frames)
+                fr = v.frames
+                frames = tuple((fr[i].code, fr[i].instr, fr[i].flags) for i in range(n))
+                cache[k if isinstance(k, int) else int(k.value)] = ('cpython', frames, bool(v.truncated)), old
         horizon = old - MAX_RETRIES - 2
         if len(cache) > 4 * int(self.config.python_stacks_size):
             for sid in [s for s, (_, g) in cache.items() if g < horizon]:
