@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 FAKE_PYTHON = r'''
@@ -34,45 +32,24 @@ int main(void) { _PyRuntime[0] = 1; for (;;) pause(); }
 '''
 
 
-def timed(fn, limit=5.0):
-    out = {}
-
-    def run():
-        try:
-            out['value'] = fn()
-        except Exception as e:  # noqa: BLE001
-            out['error'] = '{}: {}'.format(type(e).__name__, e)
-
-    th = threading.Thread(target=run, daemon=True)
-    t0 = time.monotonic()
-    th.start()
-    th.join(limit)
-    if th.is_alive():
-        return 'blocked (> {:.0f} s)'.format(limit), None
-    return out, round((time.monotonic() - t0) * 1000, 2)
-
-
-def swap(path, kind, other):
-    os.rename(path, path + '.mapped')
-    if kind == 'swapped copy':
-        shutil.copy(other, path)
-    elif kind == 'FIFO':
-        os.mkfifo(path)
-    elif kind == 'symlink to /dev/zero':
-        os.symlink('/dev/zero', path)
-    elif kind == '10 GB sparse file':
-        with open(path, 'wb') as f:
-            f.truncate(10 << 30)
-    else:
-        os.rename(path + '.mapped', path)
-        return lambda: None
-    return lambda: (os.unlink(path), os.rename(path + '.mapped', path))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--repo', default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     args = ap.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.workloads.hostile import call_bounded, swap_mapped_file  # this checkout's, before --repo's
+
+    def timed(fn, limit=5.0):
+        out, took = call_bounded(limit, fn)
+        if took is None:
+            return 'blocked (> {:.0f} s)'.format(limit), None
+        if 'error' in out:
+            out['error'] = '{}: {}'.format(type(out['error']).__name__, out['error'])
+        return out, round(took * 1000, 2)
+
+    def swap(path, kind, other):
+        return swap_mapped_file(path, kind, other) if kind else (lambda: None)
+
     sys.path.insert(0, args.repo)
     from datadog_checks.host_profiler.receiver.processes import read_process
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
@@ -104,7 +81,8 @@ def main() -> None:
         return info
 
     rows = []
-    for kind in ('unchanged (control)', 'swapped copy', 'FIFO', 'symlink to /dev/zero', '10 GB sparse file'):
+    for case, kind in (('unchanged (control)', None), ('swapped copy', 'copy'), ('FIFO', 'fifo'),
+                       ('symlink to /dev/zero', 'dev_zero'), ('10 GB sparse file', 'sparse')):
         info = ended([exes['a']])
         det._file_cache.clear()
         restore = swap(exes['a'], kind, exes['b'])
@@ -115,7 +93,7 @@ def main() -> None:
         if isinstance(out, dict):
             v = out.get('value')
             out = ('CPython ' + v.version) if v is not None else out.get('error', 'None')
-        rows.append({'reader': 'detect', 'case': kind, 'result': out, 'ms': ms})
+        rows.append({'reader': 'detect', 'case': case, 'result': out, 'ms': ms})
 
         info = ended([pub, '1', '30', '0', '3', 'swap', '-'])
         t = Telemetry()
@@ -129,7 +107,7 @@ def main() -> None:
             refused = {k: v for k, v in t.totals().items() if k.startswith('symbols.files.refused') and v}
             errors = {k: v for k, v in t.totals().items() if k.startswith('otel_context.tls_errors') and v}
             out = 'registered {} | refused {} | errors {}'.format(rt.processes, refused, errors)
-        rows.append({'reader': 'tls', 'case': kind, 'result': out, 'ms': ms})
+        rows.append({'reader': 'tls', 'case': case, 'result': out, 'ms': ms})
     for r in rows:
         print(json.dumps(r))
 

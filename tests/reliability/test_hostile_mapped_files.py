@@ -13,9 +13,7 @@ process ended (so /proc/PID/map_files is gone and the path is all that is left, 
 short-lived process whose first sample is handled after it exited), or /proc/PID/map_files is
 made unavailable (an agent without CAP_SYS_ADMIN) while it runs in its own mount namespace."""
 import os
-import shutil
 import subprocess
-import threading
 import time
 
 import pytest
@@ -26,6 +24,7 @@ from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.runtimes.otel_thread_tls import ThreadTlsRuntime
 from datadog_checks.host_profiler.runtimes.python.detect import NotPython, _file_cache, detect
 from tests.workloads import HERE
+from tests.workloads.hostile import call_bounded, swap_mapped_file
 
 pytestmark = pytest.mark.usefixtures('requires_root')
 
@@ -74,20 +73,9 @@ def _refused(t):
 
 def _within(seconds, fn):
     """fn() on a thread: a read that blocks (a FIFO) fails the test instead of hanging it."""
-    out = {}
-
-    def run():
-        try:
-            out['value'] = fn()
-        except Exception as e:  # noqa: BLE001 - handed back to the test
-            out['error'] = e
-
-    th = threading.Thread(target=run, daemon=True)
-    t0 = time.monotonic()
-    th.start()
-    th.join(seconds)
-    assert not th.is_alive(), 'blocked for {} s'.format(seconds)
-    return out, time.monotonic() - t0
+    out, took = call_bounded(seconds, fn)
+    assert took is not None, 'blocked for {} s'.format(seconds)
+    return out, took
 
 
 def _run_then_end(cmd, ready=0.3):
@@ -106,20 +94,6 @@ def _run_then_end(cmd, ready=0.3):
 def _detect(info, t):
     out, took = _within(10, lambda: detect(info, files.FileOpener(t)))
     return out, took
-
-
-def _swap(path, kind, other=None):
-    os.rename(path, path + '.mapped')
-    if kind == 'copy':
-        shutil.copy(other, path)
-    elif kind == 'fifo':
-        os.mkfifo(path)
-    elif kind == 'dev_zero':
-        os.symlink('/dev/zero', path)
-    elif kind == 'sparse':
-        with open(path, 'wb') as f:
-            f.truncate(10 << 30)
-    return lambda: (os.unlink(path), os.rename(path + '.mapped', path))
 
 
 def test_detection_reads_the_mapped_file_live_and_after_exit(pythons):
@@ -147,7 +121,7 @@ def test_detection_refuses_a_file_swapped_after_mapping(pythons, kind, reason):
     info = _run_then_end([pythons['real']])
     _file_cache.clear()
     t = Telemetry()
-    restore = _swap(pythons['real'], kind, pythons['other'])
+    restore = swap_mapped_file(pythons['real'], kind, pythons['other'])
     try:
         out, took = _detect(info, t)
     finally:
@@ -217,7 +191,7 @@ def test_tls_model_refuses_a_module_swapped_after_mapping(publisher, kind, reaso
     registration forever (open() by path); now every case is refused at once and counted."""
     info = _run_then_end([publisher, '1', '30', '0', '3', 'swap', '-'])
     t = Telemetry()
-    restore = _swap(publisher, kind, '/bin/true')
+    restore = swap_mapped_file(publisher, kind, '/bin/true')
     try:
         registered, took = _tls_modules(info, t)
     finally:
