@@ -29,9 +29,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..'))
-sys.path.insert(0, os.path.join(HERE, '..', 'tests'))
 
-from fake_otlp import FakeOtlpProcess  # noqa: E402
+from tests.fakes.otlp import FakeOtlpProcess  # noqa: E402
 
 from datadog_checks.host_profiler.exporters import build_exporters  # noqa: E402
 from datadog_checks.host_profiler.exporters.encoding import SharedEncoder  # noqa: E402

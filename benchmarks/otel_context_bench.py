@@ -25,10 +25,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, 'tests'))
 
-from test_otel_process_context import RESOURCE_V1, encode_context, start_ddtrace_app  # noqa: E402
-from workloads import compile_c  # noqa: E402
+from tests.runtimes.test_otel_process_context import RESOURCE_V1, encode_context, start_ddtrace_app  # noqa: E402
+from tests.workloads import compile_c  # noqa: E402
 
 from datadog_checks.host_profiler.profile import otlp  # noqa: E402
 from datadog_checks.host_profiler.profile.model import Frame, Profile, Resource, Sample, SpanLink  # noqa: E402

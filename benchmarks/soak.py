@@ -40,7 +40,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-sys.path.append(os.path.join(os.path.dirname(HERE), 'tests'))  # fake_otlp (after ours: tests/ has its own workloads)
+sys.path.append(os.path.dirname(HERE))  # tests.fakes (after ours: benchmarks/ has its own workloads)
 
 import workloads as w  # noqa: E402
 
@@ -66,7 +66,7 @@ def _lost(telemetry):
 
 
 def run_soak(args, fault=None):
-    from fake_otlp import FakeOtlp
+    from tests.fakes.otlp import FakeOtlp
 
     tmp = tempfile.mkdtemp(prefix='hp-soak-')
     spin = w.build('spin')

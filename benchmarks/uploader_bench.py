@@ -134,7 +134,7 @@ def run_once(binary: str, port: int, body_zstd: bool, tag: str) -> dict:
 
 def measure(binary: str, body_zstd: bool) -> dict:
     """One run in a fresh process with its own fake intake (which remembers uploaded build ids)."""
-    intake = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(HERE), 'tests', 'fake_symbol_intake.py')],
+    intake = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(HERE), 'tests', 'fakes', 'symbol_intake.py')],
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         port = int(intake.stdout.readline())

@@ -23,6 +23,7 @@ from datadog_checks.host_profiler.receiver.processes import read_process
 from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 from datadog_checks.host_profiler.runtimes.otel_thread_tls import ThreadTlsRuntime
 from datadog_checks.host_profiler.runtimes.python.detect import NotPython, _file_cache, detect
+from datadog_checks.host_profiler.symbols.symbolizer import Symbolizer
 from tests.workloads import HERE
 from tests.workloads.hostile import call_bounded, swap_mapped_file
 
@@ -33,6 +34,13 @@ FAKE_PYTHON = r'''
 const unsigned int Py_Version = VERSION;
 char _PyRuntime[4096];
 int main(void) { _PyRuntime[0] = 1; for (;;) pause(); }
+'''
+
+
+NAMED_FUNCTION = r'''
+#include <unistd.h>
+__attribute__((noinline)) int NAME(int x) { return x * 3 + 1; }
+int main(int argc, char **argv) { (void)argv; if (argc > 5) return NAME(argc); for (;;) pause(); }
 '''
 
 
@@ -220,3 +228,30 @@ def test_tls_skips_mapped_devices_without_opening_them(tmp_path):
     finally:
         p.kill()
         p.wait()
+
+
+def test_symbolizer_never_lends_a_swapped_binarys_symbols(tmp_path):
+    """The symbolizer (and the CFI tables, same opener call) read a process's binary through
+    map_files, else by its path only if the path is still the mapped inode: a binary replaced
+    by a deploy after the process mapped it (same layout, other names) never names its frames."""
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    mapped = _gcc(tmp_path / 'a' / 'prog', NAMED_FUNCTION, '-no-pie', '-DNAME=burn_mapped')
+    other = _gcc(tmp_path / 'b' / 'prog', NAMED_FUNCTION, '-no-pie', '-DNAME=burn_swapped')
+    nm = subprocess.run(['nm', mapped], check=True, capture_output=True, text=True).stdout
+    address = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(' burn_mapped')) + 2
+    info = _run_then_end([mapped])
+    t = Telemetry()
+    # the process gone, its path still the mapped inode: read, and named
+    assert Symbolizer(t).symbolize_user(info, [address])[0].function == 'burn_mapped'
+    assert not _refused(t)
+    t = Telemetry()
+    restore = swap_mapped_file(mapped, 'copy', other)
+    try:
+        out, took = _within(10, lambda: Symbolizer(t).symbolize_user(info, [address]))
+    finally:
+        restore()
+    frame = out['value'][0]
+    assert frame.function != 'burn_swapped' and frame.address == address
+    assert _refused(t) == {'symbols.files.refused{reason:not_the_mapped_file}': 1}
+    assert took < 2.0

@@ -271,8 +271,10 @@ class Symbolizer:
 
     def _open(self, process: Any, e: _Entry) -> Optional[OpenedMapping]:
         """(file, fstat, path shown, through map_files) of the file mapped by ``e``, or None
-        (``FileOpener.open_mapping``: the mapped inode, else the path inside the process's root)."""
-        return self.opener.open_mapping(process.pid, e.start, e.end, e.path, self._root(process))
+        (``FileOpener.open_mapping``: the mapped inode, else the path inside the process's root,
+        only if it is the mapped file: a binary replaced since it was mapped never lends its symbols)."""
+        return self.opener.open_mapping(process.pid, e.start, e.end, e.path, self._root(process),
+                                        inode=e.inode, dev=e.dev, verify=True)
 
     def _resolve(self, process: Any, st: Optional[_Proc], e: _Entry, stats: List[int]) -> None:
         """Resolve ``e`` (shared by the processes of a layout) through ``process``. What only

@@ -220,7 +220,7 @@ class CfiTables:
         # through the opener: the mapped inode (map_files), else the path inside the process's
         # root, else the host path, only if it is the same file
         found = self.opener.open_mapping(process.pid, e.start, e.end, path, getattr(process, 'root', ''),
-                                         inode=minode, dev=str(mdev), host_fallback=True)
+                                         inode=minode, dev=str(mdev), host_fallback=True, verify=True)
         if found is None:
             return None
         f, st, _, _ = found
