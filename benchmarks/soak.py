@@ -186,7 +186,9 @@ def run_soak(args, fault=None):
         summary['fault_seconds'] = args.fault_seconds
         summary['max_queue_mb'] = round(max(r['queue_bytes'] for r in rows) / 1e6, 2)
         summary['busy_samples_per_cpu_s_expected'] = args.frequency
-        ok_rate = (abs(summary['busy_samples_per_cpu_s_fault'] / summary['busy_samples_per_cpu_s_normal'] - 1) <= 0.05
+        # (no steady run before the fault, as in a --minutes 1 smoke run: nothing to compare with)
+        ok_rate = (summary['busy_samples_per_cpu_s_normal'] > 0
+                   and abs(summary['busy_samples_per_cpu_s_fault'] / summary['busy_samples_per_cpu_s_normal'] - 1) <= 0.05
                    and abs(summary['busy_samples_per_cpu_s_fault'] / args.frequency - 1) <= 0.05)
         summary['ok'] = bool(ok_rate and summary['profiles_accepted'] >= exported and not summary['dropped'])
     else:

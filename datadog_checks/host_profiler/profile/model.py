@@ -11,6 +11,7 @@ addresses into ``Frame``; ``profile.builder`` groups samples per process into a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 # profile.frame.type values, as the OTel eBPF profiler names them.
@@ -91,14 +92,23 @@ class Mapping:
 
 class _CachedHash:
     """A frozen dataclass's hash computed once (``_hash_fields`` in order). The cache is not
-    pickled: a str's hash differs between processes."""
+    pickled: a str's hash differs between processes.
+
+    The fields' tuple comes from an ``attrgetter``, not ``tuple(generator)``: CPython builds the
+    latter in a tuple it resizes, which fails with SystemError ("bad argument to internal
+    function") when another thread's ``gc.get_objects()`` holds the half-built tuple (seen in the
+    soak benchmark, which counts objects while the receiver drains)."""
 
     __slots__ = ()
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        cls._hash_key = attrgetter(*cls._hash_fields)  # (not a descriptor: called with the instance)
 
     def __hash__(self) -> int:
         h = self.__dict__.get('_hash')
         if h is None:
-            h = hash(tuple(getattr(self, f) for f in self._hash_fields))
+            h = hash(self._hash_key(self))
             object.__setattr__(self, '_hash', h)
         return h
 
