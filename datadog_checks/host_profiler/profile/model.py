@@ -106,10 +106,10 @@ class _CachedHash:
         cls._hash_key = attrgetter(*cls._hash_fields)  # (not a descriptor: called with the instance)
 
     def __hash__(self) -> int:
-        h = self.__dict__.get('_hash')
+        d = self.__dict__
+        h = d.get('_hash')
         if h is None:
-            h = hash(self._hash_key(self))
-            object.__setattr__(self, '_hash', h)
+            h = d['_hash'] = hash(self._hash_key(self))  # (frozen: the instance dict, not setattr)
         return h
 
     def __getstate__(self):
