@@ -113,8 +113,23 @@ def _run_ns(pid: int) -> dict:
     return out
 
 
-def _snapshot(proc) -> tuple:
-    return _progs(proc.pid), _cpu_s(proc.pid), _run_ns(proc.pid), time.monotonic()
+def _thread_names(pid: int) -> dict:
+    """tid -> Python thread name (py-spy dump: Python 3.11 does not name the OS threads), {} without py-spy."""
+    spy = os.path.join(os.path.dirname(sys.executable), 'py-spy')
+    try:
+        out = subprocess.run([spy, 'dump', '--pid', str(pid)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names = {}
+    for line in out.splitlines():
+        # Thread 9656 (idle): "host_profiler-events"
+        if line.startswith('Thread ') and '"' in line:
+            names[line.split()[1]] = line.split('"')[1].replace('host_profiler-', '')
+    return names
+
+
+def _snapshot(proc, names=None) -> tuple:
+    return _progs(proc.pid), _cpu_s(proc.pid), _run_ns(proc.pid), time.monotonic(), names or {}
 
 
 def measure(name: str, args, tmp: str, pids=()) -> dict:
@@ -136,9 +151,10 @@ def measure_many(names, args, tmp: str, pids=()) -> list:
             if all(_profiles(tmp, name) >= args.ready for name in procs) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        names = {name: _thread_names(proc.pid) for name, proc in procs.items()}
         time.sleep(1.0)  # off the export itself
         load0 = os.getloadavg()[0]
-        first = {name: _snapshot(proc) for name, proc in procs.items()}
+        first = {name: _snapshot(proc, names[name]) for name, proc in procs.items()}
         time.sleep(args.window)
         last = {name: _snapshot(proc) for name, proc in procs.items()}
         load1 = os.getloadavg()[0]
@@ -149,11 +165,15 @@ def measure_many(names, args, tmp: str, pids=()) -> list:
 
 
 def _row(name: str, first: tuple, last: tuple, load: float) -> dict:
-    (a, c0, r0, t0), (b, c1, r1, t1) = first, last
+    (a, c0, r0, t0, names), (b, c1, r1, t1, _) = first, last
     wall = t1 - t0
     # threads alive at both ends (the profiler's threads live as long as it does); a thread born
     # in the window counts from zero
     run_ns = sum(v - r0.get(tid, 0) for tid, v in r1.items())
+    threads = {}  # thread name -> % of one core over the window (where the difference goes)
+    for tid, v in r1.items():
+        key = names.get(tid, 'other')
+        threads[key] = threads.get(key, 0.0) + 100.0 * (v - r0.get(tid, 0)) / 1e9 / wall
     bpf_ns = sum((b[i]['run_time_ns'] or 0) - (a[i]['run_time_ns'] or 0) for i in b if i in a)
     sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
               for i in b if i in a and b[i]['name'] == 'on_cpu_sample']
@@ -162,7 +182,8 @@ def _row(name: str, first: tuple, last: tuple, load: float) -> dict:
             'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
             'own_cpu_ns_pct_core': round(100.0 * run_ns / 1e9 / wall, 4),
             'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
-            'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2)}
+            'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2),
+            'threads_pct_core': {k: round(v, 4) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])}}
 
 
 def main():
