@@ -17,9 +17,11 @@ the next far more than by 10%; --sequential runs them one after the other, as se
              record; samples are linked to their span (every span a distinct OTLP sample)
   no_links   `receiver.span_links: false`
 
-After --warmup s and once each has written its second profile (start-up, the BCC compile and the
+After --warmup s and once each has written its --ready-th profile (start-up, the BCC compile and the
 first symbolization of the app's stacks not counted: under load the compile alone can take 20 s, and
-a first export inside the window was worth 30% of it), over --window s:
+a first export inside the window was worth 30% of it), over --window s (export-aligned: each
+profiler from just after one of its exports to just after the one --window/10 later, so that both
+windows hold the same number of exports; --fixed-window: one window for both):
   - own CPU: utime+stime of the host-profiler process, as % of one core (10 ms ticks);
   - own CPU (ns): the summed run time of its threads (/proc/PID/task/*/schedstat, nanoseconds), the
     figure the ratios are computed from (the ticks alone move a 40 s window at 0.8% by ±3%);
@@ -62,7 +64,7 @@ def start(name: str, hz: int, tmp: str, pids=(), cpus=None) -> subprocess.Popen:
             ', '.join(str(p) for p in pids)))
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
-           '--interval', '10', '--duration', '100000', '--output', os.path.join(d, 'out')]
+           '--interval', str(INTERVAL_S), '--duration', '100000', '--output', os.path.join(d, 'out')]
 
     def child():
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -92,6 +94,8 @@ def _cpu_s(pid: int) -> float:
 LINKS = 'links'
 OTHER = 'no_links'  # 'links_b' with --aa
 READY_PROFILES = 2  # profiles written before the window starts (--ready)
+INTERVAL_S = 10  # the profilers' --interval (one export each)
+EXPORT_SETTLE_S = 0.5  # after a profile file appears: the rest of that run (its CPU counted in the window it ends)
 
 
 def _profiles(tmp: str, name: str) -> int:
@@ -137,31 +141,75 @@ def measure(name: str, args, tmp: str, pids=()) -> dict:
 
 
 def measure_many(names, args, tmp: str, pids=()) -> list:
-    """The configurations ``names`` at the same time (started in that order), over one window."""
+    """The configurations ``names`` at the same time (started in that order), over one window.
+
+    Export-aligned (the default): each profiler's window runs from just after its --ready-th profile
+    to just after the one --window/INTERVAL_S exports later, so that every window holds exactly as
+    many exports (a fixed-length window holds one more or one less export depending on where the
+    exports fall in it: +-11% of the main thread's CPU at 9 exports a window). The windows of the
+    two overlap but for less than an interval. --fixed-window: one window of --window s for both."""
     procs = {}
+    exports = max(1, int(round(args.window / INTERVAL_S)))
     try:
         for name in names:
             procs[name] = start(name, args.frequency, tmp, pids, args.cpus)
         time.sleep(args.warmup)
         deadline = time.monotonic() + 300
-        while True:
+
+        def check_alive():
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+
+        while True:
+            check_alive()
             if all(_profiles(tmp, name) >= args.ready for name in procs) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        names = {name: _thread_names(proc.pid) for name, proc in procs.items()}
-        time.sleep(1.0)  # off the export itself
-        load0 = os.getloadavg()[0]
-        first = {name: _snapshot(proc, names[name]) for name, proc in procs.items()}
-        time.sleep(args.window)
-        last = {name: _snapshot(proc) for name, proc in procs.items()}
-        load1 = os.getloadavg()[0]
+        names_of = {name: _thread_names(proc.pid) for name, proc in procs.items()}
+        first, last, loads = {}, {}, []
+        if args.fixed_window:
+            time.sleep(1.0)  # off the export itself
+            loads.append(os.getloadavg()[0])
+            first = {name: _snapshot(proc, names_of[name]) for name, proc in procs.items()}
+            time.sleep(args.window)
+            last = {name: _snapshot(proc) for name, proc in procs.items()}
+        else:
+            # from just after the export of profile n to just after the export of profile n + exports
+            seen = {name: _profiles(tmp, name) for name in procs}
+            target = {}
+            pending = {}  # name -> (snapshot due at, which end)
+            end = time.monotonic() + (exports + 3) * INTERVAL_S + 60
+            while len(last) < len(procs) and time.monotonic() < end:
+                check_alive()
+                now = time.monotonic()
+                for name, proc in procs.items():
+                    if name in last:
+                        continue
+                    n = _profiles(tmp, name)
+                    if name not in first and name not in pending and n > seen[name]:
+                        pending[name] = now + EXPORT_SETTLE_S
+                        target[name] = n + exports
+                    elif name in first and name not in pending and n >= target[name]:
+                        pending[name] = now + EXPORT_SETTLE_S
+                    due = pending.get(name)
+                    if due is not None and now >= due:
+                        del pending[name]
+                        if name not in first:
+                            first[name] = _snapshot(proc, names_of[name])
+                            loads.append(os.getloadavg()[0])
+                        else:
+                            last[name] = _snapshot(proc)
+                            loads.append(os.getloadavg()[0])
+                time.sleep(0.05)
+            if len(last) < len(procs):
+                raise SystemExit('export-aligned window: a profiler stopped writing profiles')
+        loads.append(os.getloadavg()[0])
     finally:
         for proc in procs.values():
             stop_profiler(proc)
-    return [_row(name, first[name], last[name], (load0 + load1) / 2) for name in names]
+    load = sum(loads) / len(loads)
+    return [_row(name, first[name], last[name], load) for name in names]
 
 
 def _row(name: str, first: tuple, last: tuple, load: float) -> dict:
@@ -178,7 +226,7 @@ def _row(name: str, first: tuple, last: tuple, load: float) -> dict:
     sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
               for i in b if i in a and b[i]['name'] == 'on_cpu_sample']
     ns, cnt = (sum(x) for x in zip(*sample)) if sample else (0, 0)
-    return {'config': name, 'load1': round(load, 2),
+    return {'config': name, 'load1': round(load, 2), 'window_s': round(wall, 2),
             'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
             'own_cpu_ns_pct_core': round(100.0 * run_ns / 1e9 / wall, 4),
             'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
@@ -203,6 +251,9 @@ def main():
     ap.add_argument('--ready', type=int, default=READY_PROFILES,
                     help='profiles each must have written before the window starts (the symbolizer warms up '
                          'on the rarer stacks of the app, a few tens of ms at a time)')
+    ap.add_argument('--fixed-window', action='store_true',
+                    help='one window of --window s for both (sessions before 9); default: each profiler over '
+                         'exactly --window/10 of its exports, from just after one to just after another')
     ap.add_argument('--aa', action='store_true',
                     help='calibration: links against links (the ratio is then noise alone)')
     ap.add_argument('--json')

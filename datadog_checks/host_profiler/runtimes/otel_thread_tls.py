@@ -308,6 +308,10 @@ class ThreadTlsRuntime(Runtime):
         self._table = None
         self._files: Dict[Tuple[str, int, int, int], Optional[TlsVariable]] = {}  # (path, dev, ino, mtime)
         self._procs: Dict[int, Tuple[int, frozenset, int]] = {}  # pid -> (start, module paths, modules registered)
+        # pid -> (start, the mappings list last looked at): the receiver observes every sampled process at
+        # every drain, and a process's mappings are a new list only when they were read again (a look
+        # over a few hundred mappings at each drain was most of the receiver's span-link cost)
+        self._seen: Dict[int, Tuple[int, Any]] = {}
         self._logged: set = set()
         self._lock = threading.Lock()
         if telemetry is not None:
@@ -322,6 +326,7 @@ class ThreadTlsRuntime(Runtime):
     def attach(self, sampler: Any) -> None:
         self._table = sampler.table('tc_procs')
         self._procs.clear()
+        self._seen.clear()
 
     def _error(self, pid: int, e: TlsError) -> None:
         if self.telemetry is not None:
@@ -365,8 +370,23 @@ class ThreadTlsRuntime(Runtime):
 
     def _observe(self, process: Any) -> bool:
         pid = process.pid
+        mappings = process.mappings
+        seen = self._seen.get(pid)
+        if seen is not None and seen[1] is mappings and seen[0] == process.start_time:
+            return False  # the same mappings as at the last look
+        again = self._look(process, mappings)
+        if again or self._procs.get(pid, (None, frozenset()))[1] == frozenset():
+            self._seen.pop(pid, None)  # to be retried at the next look (not resolved yet, or the map full)
+        else:
+            if len(self._seen) > 65536:
+                self._seen.clear()
+            self._seen[pid] = (process.start_time, mappings)
+        return again
+
+    def _look(self, process: Any, mappings: Any) -> bool:
+        pid = process.pid
         first: Dict[str, Any] = {}
-        for m in process.mappings:
+        for m in mappings:
             path = m.path
             if not path.startswith('/') or (path.startswith('/dev/') and not path.startswith('/dev/shm/')):
                 continue  # anonymous memory, or a mapped device (never a module: not opened)
@@ -429,6 +449,7 @@ class ThreadTlsRuntime(Runtime):
 
     def forget(self, pid: int) -> None:
         with self._lock:
+            self._seen.pop(pid, None)
             if self._procs.pop(pid, None) is None:
                 return
             self._drop_kernel_state(pid)
