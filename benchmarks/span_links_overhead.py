@@ -5,7 +5,13 @@
 dd-trace-py app whose threads run spans back to back, with `receiver.span_links` on and off.
 
     python benchmarks/span_links_overhead.py [--rounds 3] [--window 40] [--warmup 20] [--frequency 99]
-                                             [--threads 2] [--sequential] [--json FILE]
+                                             [--threads 2] [--sequential] [--json FILE] [--cpus 0]
+                                             [--ready N] [--aa | --with-aa] [--baseline DIR] [--fixed-window]
+
+--with-aa adds a second links profiler to every round (links / links_b: the noise floor, same run);
+--baseline DIR adds base_links and base_no_links run from another checkout (e.g. `git archive <commit>`
+unpacked in DIR): before and after over the same windows. Every row also gives each profiler thread's
+share (threads_pct_core, names from `py-spy dump`), to see where a difference goes.
 
 The app (the tests' DDTRACE_APP: each thread opens a span, burns CPU in it for 40 ms, then 20 ms
 outside) runs for the whole benchmark, one thread per core. Each round runs the standalone command
@@ -60,9 +66,11 @@ def start(name: str, hz: int, tmp: str, pids=(), cpus=None) -> subprocess.Popen:
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n  pids: [{}]\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name.startswith('links') else 'false',
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'),
+            'true' if name.startswith(LINKS) or name.startswith(BASE + LINKS) else 'false',
             ', '.join(str(p) for p in pids)))
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    # base_*: the --baseline checkout's code (before/after in the same run)
+    env = dict(os.environ, PYTHONPATH=BASELINE_ROOT if name.startswith(BASE) else ROOT)
     cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
            '--interval', str(INTERVAL_S), '--duration', '100000', '--output', os.path.join(d, 'out')]
 
@@ -93,6 +101,9 @@ def _cpu_s(pid: int) -> float:
 
 LINKS = 'links'
 OTHER = 'no_links'  # 'links_b' with --aa
+AA = 'links_b'
+BASE = 'base_'  # prefix of the configurations run from --baseline
+BASELINE_ROOT = ''
 READY_PROFILES = 2  # profiles written before the window starts (--ready)
 INTERVAL_S = 10  # the profilers' --interval (one export each)
 EXPORT_SETTLE_S = 0.5  # after a profile file appears: the rest of that run (its CPU counted in the window it ends)
@@ -256,10 +267,23 @@ def main():
                          'exactly --window/10 of its exports, from just after one to just after another')
     ap.add_argument('--aa', action='store_true',
                     help='calibration: links against links (the ratio is then noise alone)')
+    ap.add_argument('--with-aa', action='store_true',
+                    help='also run a second links profiler in every round: links / links_b is the noise floor '
+                         'of the same run')
+    ap.add_argument('--baseline', metavar='DIR',
+                    help='also run base_links and base_no_links from the checkout DIR (another commit of this '
+                         'repository) in every round: before and after in the same run')
     ap.add_argument('--json')
     args = ap.parse_args()
-    global OTHER
-    OTHER = 'links_b' if args.aa else 'no_links'
+    global OTHER, BASELINE_ROOT
+    OTHER = AA if args.aa else 'no_links'
+    pairs = [(LINKS, OTHER)]
+    if args.with_aa and not args.aa:
+        pairs.append((LINKS, AA))
+    if args.baseline:
+        BASELINE_ROOT = os.path.abspath(args.baseline)
+        pairs.append((BASE + LINKS, BASE + OTHER))
+    configs = list(dict.fromkeys(n for pair in pairs for n in pair))
     total = int(args.rounds * (2 if args.sequential else 1) * (args.window + args.warmup + 60) + 120)
     tmp = tempfile.mkdtemp()
     app = os.path.join(tmp, 'app.py')
@@ -271,7 +295,7 @@ def main():
     rows = []
     try:
         for r in range(args.rounds):
-            order = [LINKS, OTHER]
+            order = list(configs)
             random.shuffle(order)
             pids = () if args.whole_host else (worker.pid,)
             got = ([measure(name, args, tmp, pids) for name in order] if args.sequential
@@ -285,7 +309,7 @@ def main():
         worker.kill()
         worker.wait()
     summary = {}
-    for name in (LINKS, OTHER):
+    for name in configs:
         mine = [x for x in rows if x['config'] == name]
         summary[name] = {k: statistics.median(x[k] for x in mine)
                          for k in ('own_cpu_pct_core', 'own_cpu_ns_pct_core', 'bpf_pct_core', 'us_per_sample',
@@ -293,17 +317,17 @@ def main():
     by_round = {}
     for x in rows:
         by_round.setdefault(x['round'], {})[x['config']] = x
-    ratios = [round(v[LINKS]['own_cpu_pct_core'] / max(1e-9, v[OTHER]['own_cpu_pct_core']), 3)
-              for v in by_round.values() if len(v) == 2]
-    summary['own_cpu_ratio_per_round'] = ratios
-    summary['own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
-    ns_ratios = [round(v[LINKS]['own_cpu_ns_pct_core'] / max(1e-9, v[OTHER]['own_cpu_ns_pct_core']), 3)
-                 for v in by_round.values() if len(v) == 2]
-    summary['own_cpu_ns_ratio_per_round'] = ns_ratios
-    summary['own_cpu_ns_ratio_median'] = statistics.median(ns_ratios) if ns_ratios else None
+    for a, b in pairs:
+        tag = '' if (a, b) == (LINKS, OTHER) else '{}/{}:'.format(a, b)
+        both = [v for v in by_round.values() if a in v and b in v]
+        ratios = [round(v[a]['own_cpu_pct_core'] / max(1e-9, v[b]['own_cpu_pct_core']), 3) for v in both]
+        summary[tag + 'own_cpu_ratio_per_round'] = ratios
+        summary[tag + 'own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
+        ns_ratios = [round(v[a]['own_cpu_ns_pct_core'] / max(1e-9, v[b]['own_cpu_ns_pct_core']), 3) for v in both]
+        summary[tag + 'own_cpu_ns_ratio_per_round'] = ns_ratios
+        summary[tag + 'own_cpu_ns_ratio_median'] = statistics.median(ns_ratios) if ns_ratios else None
+        summary[tag + 'us_per_sample_more'] = [round(v[a]['us_per_sample'] - v[b]['us_per_sample'], 2) for v in both]
     summary['mode'] = 'sequential' if args.sequential else 'paired'
-    summary['us_per_sample_more'] = [round(v[LINKS]['us_per_sample'] - v[OTHER]['us_per_sample'], 2)
-                                     for v in by_round.values() if len(v) == 2]
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, 'w') as f:
