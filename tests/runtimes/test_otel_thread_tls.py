@@ -187,12 +187,16 @@ def test_a_process_is_looked_at_again_only_when_its_mappings_were_read_again():
     assert rt.observe(info) is False
     assert rt.observe(info) is False
     assert len(looks) == 1
-    info.mappings = list(info.mappings)  # read again, same modules: looked at, nothing re-analysed
     opened = []
     variable = rt._variable
     rt._variable = lambda *a: opened.append(a) or variable(*a)
+    info.mappings = list(info.mappings)  # read again, the same files mapped: not looked at
     assert rt.observe(info) is False
-    assert len(looks) == 2 and not opened
+    assert len(looks) == 1 and not opened
+    gone = next(m for m in info.mappings if m.path.startswith('/'))
+    info.mappings = [m for m in info.mappings if m.path != gone.path]  # a file unmapped: looked at
+    assert rt.observe(info) is False
+    assert len(looks) == 2
     rt.forget(info.pid)
     assert rt.observe(info) is False
     assert len(looks) == 3 and opened  # forgotten: looked at afresh
