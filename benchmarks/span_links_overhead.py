@@ -26,8 +26,9 @@ the next far more than by 10%; --sequential runs them one after the other, as se
 After --warmup s and once each has written its --ready-th profile (start-up, the BCC compile and the
 first symbolization of the app's stacks not counted: under load the compile alone can take 20 s, and
 a first export inside the window was worth 30% of it), over --window s (export-aligned: each
-profiler from just after one of its exports to just after the one --window/10 later, so that both
-windows hold the same number of exports; --fixed-window: one window for both):
+profiler from just after one of its exports to just after the one --window/10 later, rounded to a
+multiple of 6 exports (one diagnostics write a minute), so that both windows hold the same number of
+exports and of diagnostics writes; --fixed-window: one window for both):
   - own CPU: utime+stime of the host-profiler process, as % of one core (10 ms ticks);
   - own CPU (ns): the summed run time of its threads (/proc/PID/task/*/schedstat, nanoseconds), the
     figure the ratios are computed from (the ticks alone move a 40 s window at 0.8% by ±3%);
@@ -106,6 +107,7 @@ BASE = 'base_'  # prefix of the configurations run from --baseline
 BASELINE_ROOT = ''
 READY_PROFILES = 2  # profiles written before the window starts (--ready)
 INTERVAL_S = 10  # the profilers' --interval (one export each)
+DIAG_EVERY = 6  # check runs between two diagnostics writes (runtime/diagnostics.py: >= 60 s apart)
 EXPORT_SETTLE_S = 0.5  # after a profile file appears: the rest of that run (its CPU counted in the window it ends)
 
 
@@ -160,7 +162,9 @@ def measure_many(names, args, tmp: str, pids=()) -> list:
     exports fall in it: +-11% of the main thread's CPU at 9 exports a window). The windows of the
     two overlap but for less than an interval. --fixed-window: one window of --window s for both."""
     procs = {}
-    exports = max(1, int(round(args.window / INTERVAL_S)))
+    # a whole number of diagnostics writes too (at most once a minute, at a check run: every 6th run at
+    # a 10 s interval; tens of ms each): a window of 9 exports held 1 or 2 of them
+    exports = DIAG_EVERY * max(1, int(round(args.window / (INTERVAL_S * DIAG_EVERY))))
     try:
         for name in names:
             procs[name] = start(name, args.frequency, tmp, pids, args.cpus)
