@@ -5,7 +5,13 @@
 dd-trace-py app whose threads run spans back to back, with `receiver.span_links` on and off.
 
     python benchmarks/span_links_overhead.py [--rounds 3] [--window 40] [--warmup 20] [--frequency 99]
-                                             [--threads 2] [--sequential] [--json FILE]
+                                             [--threads 2] [--sequential] [--json FILE] [--cpus 0]
+                                             [--ready N] [--aa | --with-aa] [--baseline DIR] [--fixed-window]
+
+--with-aa adds a second links profiler to every round (links / links_b: the noise floor, same run);
+--baseline DIR adds base_links and base_no_links run from another checkout (e.g. `git archive <commit>`
+unpacked in DIR): before and after over the same windows. Every row also gives each profiler thread's
+share (threads_pct_core, names from `py-spy dump`), to see where a difference goes.
 
 The app (the tests' DDTRACE_APP: each thread opens a span, burns CPU in it for 40 ms, then 20 ms
 outside) runs for the whole benchmark, one thread per core. Each round runs the standalone command
@@ -17,9 +23,12 @@ the next far more than by 10%; --sequential runs them one after the other, as se
              record; samples are linked to their span (every span a distinct OTLP sample)
   no_links   `receiver.span_links: false`
 
-After --warmup s and once each has written its second profile (start-up, the BCC compile and the
+After --warmup s and once each has written its --ready-th profile (start-up, the BCC compile and the
 first symbolization of the app's stacks not counted: under load the compile alone can take 20 s, and
-a first export inside the window was worth 30% of it), over --window s:
+a first export inside the window was worth 30% of it), over --window s (export-aligned: each
+profiler from just after one of its exports to just after the one --window/10 later, rounded to a
+multiple of 6 exports (one diagnostics write a minute), so that both windows hold the same number of
+exports and of diagnostics writes; --fixed-window: one window for both):
   - own CPU: utime+stime of the host-profiler process, as % of one core (10 ms ticks);
   - own CPU (ns): the summed run time of its threads (/proc/PID/task/*/schedstat, nanoseconds), the
     figure the ratios are computed from (the ticks alone move a 40 s window at 0.8% by ±3%);
@@ -58,11 +67,13 @@ def start(name: str, hz: int, tmp: str, pids=(), cpus=None) -> subprocess.Popen:
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  span_links: {}\n  pids: [{}]\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), 'true' if name.startswith('links') else 'false',
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'),
+            'true' if name.startswith(LINKS) or name.startswith(BASE + LINKS) else 'false',
             ', '.join(str(p) for p in pids)))
-    env = dict(os.environ, PYTHONPATH=ROOT)
+    # base_*: the --baseline checkout's code (before/after in the same run)
+    env = dict(os.environ, PYTHONPATH=BASELINE_ROOT if name.startswith(BASE) else ROOT)
     cmd = [sys.executable, '-m', 'datadog_checks.host_profiler', 'run', '--config', cfg, '--frequency', str(hz),
-           '--interval', '10', '--duration', '100000', '--output', os.path.join(d, 'out')]
+           '--interval', str(INTERVAL_S), '--duration', '100000', '--output', os.path.join(d, 'out')]
 
     def child():
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -91,7 +102,13 @@ def _cpu_s(pid: int) -> float:
 
 LINKS = 'links'
 OTHER = 'no_links'  # 'links_b' with --aa
+AA = 'links_b'
+BASE = 'base_'  # prefix of the configurations run from --baseline
+BASELINE_ROOT = ''
 READY_PROFILES = 2  # profiles written before the window starts (--ready)
+INTERVAL_S = 10  # the profilers' --interval (one export each)
+DIAG_EVERY = 6  # check runs between two diagnostics writes (runtime/diagnostics.py: >= 60 s apart)
+EXPORT_SETTLE_S = 0.5  # after a profile file appears: the rest of that run (its CPU counted in the window it ends)
 
 
 def _profiles(tmp: str, name: str) -> int:
@@ -113,8 +130,23 @@ def _run_ns(pid: int) -> dict:
     return out
 
 
-def _snapshot(proc) -> tuple:
-    return _progs(proc.pid), _cpu_s(proc.pid), _run_ns(proc.pid), time.monotonic()
+def _thread_names(pid: int) -> dict:
+    """tid -> Python thread name (py-spy dump: Python 3.11 does not name the OS threads), {} without py-spy."""
+    spy = os.path.join(os.path.dirname(sys.executable), 'py-spy')
+    try:
+        out = subprocess.run([spy, 'dump', '--pid', str(pid)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    names = {}
+    for line in out.splitlines():
+        # Thread 9656 (idle): "host_profiler-events"
+        if line.startswith('Thread ') and '"' in line:
+            names[line.split()[1]] = line.split('"')[1].replace('host_profiler-', '')
+    return names
+
+
+def _snapshot(proc, names=None) -> tuple:
+    return _progs(proc.pid), _cpu_s(proc.pid), _run_ns(proc.pid), time.monotonic(), names or {}
 
 
 def measure(name: str, args, tmp: str, pids=()) -> dict:
@@ -122,47 +154,99 @@ def measure(name: str, args, tmp: str, pids=()) -> dict:
 
 
 def measure_many(names, args, tmp: str, pids=()) -> list:
-    """The configurations ``names`` at the same time (started in that order), over one window."""
+    """The configurations ``names`` at the same time (started in that order), over one window.
+
+    Export-aligned (the default): each profiler's window runs from just after its --ready-th profile
+    to just after the one --window/INTERVAL_S exports later, so that every window holds exactly as
+    many exports (a fixed-length window holds one more or one less export depending on where the
+    exports fall in it: +-11% of the main thread's CPU at 9 exports a window). The windows of the
+    two overlap but for less than an interval. --fixed-window: one window of --window s for both."""
     procs = {}
+    # a whole number of diagnostics writes too (at most once a minute, at a check run: every 6th run at
+    # a 10 s interval; tens of ms each): a window of 9 exports held 1 or 2 of them
+    exports = DIAG_EVERY * max(1, int(round(args.window / (INTERVAL_S * DIAG_EVERY))))
     try:
         for name in names:
             procs[name] = start(name, args.frequency, tmp, pids, args.cpus)
         time.sleep(args.warmup)
         deadline = time.monotonic() + 300
-        while True:
+
+        def check_alive():
             for name, proc in procs.items():
                 if proc.poll() is not None:
                     raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+
+        while True:
+            check_alive()
             if all(_profiles(tmp, name) >= args.ready for name in procs) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        time.sleep(1.0)  # off the export itself
-        load0 = os.getloadavg()[0]
-        first = {name: _snapshot(proc) for name, proc in procs.items()}
-        time.sleep(args.window)
-        last = {name: _snapshot(proc) for name, proc in procs.items()}
-        load1 = os.getloadavg()[0]
+        names_of = {name: _thread_names(proc.pid) for name, proc in procs.items()}
+        first, last, loads = {}, {}, []
+        if args.fixed_window:
+            time.sleep(1.0)  # off the export itself
+            loads.append(os.getloadavg()[0])
+            first = {name: _snapshot(proc, names_of[name]) for name, proc in procs.items()}
+            time.sleep(args.window)
+            last = {name: _snapshot(proc) for name, proc in procs.items()}
+        else:
+            # from just after the export of profile n to just after the export of profile n + exports
+            seen = {name: _profiles(tmp, name) for name in procs}
+            target = {}
+            pending = {}  # name -> (snapshot due at, which end)
+            end = time.monotonic() + (exports + 3) * INTERVAL_S + 60
+            while len(last) < len(procs) and time.monotonic() < end:
+                check_alive()
+                now = time.monotonic()
+                for name, proc in procs.items():
+                    if name in last:
+                        continue
+                    n = _profiles(tmp, name)
+                    if name not in first and name not in pending and n > seen[name]:
+                        pending[name] = now + EXPORT_SETTLE_S
+                        target[name] = n + exports
+                    elif name in first and name not in pending and n >= target[name]:
+                        pending[name] = now + EXPORT_SETTLE_S
+                    due = pending.get(name)
+                    if due is not None and now >= due:
+                        del pending[name]
+                        if name not in first:
+                            first[name] = _snapshot(proc, names_of[name])
+                            loads.append(os.getloadavg()[0])
+                        else:
+                            last[name] = _snapshot(proc)
+                            loads.append(os.getloadavg()[0])
+                time.sleep(0.05)
+            if len(last) < len(procs):
+                raise SystemExit('export-aligned window: a profiler stopped writing profiles')
+        loads.append(os.getloadavg()[0])
     finally:
         for proc in procs.values():
             stop_profiler(proc)
-    return [_row(name, first[name], last[name], (load0 + load1) / 2) for name in names]
+    load = sum(loads) / len(loads)
+    return [_row(name, first[name], last[name], load) for name in names]
 
 
 def _row(name: str, first: tuple, last: tuple, load: float) -> dict:
-    (a, c0, r0, t0), (b, c1, r1, t1) = first, last
+    (a, c0, r0, t0, names), (b, c1, r1, t1, _) = first, last
     wall = t1 - t0
     # threads alive at both ends (the profiler's threads live as long as it does); a thread born
     # in the window counts from zero
     run_ns = sum(v - r0.get(tid, 0) for tid, v in r1.items())
+    threads = {}  # thread name -> % of one core over the window (where the difference goes)
+    for tid, v in r1.items():
+        key = names.get(tid, 'other')
+        threads[key] = threads.get(key, 0.0) + 100.0 * (v - r0.get(tid, 0)) / 1e9 / wall
     bpf_ns = sum((b[i]['run_time_ns'] or 0) - (a[i]['run_time_ns'] or 0) for i in b if i in a)
     sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
               for i in b if i in a and b[i]['name'] == 'on_cpu_sample']
     ns, cnt = (sum(x) for x in zip(*sample)) if sample else (0, 0)
-    return {'config': name, 'load1': round(load, 2),
+    return {'config': name, 'load1': round(load, 2), 'window_s': round(wall, 2),
             'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
             'own_cpu_ns_pct_core': round(100.0 * run_ns / 1e9 / wall, 4),
             'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
-            'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2)}
+            'samples': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2),
+            'threads_pct_core': {k: round(v, 4) for k, v in sorted(threads.items(), key=lambda kv: -kv[1])}}
 
 
 def main():
@@ -182,12 +266,28 @@ def main():
     ap.add_argument('--ready', type=int, default=READY_PROFILES,
                     help='profiles each must have written before the window starts (the symbolizer warms up '
                          'on the rarer stacks of the app, a few tens of ms at a time)')
+    ap.add_argument('--fixed-window', action='store_true',
+                    help='one window of --window s for both (sessions before 9); default: each profiler over '
+                         'exactly --window/10 of its exports, from just after one to just after another')
     ap.add_argument('--aa', action='store_true',
                     help='calibration: links against links (the ratio is then noise alone)')
+    ap.add_argument('--with-aa', action='store_true',
+                    help='also run a second links profiler in every round: links / links_b is the noise floor '
+                         'of the same run')
+    ap.add_argument('--baseline', metavar='DIR',
+                    help='also run base_links and base_no_links from the checkout DIR (another commit of this '
+                         'repository) in every round: before and after in the same run')
     ap.add_argument('--json')
     args = ap.parse_args()
-    global OTHER
-    OTHER = 'links_b' if args.aa else 'no_links'
+    global OTHER, BASELINE_ROOT
+    OTHER = AA if args.aa else 'no_links'
+    pairs = [(LINKS, OTHER)]
+    if args.with_aa and not args.aa:
+        pairs.append((LINKS, AA))
+    if args.baseline:
+        BASELINE_ROOT = os.path.abspath(args.baseline)
+        pairs.append((BASE + LINKS, BASE + OTHER))
+    configs = list(dict.fromkeys(n for pair in pairs for n in pair))
     total = int(args.rounds * (2 if args.sequential else 1) * (args.window + args.warmup + 60) + 120)
     tmp = tempfile.mkdtemp()
     app = os.path.join(tmp, 'app.py')
@@ -199,7 +299,7 @@ def main():
     rows = []
     try:
         for r in range(args.rounds):
-            order = [LINKS, OTHER]
+            order = list(configs)
             random.shuffle(order)
             pids = () if args.whole_host else (worker.pid,)
             got = ([measure(name, args, tmp, pids) for name in order] if args.sequential
@@ -213,7 +313,7 @@ def main():
         worker.kill()
         worker.wait()
     summary = {}
-    for name in (LINKS, OTHER):
+    for name in configs:
         mine = [x for x in rows if x['config'] == name]
         summary[name] = {k: statistics.median(x[k] for x in mine)
                          for k in ('own_cpu_pct_core', 'own_cpu_ns_pct_core', 'bpf_pct_core', 'us_per_sample',
@@ -221,17 +321,17 @@ def main():
     by_round = {}
     for x in rows:
         by_round.setdefault(x['round'], {})[x['config']] = x
-    ratios = [round(v[LINKS]['own_cpu_pct_core'] / max(1e-9, v[OTHER]['own_cpu_pct_core']), 3)
-              for v in by_round.values() if len(v) == 2]
-    summary['own_cpu_ratio_per_round'] = ratios
-    summary['own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
-    ns_ratios = [round(v[LINKS]['own_cpu_ns_pct_core'] / max(1e-9, v[OTHER]['own_cpu_ns_pct_core']), 3)
-                 for v in by_round.values() if len(v) == 2]
-    summary['own_cpu_ns_ratio_per_round'] = ns_ratios
-    summary['own_cpu_ns_ratio_median'] = statistics.median(ns_ratios) if ns_ratios else None
+    for a, b in pairs:
+        tag = '' if (a, b) == (LINKS, OTHER) else '{}/{}:'.format(a, b)
+        both = [v for v in by_round.values() if a in v and b in v]
+        ratios = [round(v[a]['own_cpu_pct_core'] / max(1e-9, v[b]['own_cpu_pct_core']), 3) for v in both]
+        summary[tag + 'own_cpu_ratio_per_round'] = ratios
+        summary[tag + 'own_cpu_ratio_median'] = statistics.median(ratios) if ratios else None
+        ns_ratios = [round(v[a]['own_cpu_ns_pct_core'] / max(1e-9, v[b]['own_cpu_ns_pct_core']), 3) for v in both]
+        summary[tag + 'own_cpu_ns_ratio_per_round'] = ns_ratios
+        summary[tag + 'own_cpu_ns_ratio_median'] = statistics.median(ns_ratios) if ns_ratios else None
+        summary[tag + 'us_per_sample_more'] = [round(v[a]['us_per_sample'] - v[b]['us_per_sample'], 2) for v in both]
     summary['mode'] = 'sequential' if args.sequential else 'paired'
-    summary['us_per_sample_more'] = [round(v[LINKS]['us_per_sample'] - v[OTHER]['us_per_sample'], 2)
-                                     for v in by_round.values() if len(v) == 2]
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, 'w') as f:

@@ -172,6 +172,37 @@ def _modules(pid):
     return out
 
 
+def test_a_process_is_looked_at_again_only_when_its_mappings_were_read_again():
+    """The receiver observes every sampled process at every drain: the same mappings list is not
+    walked again (nor any module opened); a new list (the maps read again) is."""
+    from datadog_checks.host_profiler.receiver.processes import read_process
+    from datadog_checks.host_profiler.runtimes.otel_thread_tls import ThreadTlsRuntime
+
+    rt = ThreadTlsRuntime(telemetry=Telemetry())
+    looks = []
+    look = rt._look
+    rt._look = lambda process, mappings: looks.append(process.pid) or look(process, mappings)
+    info = read_process(os.getpid())
+    assert info.mappings
+    assert rt.observe(info) is False
+    assert rt.observe(info) is False
+    assert len(looks) == 1
+    opened = []
+    variable = rt._variable
+    rt._variable = lambda *a: opened.append(a) or variable(*a)
+    info.mappings = list(info.mappings)  # read again, the same files mapped: not looked at
+    assert rt.observe(info) is False
+    assert len(looks) == 1 and not opened
+    gone = next(m for m in info.mappings if m.path.startswith('/'))
+    info.mappings = [m for m in info.mappings if m.path != gone.path]  # a file unmapped: looked at
+    assert rt.observe(info) is False
+    assert len(looks) == 2
+    rt.forget(info.pid)
+    assert rt.observe(info) is False
+    assert len(looks) == 3 and opened  # forgotten: looked at afresh
+    rt.close()
+
+
 @pytest.mark.parametrize('build,expect', [('static', MODEL_STATIC), ('dlopen_gd', MODEL_DTV),
                                           ('dlopen_tlsdesc', None)])
 def test_the_variable_is_found_where_each_thread_has_it(requires_root, builds, build, expect):

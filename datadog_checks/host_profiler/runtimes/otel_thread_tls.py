@@ -34,6 +34,7 @@ is counted (``otel_context.tls_errors{reason}``) and the process's samples carry
 from __future__ import annotations
 
 import contextlib
+import operator
 import struct
 import threading
 from dataclasses import dataclass
@@ -98,6 +99,8 @@ class TlsVariable:
     tls_offset: int = 0  # local-exec: offset from the thread pointer
     loads: Tuple[Tuple[int, int], ...] = ()  # (p_offset, p_vaddr) of the PT_LOAD segments
 
+
+_path_of = operator.attrgetter('path')
 
 SHT_GNU_HASH = 0x6ffffff6
 _SYM = struct.Struct('<IBBHQQ')  # Elf64_Sym: name, info, other, shndx, value, size
@@ -308,6 +311,12 @@ class ThreadTlsRuntime(Runtime):
         self._table = None
         self._files: Dict[Tuple[str, int, int, int], Optional[TlsVariable]] = {}  # (path, dev, ino, mtime)
         self._procs: Dict[int, Tuple[int, frozenset, int]] = {}  # pid -> (start, module paths, modules registered)
+        # pid -> (start, the mappings list last looked at, the set of its mapping paths): the receiver
+        # observes every sampled process at every drain, and a process's mappings are a new list only
+        # when they were read again; a new list with the same paths (anonymous memory came or went:
+        # most re-reads) holds the same modules (a look over a few hundred mappings at each drain was
+        # most of the receiver's span-link cost)
+        self._seen: Dict[int, Tuple[int, Any, frozenset]] = {}
         self._logged: set = set()
         self._lock = threading.Lock()
         if telemetry is not None:
@@ -322,6 +331,7 @@ class ThreadTlsRuntime(Runtime):
     def attach(self, sampler: Any) -> None:
         self._table = sampler.table('tc_procs')
         self._procs.clear()
+        self._seen.clear()
 
     def _error(self, pid: int, e: TlsError) -> None:
         if self.telemetry is not None:
@@ -365,8 +375,30 @@ class ThreadTlsRuntime(Runtime):
 
     def _observe(self, process: Any) -> bool:
         pid = process.pid
+        mappings = process.mappings
+        seen = self._seen.get(pid)
+        if seen is not None and seen[0] == process.start_time:
+            if seen[1] is mappings:
+                return False  # the same mappings as at the last look
+            names = frozenset(map(_path_of, mappings))
+            if names == seen[2]:
+                self._seen[pid] = (seen[0], mappings, names)
+                return False  # the same files mapped: the same modules
+        else:
+            names = frozenset(map(_path_of, mappings))
+        again = self._look(process, mappings)
+        if again or self._procs.get(pid, (None, frozenset()))[1] == frozenset():
+            self._seen.pop(pid, None)  # to be retried at the next look (not resolved yet, or the map full)
+        else:
+            if len(self._seen) > 65536:
+                self._seen.clear()
+            self._seen[pid] = (process.start_time, mappings, names)
+        return again
+
+    def _look(self, process: Any, mappings: Any) -> bool:
+        pid = process.pid
         first: Dict[str, Any] = {}
-        for m in process.mappings:
+        for m in mappings:
             path = m.path
             if not path.startswith('/') or (path.startswith('/dev/') and not path.startswith('/dev/shm/')):
                 continue  # anonymous memory, or a mapped device (never a module: not opened)
@@ -429,6 +461,7 @@ class ThreadTlsRuntime(Runtime):
 
     def forget(self, pid: int) -> None:
         with self._lock:
+            self._seen.pop(pid, None)
             if self._procs.pop(pid, None) is None:
                 return
             self._drop_kernel_state(pid)
