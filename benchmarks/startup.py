@@ -162,6 +162,7 @@ def main():
         'receiver_compile_s_median': receiver.get('compile_s_median'),
         'receiver_first_sample_s_median': receiver.get('first_sample_s_median'),
         'receiver_first_sample_s_max': receiver.get('first_sample_s_max'),
+        'receiver_first_sample_cpu_s_median': receiver.get('first_sample_cpu_s_median'),
         'cold_import_s_median': med('import_s'),
         'cold_compile_s_median': med('compile_s'),
         'cold_receiver_start_s_median': med('receiver_start_s'),
