@@ -119,6 +119,7 @@ def profiled(tmp_path_factory):
             ku = rx._sampler.kernel_unwind
             time.sleep(1.0)
             ku.wait_idle(60)
+            walk_loaded = ku.walk_loaded()  # loaded by the loader before its first ku_procs entry
             time.sleep(0.5)
             rx.collect()  # start-up: samples before the tables were in
             del rx._sampler.verify_pairs[:]
@@ -144,7 +145,7 @@ def profiled(tmp_path_factory):
             p.kill()
             p.wait()
     return {'stacks': stacks, 'pairs': pairs, 'pids': {n: p.pid for n, p in procs.items()}, 'tel': tel,
-            'kstats': kstats, 'lstats': lstats}
+            'kstats': kstats, 'lstats': lstats, 'walk_loaded': walk_loaded}
 
 
 def _share(stacks, pred):
@@ -232,6 +233,8 @@ def test_kernel_unwind_telemetry(profiled):
     tel, ks, ls = profiled['tel'], profiled['kstats'], profiled['lstats']
     # cumulative since start: walks that met a table still loading went through the stack copy
     assert ks['walks'] >= 300 and ks['complete'] >= 0.9 * (ks['walks'] - ks['fallback_table_pending']), ks
+    # ku_walk is loaded off the start-up path, but always before a process entry can lead to it
+    assert profiled['walk_loaded']
     assert ks['tail_calls'] > 0 and ks['tail_call_failed'] == 0, ks
     assert ls['tables'] >= 3 and ls['bytes'] > 0 and ls['evictions'] == 0, ls
     assert tel.total('unwind.kernel.samples') >= 300

@@ -86,3 +86,35 @@ def test_probe_read_aliases_give_the_same_bytecode(requires_bpf):
             b.cleanup()
     assert all(code[0])
     assert code[0] == code[1]
+
+
+def _without_map_fds(code: bytes) -> bytes:
+    """The instructions with the map fd of each ld_imm64 (BPF_PSEUDO_MAP_FD) zeroed: fd numbers
+    depend on what else the process has open (the program's BTF takes one)."""
+    out = bytearray(code)
+    for i in range(0, len(out) - 7, 8):
+        if out[i] == 0x18 and (out[i + 1] >> 4) == 1:
+            out[i + 4:i + 8] = b'\0\0\0\0'
+    return bytes(out)
+
+
+def test_no_debug_info_gives_the_same_instructions(requires_bpf):
+    # -g0 (no program BTF) saves LLVM time at every start; the code must not change
+    import bcc
+
+    config = SamplerConfig(interpreters=('python',), span_links=True, unwinding='auto', off_cpu_threshold=0.5,
+                           events=True)
+    cflags = Sampler(config).program.cflags()
+    assert cflags[-1] == '-g0'
+    text = bpf_source_text()
+    programs = [b'on_cpu_sample', b'ku_walk', b'tracepoint__sched__sched_process_exec',
+                b'tracepoint__sched__sched_process_exit', b'tracepoint__sched__sched_switch']
+    code = []
+    for flags in (cflags, cflags[:-1]):
+        b = bcc.BPF(text=text, cflags=flags)
+        try:
+            code.append([_without_map_fds(b.dump_func(p)) for p in programs])
+        finally:
+            b.cleanup()
+    assert all(code[0])
+    assert code[0] == code[1]

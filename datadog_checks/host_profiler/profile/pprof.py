@@ -39,7 +39,8 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [_varint(i) for i in range(1 << 14)]
+# 0-16383: one or two bytes (made without _varint's loop: this runs at every import)
+_SMALL = [bytes((i,)) for i in range(128)] + [bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(128, 1 << 14)]
 
 
 def varint(n: int) -> bytes:

@@ -161,6 +161,11 @@ class KernelUnwind:
         # (its fds may be reused); it waits for one write at most, never for a table being compiled
         self._io = threading.RLock()
         self._maps: Dict[str, Any] = {}
+        self._bpf: Any = None  # BCC's BPF object, from attach() until close()
+        self._prog_type = 0
+        self._walk_fd: Optional[int] = None  # ku_walk once loaded (see _load_walk)
+        self._walk_error = ''
+        self.walk_load_cpu_seconds = 0.0  # its verification, CPU of the process while it ran
         self._prev_stats = [0] * len(KU_STATS)
         self.load_seconds = 0.0
         self.loads = 0
@@ -182,10 +187,12 @@ class KernelUnwind:
         }
 
     def attach(self, bpf: Any, perf_event_type: int) -> None:
-        """Load ku_walk into the tail-call array and start the loader thread."""
-        fn = bpf.load_func(b'ku_walk', perf_event_type)
-        progs = bpf['ku_progs']
-        progs[ct.c_int(0)] = ct.c_int(fn.fd)
+        """Take the maps and start the loader thread. ``ku_walk`` (whose verification costs ~0.5 s of
+        CPU) is loaded into the tail-call array by the loader thread just before it writes the first
+        process to ``ku_procs``: until then the BPF program never tail-calls it (a process not in
+        ``ku_procs`` is copied, KU_ST_FB_NO_PROCESS), so it is off the path to the first sample."""
+        self._bpf = bpf
+        self._prog_type = perf_event_type
         for name in ('ku_rules', 'ku_rows', 'ku_tables', 'ku_procs', 'ku_stats', 'ku_refresh', 'ku_progs'):
             self._maps[name] = bpf[name]
         self._write_rules()
@@ -206,6 +213,7 @@ class KernelUnwind:
                 except Exception:  # noqa: BLE001
                     pass
             self._maps = {}
+            self._bpf = None
         th = self._thread
         if th is not None and th is not threading.current_thread():
             th.join(1.0)  # it exits at once unless it is compiling a table (then it ends when done)
@@ -547,9 +555,40 @@ class KernelUnwind:
             vals = (Leaf * len(pending)).from_buffer_copy(b''.join(b for _, b in pending))
             m.items_update_batch(keys, vals)
 
+    def walk_loaded(self) -> bool:
+        """ku_walk is in the tail-call array (the loader's first process entry loads it)."""
+        return self._walk_fd is not None
+
+    def _load_walk(self) -> bool:
+        """Load ku_walk and put it in ``ku_progs`` (once, on the loader thread, before the first
+        ``ku_procs`` entry). False when closed or when the kernel refused it (logged once: every
+        sample then keeps its stack copy, as with ``unwinding: dwarf``)."""
+        if self._walk_fd is not None:
+            return True
+        if self._walk_error:
+            return False
+        with self._io:
+            bpf, progs = self._bpf, self._maps.get('ku_progs')
+            if bpf is None or progs is None:
+                return False
+            c0 = time.process_time()
+            try:
+                fn = bpf.load_func(b'ku_walk', self._prog_type)
+                progs[ct.c_int(0)] = ct.c_int(fn.fd)
+            except Exception as e:  # noqa: BLE001 - BCC raises a bare Exception
+                self._walk_error = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+                if self.log:
+                    self.log.error('kernel unwinding is off: the kernel refused the BPF program ku_walk (%s); '
+                                   'user stacks are copied and unwound in user space (unwinding: dwarf)',
+                                   self._walk_error)
+                return False
+            self.walk_load_cpu_seconds = time.process_time() - c0
+            self._walk_fd = fn.fd
+        return True
+
     def _write_proc(self, pid: int, entries: List[List[Any]]) -> None:
         procs = self._maps.get('ku_procs')
-        if procs is None:
+        if procs is None or not self._load_walk():
             return
         while pid not in self._procs and len(self._procs) >= self.max_processes:
             self._forget(next(iter(self._procs)))  # the longest loaded: its samples go through the copy
