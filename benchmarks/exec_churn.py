@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import workloads as w  # noqa: E402
 
-HOST_PROFILER = os.path.join(os.path.dirname(HERE), '.venv', 'bin', 'host-profiler')
+HOST_PROFILER = os.path.join(os.path.dirname(sys.executable), 'host-profiler')
 
 
 def one(rate: float, window: float, unwinding: str) -> dict:
