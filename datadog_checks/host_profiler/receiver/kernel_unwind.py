@@ -56,7 +56,7 @@ BATCH = 65536
 
 COUNTERS = (
     'unwind.kernel.tables.loaded', 'unwind.kernel.tables.evicted', 'unwind.kernel.tables.failed',
-    'unwind.kernel.tables.too_big', 'unwind.kernel.tables.deferred', 'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
+    'unwind.kernel.tables.too_big', 'unwind.kernel.tables.deferred', 'unwind.kernel.tables.worker_failed', 'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
     'unwind.kernel.partial', 'unwind.kernel.copy_fallback', 'unwind.kernel.stacks_full',
 )
 GAUGES = ('unwind.kernel.bytes', 'unwind.kernel.rows', 'unwind.kernel.rules', 'unwind.kernel.processes')
@@ -132,7 +132,7 @@ class _Rows:
 
 class KernelUnwind:
     def __init__(self, memory_mb: int = 64, telemetry: Any = None, log: Any = None, proc: str = '/proc',
-                 max_processes: int = 16384, stacks_size: int = 16384) -> None:
+                 max_processes: int = 16384, stacks_size: int = 16384, build_process: bool = True) -> None:
         self.memory_mb = int(memory_mb)
         self.telemetry = telemetry
         self.log = log
@@ -163,6 +163,9 @@ class KernelUnwind:
         self._maps: Dict[str, Any] = {}
         self._prev_stats = [0] * len(KU_STATS)
         self.load_seconds = 0.0
+        # compile CFI in a short-lived child process (unwind/cfi_worker.py): its transient memory
+        # leaves with it; off after the first failure to run one (then compiled here)
+        self.build_process = bool(build_process)
         self.loads = 0
         self.evictions = 0
         if telemetry is not None:
@@ -358,6 +361,8 @@ class KernelUnwind:
                 and e[1] not in self._copy_only and not self._too_big(e[1], e[2])]
         if need:
             self._write_proc(pid, entries)
+        if need and self.build_process and self._may_build():
+            self._build_in_child(need, pid)
         for e in need:
             if self._stop.is_set():
                 break
@@ -433,18 +438,51 @@ class KernelUnwind:
             return key, None
         return key, f
 
+    def _build_in_child(self, need: List[List[Any]], pid: int) -> None:
+        """Compile the CFI of these files in one child process (unwind/cfi_worker.py), so that the
+        transient objects of the compile leave nothing in this process's RSS; each table then goes
+        through ``_build``. A child that cannot run leaves them to ``_build`` in this process."""
+        from ..unwind.cfi_worker import build_in_child
+
+        todo = [e for e in need if e[2] is not None and not isinstance(e[2], (bytes, bytearray))]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        try:
+            results, child_cpu = build_in_child([e[2] for e in todo])
+        except OSError as e:
+            self.build_process = False  # from now on in this process
+            if self.log:
+                self.log.warning('kernel unwind: compiling tables in a child process failed (%s); '
+                                 'compiling them in the profiler process from now on', e)
+            if self.telemetry is not None:
+                self.telemetry.count('unwind.kernel.tables.worker_failed')
+            return
+        finally:
+            self.load_seconds += time.perf_counter() - t0
+        self._build_tokens -= child_cpu
+        for e, res in zip(todo, results):
+            if e[1] in self._tables or e[1] in self._failed:
+                continue
+            self._build(e[1], res, pid)
+
     def _build(self, key: Any, src: Any, pid: int) -> None:
         t0 = time.perf_counter()
         try:
-            if isinstance(src, (bytes, bytearray)):
+            if isinstance(src, tuple):  # from the child process: (table, loads) or ('error', name, message)
+                if src[0] == 'error':
+                    raise CfiError('{}: {}'.format(src[1], src[2]))
+                table, loads = src
+            elif isinstance(src, (bytes, bytearray)):
                 table, info = build_cfi_table(data=bytes(src), lazy=False)
+                loads = tuple(info.loads)
             elif src is not None:
                 table, info = build_cfi_table(stream=src, lazy=False)
+                loads = tuple(info.loads)
             else:
                 return
             with self._lock:
                 deltas = compile_deltas(table, self._rules)
-            loads = tuple(info.loads)
         except (CfiError, OSError, ValueError, RuleSetFull) as e:
             self._failed[key] = str(e)[:100]
             if self.telemetry is not None:
