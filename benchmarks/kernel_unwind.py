@@ -190,7 +190,10 @@ def _run_children(modes, pids: str, seconds: float, together: bool, filtered_us:
     """One child per mode. `together`: all started at once, their windows opened at the same moment
     (paired: same workload schedule, same load); else one after the other in the given order."""
     def start(mode):
-        return subprocess.Popen([sys.executable, __file__, '--one', mode, '--pids', pids, '--seconds', str(seconds),
+        # 'auto@/other/tree': that tree's code (its copy of this script), for A/B runs of two versions
+        mode, _, tree = mode.partition('@')
+        script = os.path.join(tree, 'benchmarks', os.path.basename(__file__)) if tree else __file__
+        return subprocess.Popen([sys.executable, script, '--one', mode, '--pids', pids, '--seconds', str(seconds),
                                  '--sync'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
 
@@ -256,6 +259,7 @@ def main() -> None:
                     help='rounds per workload; the order of the modes alternates from one round to the next')
     ap.add_argument('--together', action='store_true',
                     help='run the modes of a round at the same time, their windows opened together (paired)')
+    ap.add_argument('--baseline', default='frame_pointers', help='the mode the others are compared with')
     ap.add_argument('--json', action='store_true')
     ap.add_argument('--one', help=argparse.SUPPRESS)
     ap.add_argument('--pids', help=argparse.SUPPRESS)
@@ -301,15 +305,15 @@ def main() -> None:
     ratios = {}
     for kind, modes_r in rounds.items():
         for mode in modes_r:
-            if mode == 'frame_pointers' or 'frame_pointers' not in modes_r:
+            if mode == args.baseline or args.baseline not in modes_r:
                 continue
             tot, bpf, user = [], [], []
-            for a, fp in zip(modes_r[mode], modes_r['frame_pointers']):
+            for a, fp in zip(modes_r[mode], modes_r[args.baseline]):
                 if 'net_total_us_per_sample' in a and 'net_total_us_per_sample' in fp:
                     tot.append(a['net_total_us_per_sample'] / fp['net_total_us_per_sample'])
                     bpf.append(a['bpf_net_us_per_sample'] / max(1e-9, fp['bpf_net_us_per_sample']))
                     user.append(a['user_us_per_sample'] / max(1e-9, fp['user_us_per_sample']))
-            ratios['{} {}/frame_pointers'.format(kind, mode)] = {
+            ratios['{} {}/{}'.format(kind, mode, args.baseline)] = {
                 'total': _spread(tot), 'bpf': _spread(bpf), 'user': _spread(user)}
     report = {'results': results, 'rounds': rounds, 'ratios': ratios, 'filtered_run_us': filtered_us,
               'together': args.together}
