@@ -51,6 +51,10 @@ MAX_KERNEL_CFI_BYTES = 4 << 20
 # burst for the first processes of a start); a binary left for later keeps the copy until then.
 BUILD_CPU_SHARE = 0.02
 BUILD_CPU_BURST_S = 3.0
+# Files with at least this much CFI (python3.11: 400 KiB, libjvm: 1.4 MiB) are compiled in a child process
+# (unwind/cfi_worker.py): their compile leaves ~10 MiB of half-empty object arenas in the process; a
+# smaller one (libc: 150 KiB, the test programs) is compiled here, without the child's ~70 ms start.
+WORKER_MIN_CFI_BYTES = 256 << 10
 REFRESH_EVERY_S = 1.0
 BATCH = 65536
 
@@ -151,6 +155,7 @@ class KernelUnwind:
         self._queue: 'queue.Queue[Tuple[str, int]]' = queue.Queue()
         self._queued: set = set()
         self._own_pid = os.getpid()
+        self._cfi_bytes: Dict[Any, int] = {}  # file key -> bytes of CFI, between _too_big and the build
         self._copy_only: set = set()  # file keys over MAX_KERNEL_CFI_BYTES: their samples keep the copy
         self._build_tokens = BUILD_CPU_BURST_S  # CPU seconds table builds may spend now
         self._tokens_at = time.monotonic()
@@ -376,6 +381,8 @@ class KernelUnwind:
             c0 = time.thread_time()
             self._build(e[1], e[2], pid)
             self._build_tokens -= time.thread_time() - c0
+        for e in need:
+            self._cfi_bytes.pop(e[1], None)
         if need:
             release_freed_memory()  # what compiling the CFI left in glibc's arenas
         for e in entries:
@@ -404,6 +411,7 @@ class KernelUnwind:
         cfi = sum(sec.size for name in ('.eh_frame', '.debug_frame')
                   for sec in [info.sections.get(name)] if sec is not None and not sec.nobits)
         if cfi <= MAX_KERNEL_CFI_BYTES:
+            self._cfi_bytes[key] = cfi
             return False
         self._copy_only.add(key)
         if self.telemetry is not None:
@@ -444,7 +452,9 @@ class KernelUnwind:
         through ``_build``. A child that cannot run leaves them to ``_build`` in this process."""
         from ..unwind.cfi_worker import build_in_child
 
-        todo = [e for e in need if e[2] is not None and not isinstance(e[2], (bytes, bytearray))]
+        sizes = self._cfi_bytes
+        todo = [e for e in need if e[2] is not None and not isinstance(e[2], (bytes, bytearray))
+                and sizes.get(e[1], 0) >= WORKER_MIN_CFI_BYTES]
         if not todo:
             return
         t0 = time.perf_counter()
