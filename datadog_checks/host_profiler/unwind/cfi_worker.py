@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from array import array
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 _LEN = struct.Struct('<Q')
 _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
