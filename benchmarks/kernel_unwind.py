@@ -13,7 +13,13 @@ the workload (sampler.samples), in a steady-state
 window after the tables are loaded. Each (workload, mode) runs in a fresh child process (clean
 RSS and CPU accounting) sampling only the workload's pids (receiver pids filter).
 
-    python benchmarks/kernel_unwind.py [--seconds 6] [--workloads c,python,go,jvm] [--json]
+    python benchmarks/kernel_unwind.py [--seconds 6] [--workloads c,python,go,jvm] [--rounds N] [--together]
+        [--modes auto,frame_pointers,dwarf] [--json]
+
+--rounds N repeats each workload's modes N times, alternating their order, and reports each
+non-frame-pointer mode's ratio to `frame_pointers` round by round (median, min, max), so that one
+noisy round does not decide; --together runs a round's modes at the same time with their windows
+opened at the same moment (paired: same schedule of the workload, same load beside it).
 """
 from __future__ import annotations
 
@@ -53,8 +59,18 @@ def _rss_kb() -> int:
     return 0
 
 
-def one(mode: str, pids, seconds: float) -> dict:
-    """Runs in the child: one receiver, warm-up, a measured window."""
+def _status_kb(field: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    return 0
+
+
+def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
+    """Runs in the child: one receiver, warm-up, a measured window. With `sync`, the child prints
+    `ready` after its warm-up and waits for a line on stdin before its window, so that the parent
+    can open the windows of several children (one per mode) at the same moment."""
     from datadog_checks.host_profiler.receiver.receiver import Receiver, ReceiverConfig
     from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog_info_by_id
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
@@ -75,6 +91,10 @@ def one(mode: str, pids, seconds: float) -> dict:
             ku.wait_idle(120)
         time.sleep(3.0)  # dwarf: the CFI tables compile during the first drains
         warm = time.monotonic() - t0
+        rss_warm = _rss_kb()
+        if sync:
+            print('ready', flush=True)
+            sys.stdin.readline()
         ids = {i: n for i, n in rx.program_ids().items() if n == 'on_cpu_sample'}
 
         def snap():
@@ -95,6 +115,7 @@ def one(mode: str, pids, seconds: float) -> dict:
             for name in ('ku_rows', 'ku_rules', 'ku_tables', 'ku_procs', 'ku_stacks0', 'ku_stacks1', 'ku_state'):
                 maps[name] = int(_fdinfo(rx._sampler.table(name).map_fd).get('memlock', 0))
         kstats = ku.stats() if ku is not None else {}
+        rss_end = _rss_kb()
     finally:
         rx.stop(block=True, timeout=30)
         os.close(stats_fd)
@@ -121,7 +142,8 @@ def one(mode: str, pids, seconds: float) -> dict:
         'lost': d('sampler.lost', True), 'partial': d('sampler.stacks.partial', True),
         'copy_fallback': d('unwind.kernel.copy_fallback', True),
         'user_unwound': d('unwind.samples', True), 'kernel_unwound': d('unwind.kernel.samples'),
-        'rss_kb': _rss_kb(), 'maps_memlock': maps, 'kernel_tables': kstats,
+        'rss_kb': rss_end, 'rss_warm_kb': rss_warm, 'rss_peak_kb': _status_kb('VmHWM'),
+        'maps_memlock': maps, 'kernel_tables': kstats,
     }
 
 
@@ -164,20 +186,91 @@ def cold_builds() -> dict:
     return out
 
 
+def _run_children(modes, pids: str, seconds: float, together: bool, filtered_us: float) -> dict:
+    """One child per mode. `together`: all started at once, their windows opened at the same moment
+    (paired: same workload schedule, same load); else one after the other in the given order."""
+    def start(mode):
+        # 'auto@/other/tree': that tree's code (its copy of this script), for A/B runs of two versions
+        mode, _, tree = mode.partition('@')
+        script = os.path.join(tree, 'benchmarks', os.path.basename(__file__)) if tree else __file__
+        return subprocess.Popen([sys.executable, script, '--one', mode, '--pids', pids, '--seconds', str(seconds),
+                                 '--sync'], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def finish(mode, child):
+        out, err = child.communicate(timeout=600)
+        try:
+            res = json.loads(out.strip().splitlines()[-1])
+            n = max(1, res['samples'])
+            net = max(0.0, res['bpf_us_per_run'] * res['runs'] - filtered_us * max(0, res['runs'] - n)) / n
+            res['bpf_net_us_per_sample'] = net
+            res['net_total_us_per_sample'] = net + res['user_us_per_sample']
+            res['load'] = os.getloadavg()[0]
+            return res
+        except (ValueError, IndexError, KeyError):
+            return {'error': err[-800:]}
+
+    def ready(child):
+        line = child.stdout.readline()
+        if line.strip() != 'ready':
+            raise RuntimeError('child did not warm up: {!r}'.format(line))
+
+    out = {}
+    if together:
+        children = {m: start(m) for m in modes}
+        try:
+            for c in children.values():
+                ready(c)
+        except RuntimeError:
+            pass
+        for c in children.values():
+            if c.poll() is None:
+                c.stdin.write('go\n')
+                c.stdin.flush()
+        for m, c in children.items():
+            out[m] = finish(m, c)
+        return out
+    for m in modes:
+        c = start(m)
+        try:
+            ready(c)
+            c.stdin.write('go\n')
+            c.stdin.flush()
+        except (RuntimeError, BrokenPipeError):
+            pass
+        out[m] = finish(m, c)
+    return out
+
+
+def _spread(values):
+    v = sorted(values)
+    if not v:
+        return None
+    mid = v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    return {'median': mid, 'min': v[0], 'max': v[-1], 'n': len(v), 'values': values}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument('--seconds', type=float, default=6.0)
     ap.add_argument('--workloads', default='c,python,go,jvm')
     ap.add_argument('--modes', default=','.join(MODES))
+    ap.add_argument('--rounds', type=int, default=1,
+                    help='rounds per workload; the order of the modes alternates from one round to the next')
+    ap.add_argument('--together', action='store_true',
+                    help='run the modes of a round at the same time, their windows opened together (paired)')
+    ap.add_argument('--baseline', default='frame_pointers', help='the mode the others are compared with')
     ap.add_argument('--json', action='store_true')
     ap.add_argument('--one', help=argparse.SUPPRESS)
     ap.add_argument('--pids', help=argparse.SUPPRESS)
+    ap.add_argument('--sync', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--no-builds', action='store_true')
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, [int(p) for p in args.pids.split(',')], args.seconds)))
+        print(json.dumps(one(args.one, [int(p) for p in args.pids.split(',')], args.seconds, args.sync)))
         return
     results = {}
+    rounds = {}
     tmp = tempfile.mkdtemp()
     # the program's cost for a sample it filters out (another task, idle): with a pid filter that keeps
     # nothing, every run is one; subtracted below to get the cost of the workload's samples alone
@@ -186,32 +279,47 @@ def main() -> None:
     base = json.loads(r.stdout.strip().splitlines()[-1])
     filtered_us = base['bpf_us_per_run']
     print('filtered-out run: {:.2f} us'.format(filtered_us), file=sys.stderr, flush=True)
+    modes = args.modes.split(',')
     for kind in args.workloads.split(','):
         procs = _start_workloads(kind, tmp)
         try:
             time.sleep(2.0 if kind != 'jvm' else 4.0)
             pids = ','.join(str(p.pid) for p in procs)
-            for mode in args.modes.split(','):
-                r = subprocess.run([sys.executable, __file__, '--one', mode, '--pids', pids,
-                                    '--seconds', str(args.seconds)], capture_output=True, text=True)
-                try:
-                    res = json.loads(r.stdout.strip().splitlines()[-1])
-                    n = max(1, res['samples'])
-                    net = max(0.0, res['bpf_us_per_run'] * res['runs'] - filtered_us * max(0, res['runs'] - n)) / n
-                    res['bpf_net_us_per_sample'] = net
-                    res['net_total_us_per_sample'] = net + res['user_us_per_sample']
-                    results.setdefault(kind, {})[mode] = res
-                except (ValueError, IndexError, KeyError):
-                    results.setdefault(kind, {})[mode] = {'error': r.stderr[-500:]}
-                print(kind, mode, json.dumps(results[kind][mode]), file=sys.stderr, flush=True)
+            for rnd in range(args.rounds):
+                order = modes if rnd % 2 == 0 else modes[::-1]
+                res = _run_children(order, pids, args.seconds, args.together, filtered_us)
+                for mode in modes:
+                    rounds.setdefault(kind, {}).setdefault(mode, []).append(res[mode])
+                    print(kind, rnd, mode, json.dumps(res[mode]), file=sys.stderr, flush=True)
         finally:
             for p in procs:
                 p.kill()
                 p.wait()
-    report = {'results': results, 'filtered_run_us': filtered_us}
+        for mode in modes:  # the table shows the median round (by total per sample)
+            ok = [x for x in rounds[kind][mode] if 'net_total_us_per_sample' in x]
+            if ok:
+                ok.sort(key=lambda x: x['net_total_us_per_sample'])
+                results.setdefault(kind, {})[mode] = ok[len(ok) // 2]
+            else:
+                results.setdefault(kind, {})[mode] = rounds[kind][mode][0]
+    ratios = {}
+    for kind, modes_r in rounds.items():
+        for mode in modes_r:
+            if mode == args.baseline or args.baseline not in modes_r:
+                continue
+            tot, bpf, user = [], [], []
+            for a, fp in zip(modes_r[mode], modes_r[args.baseline]):
+                if 'net_total_us_per_sample' in a and 'net_total_us_per_sample' in fp:
+                    tot.append(a['net_total_us_per_sample'] / fp['net_total_us_per_sample'])
+                    bpf.append(a['bpf_net_us_per_sample'] / max(1e-9, fp['bpf_net_us_per_sample']))
+                    user.append(a['user_us_per_sample'] / max(1e-9, fp['user_us_per_sample']))
+            ratios['{} {}/{}'.format(kind, mode, args.baseline)] = {
+                'total': _spread(tot), 'bpf': _spread(bpf), 'user': _spread(user)}
+    report = {'results': results, 'rounds': rounds, 'ratios': ratios, 'filtered_run_us': filtered_us,
+              'together': args.together}
     proj = {}
-    for kind, modes in results.items():
-        for mode, r in modes.items():
+    for kind, modes_r in results.items():
+        for mode, r in modes_r.items():
             if 'net_total_us_per_sample' not in r:
                 continue
             for cores in (96, 192):
@@ -224,25 +332,39 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=1))
         return
-    print('filtered-out run: {:.2f} µs'.format(filtered_us))
+    print('filtered-out run: {:.2f} µs; {} round(s), modes {}'.format(
+        filtered_us, args.rounds, 'together (paired windows)' if args.together else 'one after the other, alternated'))
     print('| workload | mode | BPF µs/sample (net) | user µs/sample | total µs/sample | BPF ms/s | user ms/s '
-          '| samples | lost | partial | copy fallbacks | RSS MiB |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|---|')
-    for kind, modes in results.items():
-        for mode, r in modes.items():
+          '| samples | lost | partial | copy fallbacks | RSS MiB (warm / end / peak) | load |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+    for kind, modes_r in results.items():
+        for mode, r in modes_r.items():
             if 'net_total_us_per_sample' not in r:
-                print('| {} | {} | error | | | | | | | | | |'.format(kind, mode))
+                print('| {} | {} | error | | | | | | | | | | |'.format(kind, mode))
                 continue
-            print('| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {} | {} | {} | {} | {:.0f} |'.format(
-                kind, mode, r['bpf_net_us_per_sample'], r['user_us_per_sample'], r['net_total_us_per_sample'],
-                r['bpf_ms_per_s'], r['user_ms_per_s'], r['samples'],
-                r['lost'], r['partial'], r['copy_fallback'], r['rss_kb'] / 1024))
-    for kind, modes in results.items():
-        a, fp = modes.get('auto', {}), modes.get('frame_pointers', {})
-        if 'net_total_us_per_sample' in a and 'net_total_us_per_sample' in fp:
-            print('{}: auto / frame_pointers = {:.2f}x total, {:.2f}x BPF'.format(
-                kind, a['net_total_us_per_sample'] / fp['net_total_us_per_sample'],
-                a['bpf_net_us_per_sample'] / max(1e-9, fp['bpf_net_us_per_sample'])))
+            print('| {} | {} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {:.1f} | {} | {} | {} | {} | {:.0f} / {:.0f} / {:.0f} '
+                  '| {:.1f} |'.format(
+                      kind, mode, r['bpf_net_us_per_sample'], r['user_us_per_sample'], r['net_total_us_per_sample'],
+                      r['bpf_ms_per_s'], r['user_ms_per_s'], r['samples'], r['lost'], r['partial'],
+                      r['copy_fallback'], r['rss_warm_kb'] / 1024, r['rss_kb'] / 1024, r['rss_peak_kb'] / 1024,
+                      r['load']))
+    for key, sp in ratios.items():
+        if sp['total']:
+            print('{}: total {:.2f}x (min {:.2f}, max {:.2f}, {} rounds), BPF {:.2f}x ({:.2f}-{:.2f}), '
+                  'user {:.2f}x ({:.2f}-{:.2f})'.format(
+                      key, sp['total']['median'], sp['total']['min'], sp['total']['max'], sp['total']['n'],
+                      sp['bpf']['median'], sp['bpf']['min'], sp['bpf']['max'],
+                      sp['user']['median'], sp['user']['min'], sp['user']['max']))
+    for kind, modes_r in rounds.items():
+        for mode, rs in modes_r.items():
+            ok = [x for x in rs if 'rss_kb' in x]
+            if ok:
+                print('{} {}: lost {} partial {} copy fallbacks {} over {} rounds; RSS end {} MiB, peak {} MiB'.format(
+                    kind, mode, sum(x['lost'] for x in ok), sum(x['partial'] for x in ok),
+                    sum(x['copy_fallback'] for x in ok), len(ok),
+                    '/'.join(str(x['rss_kb'] // 1024) for x in ok), '/'.join(str(x['rss_peak_kb'] // 1024) for x in ok)))
+    for kind, modes_r in results.items():
+        a = modes_r.get('auto', {})
         if a.get('maps_memlock'):
             print('{}: ku maps memlock {}'.format(kind, a['maps_memlock']))
             print('{}: tables {}'.format(kind, a['kernel_tables']))

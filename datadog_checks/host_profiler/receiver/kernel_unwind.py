@@ -51,12 +51,16 @@ MAX_KERNEL_CFI_BYTES = 4 << 20
 # burst for the first processes of a start); a binary left for later keeps the copy until then.
 BUILD_CPU_SHARE = 0.02
 BUILD_CPU_BURST_S = 3.0
+# Files with at least this much CFI (python3.11: 400 KiB, libjvm: 1.4 MiB) are compiled in a child process
+# (unwind/cfi_worker.py): their compile leaves ~10 MiB of half-empty object arenas in the process; a
+# smaller one (libc: 150 KiB, the test programs) is compiled here, without the child's ~70 ms start.
+WORKER_MIN_CFI_BYTES = 256 << 10
 REFRESH_EVERY_S = 1.0
 BATCH = 65536
 
 COUNTERS = (
     'unwind.kernel.tables.loaded', 'unwind.kernel.tables.evicted', 'unwind.kernel.tables.failed',
-    'unwind.kernel.tables.too_big', 'unwind.kernel.tables.deferred', 'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
+    'unwind.kernel.tables.too_big', 'unwind.kernel.tables.deferred', 'unwind.kernel.tables.worker_failed', 'unwind.kernel.load_duration', 'unwind.kernel.samples', 'unwind.kernel.frames',
     'unwind.kernel.partial', 'unwind.kernel.copy_fallback', 'unwind.kernel.stacks_full',
 )
 GAUGES = ('unwind.kernel.bytes', 'unwind.kernel.rows', 'unwind.kernel.rules', 'unwind.kernel.processes')
@@ -132,7 +136,7 @@ class _Rows:
 
 class KernelUnwind:
     def __init__(self, memory_mb: int = 64, telemetry: Any = None, log: Any = None, proc: str = '/proc',
-                 max_processes: int = 16384, stacks_size: int = 16384) -> None:
+                 max_processes: int = 16384, stacks_size: int = 16384, build_process: bool = True) -> None:
         self.memory_mb = int(memory_mb)
         self.telemetry = telemetry
         self.log = log
@@ -151,6 +155,7 @@ class KernelUnwind:
         self._queue: 'queue.Queue[Tuple[str, int]]' = queue.Queue()
         self._queued: set = set()
         self._own_pid = os.getpid()
+        self._cfi_bytes: Dict[Any, int] = {}  # file key -> bytes of CFI, between _too_big and the build
         self._copy_only: set = set()  # file keys over MAX_KERNEL_CFI_BYTES: their samples keep the copy
         self._build_tokens = BUILD_CPU_BURST_S  # CPU seconds table builds may spend now
         self._tokens_at = time.monotonic()
@@ -168,6 +173,9 @@ class KernelUnwind:
         self.walk_load_cpu_seconds = 0.0  # its verification, CPU of the process while it ran
         self._prev_stats = [0] * len(KU_STATS)
         self.load_seconds = 0.0
+        # compile CFI in a short-lived child process (unwind/cfi_worker.py): its transient memory
+        # leaves with it; off after the first failure to run one (then compiled here)
+        self.build_process = bool(build_process)
         self.loads = 0
         self.evictions = 0
         if telemetry is not None:
@@ -366,6 +374,8 @@ class KernelUnwind:
                 and e[1] not in self._copy_only and not self._too_big(e[1], e[2])]
         if need:
             self._write_proc(pid, entries)
+        if need and self.build_process and self._may_build():
+            self._build_in_child(need, pid)
         for e in need:
             if self._stop.is_set():
                 break
@@ -379,6 +389,8 @@ class KernelUnwind:
             c0 = time.thread_time()
             self._build(e[1], e[2], pid)
             self._build_tokens -= time.thread_time() - c0
+        for e in need:
+            self._cfi_bytes.pop(e[1], None)
         if need:
             release_freed_memory()  # what compiling the CFI left in glibc's arenas
         for e in entries:
@@ -407,6 +419,7 @@ class KernelUnwind:
         cfi = sum(sec.size for name in ('.eh_frame', '.debug_frame')
                   for sec in [info.sections.get(name)] if sec is not None and not sec.nobits)
         if cfi <= MAX_KERNEL_CFI_BYTES:
+            self._cfi_bytes[key] = cfi
             return False
         self._copy_only.add(key)
         if self.telemetry is not None:
@@ -441,18 +454,53 @@ class KernelUnwind:
             return key, None
         return key, f
 
+    def _build_in_child(self, need: List[List[Any]], pid: int) -> None:
+        """Compile the CFI of these files in one child process (unwind/cfi_worker.py), so that the
+        transient objects of the compile leave nothing in this process's RSS; each table then goes
+        through ``_build``. A child that cannot run leaves them to ``_build`` in this process."""
+        from ..unwind.cfi_worker import build_in_child
+
+        sizes = self._cfi_bytes
+        todo = [e for e in need if e[2] is not None and not isinstance(e[2], (bytes, bytearray))
+                and sizes.get(e[1], 0) >= WORKER_MIN_CFI_BYTES]
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        try:
+            results, child_cpu = build_in_child([e[2] for e in todo])
+        except OSError as e:
+            self.build_process = False  # from now on in this process
+            if self.log:
+                self.log.warning('kernel unwind: compiling tables in a child process failed (%s); '
+                                 'compiling them in the profiler process from now on', e)
+            if self.telemetry is not None:
+                self.telemetry.count('unwind.kernel.tables.worker_failed')
+            return
+        finally:
+            self.load_seconds += time.perf_counter() - t0
+        self._build_tokens -= child_cpu
+        for e, res in zip(todo, results):
+            if e[1] in self._tables or e[1] in self._failed:
+                continue
+            self._build(e[1], res, pid)
+
     def _build(self, key: Any, src: Any, pid: int) -> None:
         t0 = time.perf_counter()
         try:
-            if isinstance(src, (bytes, bytearray)):
+            if isinstance(src, tuple):  # from the child process: (table, loads) or ('error', name, message)
+                if src[0] == 'error':
+                    raise CfiError('{}: {}'.format(src[1], src[2]))
+                table, loads = src
+            elif isinstance(src, (bytes, bytearray)):
                 table, info = build_cfi_table(data=bytes(src), lazy=False)
+                loads = tuple(info.loads)
             elif src is not None:
                 table, info = build_cfi_table(stream=src, lazy=False)
+                loads = tuple(info.loads)
             else:
                 return
             with self._lock:
                 deltas = compile_deltas(table, self._rules)
-            loads = tuple(info.loads)
         except (CfiError, OSError, ValueError, RuleSetFull) as e:
             self._failed[key] = str(e)[:100]
             if self.telemetry is not None:
