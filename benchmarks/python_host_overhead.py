@@ -24,6 +24,10 @@ After --warmup s (start-up, BCC compile and the first reads of code objects are 
     (`_py_walk_ns` / `_py_walks`, bpf_ktime_get_ns around the walk).
 Compare python with native_only within a round (the host is shared).
 
+--baseline DIR adds a configuration per round, `python_base`: the python configuration run from
+another checkout (e.g. `git archive <commit> | tar -x -C DIR`), for before/after figures taken
+over the same rounds.
+
 --workload-only profiles only the two Python workers (`receiver.pids`): on a host shared with other
 sessions, whole-host figures follow what they run (their short processes, their deep pytest
 stacks, walked too). The per-sample time of `on_cpu_sample` then counts the runs for other tasks,
@@ -55,7 +59,7 @@ PYSPLIT = os.path.join(os.path.dirname(HERE), 'tests', 'workloads', 'pysplit.py'
 PYTHONS = (os.path.expanduser('~/.pyenv/versions/3.12.1/bin/python3.12'), '/usr/bin/python3.11')
 
 
-def start(name: str, hz: int, tmp: str, pids=None) -> subprocess.Popen:
+def start(name: str, hz: int, tmp: str, pids=None, repo: str = '') -> subprocess.Popen:
     import signal
 
     d = os.path.join(tmp, name)
@@ -63,13 +67,14 @@ def start(name: str, hz: int, tmp: str, pids=None) -> subprocess.Popen:
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  interpreters: {}\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), '[python]' if name == 'python' else '[]'))
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), '[python]' if name in ('python', 'python_base') else '[]'))
         if pids:
             f.write('  pids: [{}]\n'.format(', '.join(str(p) for p in pids)))
     cmd = [HOST_PROFILER, 'run', '--config', cfg, '--frequency', str(hz), '--interval', '10',
            '--duration', '100000', '--output', os.path.join(d, 'out')]
     # this checkout's code first (the venv's entry point may be an editable install of another one)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get('PYTHONPATH')])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo or os.path.dirname(HERE),
+                                                                    os.environ.get('PYTHONPATH')])))
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'), env=env,
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -117,7 +122,8 @@ def _stats(prog_ids) -> dict:
 
 
 def measure(name: str, args, tmp: str, pids=None) -> dict:
-    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids)
+    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids,
+                 args.baseline if name == 'python_base' else '')
     try:
         time.sleep(args.warmup)
         if proc.poll() is not None:
@@ -153,11 +159,14 @@ def main():
     ap.add_argument('--warmup', type=float, default=20.0)
     ap.add_argument('--frequency', type=int, default=20)
     ap.add_argument('--json')
+    ap.add_argument('--baseline', help='another checkout: its python configuration too (python_base)')
     ap.add_argument('--workload-only', action='store_true', help='profile only the Python workers (receiver.pids)')
     args = ap.parse_args()
     pythons = [p for p in PYTHONS if os.path.exists(p)]
     total = args.rounds * 2 * (args.window + args.warmup + 10) + 60
     if args.workload_only:
+        total += args.rounds * (args.window + args.warmup + 10)
+    if args.baseline:
         total += args.rounds * (args.window + args.warmup + 10)
     workers = [subprocess.Popen([p, PYSPLIT, str(total), '20'], stdout=subprocess.DEVNULL) for p in pythons]
     idle = subprocess.Popen(['sleep', str(int(total))])
@@ -167,7 +176,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             pids = [p.pid for p in workers] if args.workload_only else None
             for r in range(args.rounds):
-                order = ['python', 'native_only']
+                order = ['python', 'native_only'] + (['python_base'] if args.baseline else [])
                 random.shuffle(order)
                 if pids:
                     order.append('filtered')
@@ -179,7 +188,7 @@ def main():
                     print(json.dumps(row), flush=True)
                 if pids:  # in-kernel time per kept sample: the dropped runs' cost taken out
                     drop_ns = rows[-1]['run_ns'] / max(1, rows[-1]['runs'])
-                    for row in rows[-3:-1]:
+                    for row in rows[-len(order):-1]:
                         row['dropped_run_us'] = round(drop_ns / 1000.0, 3)
                         row['us_per_kept_sample'] = round(
                             (row['run_ns'] - (row['runs'] - row['kept']) * drop_ns) / max(1, row['kept']) / 1000.0, 2)
@@ -189,7 +198,7 @@ def main():
             p.kill()
             p.wait()
     summary = {}
-    for name in ('python', 'native_only'):
+    for name in ('python', 'native_only') + (('python_base',) if args.baseline else ()):
         mine = [x for x in rows if x['config'] == name]
         keys = ['own_cpu_pct_core', 'bpf_pct_core', 'us_per_sample', 'load1']
         keys += ['us_per_kept_sample'] if args.workload_only else []
@@ -200,6 +209,10 @@ def main():
     per = 'us_per_kept_sample' if args.workload_only else 'us_per_sample'
     summary['us_per_sample_more'] = [round(p[per] - n[per], 2) for p, n in zip(py, nat)]
     summary['walk_us_per_walk'] = [p['walk_us_per_walk'] for p in py]
+    if args.baseline:
+        base = [x for x in rows if x['config'] == 'python_base']
+        summary['own_cpu_python_over_base'] = [round(p['own_cpu_pct_core'] / max(1e-9, b['own_cpu_pct_core']), 3)
+                                               for p, b in zip(py, base)]
     out = {'pythons': pythons, 'workload_only': args.workload_only, 'frequency': args.frequency, 'window_s': args.window, 'ncpu': os.cpu_count(), 'rows': rows, 'summary': summary}
     print(json.dumps(out['summary'], indent=1))
     if args.json:
