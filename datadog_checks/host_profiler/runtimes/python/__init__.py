@@ -166,7 +166,8 @@ class PythonRuntime(Runtime):
         a process that exits before the drain nor a code object freed soon after its run (a
         module's, once imported) loses its names. Returns the code objects read."""
         now = time.monotonic()
-        if self._empty_looks >= IDLE_AFTER_LOOKS and not self.eager(now) and now - self._last_look < IDLE_LOOK_S:
+        # (a little early counts: the receiver's thread itself waits IDLE_LOOK_S between idle looks)
+        if self._empty_looks >= IDLE_AFTER_LOOKS and not self.eager(now) and now - self._last_look < IDLE_LOOK_S - 0.05:
             return 0
         self._last_look = now
         stacks = sampler.peek_python_stacks(self._peeked)
