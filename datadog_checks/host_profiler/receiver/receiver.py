@@ -17,7 +17,6 @@ The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import fcntl
 import os
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..profile.merge import add_samples, merged_samples
-from ..profile.model import CPU_SAMPLES, RawSample
+from ..profile.model import CPU_SAMPLES, RawSample, with_fields
 from ..runtime.telemetry import Telemetry
 from ..runtimes.otel_process_context import ProcessContextReader
 from ..runtimes.otel_thread_context import RecordLinks, ThreadContextDecoder
@@ -605,7 +604,7 @@ class Receiver:
                         memo[k] = None
                         if self.log:
                             self.log.debug('runtime frames of pid %s failed', s.pid, exc_info=True)
-                s = dataclasses.replace(s, runtime_stack=memo[k])
+                s = with_fields(s, runtime_stack=memo[k])
             out.append(s)
         for r in self.runtimes.runtimes:
             kernel_counts = getattr(r, 'kernel_counts', None)
@@ -633,7 +632,7 @@ class Receiver:
                 if out is samples:
                     out = list(samples)
                 link, attributes = self.record_links(s.pid, link)
-                out[i] = s = dataclasses.replace(s, link=link, context_attributes=attributes)
+                out[i] = s = with_fields(s, link=link, context_attributes=attributes)
                 if link is None:
                     continue
             linked += s.count
