@@ -16,13 +16,18 @@ default configuration (`unwinding: auto`) and:
 
 After --warmup s (start-up, BCC compile and the first reads of code objects are not counted), over
 --window s:
-  - own CPU: utime+stime of the host-profiler process, as % of one core;
+  - own CPU: CPU time of the host-profiler process's threads (schedstat, ns), as % of one core
+    (`own_cpu_ticks_pct_core`: utime+stime, 10 ms ticks, dead threads included);
   - BPF: run time of its BPF programs (kernel run_time_ns, BPF stats on for the benchmark), % of
     one core; it runs in the sampled tasks' context, so it is in no process's CPU;
   - in-kernel time per sample: run_time_ns / run_cnt of `on_cpu_sample`.
   - from the program's `stats` map (read with bpftool): samples kept, the walk's own clock per walk
     (`_py_walk_ns` / `_py_walks`, bpf_ktime_get_ns around the walk).
 Compare python with native_only within a round (the host is shared).
+
+--baseline DIR adds a configuration per round, `python_base`: the python configuration run from
+another checkout (e.g. `git archive <commit> | tar -x -C DIR`), for before/after figures taken
+over the same rounds.
 
 --workload-only profiles only the two Python workers (`receiver.pids`): on a host shared with other
 sessions, whole-host figures follow what they run (their short processes, their deep pytest
@@ -55,7 +60,7 @@ PYSPLIT = os.path.join(os.path.dirname(HERE), 'tests', 'workloads', 'pysplit.py'
 PYTHONS = (os.path.expanduser('~/.pyenv/versions/3.12.1/bin/python3.12'), '/usr/bin/python3.11')
 
 
-def start(name: str, hz: int, tmp: str, pids=None) -> subprocess.Popen:
+def start(name: str, hz: int, tmp: str, pids=None, repo: str = '') -> subprocess.Popen:
     import signal
 
     d = os.path.join(tmp, name)
@@ -63,13 +68,14 @@ def start(name: str, hz: int, tmp: str, pids=None) -> subprocess.Popen:
     cfg = os.path.join(d, 'conf.yaml')
     with open(cfg, 'w') as f:
         f.write('lock_file: {}\ndiagnostics_dir: {}\nreceiver:\n  interpreters: {}\n'.format(
-            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), '[python]' if name == 'python' else '[]'))
+            os.path.join(d, 'hp.lock'), os.path.join(d, 'diag'), '[python]' if name in ('python', 'python_base') else '[]'))
         if pids:
             f.write('  pids: [{}]\n'.format(', '.join(str(p) for p in pids)))
     cmd = [HOST_PROFILER, 'run', '--config', cfg, '--frequency', str(hz), '--interval', '10',
            '--duration', '100000', '--output', os.path.join(d, 'out')]
     # this checkout's code first (the venv's entry point may be an editable install of another one)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [os.path.dirname(HERE), os.environ.get('PYTHONPATH')])))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo or os.path.dirname(HERE),
+                                                                    os.environ.get('PYTHONPATH')])))
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, 'err'), 'w'), env=env,
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -82,6 +88,19 @@ def _progs(pid: int) -> dict:
         except OSError:
             pass
     return out
+
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of the process's live threads in ns (/proc/PID/task/*/schedstat): the 10 ms ticks
+    of /proc/PID/stat are 0.03% of a core over a 30 s window, the size of what is measured."""
+    total = 0
+    for t in os.listdir('/proc/{}/task'.format(pid)):
+        try:
+            with open('/proc/{}/task/{}/schedstat'.format(pid, t)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # the thread ended
+    return total
 
 
 def _cpu_s(pid: int) -> float:
@@ -117,16 +136,17 @@ def _stats(prog_ids) -> dict:
 
 
 def measure(name: str, args, tmp: str, pids=None) -> dict:
-    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids)
+    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids,
+                 args.baseline if name == 'python_base' else '')
     try:
         time.sleep(args.warmup)
         if proc.poll() is not None:
             raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
         load0 = os.getloadavg()[0]
-        a, c0, t0 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        a, c0, n0, t0 = _progs(proc.pid), _cpu_s(proc.pid), _cpu_ns(proc.pid), time.monotonic()
         sa = _stats([i for i in a if a[i]['name'] == 'on_cpu_sample'])
         time.sleep(args.window)
-        b, c1, t1 = _progs(proc.pid), _cpu_s(proc.pid), time.monotonic()
+        b, c1, n1, t1 = _progs(proc.pid), _cpu_s(proc.pid), _cpu_ns(proc.pid), time.monotonic()
         sb = _stats([i for i in b if b[i]['name'] == 'on_cpu_sample'])
     finally:
         stop_profiler(proc)
@@ -138,7 +158,8 @@ def measure(name: str, args, tmp: str, pids=None) -> dict:
     st = {k: sb.get(k, 0) - sa.get(k, 0) for k in sb}
     walks = st.get('_py_walks', 0)
     return {'config': name, 'load1': round(load0, 2),
-            'own_cpu_pct_core': round(100.0 * (c1 - c0) / wall, 3),
+            'own_cpu_pct_core': round(100.0 * (n1 - n0) / 1e9 / wall, 3),
+            'own_cpu_ticks_pct_core': round(100.0 * (c1 - c0) / wall, 3),
             'bpf_pct_core': round(100.0 * bpf_ns / 1e9 / wall, 4),
             'runs': cnt, 'us_per_sample': round(ns / max(1, cnt) / 1000.0, 2), 'run_ns': ns,
             'kept': st.get('_samples', 0), 'dropped': st.get('_pid_filtered', 0), 'walks': walks,
@@ -153,11 +174,14 @@ def main():
     ap.add_argument('--warmup', type=float, default=20.0)
     ap.add_argument('--frequency', type=int, default=20)
     ap.add_argument('--json')
+    ap.add_argument('--baseline', help='another checkout: its python configuration too (python_base)')
     ap.add_argument('--workload-only', action='store_true', help='profile only the Python workers (receiver.pids)')
     args = ap.parse_args()
     pythons = [p for p in PYTHONS if os.path.exists(p)]
     total = args.rounds * 2 * (args.window + args.warmup + 10) + 60
     if args.workload_only:
+        total += args.rounds * (args.window + args.warmup + 10)
+    if args.baseline:
         total += args.rounds * (args.window + args.warmup + 10)
     workers = [subprocess.Popen([p, PYSPLIT, str(total), '20'], stdout=subprocess.DEVNULL) for p in pythons]
     idle = subprocess.Popen(['sleep', str(int(total))])
@@ -167,7 +191,7 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             pids = [p.pid for p in workers] if args.workload_only else None
             for r in range(args.rounds):
-                order = ['python', 'native_only']
+                order = ['python', 'native_only'] + (['python_base'] if args.baseline else [])
                 random.shuffle(order)
                 if pids:
                     order.append('filtered')
@@ -179,7 +203,7 @@ def main():
                     print(json.dumps(row), flush=True)
                 if pids:  # in-kernel time per kept sample: the dropped runs' cost taken out
                     drop_ns = rows[-1]['run_ns'] / max(1, rows[-1]['runs'])
-                    for row in rows[-3:-1]:
+                    for row in rows[-len(order):-1]:
                         row['dropped_run_us'] = round(drop_ns / 1000.0, 3)
                         row['us_per_kept_sample'] = round(
                             (row['run_ns'] - (row['runs'] - row['kept']) * drop_ns) / max(1, row['kept']) / 1000.0, 2)
@@ -189,7 +213,7 @@ def main():
             p.kill()
             p.wait()
     summary = {}
-    for name in ('python', 'native_only'):
+    for name in ('python', 'native_only') + (('python_base',) if args.baseline else ()):
         mine = [x for x in rows if x['config'] == name]
         keys = ['own_cpu_pct_core', 'bpf_pct_core', 'us_per_sample', 'load1']
         keys += ['us_per_kept_sample'] if args.workload_only else []
@@ -200,6 +224,10 @@ def main():
     per = 'us_per_kept_sample' if args.workload_only else 'us_per_sample'
     summary['us_per_sample_more'] = [round(p[per] - n[per], 2) for p, n in zip(py, nat)]
     summary['walk_us_per_walk'] = [p['walk_us_per_walk'] for p in py]
+    if args.baseline:
+        base = [x for x in rows if x['config'] == 'python_base']
+        summary['own_cpu_python_over_base'] = [round(p['own_cpu_pct_core'] / max(1e-9, b['own_cpu_pct_core']), 3)
+                                               for p, b in zip(py, base)]
     out = {'pythons': pythons, 'workload_only': args.workload_only, 'frequency': args.frequency, 'window_s': args.window, 'ncpu': os.cpu_count(), 'rows': rows, 'summary': summary}
     print(json.dumps(out['summary'], indent=1))
     if args.json:

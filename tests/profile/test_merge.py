@@ -32,3 +32,21 @@ def test_accumulator_across_drains_round_trips_every_field():
     add_samples(acc, [s])  # the next drain repeats the key
     (out,) = merged_samples(acc)
     assert sample_key(out) == sample_key(s) and out.count == 4
+
+
+def test_with_fields_is_dataclasses_replace():
+    """The drain's copy of a sample with new fields equals dataclasses.replace's (and hashes the
+    same); an unknown field is refused, the original is untouched."""
+    import dataclasses
+
+    import pytest
+
+    from datadog_checks.host_profiler.profile.model import with_fields
+
+    s = RawSample(1, 2, 'x', (1, 2, 3), (4,), 7, runtime_stack=('cpython', (), False))
+    for changes in ({'runtime_stack': None}, {'link': SpanLink(b'\x01' * 16, b'\x02' * 8), 'context_attributes': (('k', 'v'),)}):
+        got = with_fields(s, **changes)
+        assert got == dataclasses.replace(s, **changes) and hash(got) == hash(dataclasses.replace(s, **changes))
+    assert s.runtime_stack == ('cpython', (), False) and s.link is None
+    with pytest.raises(TypeError):
+        with_fields(s, nope=1)

@@ -170,6 +170,31 @@ def test_scrub_text_patterns_without_registration(text):
     assert scrub.REDACTED in out
 
 
+def test_line_scrubber_same_as_scrub_text_on_indented_json():
+    """The diagnostics file's scrubber (line by line, lines remembered) gives scrub_text's text
+    for json.dumps(indent=1) output, at the first call and at the next ones, and forgets what it
+    remembered when a secret is registered."""
+    doc = {
+        'config': {'api_key': 'Zz9-unregistered-secret-value', 'nested': {'token': 'abc', 'Password': 'x y'}},
+        'extra': {'a': 'Authorization: Bearer abc.def', 'b': 'https://user:pw@proxy:3128', 'c': 'token=xyz;',
+                  'd': 'abcdef0123456789abcdef0123456789', 'e': 'dd-api-key: q1w2e3', 'f': 'plain'},
+        'list': ['api_key=1234 rest', 'password', 'token', {'secret': ['s1', 's2']}],
+    }
+    text = json.dumps(doc, indent=1, sort_keys=True)
+    ls = scrub.LineScrubber()
+    for _ in range(2):
+        assert ls.scrub(text, ['plain-ish-secret']) == scrub.scrub_text(text, ['plain-ish-secret'])
+    late = 'late-registered-value'
+    text2 = text.replace('plain', late)
+    assert ls.scrub(text2) == scrub.scrub_text(text2)
+    scrub.register_secret(late)
+    assert late not in ls.scrub(text2)
+    assert ls.scrub(text2) == scrub.scrub_text(text2)
+    # a secret with a line break: the whole text at once
+    multi = 'line one\nline two'
+    assert ls.scrub('a\nline one\nline two\nb', [multi]) == scrub.scrub_text('a\nline one\nline two\nb', [multi])
+
+
 def test_scrub_text_bare_api_key_keeps_last_five():
     key = 'abcdef0123456789abcdef0123456789'
     assert scrub.scrub_text('key ' + key + ' end') == 'key ' + '*' * 27 + '56789 end'

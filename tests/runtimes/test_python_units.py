@@ -175,6 +175,46 @@ def test_detect_and_read_code_objects_of_a_live_interpreter(label, path, tmp_pat
         proc.wait()
 
 
+@pytest.mark.parametrize('label,path', interpreters()[:1] + interpreters()[-1:])
+def test_resolved_stack_kept_across_drains_until_its_code_is_replaced(label, path, tmp_path):
+    """A Python stack resolved at one drain is the same RuntimeStack at the next ones (not built
+    again) while its code objects pass the per-drain reuse check; a code object found replaced
+    (or the process dropped) builds it afresh."""
+    _require(path)
+    import datadog_checks.host_profiler.runtimes.python as pymod
+    from datadog_checks.host_profiler.receiver.processes import read_process
+    from datadog_checks.host_profiler.runtimes.python.detect import detect
+
+    script = tmp_path / 'known.py'
+    script.write_text('import sys, time\n\n\nclass K:\n    def method(self):\n        pass\n\n\n'
+                      'sys.stdout.write("%d\\n" % id(K.method.__code__))\nsys.stdout.flush()\ntime.sleep(30)\n')
+    proc = subprocess.Popen([path, str(script)], stdout=subprocess.PIPE)
+    try:
+        code_addr = int(proc.stdout.readline())
+        info = read_process(proc.pid)
+        interp = detect(info)
+        rt = pymod.PythonRuntime()
+        rt._procs[proc.pid] = (info.start_time, len(info.mappings), interp, OFFSETS[interp.file.minor])
+        raw = ('cpython', ((code_addr, 0xFFFFFFFF, pymod.SEGMENT_END),), False)
+        first = rt.resolve(proc.pid, raw)
+        assert first.segments[0][0].function.endswith('method') and first.segments[0][0].line == 5
+        rt.end_drain()
+        again = rt.resolve(proc.pid, ('cpython', tuple(raw[1]), False))  # an equal tuple, another object
+        assert again is first
+        rt.end_drain()
+        rt.codes._entries[(proc.pid, code_addr)].header = b'replaced'  # the reuse check fails next drain
+        rebuilt = rt.resolve(proc.pid, raw)
+        assert rebuilt is not first and rebuilt.segments == first.segments
+        assert rt._counts.get('code_object_reused') == 1 and rt._counts.get('stacks') == 1
+        rt.end_drain()
+        assert rt.resolve(proc.pid, raw) is rebuilt
+        rt._drop(proc.pid)
+        assert not rt._stacks
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_python_frames_in_otlp_pprof_and_folded():
     """A built profile with interleaved Python frames, through the real encoders."""
     from datadog_checks.host_profiler.profile import otlp, pprof

@@ -10,7 +10,7 @@ addresses into ``Frame``; ``profile.builder`` groups samples per process into a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
@@ -76,6 +76,20 @@ class RawSample:
     link: Optional[SpanLink] = None  # the span the thread was in (thread context), if any
     # the thread context's attributes, keys resolved through the process's key map (OTEP 4947)
     context_attributes: Tuple[Tuple[str, str], ...] = ()
+
+
+def with_fields(sample: RawSample, **changes: Any) -> RawSample:
+    """``dataclasses.replace`` for a RawSample (no ``__post_init__``, fields in ``__dict__``): a
+    copy of its fields, 3 us instead of 26 (the drain does it for every sample with runtime
+    frames)."""
+    out = object.__new__(RawSample)
+    d = out.__dict__
+    d.update(sample.__dict__)
+    for k, v in changes.items():
+        if k not in _RAW_FIELDS:
+            raise TypeError('RawSample has no field {!r}'.format(k))
+        d[k] = v
+    return out
 
 
 @dataclass(frozen=True)
@@ -211,3 +225,6 @@ class Profile:
     @property
     def has_off_cpu(self) -> bool:
         return any(r.off_cpu_samples for r in self.resources)
+
+
+_RAW_FIELDS = frozenset(f.name for f in fields(RawSample))

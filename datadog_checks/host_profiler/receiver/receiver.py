@@ -17,7 +17,6 @@ The thread also stops itself when no ``heartbeat()`` came for 3 check intervals.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import errno
 import fcntl
 import os
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..profile.merge import add_samples, merged_samples
-from ..profile.model import CPU_SAMPLES, RawSample
+from ..profile.model import CPU_SAMPLES, RawSample, with_fields
 from ..runtime.telemetry import Telemetry
 from ..runtimes.otel_process_context import ProcessContextReader
 from ..runtimes.otel_thread_context import RecordLinks, ThreadContextDecoder
@@ -64,6 +63,14 @@ PREFETCH_INTERVAL_S = 0.2
 # most PREFETCH_EAGER_SHARE of a core.
 PREFETCH_EAGER_S = 0.05
 PREFETCH_EAGER_SHARE = 0.02
+# ... and this often once PREFETCH_IDLE_AFTER looks in a row read nothing (the runtimes' caches
+# hold what the running processes execute): each wake-up of an idle thread costs ~50-80 us of CPU
+# on this 2-core machine (GIL, the runtimes' own checks), a few hundredths of a percent of a core
+# at 5 a second. A process registered (Runtime.eager) wakes the thread at once.
+PREFETCH_IDLE_S = 1.0
+PREFETCH_IDLE_AFTER = 3
+# the observer thread blocks on its queue this long at most (stop() wakes it with a None)
+OBSERVER_WAIT_S = 5.0
 
 
 @dataclass
@@ -177,6 +184,7 @@ class Receiver:
         self._observe_q: 'queue.Queue[Any]' = queue.Queue()
         self._observer: Optional[threading.Thread] = None
         self._observer_stop = threading.Event()
+        self._prefetch_wake = threading.Event()  # a process registered (eager looks) or stop()
         # seconds from each first sample (the kernel's timestamp) to its process read and registered
         # with the runtimes (benchmarks, tests): the last 4096
         self.first_sample_delays: 'collections.deque[float]' = collections.deque(maxlen=4096)
@@ -314,6 +322,7 @@ class Receiver:
         if self._lock_fd is not None:
             _releasing.add(self.config.lock_path)
         self._stop.set()
+        self._prefetch_wake.set()
         sampler = self._sampler
         if sampler is not None:
             sampler.wake()  # out of its poll now, not at the timeout
@@ -393,16 +402,27 @@ class Receiver:
         th, self._observer = self._observer, None
         if th is not None:
             self._observer_stop.set()
+            self._observe_q.put(None)  # out of its wait now
             th.join(5.0)
 
     def _prefetch(self, sampler: Sampler) -> None:
         took = 0.0
-        while not self._stop.wait(min(PREFETCH_INTERVAL_S, max(PREFETCH_EAGER_S, took / PREFETCH_EAGER_SHARE))
-                                  if self.runtimes.eager(time.monotonic()) else PREFETCH_INTERVAL_S):
+        empty = 0  # looks in a row that read nothing
+        wake = self._prefetch_wake
+        while not self._stop.is_set():
+            if self.runtimes.eager(time.monotonic()):
+                wait = min(PREFETCH_INTERVAL_S, max(PREFETCH_EAGER_S, took / PREFETCH_EAGER_SHARE))
+            else:
+                wait = PREFETCH_IDLE_S if empty >= PREFETCH_IDLE_AFTER else PREFETCH_INTERVAL_S
+            if wake.wait(wait):
+                wake.clear()
+            if self._stop.is_set():
+                break
             try:
                 t0 = time.thread_time()
-                self.runtimes.prefetch(sampler)
+                read = self.runtimes.prefetch(sampler)
                 took = time.thread_time() - t0
+                empty = 0 if read else empty + 1
             except Exception:  # noqa: BLE001 - a failed look is retried at the next one
                 if self.log:
                     self.log.debug('runtime prefetch failed', exc_info=True)
@@ -422,8 +442,10 @@ class Receiver:
     def _observe_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                info = self._observe_q.get(timeout=0.2)
+                info = self._observe_q.get(timeout=OBSERVER_WAIT_S)
             except queue.Empty:
+                continue
+            if info is None:  # stop
                 continue
             if self.registry.get(info.pid) is info:  # not exec'd or re-read meanwhile
                 self._observe(info)
@@ -500,6 +522,8 @@ class Receiver:
                 if self.runtimes.observe(info) and info.age_s() < YOUNG_PROCESS_S:
                     # its interpreter library is not mapped yet: read its maps again shortly
                     self._schedule_reread(info.pid, RUNTIME_REREAD_DELAY_S, replace=False)
+                if self.runtimes.eager(time.monotonic()):
+                    self._prefetch_wake.set()  # a process registered: the prefetch's eager looks now
             except Exception:  # noqa: BLE001 - a runtime must not stop the sampler thread
                 if self.log:
                     self.log.debug('runtime detection failed for pid %s', info.pid, exc_info=True)
@@ -580,7 +604,7 @@ class Receiver:
                         memo[k] = None
                         if self.log:
                             self.log.debug('runtime frames of pid %s failed', s.pid, exc_info=True)
-                s = dataclasses.replace(s, runtime_stack=memo[k])
+                s = with_fields(s, runtime_stack=memo[k])
             out.append(s)
         for r in self.runtimes.runtimes:
             kernel_counts = getattr(r, 'kernel_counts', None)
@@ -608,7 +632,7 @@ class Receiver:
                 if out is samples:
                     out = list(samples)
                 link, attributes = self.record_links(s.pid, link)
-                out[i] = s = dataclasses.replace(s, link=link, context_attributes=attributes)
+                out[i] = s = with_fields(s, link=link, context_attributes=attributes)
                 if link is None:
                     continue
             linked += s.count

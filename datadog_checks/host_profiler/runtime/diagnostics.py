@@ -120,6 +120,7 @@ class Diagnostics:
         self._last_write: Optional[float] = None
         self._started = clock()
         self.write_errors = 0
+        self._scrubber = scrub.LineScrubber()
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -232,7 +233,9 @@ class Diagnostics:
 
     def _dump(self, doc: Dict[str, Any]) -> str:
         text = json.dumps(doc, indent=1, sort_keys=True, default=str)
-        return scrub.scrub_text(text, self._secrets) + '\n'
+        # line by line, the lines of the last writes remembered (json.dumps with indent: no
+        # pattern's match spans lines)
+        return self._scrubber.scrub(text, self._secrets) + '\n'
 
     def due(self, now: Optional[float] = None) -> bool:
         now = self._clock() if now is None else now

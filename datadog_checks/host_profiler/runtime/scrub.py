@@ -25,7 +25,7 @@ import copy
 import logging
 import re
 import threading
-from typing import Any, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 try:
     from datadog_checks.base.utils.secrets import SecretsSanitizer
@@ -126,6 +126,7 @@ _RULES = [
 
 _lock = threading.Lock()
 _sanitizer = SecretsSanitizer()
+_registered = 0  # secrets registered so far: what LineScrubber remembered is stale after a new one
 
 
 def register_secret(secret: Any) -> None:
@@ -135,8 +136,10 @@ def register_secret(secret: Any) -> None:
     secret = str(secret)
     if len(secret) < MIN_SECRET_LENGTH or secret == REDACTED:
         return
+    global _registered
     with _lock:
         _sanitizer.register(secret)
+        _registered += 1
 
 
 def _normalise_key(key: Any) -> str:
@@ -164,6 +167,46 @@ def scrub_text(text: Any, secrets: Iterable[Any] = ()) -> str:
     for pattern, repl in _RULES:
         text = pattern.sub(repl, text)
     return text
+
+
+class LineScrubber:
+    """``scrub_text`` line by line, remembering the lines already scrubbed: the diagnostics file
+    is rewritten every minute with mostly the same lines, and the key-name patterns cost about
+    1 µs per character (20-25 ms each for 24 KB, most of the file's write).
+
+    The same result as ``scrub_text`` only for text in which no pattern's match spans a line
+    break: ``json.dumps(..., indent=N)`` output is such text (a string value holds no raw line
+    break, and no line ends with a key name followed by ``:``/``=`` on the next). Secrets with a
+    line break in them fall back to ``scrub_text`` on the whole text."""
+
+    def __init__(self, max_lines: int = 8192) -> None:
+        self.max_lines = max_lines
+        self._memo: Dict[str, str] = {}
+        self._state: Any = None
+        self._memo_lock = threading.Lock()
+
+    def scrub(self, text: str, secrets: Iterable[Any] = ()) -> str:
+        extra = tuple(sorted({str(s) for s in secrets if s is not None and len(str(s)) >= MIN_SECRET_LENGTH}))
+        if any('\n' in s or '\r' in s for s in extra):
+            return scrub_text(text, extra)
+        with _lock:
+            state = (extra, _registered)
+            if any('\n' in s or '\r' in s for s in _sanitizer.patterns):
+                state = None
+        if state is None:
+            return scrub_text(text, extra)
+        with self._memo_lock:
+            memo = self._memo
+            if state != self._state or len(memo) > self.max_lines:
+                memo.clear()
+                self._state = state
+            out = []
+            for line in text.split('\n'):
+                done = memo.get(line)
+                if done is None:
+                    done = memo[line] = scrub_text(line, extra)
+                out.append(done)
+            return '\n'.join(out)
 
 
 def _collect(value: Any, out: List[str], sensitive: bool = False, in_headers: bool = False) -> None:

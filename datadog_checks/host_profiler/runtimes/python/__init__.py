@@ -42,7 +42,8 @@ EAGER_S = 0.5
 # registered recently (eager), brings the full cadence back. A code object first seen meanwhile
 # is read by the next drain (every second) at the latest.
 IDLE_LOOK_S = 1.0
-IDLE_AFTER_LOOKS = 3  # looks in a row that read nothing new
+IDLE_AFTER_LOOKS = 3
+MAX_STACKS_KEPT = 8192  # resolved stacks kept across drains (all dropped when full)  # looks in a row that read nothing new
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
@@ -60,6 +61,10 @@ class PythonRuntime(Runtime):
         self._table = None
         self._procs: Dict[int, Tuple[int, int, Optional[Interpreter], Optional[Offsets]]] = {}
         self._frames: Dict[Tuple[int, int, int], Frame] = {}  # (pid, code, line) -> the same Frame
+        # (pid, recorded frames, truncated) -> (RuntimeStack, its distinct code addresses, their
+        # CodeInfo): a stack seen at an earlier drain is not built again while every code object
+        # in it is still the one cached (CodeCache checks each once per drain against reuse)
+        self._stacks: Dict[Tuple[int, tuple, bool], Tuple[RuntimeStack, tuple, tuple]] = {}
         self._counts: Dict[str, int] = {}
         self._errors: Dict[str, int] = {}
         self._unsupported_logged: set = set()
@@ -152,6 +157,8 @@ class PythonRuntime(Runtime):
         self.codes.forget(pid)
         for k in [k for k in self._frames if k[0] == pid]:
             del self._frames[k]
+        for k in [k for k in self._stacks if k[0] == pid]:
+            del self._stacks[k]
 
     def prefetch(self, sampler: Any) -> int:
         """Read the code objects of the Python stacks recorded since the last look, while their
@@ -159,7 +166,8 @@ class PythonRuntime(Runtime):
         a process that exits before the drain nor a code object freed soon after its run (a
         module's, once imported) loses its names. Returns the code objects read."""
         now = time.monotonic()
-        if self._empty_looks >= IDLE_AFTER_LOOKS and not self.eager(now) and now - self._last_look < IDLE_LOOK_S:
+        # (a little early counts: the receiver's thread itself waits IDLE_LOOK_S between idle looks)
+        if self._empty_looks >= IDLE_AFTER_LOOKS and not self.eager(now) and now - self._last_look < IDLE_LOOK_S - 0.05:
             return 0
         self._last_look = now
         stacks = sampler.peek_python_stacks(self._peeked)
@@ -199,6 +207,18 @@ class PythonRuntime(Runtime):
             return None
         code_type = known[2].code_type
         _, recorded, truncated = raw
+        counts['frames'] = counts.get('frames', 0) + len(recorded)
+        counts['stacks'] = counts.get('stacks', 0) + 1
+        if truncated:
+            counts['truncated'] = counts.get('truncated', 0) + 1
+        key = (pid, recorded, bool(truncated))
+        hit = self._stacks.get(key)
+        if hit is not None:
+            built, addrs, infos = hit
+            if all(self._info(pid, a, offsets, code_type) is i for a, i in zip(addrs, infos)):
+                return built
+            del self._stacks[key]
+        errors = sum(self._errors.values())
         segments = []
         current = []
         for code, instr, flags in recorded:
@@ -210,10 +230,22 @@ class PythonRuntime(Runtime):
             segments.append(tuple(current))
         if truncated and segments:
             segments[-1] = segments[-1] + (TRUNCATED_FRAME,)
-            counts['truncated'] = counts.get('truncated', 0) + 1
-        counts['frames'] = counts.get('frames', 0) + len(recorded)
-        counts['stacks'] = counts.get('stacks', 0) + 1
-        return RuntimeStack(tuple(segments), EVAL_FUNCTIONS, bool(truncated), self.frame_pointers)
+        built = RuntimeStack(tuple(segments), EVAL_FUNCTIONS, bool(truncated), self.frame_pointers)
+        if sum(self._errors.values()) == errors:  # every frame named: kept for the next drains
+            addrs = tuple(dict.fromkeys(code for code, _, _ in recorded))
+            infos = tuple(self._info(pid, a, offsets, code_type) for a in addrs)
+            if None not in infos:
+                if len(self._stacks) >= MAX_STACKS_KEPT:
+                    self._stacks.clear()
+                self._stacks[key] = (built, addrs, infos)
+        return built
+
+    def _info(self, pid: int, code: int, offsets: Offsets, code_type: int) -> Any:
+        """The cached CodeInfo of a code object (checked against reuse once per drain), or None."""
+        try:
+            return self.codes.get(self.memory, pid, code, offsets, code_type, self._counts)
+        except (MemoryReadError, BadObject, ValueError, UnicodeDecodeError):
+            return None
 
     def _frame(self, pid: int, code: int, instr: int, offsets: Offsets, code_type: int) -> Frame:
         try:
