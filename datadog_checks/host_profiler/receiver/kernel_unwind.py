@@ -57,6 +57,11 @@ BUILD_CPU_BURST_S = 3.0
 WORKER_MIN_CFI_BYTES = 256 << 10
 REFRESH_EVERY_S = 1.0
 BATCH = 65536
+# The loader starts this long after attach: the first drain (0.2 s after start) and its samples come
+# before ku_walk's verification (~0.3 s of CPU) and the first table builds, which would otherwise run
+# beside the start-up on the other CPU. Samples of that second are copied and unwound in user space,
+# as any process's before its tables are in. The start-up's total CPU is the same, spread later.
+LOADER_START_DELAY_S = 1.0
 
 COUNTERS = (
     'unwind.kernel.tables.loaded', 'unwind.kernel.tables.evicted', 'unwind.kernel.tables.failed',
@@ -136,8 +141,10 @@ class _Rows:
 
 class KernelUnwind:
     def __init__(self, memory_mb: int = 64, telemetry: Any = None, log: Any = None, proc: str = '/proc',
-                 max_processes: int = 16384, stacks_size: int = 16384, build_process: bool = True) -> None:
+                 max_processes: int = 16384, stacks_size: int = 16384, build_process: bool = True,
+                 start_delay_s: float = LOADER_START_DELAY_S) -> None:
         self.memory_mb = int(memory_mb)
+        self.start_delay_s = float(start_delay_s)
         self.telemetry = telemetry
         self.log = log
         self.proc = proc
@@ -297,6 +304,8 @@ class KernelUnwind:
 
     # ------------------------------------------------------------------ loader thread
     def _run(self) -> None:
+        if self._stop.wait(self.start_delay_s):
+            return
         next_refresh = time.monotonic() + REFRESH_EVERY_S
         while not self._stop.is_set():
             try:
