@@ -78,6 +78,9 @@ class RawSample:
     context_attributes: Tuple[Tuple[str, str], ...] = ()
 
 
+_RAW_FIELDS = frozenset(f.name for f in fields(RawSample))
+
+
 def with_fields(sample: RawSample, **changes: Any) -> RawSample:
     """``dataclasses.replace`` for a RawSample (no ``__post_init__``, fields in ``__dict__``): a
     copy of its fields, 3 us instead of 26 (the drain does it for every sample with runtime
@@ -225,6 +228,3 @@ class Profile:
     @property
     def has_off_cpu(self) -> bool:
         return any(r.off_cpu_samples for r in self.resources)
-
-
-_RAW_FIELDS = frozenset(f.name for f in fields(RawSample))

@@ -42,8 +42,8 @@ EAGER_S = 0.5
 # registered recently (eager), brings the full cadence back. A code object first seen meanwhile
 # is read by the next drain (every second) at the latest.
 IDLE_LOOK_S = 1.0
-IDLE_AFTER_LOOKS = 3
-MAX_STACKS_KEPT = 8192  # resolved stacks kept across drains (all dropped when full)  # looks in a row that read nothing new
+IDLE_AFTER_LOOKS = 3  # looks in a row that read nothing new
+MAX_STACKS_KEPT = 8192  # resolved stacks kept across drains (all dropped when full)
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
