@@ -3,6 +3,7 @@
 # Licensed under a 3-clause BSD style license (see LICENSE)
 """Python runtime, without BPF: line tables against CPython's own answers, code-object reads from
 real interpreters' memory and from random bytes, interleaving, detection, BTF offsets."""
+import contextlib
 import json
 import os
 import random
@@ -146,6 +147,21 @@ def test_btf_fsbase_offset_matches_bpftool():
     assert task_fsbase_offset(cache_path=None) == member('task_struct', 'thread') + member('thread_struct', 'fsbase')
 
 
+@contextlib.contextmanager
+def known_method_process(path, tmp_path):
+    """A Python process of ``path`` that defines ``K.method`` at line 5 of its script and prints
+    its code object's address: (process, script, that address); killed on exit."""
+    script = tmp_path / 'known.py'
+    script.write_text('import sys, time\n\n\nclass K:\n    def method(self):\n        pass\n\n\n'
+                      'sys.stdout.write("%d\\n" % id(K.method.__code__))\nsys.stdout.flush()\ntime.sleep(30)\n')
+    proc = subprocess.Popen([path, str(script)], stdout=subprocess.PIPE)
+    try:
+        yield proc, script, int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.mark.parametrize('label,path', interpreters())
 def test_detect_and_read_code_objects_of_a_live_interpreter(label, path, tmp_path):
     """Detection (version, _PyRuntime), then the code object of a known function read from the
@@ -155,12 +171,7 @@ def test_detect_and_read_code_objects_of_a_live_interpreter(label, path, tmp_pat
     from datadog_checks.host_profiler.runtimes.base import ProcessMemory
     from datadog_checks.host_profiler.runtimes.python.detect import detect
 
-    script = tmp_path / 'known.py'
-    script.write_text('import sys, time\n\n\nclass K:\n    def method(self):\n        pass\n\n\n'
-                      'sys.stdout.write("%d\\n" % id(K.method.__code__))\nsys.stdout.flush()\ntime.sleep(30)\n')
-    proc = subprocess.Popen([path, str(script)], stdout=subprocess.PIPE)
-    try:
-        code_addr = int(proc.stdout.readline())
+    with known_method_process(path, tmp_path) as (proc, script, code_addr):
         interp = detect(read_process(proc.pid))
         assert interp is not None and interp.version == label.split('-')[1]
         off = OFFSETS[interp.file.minor]
@@ -170,9 +181,6 @@ def test_detect_and_read_code_objects_of_a_live_interpreter(label, path, tmp_pat
         assert info.filename == str(script) and info.firstlineno == 5
         with pytest.raises(BadObject):  # the type object is no code object
             read_code(mem, proc.pid, interp.code_type, off, interp.code_type)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.mark.parametrize('label,path', interpreters()[:1] + interpreters()[-1:])
@@ -185,12 +193,7 @@ def test_resolved_stack_kept_across_drains_until_its_code_is_replaced(label, pat
     from datadog_checks.host_profiler.receiver.processes import read_process
     from datadog_checks.host_profiler.runtimes.python.detect import detect
 
-    script = tmp_path / 'known.py'
-    script.write_text('import sys, time\n\n\nclass K:\n    def method(self):\n        pass\n\n\n'
-                      'sys.stdout.write("%d\\n" % id(K.method.__code__))\nsys.stdout.flush()\ntime.sleep(30)\n')
-    proc = subprocess.Popen([path, str(script)], stdout=subprocess.PIPE)
-    try:
-        code_addr = int(proc.stdout.readline())
+    with known_method_process(path, tmp_path) as (proc, _, code_addr):
         info = read_process(proc.pid)
         interp = detect(info)
         rt = pymod.PythonRuntime()
@@ -210,9 +213,6 @@ def test_resolved_stack_kept_across_drains_until_its_code_is_replaced(label, pat
         assert rt.resolve(proc.pid, raw) is rebuilt
         rt._drop(proc.pid)
         assert not rt._stacks
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_python_frames_in_otlp_pprof_and_folded():
