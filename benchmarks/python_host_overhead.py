@@ -5,6 +5,7 @@
 
     .venv/bin/python benchmarks/python_host_overhead.py [--rounds 3] [--window 60] [--warmup 20]
                                                        [--frequency 20] [--json FILE]
+                                                       [--baseline DIR] [--together | --workload-only]
 
 One hot-loop Python process per core (tests/workloads/pysplit.py, recursion 20 deep: 26 Python
 frames per stack), pyenv's 3.12 (shared libpython) and Debian's python3.11 (static), run for the
@@ -28,6 +29,12 @@ Compare python with native_only within a round (the host is shared).
 --baseline DIR adds a configuration per round, `python_base`: the python configuration run from
 another checkout (e.g. `git archive <commit> | tar -x -C DIR`), for before/after figures taken
 over the same rounds.
+
+--together runs the configurations of a round at once (whole host, no shuffle needed): their perf
+events sample the same tasks over the same window and load, so python - native_only and python -
+python_base are differences within one window, not across windows minutes apart. The BPF run time per
+sample then also counts what the other profilers' programs leave in the caches (nothing of their own
+maps is shared).
 
 --workload-only profiles only the two Python workers (`receiver.pids`): on a host shared with other
 sessions, whole-host figures follow what they run (their short processes, their deep pytest
@@ -135,21 +142,14 @@ def _stats(prog_ids) -> dict:
     return {}
 
 
-def measure(name: str, args, tmp: str, pids=None) -> dict:
-    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids,
-                 args.baseline if name == 'python_base' else '')
-    try:
-        time.sleep(args.warmup)
-        if proc.poll() is not None:
-            raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
-        load0 = os.getloadavg()[0]
-        a, c0, n0, t0 = _progs(proc.pid), _cpu_s(proc.pid), _cpu_ns(proc.pid), time.monotonic()
-        sa = _stats([i for i in a if a[i]['name'] == 'on_cpu_sample'])
-        time.sleep(args.window)
-        b, c1, n1, t1 = _progs(proc.pid), _cpu_s(proc.pid), _cpu_ns(proc.pid), time.monotonic()
-        sb = _stats([i for i in b if b[i]['name'] == 'on_cpu_sample'])
-    finally:
-        stop_profiler(proc)
+def _snapshot(proc) -> tuple:
+    progs = _progs(proc.pid)
+    return (progs, _cpu_s(proc.pid), _cpu_ns(proc.pid), time.monotonic(),
+            _stats([i for i in progs if progs[i]['name'] == 'on_cpu_sample']))
+
+
+def _row(name: str, load0: float, snap_a: tuple, snap_b: tuple) -> dict:
+    (a, c0, n0, t0, sa), (b, c1, n1, t1, sb) = snap_a, snap_b
     wall = t1 - t0
     bpf_ns = sum((b[i]['run_time_ns'] or 0) - (a[i]['run_time_ns'] or 0) for i in b if i in a)
     sample = [(b[i]['run_time_ns'] - a[i]['run_time_ns'], b[i]['run_cnt'] - a[i]['run_cnt'])
@@ -167,6 +167,44 @@ def measure(name: str, args, tmp: str, pids=None) -> dict:
             'frames_per_walk': round(st.get('_py_frames', 0) / walks, 1) if walks else None}
 
 
+def measure(name: str, args, tmp: str, pids=None) -> dict:
+    proc = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids,
+                 args.baseline if name == 'python_base' else '')
+    try:
+        time.sleep(args.warmup)
+        if proc.poll() is not None:
+            raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+        load0 = os.getloadavg()[0]
+        snap_a = _snapshot(proc)
+        time.sleep(args.window)
+        snap_b = _snapshot(proc)
+    finally:
+        stop_profiler(proc)
+    return _row(name, load0, snap_a, snap_b)
+
+
+def measure_together(names, args, tmp: str, pids=None) -> list:
+    """All configurations at once over the same window: each one's perf events sample the same
+    tasks under the same load, so python - native_only is a difference within one window."""
+    procs = {}
+    try:
+        for name in names:
+            procs[name] = start(name if name != 'filtered' else 'native_only', args.frequency, tmp, pids,
+                                args.baseline if name == 'python_base' else '')
+        time.sleep(args.warmup)
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise SystemExit('{} exited: see {}'.format(name, os.path.join(tmp, name, 'err')))
+        load0 = os.getloadavg()[0]
+        snaps_a = {name: _snapshot(proc) for name, proc in procs.items()}
+        time.sleep(args.window)
+        snaps_b = {name: _snapshot(proc) for name, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            stop_profiler(proc)
+    return [_row(name, load0, snaps_a[name], snaps_b[name]) for name in names]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--rounds', type=int, default=3)
@@ -176,6 +214,8 @@ def main():
     ap.add_argument('--json')
     ap.add_argument('--baseline', help='another checkout: its python configuration too (python_base)')
     ap.add_argument('--workload-only', action='store_true', help='profile only the Python workers (receiver.pids)')
+    ap.add_argument('--together', action='store_true',
+                    help='run the configurations of a round at once, over the same window (not with --workload-only)')
     args = ap.parse_args()
     pythons = [p for p in PYTHONS if os.path.exists(p)]
     total = args.rounds * 2 * (args.window + args.warmup + 10) + 60
@@ -183,6 +223,8 @@ def main():
         total += args.rounds * (args.window + args.warmup + 10)
     if args.baseline:
         total += args.rounds * (args.window + args.warmup + 10)
+    if args.workload_only and args.together:
+        raise SystemExit('--together measures the whole host: not with --workload-only')
     workers = [subprocess.Popen([p, PYSPLIT, str(total), '20'], stdout=subprocess.DEVNULL) for p in pythons]
     idle = subprocess.Popen(['sleep', str(int(total))])
     stats_fd = enable_stats_fd()
@@ -195,7 +237,12 @@ def main():
                 random.shuffle(order)
                 if pids:
                     order.append('filtered')
-                for name in order:
+                if args.together:
+                    for row in measure_together(order, args, tmp, pids):
+                        row['round'] = r
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                for name in order if not args.together else ():
                     # filtered: a pid that never runs (a sleeping child of ours), every run dropped
                     row = measure(name, args, tmp, [idle.pid] if name == 'filtered' else pids)
                     row['round'] = r
@@ -224,6 +271,10 @@ def main():
     per = 'us_per_kept_sample' if args.workload_only else 'us_per_sample'
     summary['us_per_sample_more'] = [round(p[per] - n[per], 2) for p, n in zip(py, nat)]
     summary['walk_us_per_walk'] = [p['walk_us_per_walk'] for p in py]
+    if args.baseline:
+        base = [x for x in rows if x['config'] == 'python_base']
+        summary['base_us_per_sample_more'] = [round(b[per] - n[per], 2) for b, n in zip(base, nat)]
+        summary['base_walk_us_per_walk'] = [b['walk_us_per_walk'] for b in base]
     if args.baseline:
         base = [x for x in rows if x['config'] == 'python_base']
         summary['own_cpu_python_over_base'] = [round(p['own_cpu_pct_core'] / max(1e-9, b['own_cpu_pct_core']), 3)
