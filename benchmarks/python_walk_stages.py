@@ -38,7 +38,7 @@ from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog
 PYSPLIT = os.path.join(os.path.dirname(HERE), 'tests', 'workloads', 'pysplit.py')
 PYTHONS = (os.path.expanduser('~/.pyenv/versions/3.12.1/bin/python3.12'), '/usr/bin/python3.11')
 DBG = ('top_ns', 'loop_ns', 'store_ns', 'page_reads', 'bytes_read', 'new_stacks', 'old_stacks', 'timed', 'store_new_ns',
-       'read_ns', 'recent_hits')
+       'read_ns', 'recent_hits', 'procs_hit_ns', 'procs_miss_ns', 'procs_hits', 'procs_misses')
 
 
 def _extra_cflags(extra):
@@ -154,7 +154,9 @@ def main():
                                 'store_new_us': round(d['store_new_ns'] / max(1, d['new_stacks']) / 1000, 2),
                                 'store_old_us': round((d['store_ns'] - d['store_new_ns']) / max(1, d['old_stacks']) / 1000, 2),
                                 'read_us': round(d['read_ns'] / t / 1000, 2),
-                                'recent_share': round(d['recent_hits'] / t, 3)})
+                                'recent_share': round(d['recent_hits'] / t, 3),
+                                'procs_hit_us': round(d['procs_hit_ns'] / max(1, d['procs_hits']) / 1000, 2),
+                                'procs_miss_us': round(d['procs_miss_ns'] / max(1, d['procs_misses']) / 1000, 2)})
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:

@@ -279,11 +279,26 @@ struct py_stack_small_t {
 #define PY_RECENT 128  // ids of stacks stored lately, per CPU, direct-mapped (a power of 2; 0: none)
 #endif
 #define PY_BUF_MASK (2 * PY_PAGE - 1)
+// A sample's py_procs look-up costs 1.1-1.3 us at 20 Hz (cold bucket and element, session 10 of
+// docs/benchmarks.md), so each CPU keeps what it found for the last few tgids, found or not, in
+// its scratch (direct-mapped by tgid). User space bumps `py_epoch` after every change to py_procs;
+// an entry is believed only while the epoch it was filled under is current (the epoch is read
+// before the look-up, so an entry is never newer than its epoch). The walk writes the autoTSSkey
+// it reads into the cached copy: it is read again once per refill, not once per process.
+#define PY_PROC_CACHE 8
+struct py_cached_t {
+    u32 tgid;
+    u16 filled;  // 0: never filled
+    u16 known;   // 1: tgid is in py_procs, proc is its entry
+    u64 epoch;   // py_epoch when it was filled
+    struct py_proc_t proc;
+};
 struct py_walk_t {
     u64 frame;
     u64 hash;
     u64 base;  // user address of buf[0]
     u64 end;   // user address past the last byte read into buf
+    struct py_cached_t procs[PY_PROC_CACHE];
 #if PY_RECENT
     u32 recent_gen;  // the generation the ids below were stored in
     u32 pad;
@@ -293,6 +308,7 @@ struct py_walk_t {
     u8 buf[2 * PY_PAGE + 8];
 };
 BPF_HASH(py_procs, u32, struct py_proc_t, PY_PROCS);
+BPF_ARRAY(py_epoch, u64, 1);  // bumped by user space after each change to py_procs
 BPF_PERCPU_ARRAY(py_scratch, struct py_walk_t, 1);
 BPF_F_TABLE("hash", u64, struct py_stack_t, pystacks0, PY_STACKS, BPF_F_NO_PREALLOC);
 BPF_F_TABLE("hash", u64, struct py_stack_t, pystacks1, PY_STACKS, BPF_F_NO_PREALLOC);
@@ -302,8 +318,9 @@ BPF_F_TABLE("hash", u64, struct py_stack_small_t, pystacks_s1, PY_STACKS, BPF_F_
 // Debug builds only (-DPY_DEBUG_CLOCK=1, benchmarks/python_walk_stages.py): the walk's time per stage
 // and what it did. 0 thread state ns, 1 frame loop ns, 2 store ns, 3 page reads, 4 bytes read,
 // 5 new stacks, 6 stacks already there, 7 walks timed, 8 store ns of new stacks, 9 page read ns,
-// 10 stores skipped (the id is in this CPU's recent ids)
-BPF_PERCPU_ARRAY(py_dbg, u64, 11);
+// 10 stores skipped (the id is in this CPU's recent ids), 11/12 py_procs look-up ns that found /
+// did not find the process (the per-CPU cache included), 13/14 their counts, 15/16 cache hits/misses
+BPF_PERCPU_ARRAY(py_dbg, u64, 17);
 static __always_inline void py_dbg_add(u32 idx, u64 n) {
     u64 *v = py_dbg.lookup(&idx);
     if (v)
@@ -367,7 +384,7 @@ static __always_inline u64 python_top_frame(struct py_proc_t *p, int *err) {
 }
 
 // The Python stack of the current thread into pystacks{gen & 1}; returns its id, 0 for none.
-static __always_inline u64 python_walk(struct py_proc_t *p, u32 tgid, u32 gen) {
+static __always_inline u64 python_walk(struct py_walk_t *w, struct py_proc_t *p, u32 tgid, u32 gen) {
     int err = 0;
 #if PY_DEBUG_CLOCK
     u64 d0 = bpf_ktime_get_ns();
@@ -381,10 +398,6 @@ static __always_inline u64 python_walk(struct py_proc_t *p, u32 tgid, u32 gen) {
         stat_inc(err ? ST_PY_READ_ERROR : ST_PY_NO_THREAD);  // a thread that never ran Python, or idle
         return 0;
     }
-    u32 zero = 0;
-    struct py_walk_t *w = py_scratch.lookup(&zero);
-    if (!w)
-        return 0;
     w->frame = frame;
     w->base = w->end = 0;
     w->hash = py_mix(0xcbf29ce484222325ULL, tgid);
@@ -539,12 +552,37 @@ static __always_inline void stat_add(u32 idx, u64 n) {
 }
 
 static __always_inline u64 python_stack(u32 tgid, u32 gen) {
-    struct py_proc_t *p = py_procs.lookup(&tgid);
-    if (!p)
+#if PY_DEBUG_CLOCK
+    u64 l0 = bpf_ktime_get_ns();
+#endif
+    u32 zero = 0;
+    struct py_walk_t *w = py_scratch.lookup(&zero);
+    if (!w)
         return 0;
+    u64 *ep = py_epoch.lookup(&zero);
+    u64 epoch = ep ? *ep : 0;
+    struct py_cached_t *c = &w->procs[tgid & (PY_PROC_CACHE - 1)];
+    int hit = c->filled && c->tgid == tgid && c->epoch == epoch;
+    if (!hit) {
+        struct py_proc_t *m = py_procs.lookup(&tgid);
+        c->tgid = tgid;
+        c->epoch = epoch;
+        c->filled = 1;
+        c->known = m != 0;
+        if (m)
+            __builtin_memcpy(&c->proc, m, sizeof(c->proc));
+    }
+#if PY_DEBUG_CLOCK
+    PY_DBG(c->known ? 11 : 12, bpf_ktime_get_ns() - l0);
+    PY_DBG(c->known ? 13 : 14, 1);
+    PY_DBG(hit ? 15 : 16, 1);
+#endif
+    if (!c->known)
+        return 0;
+    struct py_proc_t *p = &c->proc;
     u64 t0 = bpf_ktime_get_ns();
     stat_inc(ST_PY_WALKS);
-    u64 id = python_walk(p, tgid, gen);
+    u64 id = python_walk(w, p, tgid, gen);
     stat_add(ST_PY_WALK_NS, bpf_ktime_get_ns() - t0);  // the in-kernel cost of Python, reported per walk
     return id;
 }

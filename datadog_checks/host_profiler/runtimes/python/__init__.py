@@ -59,6 +59,7 @@ class PythonRuntime(Runtime):
         self.memory = memory or ProcessMemory()
         self.codes = CodeCache(cache_bytes)
         self._table = None
+        self._epoch = None  # py_epoch (bpf/sampler.c): bumped after each change to py_procs
         self._procs: Dict[int, Tuple[int, int, Optional[Interpreter], Optional[Offsets]]] = {}
         self._frames: Dict[Tuple[int, int, int], Frame] = {}  # (pid, code, line) -> the same Frame
         # (pid, recorded frames, truncated) -> (RuntimeStack, its distinct code addresses, their
@@ -89,6 +90,7 @@ class PythonRuntime(Runtime):
     # -- the seam
     def attach(self, sampler: Any) -> None:
         self._table = sampler.table('py_procs')
+        self._epoch = sampler.table('py_epoch')
         self._procs.clear()  # a new program: its map is empty
 
     def observe(self, process: Any) -> bool:
@@ -129,6 +131,7 @@ class PythonRuntime(Runtime):
         except Exception as e:  # noqa: BLE001 - the map is full
             self._not_profiled(process, NotPython('process_map_full', str(e)))
             return
+        self._bump_epoch()
         self._registered_at = time.monotonic()
         if self.telemetry is not None:
             self.telemetry.count('runtime.python.processes', 1, ['python_version:' + interp.version])
@@ -151,6 +154,22 @@ class PythonRuntime(Runtime):
             return
         self._forgotten[pid] = self.codes.drain + 1
         self._drop_kernel_state(pid)
+
+    def _drop_kernel_state(self, pid: int) -> None:
+        super()._drop_kernel_state(pid)
+        self._bump_epoch()
+
+    def _bump_epoch(self) -> None:
+        """After each change to py_procs: each CPU's copies of its entries (bpf/sampler.c,
+        py_cached_t) are read again."""
+        epoch = getattr(self, '_epoch', None)
+        if epoch is None:
+            return
+        try:
+            k = epoch.Key(0)
+            epoch[k] = epoch.Leaf(epoch[k].value + 1)
+        except Exception:  # noqa: BLE001 - the program was closed meanwhile
+            pass
 
     def _drop(self, pid: int) -> None:
         self._procs.pop(pid, None)
