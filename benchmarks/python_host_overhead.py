@@ -36,6 +36,10 @@ python_base are differences within one window, not across windows minutes apart.
 sample then also counts what the other profilers' programs leave in the caches (nothing of their own
 maps is shared).
 
+With --workload-only, `us_per_kept_sample` of a configuration is native_only's run time per kept
+sample plus the difference of its run time and native_only's (scaled to as many runs) per kept
+sample: the dropped runs cost the same in both and cancel.
+
 --workload-only profiles only the two Python workers (`receiver.pids`): on a host shared with other
 sessions, whole-host figures follow what they run (their short processes, their deep pytest
 stacks, walked too). The per-sample time of `on_cpu_sample` then counts the runs for other tasks,
@@ -215,7 +219,7 @@ def main():
     ap.add_argument('--baseline', help='another checkout: its python configuration too (python_base)')
     ap.add_argument('--workload-only', action='store_true', help='profile only the Python workers (receiver.pids)')
     ap.add_argument('--together', action='store_true',
-                    help='run the configurations of a round at once, over the same window (not with --workload-only)')
+                    help='run the configurations of a round at once, over the same window')
     args = ap.parse_args()
     pythons = [p for p in PYTHONS if os.path.exists(p)]
     total = args.rounds * 2 * (args.window + args.warmup + 10) + 60
@@ -223,8 +227,6 @@ def main():
         total += args.rounds * (args.window + args.warmup + 10)
     if args.baseline:
         total += args.rounds * (args.window + args.warmup + 10)
-    if args.workload_only and args.together:
-        raise SystemExit('--together measures the whole host: not with --workload-only')
     workers = [subprocess.Popen([p, PYSPLIT, str(total), '20'], stdout=subprocess.DEVNULL) for p in pythons]
     idle = subprocess.Popen(['sleep', str(int(total))])
     stats_fd = enable_stats_fd()
@@ -235,7 +237,7 @@ def main():
             for r in range(args.rounds):
                 order = ['python', 'native_only'] + (['python_base'] if args.baseline else [])
                 random.shuffle(order)
-                if pids:
+                if pids and not args.together:
                     order.append('filtered')
                 if args.together:
                     for row in measure_together(order, args, tmp, pids):
@@ -248,7 +250,16 @@ def main():
                     row['round'] = r
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                if pids:  # in-kernel time per kept sample: the dropped runs' cost taken out
+                if pids and args.together:
+                    # the same runs for all (the same perf period, the same tasks): the dropped runs'
+                    # cost cancels in a difference; native_only's run time scaled to as many runs
+                    mine = rows[-len(order):]
+                    nat = [x for x in mine if x['config'] == 'native_only'][0]
+                    for row in mine:
+                        row['us_per_kept_sample'] = round(
+                            (row['run_ns'] - nat['run_ns'] * row['runs'] / max(1, nat['runs'])) / max(1, row['kept']) / 1000.0
+                            + nat['run_ns'] / max(1, nat['kept']) / 1000.0, 2)
+                elif pids:  # in-kernel time per kept sample: the dropped runs' cost taken out
                     drop_ns = rows[-1]['run_ns'] / max(1, rows[-1]['runs'])
                     for row in rows[-len(order):-1]:
                         row['dropped_run_us'] = round(drop_ns / 1000.0, 3)
