@@ -273,3 +273,46 @@ def test_prefetch_looks_less_often_once_nothing_is_new(monkeypatch):
     clock[0] += 0.2
     rt.prefetch(s)
     assert s.looks == before + 2
+
+
+def test_py_epoch_is_bumped_after_each_change_to_py_procs():
+    """Each CPU keeps copies of py_procs entries (bpf/sampler.c, py_cached_t), believed while
+    py_epoch is unchanged: every delete from py_procs must bump it (writes: the live tests, whose
+    processes registered after their first sample are walked)."""
+    import ctypes as ct
+
+    import datadog_checks.host_profiler.runtimes.python as pymod
+
+    class Table(dict):
+        def __init__(self, key, leaf):
+            super().__init__()
+            self.Key, self.Leaf = key, leaf
+
+        def __getitem__(self, k):
+            return super().__getitem__(k.value)
+
+        def __setitem__(self, k, v):
+            super().__setitem__(k.value, v)
+
+        def __delitem__(self, k):
+            super().__delitem__(k.value)
+
+    class FakeSampler:
+        def __init__(self):
+            self.procs = Table(ct.c_uint, ct.c_ulonglong)
+            self.epoch = Table(ct.c_uint, ct.c_ulonglong)
+            self.epoch[ct.c_uint(0)] = ct.c_ulonglong(0)
+
+        def table(self, name):
+            return {'py_procs': self.procs, 'py_epoch': self.epoch}.get(name)
+
+    s = FakeSampler()
+    rt = pymod.PythonRuntime()
+    rt.attach(s)
+    s.procs[ct.c_uint(42)] = ct.c_ulonglong(1)
+    rt._drop_kernel_state(42)
+    assert 42 not in s.procs and s.epoch[ct.c_uint(0)].value == 1
+    rt._drop_kernel_state(43)  # not there: still bumped (harmless)
+    assert s.epoch[ct.c_uint(0)].value == 2
+    rt2 = pymod.PythonRuntime()  # a sampler without the map (older program, fakes): no error
+    rt2._bump_epoch()
