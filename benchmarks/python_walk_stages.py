@@ -41,7 +41,8 @@ DBG = ('top_ns', 'loop_ns', 'store_ns', 'page_reads', 'bytes_read', 'new_stacks'
        'read_ns', 'recent_hits', 'procs_hit_ns', 'procs_miss_ns', 'procs_hits', 'procs_misses')
 
 
-def _extra_cflags(extra):
+def _patch_cflags():
+    """Program.cflags + the config's `_extra_cflags` (set per sampler below)."""
     from datadog_checks.host_profiler.receiver import program
 
     orig = program.Program.cflags
@@ -71,7 +72,7 @@ def main():
     ap.add_argument('--restart', action='store_true', help='new samplers, in a shuffled order, each round')
     ap.add_argument('--json')
     args = ap.parse_args()
-    _extra_cflags(None)
+    _patch_cflags()
     from datadog_checks.host_profiler.receiver.processes import read_process
     from datadog_checks.host_profiler.receiver.program import STATS
     from datadog_checks.host_profiler.receiver.sampler import Sampler, SamplerConfig
