@@ -103,7 +103,8 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
                 info = prog_info_by_id(i)
                 run[0] += info['run_time_ns'] or 0
                 run[1] += info['run_cnt'] or 0
-            return run, time.process_time(), dict(tel.totals()), time.monotonic()
+            return run, time.process_time(), dict(tel.totals()), time.monotonic(), (
+                ku.kernel_stats() if ku is not None else {})
 
         rx.collect()
         a = snap()
@@ -144,6 +145,9 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
         'user_unwound': d('unwind.samples', True), 'kernel_unwound': d('unwind.kernel.samples'),
         'rss_kb': rss_end, 'rss_warm_kb': rss_warm, 'rss_peak_kb': _status_kb('VmHWM'),
         'maps_memlock': maps, 'kernel_tables': kstats,
+        # the in-kernel walk's counters over the window (ku_stats): frames, tail calls, rule searches
+        # (ku_cache misses), per sample walked
+        'ku_window': {k: b[4].get(k, 0) - a[4].get(k, 0) for k in b[4]},
     }
 
 
@@ -363,6 +367,16 @@ def main() -> None:
                     kind, mode, sum(x['lost'] for x in ok), sum(x['partial'] for x in ok),
                     sum(x['copy_fallback'] for x in ok), len(ok),
                     '/'.join(str(x['rss_kb'] // 1024) for x in ok), '/'.join(str(x['rss_peak_kb'] // 1024) for x in ok)))
+    for kind, modes_r in rounds.items():
+        for mode, rs in modes_r.items():
+            for x in rs:
+                kw = x.get('ku_window') or {}
+                if kw.get('walks'):
+                    w = kw['walks']
+                    print('{} {}: per walk {:.1f} frames ({:.1f} by frame pointers), {:.2f} tail calls, {:.2f} rule '
+                          'searches (ku_cache misses), over {} walks'.format(
+                              kind, mode, kw.get('frames', 0) / w, kw.get('fp_frames', 0) / w,
+                              kw.get('tail_calls', 0) / w, kw.get('rule_searches', 0) / w, w))
     for kind, modes_r in results.items():
         a = modes_r.get('auto', {})
         if a.get('maps_memlock'):

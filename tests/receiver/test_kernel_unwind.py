@@ -271,6 +271,41 @@ def test_tiny_budget_evicts_and_falls_back(tmp_path):
     assert not any(s.user_stack_lost for s in col.samples if s.pid in (p.pid, q.pid))
 
 
+@live
+def test_evictions_never_answer_from_a_stale_cache(tmp_path):
+    """A budget that holds libc or libpython3.11 but not both: tables are evicted and their ids
+    reused by the next load, while each CPU's rule cache (ku_cache) still holds rows of the old
+    ones. Every kernel-unwound sample is compared with the user-space unwinder on the same stack:
+    the cache, tagged with the table's generation, never answers with an evicted table's rows."""
+    p = subprocess.Popen(['/usr/bin/python3', '-c', 'while True: pass'])
+    q = subprocess.Popen([compile_c('split.c', tmp_path, cflags=NOTAIL), '60'])
+    try:
+        time.sleep(0.3)
+        rx, tel = _receiver(tmp_path, [p.pid, q.pid], kernel_unwind_memory_mb=1)
+        rx.start()
+        try:
+            ku = rx._sampler.kernel_unwind
+            time.sleep(2.0)
+            ku.wait_idle(60)
+            time.sleep(3.0)
+            rx.collect()
+            pairs = list(rx._sampler.verify_pairs)
+            lstats = ku.stats()
+            kstats = ku.kernel_stats()
+        finally:
+            rx.stop(block=True, timeout=30)
+    finally:
+        p.kill()
+        q.kill()
+        p.wait()
+        q.wait()
+    assert lstats['evictions'] > 0 and lstats['loads'] > lstats['tables'], lstats
+    assert kstats['rule_searches'] > 0 and kstats['frames'] > kstats['rule_searches'], kstats
+    total = sum(x[5] for x in pairs)
+    bad = [x for x in pairs if not (x[1] == x[3] and x[2] == x[4]) and not (x[4] and x[1][:len(x[3])] == x[3])]
+    assert total >= 20 and sum(x[5] for x in bad) == 0, (total, [(len(x[1]), x[2], len(x[3]), x[4]) for x in bad[:5]])
+
+
 def test_budget_split():
     from datadog_checks.host_profiler.receiver.kernel_unwind import procs_capacity, rows_capacity
 

@@ -36,7 +36,7 @@ from ..unwind.stack_deltas import ROW_BYTES, RULE_BYTES, RuleSet, RuleSetFull, S
 KU_STATS = (
     'walks', 'complete', 'truncated', 'failed', 'fallback_no_process', 'fallback_table_pending', 'frames',
     'fp_frames', 'signal_frames', 'stacks_full', 'tail_call_failed', 'copy_lost', 'read_error',
-    'unknown_mapping', 'tail_calls', '_unused',
+    'unknown_mapping', 'tail_calls', 'rule_searches',
 )
 TABLE_NONE = 0xFFFFFFFF
 TABLE_PENDING = 0xFFFFFFFE
@@ -185,6 +185,7 @@ class KernelUnwind:
         self.build_process = bool(build_process)
         self.loads = 0
         self.evictions = 0
+        self._gen = 0  # generation of the last table written (ku_tables[].gen, never 0)
         if telemetry is not None:
             for name in COUNTERS:
                 telemetry.declare(name)
@@ -541,9 +542,13 @@ class KernelUnwind:
                 self._failed[key] = 'no room'
                 return
             tid = self._free_ids.pop()
+            # a new generation at every load: the kernel's per-CPU rule cache (ku_cache) is tagged
+            # with it, so a table id reused after an eviction never answers with the old file's rules
+            self._gen = self._gen % 0xFFFFFFFF + 1
             t = _Table(tid, first, n, loads)
             self._tables[key] = t
             self.loads += 1
+            gen = self._gen
         with self._io:
             rows_map, tables = self._maps.get('ku_rows'), self._maps.get('ku_tables')
             if rows_map is None or tables is None:
@@ -559,6 +564,7 @@ class KernelUnwind:
             leaf.base = deltas.base
             leaf.first = first
             leaf.n = n
+            leaf.gen = gen
             tables[tables.Key(tid)] = leaf
 
     def _evict_one(self, keep: int) -> None:
