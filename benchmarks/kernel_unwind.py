@@ -75,6 +75,11 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
     from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog_info_by_id
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
+    if os.environ.get('KU_TIMING'):  # --ku-timing: the walk's own clock (kernel_unwind.h's KU_TIMING)
+        from datadog_checks.host_profiler.receiver import kernel_unwind as kumod
+
+        cflags = kumod.KernelUnwind.cflags
+        kumod.KernelUnwind.cflags = lambda self: dict(cflags(self), KU_TIMING=1)
     stats_fd = enable_stats_fd()
     tel = Telemetry()
     tmp = tempfile.mkdtemp()
@@ -265,11 +270,15 @@ def main() -> None:
                     help='run the modes of a round at the same time, their windows opened together (paired)')
     ap.add_argument('--baseline', default='frame_pointers', help='the mode the others are compared with')
     ap.add_argument('--json', action='store_true')
+    ap.add_argument('--ku-timing', action='store_true',
+                    help='time each in-kernel walk (ku_start to the end of ku_finish) and report its mean')
     ap.add_argument('--one', help=argparse.SUPPRESS)
     ap.add_argument('--pids', help=argparse.SUPPRESS)
     ap.add_argument('--sync', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--no-builds', action='store_true')
     args = ap.parse_args()
+    if args.ku_timing:
+        os.environ['KU_TIMING'] = '1'  # inherited by the children
     if args.one:
         print(json.dumps(one(args.one, [int(p) for p in args.pids.split(',')], args.seconds, args.sync)))
         return
@@ -374,9 +383,11 @@ def main() -> None:
                 if kw.get('walks'):
                     w = kw['walks']
                     print('{} {}: per walk {:.1f} frames ({:.1f} by frame pointers), {:.2f} tail calls, {:.2f} rule '
-                          'searches (ku_cache misses), over {} walks'.format(
+                          'searches (ku_cache misses){}, over {} walks'.format(
                               kind, mode, kw.get('frames', 0) / w, kw.get('fp_frames', 0) / w,
-                              kw.get('tail_calls', 0) / w, kw.get('rule_searches', 0) / w, w))
+                              kw.get('tail_calls', 0) / w, kw.get('rule_searches', 0) / w,
+                              ', {:.2f} µs in the walk'.format(kw['walk_ns'] / w / 1e3) if kw.get('walk_ns') else '',
+                              w))
     for kind, modes_r in results.items():
         a = modes_r.get('auto', {})
         if a.get('maps_memlock'):

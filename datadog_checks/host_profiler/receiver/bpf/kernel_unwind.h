@@ -68,7 +68,11 @@
 #define KU_ST_UNKNOWN_MAPPING 13
 #define KU_ST_TAIL_CALLS 14
 #define KU_ST_RULE_SEARCHES 15  // ku_cache misses: binary searches of a table's rows
-#define KU_N_STATS 16
+#define KU_ST_WALK_NS 16  // KU_TIMING only: ns from ku_start to the end of ku_finish
+#define KU_N_STATS 17
+#ifndef KU_TIMING
+#define KU_TIMING 0  // benchmarks: time every walk (two bpf_ktime_get_ns calls per sample)
+#endif
 
 #ifndef KU_CACHE_BITS
 #define KU_CACHE_BITS 10
@@ -141,6 +145,7 @@ struct ku_state_t {
     u32 hi;
     u32 last_map;  // index of the mapping of the previous frame + 1 (0: none): consecutive frames share one
     u32 pad2;
+    u64 t0;        // KU_TIMING: bpf_ktime_get_ns() at ku_start
     struct ku_stack_t st;
 };
 
@@ -463,6 +468,9 @@ static __always_inline void ku_finish(struct bpf_perf_event_data *ctx, struct ku
         }
     }
     stack_error(key.kstack, ST_KERN_EEXIST);
+#if KU_TIMING
+    ku_stat(KU_ST_WALK_NS, bpf_ktime_get_ns() - w->t0);
+#endif
 }
 
 // A table is missing mid-walk (or the process's entry went away): the sample goes to user space
@@ -544,6 +552,9 @@ static __always_inline void ku_start(struct bpf_perf_event_data *ctx, struct key
     if (!w)
         return;
     ku_stat(KU_ST_WALKS, 1);
+#if KU_TIMING
+    w->t0 = bpf_ktime_get_ns();
+#endif
     w->key = *key;
     w->ip = ip;
     w->sp = sp;
