@@ -118,7 +118,8 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
         rx.collect()
         maps = {}
         if ku is not None:
-            for name in ('ku_rows', 'ku_rules', 'ku_tables', 'ku_procs', 'ku_stacks0', 'ku_stacks1', 'ku_state'):
+            for name in ('ku_rows', 'ku_rules', 'ku_tables', 'ku_procs', 'ku_stacks0', 'ku_stacks1', 'ku_state',
+                         'ku_cache'):
                 maps[name] = int(_fdinfo(rx._sampler.table(name).map_fd).get('memlock', 0))
         kstats = ku.stats() if ku is not None else {}
         rss_end = _rss_kb()
