@@ -328,6 +328,25 @@ def test_reloaded_tables_never_answer_from_a_stale_cache(tmp_path):
     assert total >= 50 and sum(x[5] for x in bad) == 0, (total, [(len(x[1]), x[2], len(x[3]), x[4]) for x in bad[:5]])
 
 
+def test_tables_stay_within_the_bpf_search():
+    """The BPF binary search of a table's rows runs KU_SEARCH_STEPS iterations: a table with more rows
+    than it reaches is not loaded (its samples keep the stack copy, counted as too big)."""
+    from datadog_checks.host_profiler.receiver import kernel_unwind as ku
+
+    assert ku.KernelUnwind(64).cflags()['KU_SEARCH_STEPS'] == ku.SEARCH_STEPS
+    assert ku.MAX_TABLE_ROWS == (1 << ku.SEARCH_STEPS) - 1 >= 1_000_000  # libLLVM's 949k rows fit
+
+    class Rows:
+        def __len__(self):
+            return ku.MAX_TABLE_ROWS + 1
+
+    tel = Telemetry()
+    loader = ku.KernelUnwind(64, telemetry=tel)
+    loader._insert(('big',), Rows(), (), 1)
+    assert ('big',) in loader._copy_only and ('big',) not in loader._tables
+    assert tel.total('unwind.kernel.tables.too_big') == 1 and loader._rows.used == 0
+
+
 def test_budget_split():
     from datadog_checks.host_profiler.receiver.kernel_unwind import procs_capacity, rows_capacity
 

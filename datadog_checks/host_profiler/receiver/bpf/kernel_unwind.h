@@ -74,6 +74,10 @@
 #define KU_TIMING 0  // benchmarks: time every walk (two bpf_ktime_get_ns calls per sample)
 #endif
 
+#ifndef KU_SEARCH_STEPS
+#define KU_SEARCH_STEPS 21  // binary search of a table's rows: tables hold < 2^21 rows (kernel_unwind.py)
+#endif
+
 #ifndef KU_CACHE_BITS
 #define KU_CACHE_BITS 10
 #endif
@@ -204,7 +208,7 @@ static __always_inline struct ku_rule_t *ku_lookup(struct ku_state_t *w, u32 tab
         ku_stat(KU_ST_RULE_SEARCHES, 1);
     }
 #pragma nounroll
-    for (int i = 0; i < 25; i++) {
+    for (int i = 0; i < KU_SEARCH_STEPS; i++) {
         u32 lo = w->lo, hi = w->hi;
         if (lo >= hi)
             break;
