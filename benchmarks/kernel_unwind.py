@@ -75,6 +75,11 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
     from datadog_checks.host_profiler.runtime.bpf_stats import enable_stats_fd, prog_info_by_id
     from datadog_checks.host_profiler.runtime.telemetry import Telemetry
 
+    if os.environ.get('KU_TIMING'):  # --ku-timing: the walk's own clock (kernel_unwind.h's KU_TIMING)
+        from datadog_checks.host_profiler.receiver import kernel_unwind as kumod
+
+        cflags = kumod.KernelUnwind.cflags
+        kumod.KernelUnwind.cflags = lambda self: dict(cflags(self), KU_TIMING=1)
     stats_fd = enable_stats_fd()
     tel = Telemetry()
     tmp = tempfile.mkdtemp()
@@ -103,7 +108,8 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
                 info = prog_info_by_id(i)
                 run[0] += info['run_time_ns'] or 0
                 run[1] += info['run_cnt'] or 0
-            return run, time.process_time(), dict(tel.totals()), time.monotonic()
+            return run, time.process_time(), dict(tel.totals()), time.monotonic(), (
+                ku.kernel_stats() if ku is not None else {})
 
         rx.collect()
         a = snap()
@@ -112,7 +118,8 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
         rx.collect()
         maps = {}
         if ku is not None:
-            for name in ('ku_rows', 'ku_rules', 'ku_tables', 'ku_procs', 'ku_stacks0', 'ku_stacks1', 'ku_state'):
+            for name in ('ku_rows', 'ku_rules', 'ku_tables', 'ku_procs', 'ku_stacks0', 'ku_stacks1', 'ku_state',
+                         'ku_cache'):
                 maps[name] = int(_fdinfo(rx._sampler.table(name).map_fd).get('memlock', 0))
         kstats = ku.stats() if ku is not None else {}
         rss_end = _rss_kb()
@@ -144,6 +151,9 @@ def one(mode: str, pids, seconds: float, sync: bool = False) -> dict:
         'user_unwound': d('unwind.samples', True), 'kernel_unwound': d('unwind.kernel.samples'),
         'rss_kb': rss_end, 'rss_warm_kb': rss_warm, 'rss_peak_kb': _status_kb('VmHWM'),
         'maps_memlock': maps, 'kernel_tables': kstats,
+        # the in-kernel walk's counters over the window (ku_stats): frames, tail calls, rule searches
+        # (ku_cache misses), per sample walked
+        'ku_window': {k: b[4].get(k, 0) - a[4].get(k, 0) for k in b[4]},
     }
 
 
@@ -261,11 +271,15 @@ def main() -> None:
                     help='run the modes of a round at the same time, their windows opened together (paired)')
     ap.add_argument('--baseline', default='frame_pointers', help='the mode the others are compared with')
     ap.add_argument('--json', action='store_true')
+    ap.add_argument('--ku-timing', action='store_true',
+                    help='time each in-kernel walk (ku_start to the end of ku_finish) and report its mean')
     ap.add_argument('--one', help=argparse.SUPPRESS)
     ap.add_argument('--pids', help=argparse.SUPPRESS)
     ap.add_argument('--sync', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--no-builds', action='store_true')
     args = ap.parse_args()
+    if args.ku_timing:
+        os.environ['KU_TIMING'] = '1'  # inherited by the children
     if args.one:
         print(json.dumps(one(args.one, [int(p) for p in args.pids.split(',')], args.seconds, args.sync)))
         return
@@ -363,6 +377,18 @@ def main() -> None:
                     kind, mode, sum(x['lost'] for x in ok), sum(x['partial'] for x in ok),
                     sum(x['copy_fallback'] for x in ok), len(ok),
                     '/'.join(str(x['rss_kb'] // 1024) for x in ok), '/'.join(str(x['rss_peak_kb'] // 1024) for x in ok)))
+    for kind, modes_r in rounds.items():
+        for mode, rs in modes_r.items():
+            for x in rs:
+                kw = x.get('ku_window') or {}
+                if kw.get('walks'):
+                    w = kw['walks']
+                    print('{} {}: per walk {:.1f} frames ({:.1f} by frame pointers), {:.2f} tail calls, {:.2f} rule '
+                          'searches (ku_cache misses){}, over {} walks'.format(
+                              kind, mode, kw.get('frames', 0) / w, kw.get('fp_frames', 0) / w,
+                              kw.get('tail_calls', 0) / w, kw.get('rule_searches', 0) / w,
+                              ', {:.2f} µs in the walk'.format(kw['walk_ns'] / w / 1e3) if kw.get('walk_ns') else '',
+                              w))
     for kind, modes_r in results.items():
         a = modes_r.get('auto', {})
         if a.get('maps_memlock'):

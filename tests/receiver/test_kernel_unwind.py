@@ -271,6 +271,82 @@ def test_tiny_budget_evicts_and_falls_back(tmp_path):
     assert not any(s.user_stack_lost for s in col.samples if s.pid in (p.pid, q.pid))
 
 
+@live
+def test_reloaded_tables_never_answer_from_a_stale_cache(tmp_path):
+    """Each CPU's rule cache (ku_cache) keeps, per (table, pc offset), the index of the row found. Here
+    every table of a warm process is evicted and loaded again under the same table id, at other row
+    positions: an entry tagged with the table id alone would now point at another table's rows. Tagged
+    with the load's generation, it is never used again: every kernel-unwound sample after the reload
+    equals the user-space unwinder's result on the same stack."""
+    q = subprocess.Popen([compile_c('split.c', tmp_path, cflags=NOTAIL), '60'])
+    try:
+        time.sleep(0.3)
+        rx, tel = _receiver(tmp_path, [q.pid], samples_per_second=499)
+        rx.start()
+        try:
+            ku = rx._sampler.kernel_unwind
+            time.sleep(1.5)
+            ku.wait_idle(60)
+            time.sleep(1.0)  # the cache is warm: every frame of split's few stacks hits
+            before = ku.kernel_stats()
+            with ku._lock:
+                old = {key: t.tid for key, t in ku._tables.items()}
+                firsts = {key: t.first for key, t in ku._tables.items()}
+                while ku._tables:
+                    ku._evict_one(keep=0)
+                ku._rows.alloc(4099)  # the reloaded rows land elsewhere
+            orig = ku._insert
+
+            def insert(key, deltas, loads, pid):
+                tid = old.get(key)
+                if tid in ku._free_ids:  # the same id as before for the same file
+                    ku._free_ids.remove(tid)
+                    ku._free_ids.append(tid)
+                return orig(key, deltas, loads, pid)
+
+            ku._insert = insert
+            ku.request(q.pid)
+            ku.wait_idle(60)
+            time.sleep(0.3)
+            rx.collect()
+            del rx._sampler.verify_pairs[:]
+            time.sleep(2.5)
+            rx.collect()
+            pairs = list(rx._sampler.verify_pairs)
+            after = ku.kernel_stats()
+            reloaded = {key: (t.tid, t.first) for key, t in ku._tables.items()}
+        finally:
+            rx.stop(block=True, timeout=30)
+    finally:
+        q.kill()
+        q.wait()
+    same_id = [k for k in old if k in reloaded and reloaded[k][0] == old[k] and reloaded[k][1] != firsts[k]]
+    assert same_id, (old, reloaded)
+    assert after['rule_searches'] > before['rule_searches'], (before, after)  # old entries were not used
+    total = sum(x[5] for x in pairs)
+    bad = [x for x in pairs if not (x[1] == x[3] and x[2] == x[4]) and not (x[4] and x[1][:len(x[3])] == x[3])]
+    assert total >= 50 and sum(x[5] for x in bad) == 0, (total, [(len(x[1]), x[2], len(x[3]), x[4]) for x in bad[:5]])
+
+
+def test_tables_stay_within_the_bpf_search():
+    """The BPF binary search of a table's rows runs KU_SEARCH_STEPS iterations: a table with more rows
+    than it reaches is not loaded (its samples keep the stack copy, counted as too big)."""
+    from datadog_checks.host_profiler.receiver import kernel_unwind as ku
+
+    assert ku.KernelUnwind(64).cflags()['KU_SEARCH_STEPS'] == ku.SEARCH_STEPS
+    assert ku.MAX_TABLE_ROWS == (1 << ku.SEARCH_STEPS) - 1 >= 1_000_000  # libLLVM's 949k rows fit
+
+    class Rows:
+        def __len__(self):
+            return ku.MAX_TABLE_ROWS + 1
+
+    tel = Telemetry()
+    loader = ku.KernelUnwind(64, telemetry=tel)
+    loader._insert(('big',), Rows(), (), 1)
+    assert ('big',) in loader._copy_only and ('big',) not in loader._tables
+    assert tel.total('unwind.kernel.tables.too_big') == 1 and loader._rows.used == 0
+
+
 def test_budget_split():
     from datadog_checks.host_profiler.receiver.kernel_unwind import procs_capacity, rows_capacity
 

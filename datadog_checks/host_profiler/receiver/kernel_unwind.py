@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import os
 import queue
 import threading
@@ -36,7 +37,7 @@ from ..unwind.stack_deltas import ROW_BYTES, RULE_BYTES, RuleSet, RuleSetFull, S
 KU_STATS = (
     'walks', 'complete', 'truncated', 'failed', 'fallback_no_process', 'fallback_table_pending', 'frames',
     'fp_frames', 'signal_frames', 'stacks_full', 'tail_call_failed', 'copy_lost', 'read_error',
-    'unknown_mapping', 'tail_calls', '_unused',
+    'unknown_mapping', 'tail_calls', 'rule_searches', 'walk_ns',
 )
 TABLE_NONE = 0xFFFFFFFF
 TABLE_PENDING = 0xFFFFFFFE
@@ -55,6 +56,11 @@ BUILD_CPU_BURST_S = 3.0
 # (unwind/cfi_worker.py): their compile leaves ~10 MiB of half-empty object arenas in the process; a
 # smaller one (libc: 150 KiB, the test programs) is compiled here, without the child's ~70 ms start.
 WORKER_MIN_CFI_BYTES = 256 << 10
+# Iterations of the BPF binary search of a table's rows (KU_SEARCH_STEPS): a table holds fewer rows than
+# 2^21 (MAX_KERNEL_CFI_BYTES keeps them under ~1M: libLLVM's 5 MB of CFI make 949k). Each iteration less
+# is ~4% less of ku_walk's verification (25 -> 21: 730k -> 474k instructions with ku_cache).
+SEARCH_STEPS = 21
+MAX_TABLE_ROWS = (1 << SEARCH_STEPS) - 1
 REFRESH_EVERY_S = 1.0
 BATCH = 65536
 # The loader starts this long after attach: the first drain (0.2 s after start) and its samples come
@@ -185,6 +191,8 @@ class KernelUnwind:
         self.build_process = bool(build_process)
         self.loads = 0
         self.evictions = 0
+        self._gen = 0  # generation of the last table written (ku_tables[].gen, never 0)
+        self._stats_batch: Any = None  # buffers of _read_stats' batch read; False: the kernel refused it
         if telemetry is not None:
             for name in COUNTERS:
                 telemetry.declare(name)
@@ -199,6 +207,7 @@ class KernelUnwind:
             'KU_TABLES': TABLES_CAPACITY,
             'KU_PROCS': self.max_processes,
             'KU_STACKS': self.stacks_size,
+            'KU_SEARCH_STEPS': SEARCH_STEPS,
         }
 
     def attach(self, bpf: Any, perf_event_type: int) -> None:
@@ -258,23 +267,43 @@ class KernelUnwind:
         return False
 
     # ------------------------------------------------------------------ stats
-    def kernel_stats(self) -> Dict[str, int]:
+    def _read_stats(self) -> Optional[List[int]]:
+        """ku_stats summed over the CPUs, in one BPF_MAP_LOOKUP_BATCH call (one lookup per counter
+        through BCC: a system call and a per-CPU decode each, ~7 µs a counter at every drain); BCC's
+        lookups when the kernel refuses the batch. None when closed."""
         m = self._maps.get('ku_stats')
         if m is None:
-            return {}
+            return None
+        n = len(KU_STATS)
         try:
-            return {name: int(sum(m[ct.c_int(i)])) for i, name in enumerate(KU_STATS) if not name.startswith('_')}
+            if self._stats_batch is not False:
+                from bcc.libbcc import lib
+
+                if self._stats_batch is None:
+                    ncpu = max(1, int(m.total_cpu))  # BCC's PerCpuArray: the possible CPUs
+                    self._stats_batch = ((ct.c_uint32 * n)(), (ct.c_uint64 * (n * ncpu))(), ncpu,
+                                         ct.c_uint32(0), ct.c_uint32(0))
+                keys, vals, ncpu, out_batch, count = self._stats_batch
+                count.value = n
+                res = lib.bpf_lookup_batch(m.map_fd, None, ct.byref(out_batch), ct.byref(keys), ct.byref(vals),
+                                           ct.byref(count))
+                if (res == 0 or ct.get_errno() == errno.ENOENT) and count.value == n:
+                    return [sum(vals[i * ncpu:(i + 1) * ncpu]) for i in range(n)]
+                self._stats_batch = False  # refused: BCC's way from now on
+            return [int(sum(m[ct.c_int(i)])) for i in range(n)]
         except Exception:  # noqa: BLE001 - closed meanwhile
+            return None
+
+    def kernel_stats(self) -> Dict[str, int]:
+        cur = self._read_stats()
+        if cur is None:
             return {}
+        return {name: v for name, v in zip(KU_STATS, cur) if not name.startswith('_')}
 
     def report(self) -> Dict[str, int]:
         """Kernel counters since the last call, also counted in telemetry (called at each drain)."""
-        m = self._maps.get('ku_stats')
-        if m is None:
-            return {}
-        try:
-            cur = [int(sum(m[ct.c_int(i)])) for i in range(len(KU_STATS))]
-        except Exception:  # noqa: BLE001
+        cur = self._read_stats()
+        if cur is None:
             return {}
         delta = {name: c - p for name, c, p in zip(KU_STATS, cur, self._prev_stats)}
         self._prev_stats = cur
@@ -532,6 +561,11 @@ class KernelUnwind:
         if n > self.rows_capacity:
             self._failed[key] = 'too big for kernel_unwind_memory_mb'
             return
+        if n > MAX_TABLE_ROWS:  # beyond the BPF search's reach: its samples keep the stack copy, as _too_big
+            self._copy_only.add(key)
+            if self.telemetry is not None:
+                self.telemetry.count('unwind.kernel.tables.too_big')
+            return
         with self._lock:
             first = self._rows.alloc(n)
             while (first is None or not self._free_ids) and self._tables:
@@ -541,9 +575,13 @@ class KernelUnwind:
                 self._failed[key] = 'no room'
                 return
             tid = self._free_ids.pop()
+            # a new generation at every load: the kernel's per-CPU rule cache (ku_cache) is tagged
+            # with it, so a table id reused after an eviction never answers with the old file's rules
+            self._gen = self._gen % 0xFFFFFFFF + 1
             t = _Table(tid, first, n, loads)
             self._tables[key] = t
             self.loads += 1
+            gen = self._gen
         with self._io:
             rows_map, tables = self._maps.get('ku_rows'), self._maps.get('ku_tables')
             if rows_map is None or tables is None:
@@ -559,6 +597,7 @@ class KernelUnwind:
             leaf.base = deltas.base
             leaf.first = first
             leaf.n = n
+            leaf.gen = gen
             tables[tables.Key(tid)] = leaf
 
     def _evict_one(self, keep: int) -> None:

@@ -10,7 +10,10 @@
 //   ku_rules   16-byte rules shared by every binary: CFA = rsp|rbp + off (or PLT / signal / *(rbp+off)),
 //              where the return address and rbp were saved (unwind/cfi.py's rule tuple)
 //   ku_rows    8-byte rows (pc offset from the table's base, rule index), sorted per table
-//   ku_tables  per binary: base address (ELF vaddr of its first row), first row, number of rows
+//   ku_tables  per binary: base address (ELF vaddr of its first row), first row, number of rows,
+//              generation (unique per load of a table: an id reused after an eviction gets a new one)
+//   ku_cache   per CPU: the last rows found, direct-mapped by (generation, pc offset) and tagged
+//              with both, in front of the rows' binary search (a stale generation never matches)
 //   ku_procs   per process (tgid): its executable mappings sorted by start, each with its table
 //              and load bias; KU_TABLE_NONE = no CFI (JIT, anonymous code: frame pointers),
 //              KU_TABLE_PENDING = not loaded yet (the sample goes through the stack copy)
@@ -64,7 +67,21 @@
 #define KU_ST_READ_ERROR 12
 #define KU_ST_UNKNOWN_MAPPING 13
 #define KU_ST_TAIL_CALLS 14
-#define KU_N_STATS 16
+#define KU_ST_RULE_SEARCHES 15  // ku_cache misses: binary searches of a table's rows
+#define KU_ST_WALK_NS 16  // KU_TIMING only: ns from ku_start to the end of ku_finish
+#define KU_N_STATS 17
+#ifndef KU_TIMING
+#define KU_TIMING 0  // benchmarks: time every walk (two bpf_ktime_get_ns calls per sample)
+#endif
+
+#ifndef KU_SEARCH_STEPS
+#define KU_SEARCH_STEPS 21  // binary search of a table's rows: tables hold < 2^21 rows (kernel_unwind.py)
+#endif
+
+#ifndef KU_CACHE_BITS
+#define KU_CACHE_BITS 10
+#endif
+#define KU_CACHE (1 << KU_CACHE_BITS)
 
 struct ku_rule_t {
     u8 cfa_kind;
@@ -84,6 +101,15 @@ struct ku_table_t {
     u64 base;
     u32 first;
     u32 n;
+    u32 gen;  // != 0 while loaded
+    u32 pad;
+};
+
+struct ku_cache_ent_t {
+    u32 gen;  // ku_tables[].gen of the table searched (0: empty)
+    u32 off;  // pc - table base
+    u32 lo;   // the search's answer: 1 + index in ku_rows of the row at or below `off`
+    u32 pad;
 };
 
 struct ku_map_t {
@@ -123,6 +149,7 @@ struct ku_state_t {
     u32 hi;
     u32 last_map;  // index of the mapping of the previous frame + 1 (0: none): consecutive frames share one
     u32 pad2;
+    u64 t0;        // KU_TIMING: bpf_ktime_get_ns() at ku_start
     struct ku_stack_t st;
 };
 
@@ -131,6 +158,7 @@ BPF_ARRAY(ku_rows, struct ku_row_t, KU_ROWS);
 BPF_ARRAY(ku_tables, struct ku_table_t, KU_TABLES);
 BPF_F_TABLE("hash", u32, struct ku_proc_t, ku_procs, KU_PROCS, BPF_F_NO_PREALLOC);
 BPF_PERCPU_ARRAY(ku_state, struct ku_state_t, 1);
+BPF_PERCPU_ARRAY(ku_cache, struct ku_cache_ent_t, KU_CACHE);
 BPF_PERCPU_ARRAY(ku_stats, u64, KU_N_STATS);
 BPF_PROG_ARRAY(ku_progs, 1);
 BPF_F_TABLE("hash", u64, struct ku_stack_t, ku_stacks0, KU_STACKS, BPF_F_NO_PREALLOC);
@@ -151,7 +179,13 @@ static __always_inline u64 ku_mix(u64 h, u64 v) {
     return h ^ (h >> 29);
 }
 
-// The rule of ELF address `addr` in table `table`, or NULL (no CFI there: frame pointers).
+// The rule of ELF address `addr` in table `table`, or NULL (no CFI there: frame pointers): the last
+// row at or below it, found by a binary search of the table's rows, or taken from this CPU's ku_cache
+// when its slot holds (the table's generation, this offset). A hit sets the search's bounds to the
+// cached answer (lo = hi: no iteration) instead of taking a path of its own, so that the verifier
+// sees one state after it (the bounds are in the map value, unknown to it). The entry is looked up
+// here (an inlined per-CPU array lookup), not kept in a register across the walk: a pointer live
+// through ku_step made ku_walk's verification twice as long.
 static __always_inline struct ku_rule_t *ku_lookup(struct ku_state_t *w, u32 table, u64 addr) {
     struct ku_table_t *t = ku_tables.lookup(&table);
     if (!t || t->n == 0 || addr < t->base)
@@ -159,10 +193,22 @@ static __always_inline struct ku_rule_t *ku_lookup(struct ku_state_t *w, u32 tab
     u64 off64 = addr - t->base;
     u32 off = off64 > 0xffffffffULL ? 0xffffffff : (u32)off64;
     u32 first = t->first;
+    u32 tgen = t->gen;
+    u32 slot = ((off ^ (tgen << 16)) * 0x9e3779b1U) >> (32 - KU_CACHE_BITS);
+    struct ku_cache_ent_t *ce = ku_cache.lookup(&slot);
+    if (!ce)
+        return NULL;
     w->lo = first;
     w->hi = first + t->n;
+    if (ce->gen == tgen && ce->off == off && tgen != 0) {
+        u32 lo = ce->lo;
+        w->lo = lo;
+        w->hi = lo;
+    } else {
+        ku_stat(KU_ST_RULE_SEARCHES, 1);
+    }
 #pragma nounroll
-    for (int i = 0; i < 25; i++) {
+    for (int i = 0; i < KU_SEARCH_STEPS; i++) {
         u32 lo = w->lo, hi = w->hi;
         if (lo >= hi)
             break;
@@ -176,6 +222,9 @@ static __always_inline struct ku_rule_t *ku_lookup(struct ku_state_t *w, u32 tab
             w->hi = mid;
     }
     u32 lo = w->lo;
+    ce->gen = tgen;
+    ce->off = off;
+    ce->lo = lo;
     if (lo <= first)
         return NULL;
     u32 idx = lo - 1;
@@ -423,6 +472,9 @@ static __always_inline void ku_finish(struct bpf_perf_event_data *ctx, struct ku
         }
     }
     stack_error(key.kstack, ST_KERN_EEXIST);
+#if KU_TIMING
+    ku_stat(KU_ST_WALK_NS, bpf_ktime_get_ns() - w->t0);
+#endif
 }
 
 // A table is missing mid-walk (or the process's entry went away): the sample goes to user space
@@ -504,6 +556,9 @@ static __always_inline void ku_start(struct bpf_perf_event_data *ctx, struct key
     if (!w)
         return;
     ku_stat(KU_ST_WALKS, 1);
+#if KU_TIMING
+    w->t0 = bpf_ktime_get_ns();
+#endif
     w->key = *key;
     w->ip = ip;
     w->sp = sp;
