@@ -11,7 +11,10 @@ python_host_overhead.py more than what is measured (a few hundredths of a percen
   python_base  the checkout in DIR (e.g. `git archive <commit> | tar -x -C DIR`), the same configuration
   native_only  this checkout, `receiver.interpreters: []`
 
-All at --frequency Hz (20), profiling only the two workers (pysplit.py, as python_host_overhead.py).
+All at --frequency Hz (20), profiling only the two workers (pysplit.py, as python_host_overhead.py);
+with --whole-host, the whole host (each profiler then also sees the other two, the same for all
+three): on a host shared with other sessions, the only way to compare whole-host figures, which
+follow what the others run.
 CPU time of each thread from /proc/PID/task/*/schedstat (ns), as % of one core, per thread in
 creation order (main, kernel-unwind, events, observe, sampler/drain, runtimes) and in total.
 """
@@ -49,11 +52,12 @@ def main():
     ap.add_argument('--warmup', type=float, default=40.0)
     ap.add_argument('--frequency', type=int, default=20)
     ap.add_argument('--json')
+    ap.add_argument('--whole-host', action='store_true', help='profile the whole host, not only the two workers')
     args = ap.parse_args()
     total = args.window + args.warmup + 60
     workers = [subprocess.Popen([p, PYSPLIT, str(total), '20'], stdout=subprocess.DEVNULL)
                for p in PYTHONS if os.path.exists(p)]
-    pids = [w.pid for w in workers]
+    pids = None if args.whole_host else [w.pid for w in workers]
     procs = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +77,7 @@ def main():
             for n in procs:
                 per = [round(100.0 * (b[n][t] - a[n].get(t, b[n][t])) / 1e9 / wall, 4) for t in sorted(b[n])]
                 rows[n] = {'own_cpu_pct_core': round(sum(per), 3), 'threads_pct_core': per}
-            out = {'window_s': round(wall, 1), 'frequency': args.frequency, 'load1': [round(load0, 2),
+            out = {'window_s': round(wall, 1), 'frequency': args.frequency, 'whole_host': args.whole_host, 'load1': [round(load0, 2),
                    round(os.getloadavg()[0], 2)], 'rows': rows}
             print(json.dumps(out, indent=1))
             if args.json:

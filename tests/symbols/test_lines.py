@@ -167,6 +167,44 @@ def test_hand_written_readers_agree_with_pyelftools(lines_bin):
                 assert lines_mod.decode_line_program(data, lp.header) == expected
 
 
+@pytest.mark.parametrize('flags', [('-gdwarf-2', '-O0'), ('-gdwarf-4', '-O2'), ('-g', '-O2'), ('-g', '-gz', '-O2')])
+def test_top_die_reader_agrees_with_pyelftools(flags, tmp_path):
+    """The CU's DW_AT_stmt_list and DW_AT_comp_dir read from the raw sections (decode_cu's fast
+    path: pyelftools would parse the CU's whole abbreviation table) equal pyelftools' top DIE,
+    for DWARF 2/4/5 and compressed sections (pyelftools 0.33 cannot read gcc's -gdwarf64); and decode_cu gives the same rows
+    either way (pyelftools' path taken when the fast reader declines)."""
+    src = tmp_path / 'lines_loop.c'
+    src.write_text(LINES_C)
+    try:
+        binary = compile_c(str(src), tmp_path, cflags=flags)
+    except subprocess.CalledProcessError:
+        pytest.skip('gcc does not take {}'.format(' '.join(flags)))
+    files = [binary]
+    libpython = os.path.expanduser('~/.pyenv/versions/3.12.1/lib/libpython3.12.so.1.0')
+    if flags == ('-g', '-O2') and os.path.exists(libpython):
+        files.append(libpython)  # 150 CUs of a real project
+    for path in files:
+        info = read_elf_info(path)
+        with open(path, 'rb') as f:
+            dwarf = lines_mod.dwarf_info(f, info, {})
+            for cu in dwarf.iter_CUs():
+                attrs = cu.get_top_DIE().attributes
+                expected = (attrs['DW_AT_stmt_list'].value if 'DW_AT_stmt_list' in attrs else None,
+                            lines_mod._text(attrs['DW_AT_comp_dir'].value) if 'DW_AT_comp_dir' in attrs else '')
+                assert lines_mod._top_die(dwarf, cu) == expected
+            cu_offset = next(dwarf.iter_CUs()).cu_offset
+        fast = lines_mod.decode_cu(lines_mod.dwarf_info(open(path, 'rb'), info, {}), cu_offset)
+        orig = lines_mod._top_die
+        lines_mod._top_die = lambda dwarf, cu: None
+        try:
+            slow = lines_mod.decode_cu(lines_mod.dwarf_info(open(path, 'rb'), info, {}), cu_offset)
+        finally:
+            lines_mod._top_die = orig
+        assert (list(fast.addrs), list(fast.lines), list(fast.files), fast.names) == (
+            list(slow.addrs), list(slow.lines), list(slow.files), slow.names)
+        assert len(fast.addrs) > 0
+
+
 def test_malformed_dwarf_is_counted_not_fatal(lines_bin, tmp_path):
     """A copy whose .debug_line bytes are garbage: frames keep their names, no line, and the
     failure is counted in symbols.bad_input{kind:dwarf}."""

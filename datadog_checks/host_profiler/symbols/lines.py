@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Callable, List, Optional, Tuple
 
 from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
 
-from ..host.elf import ELFCOMPRESS_ZLIB, SHF_COMPRESSED, ElfInfo, read_uleb
+from ..host.elf import ELFCOMPRESS_ZLIB, SHF_COMPRESSED, ElfInfo, read_sleb, read_uleb
 
 # Default of receiver.symbolizer.lines (see docs/benchmarks.md "Session 5: names and lines"
 # for what a cold load costs; spec.yaml says why it is on).
@@ -343,13 +343,136 @@ def _by_address(rows: List[Tuple[int, int, int, int]]) -> List[Tuple[int, int, i
     return out
 
 
+# DWARF forms of fixed size (bytes), of size the offset size (4 or 8), and read as LEB128
+_FIXED_FORMS = {0x0b: 1, 0x05: 2, 0x06: 4, 0x07: 8, 0x1e: 16, 0x0c: 1, 0x11: 1, 0x12: 2, 0x13: 4, 0x14: 8,
+                0x20: 8, 0x19: 0, 0x21: 0, 0x25: 1, 0x26: 2, 0x27: 3, 0x28: 4, 0x29: 1, 0x2a: 2, 0x2b: 3,
+                0x2c: 4, 0x1c: 4, 0x24: 8}
+_OFFSET_FORMS = frozenset({0x0e, 0x17, 0x1f, 0x1d, 0x1f20, 0x1f21})  # strp, sec_offset, line_strp, ...
+_LEB_FORMS = frozenset({0x0d, 0x0f, 0x15, 0x1a, 0x1b, 0x22, 0x23, 0x1f01, 0x1f02})
+_BLOCK_FORMS = {0x0a: 1, 0x03: 2, 0x04: 4}  # block1/2/4: a length of this size, then the bytes
+_AT_STMT_LIST, _AT_COMP_DIR = 0x10, 0x1b
+_FORM_ADDR, _FORM_STRING, _FORM_STRP, _FORM_LINE_STRP, _FORM_REF_ADDR = 0x01, 0x08, 0x0e, 0x1f, 0x10
+_FORM_DATA4, _FORM_DATA8, _FORM_SEC_OFFSET = 0x06, 0x07, 0x17
+_FORM_BLOCK, _FORM_EXPRLOC, _FORM_INDIRECT, _FORM_IMPLICIT_CONST = 0x09, 0x18, 0x16, 0x21
+_TOP_DIE_READ = 4096
+
+
+def _read_at(sec: Any, offset: int, n: int) -> bytes:
+    sec.stream.seek(offset)
+    return sec.stream.read(n)
+
+
+def _abbrev_attrs(sec: Any, offset: int, code: int) -> Optional[List[Tuple[int, int]]]:
+    """The (attribute, form) list of abbreviation ``code`` in the table at ``offset``, parsed
+    only as far as that entry (None: not found or malformed)."""
+    size = 1 << 14
+    while True:
+        data = _read_at(sec, offset, size)
+        try:
+            i = 0
+            while True:
+                c, i = read_uleb(data, i)
+                if c == 0:
+                    return None
+                _tag, i = read_uleb(data, i)
+                i += 1  # children
+                attrs = []
+                while True:
+                    name, i = read_uleb(data, i)
+                    form, i = read_uleb(data, i)
+                    if name == 0 and form == 0:
+                        break
+                    if form == _FORM_IMPLICIT_CONST:
+                        _, i = read_sleb(data, i)
+                    attrs.append((name, form))
+                if c == code:
+                    return attrs
+        except IndexError:
+            if len(data) < size or size >= 1 << 24:
+                return None
+            size <<= 2
+
+
+def _top_die(dwarf: DWARFInfo, cu: Any) -> Optional[Tuple[Optional[int], str]]:
+    """(DW_AT_stmt_list, DW_AT_comp_dir) of ``cu``'s top DIE, read here from the raw sections:
+    pyelftools parses the CU's whole abbreviation table through construct to read it, about half
+    of a CU's decode time (libpython: 0.75 of 1.5 s for its 151 CUs). None when it uses a form
+    this reader leaves to pyelftools (a string by index, a very long attribute)."""
+    hdr = cu.header
+    version = hdr['version']
+    offset_size = 8 if cu.dwarf_format() == 64 else 4
+    addr_size = hdr['address_size']
+    data = _read_at(dwarf.debug_info_sec, cu.cu_die_offset, _TOP_DIE_READ)
+    try:
+        code, i = read_uleb(data, 0)
+        attrs = _abbrev_attrs(dwarf.debug_abbrev_sec, hdr['debug_abbrev_offset'], code)
+        if attrs is None:
+            return None
+        stmt_list: Optional[int] = None
+        comp_dir = ''
+        order = 'little' if dwarf.config.little_endian else 'big'
+        for name, form in attrs:
+            while form == _FORM_INDIRECT:
+                form, i = read_uleb(data, i)
+            start = i
+            if form in _FIXED_FORMS:
+                i += _FIXED_FORMS[form]
+            elif form in _OFFSET_FORMS:
+                i += offset_size
+            elif form == _FORM_ADDR:
+                i += addr_size
+            elif form == _FORM_REF_ADDR:
+                i += addr_size if version == 2 else offset_size
+            elif form in _LEB_FORMS:
+                _, i = read_uleb(data, i)
+            elif form == _FORM_STRING:
+                i = data.index(b'\0', i) + 1
+            elif form in _BLOCK_FORMS:
+                n = _BLOCK_FORMS[form]
+                i += n + int.from_bytes(data[i:i + n], order)
+            elif form == _FORM_BLOCK or form == _FORM_EXPRLOC:
+                n, i = read_uleb(data, i)
+                i += n
+            else:
+                return None  # a form this reader does not know
+            if i > len(data):
+                return None  # past what was read
+            if name == _AT_STMT_LIST:
+                if form not in (_FORM_SEC_OFFSET, _FORM_DATA4, _FORM_DATA8):
+                    return None
+                stmt_list = int.from_bytes(data[start:i], order)
+            elif name == _AT_COMP_DIR:
+                if form == _FORM_STRING:
+                    comp_dir = _text(data[start:i - 1])
+                elif form in (_FORM_STRP, _FORM_LINE_STRP):
+                    sec = dwarf.debug_str_sec if form == _FORM_STRP else dwarf.debug_line_str_sec
+                    if sec is None:
+                        return None
+                    raw = _read_at(sec, int.from_bytes(data[start:i], order), 4096)
+                    end = raw.find(b'\0')
+                    if end < 0:
+                        return None
+                    comp_dir = _text(raw[:end])
+                else:
+                    return None  # strx: needs the CU's string offsets base
+        return stmt_list, comp_dir
+    except (IndexError, ValueError):
+        return None
+
+
 def decode_cu(dwarf: DWARFInfo, cu_offset: int) -> _CULines:
     cu = dwarf.get_CU_at(cu_offset)
-    lp = dwarf.line_program_for_CU(cu)
+    top = _top_die(dwarf, cu)
+    if top is not None:
+        stmt_list, comp_dir = top
+        lp = dwarf._parse_line_program_at_offset(stmt_list, cu.structs) if stmt_list is not None else None
+    else:  # pyelftools reads the top DIE
+        lp = dwarf.line_program_for_CU(cu)
+        if lp is not None:
+            attrs = cu.get_top_DIE().attributes
+            comp_dir = _text(attrs['DW_AT_comp_dir'].value) if 'DW_AT_comp_dir' in attrs else ''
     if lp is None:
         return _CULines(array('Q'), array('I'), array('I'), [])
-    top = cu.get_top_DIE()
-    comp_dir = _text(top.attributes['DW_AT_comp_dir'].value) if 'DW_AT_comp_dir' in top.attributes else ''
     lp.stream.seek(lp.program_start_offset)
     program = lp.stream.read(lp.program_end_offset - lp.program_start_offset)
     rows = decode_line_program(program, lp.header, dwarf.config.little_endian)

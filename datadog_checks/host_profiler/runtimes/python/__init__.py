@@ -44,6 +44,7 @@ EAGER_S = 0.5
 IDLE_LOOK_S = 1.0
 IDLE_AFTER_LOOKS = 3  # looks in a row that read nothing new
 MAX_STACKS_KEPT = 8192  # resolved stacks kept across drains (all dropped when full)
+MAX_FRAMES_KEPT = 200000  # frames kept by (code, line), and by (code, instruction) (each dropped when full)
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
@@ -61,11 +62,21 @@ class PythonRuntime(Runtime):
         self._table = None
         self._epoch = None  # py_epoch (bpf/sampler.c): bumped after each change to py_procs
         self._procs: Dict[int, Tuple[int, int, Optional[Interpreter], Optional[Offsets]]] = {}
-        self._frames: Dict[Tuple[int, int, int], Frame] = {}  # (pid, code, line) -> the same Frame
-        # (pid, recorded frames, truncated) -> (RuntimeStack, its distinct code addresses, their
+        # Both caches are indexed by pid first, so that forgetting a process (at each exit of a
+        # process ever observed, Python or not) costs its own entries, not a scan of every
+        # process's (a scan cost 0.2-2 ms per exit with a few thousand frames cached).
+        self._frames: Dict[int, Dict[Tuple[int, int], Frame]] = {}  # pid -> (code, line) -> the same Frame
+        self._nframes = 0
+        # pid -> (recorded frames, truncated) -> (RuntimeStack, its distinct code addresses, their
         # CodeInfo): a stack seen at an earlier drain is not built again while every code object
         # in it is still the one cached (CodeCache checks each once per drain against reuse)
-        self._stacks: Dict[Tuple[int, tuple, bool], Tuple[RuntimeStack, tuple, tuple]] = {}
+        self._stacks: Dict[int, Dict[Tuple[tuple, bool], Tuple[RuntimeStack, tuple, tuple]]] = {}
+        self._nstacks = 0
+        # pid -> (code, instruction position) -> (CodeInfo, Frame): a frame met again (its stack
+        # differs elsewhere, e.g. by the leaf's position) costs a lookup while its CodeInfo passed
+        # this drain's reuse check, instead of the code cache, line table and frame lookups
+        self._by_instr: Dict[int, Dict[Tuple[int, int], Tuple[Any, Frame]]] = {}
+        self._ninstr = 0
         self._counts: Dict[str, int] = {}
         self._errors: Dict[str, int] = {}
         self._unsupported_logged: set = set()
@@ -174,10 +185,9 @@ class PythonRuntime(Runtime):
     def _drop(self, pid: int) -> None:
         self._procs.pop(pid, None)
         self.codes.forget(pid)
-        for k in [k for k in self._frames if k[0] == pid]:
-            del self._frames[k]
-        for k in [k for k in self._stacks if k[0] == pid]:
-            del self._stacks[k]
+        self._nframes -= len(self._frames.pop(pid, ()))
+        self._nstacks -= len(self._stacks.pop(pid, ()))
+        self._ninstr -= len(self._by_instr.pop(pid, ()))
 
     def prefetch(self, sampler: Any) -> int:
         """Read the code objects of the Python stacks recorded since the last look, while their
@@ -230,18 +240,36 @@ class PythonRuntime(Runtime):
         counts['stacks'] = counts.get('stacks', 0) + 1
         if truncated:
             counts['truncated'] = counts.get('truncated', 0) + 1
-        key = (pid, recorded, bool(truncated))
-        hit = self._stacks.get(key)
+        key = (recorded, bool(truncated))
+        mine = self._stacks.get(pid)
+        hit = mine.get(key) if mine is not None else None
         if hit is not None:
             built, addrs, infos = hit
-            if all(self._info(pid, a, offsets, code_type) is i for a, i in zip(addrs, infos)):
+            drain = self.codes.drain
+            if all(i.validated == drain or self._info(pid, a, offsets, code_type) is i for a, i in zip(addrs, infos)):
                 return built
-            del self._stacks[key]
+            del mine[key]
+            self._nstacks -= 1
+            if not mine:
+                del self._stacks[pid]
+                mine = None
         errors = sum(self._errors.values())
         segments = []
         current = []
+        drain = self.codes.drain
+        byinstr = self._by_instr.get(pid, {})
+        infos_of: Dict[int, Any] = {}  # code address -> its CodeInfo, in first-seen order
         for code, instr, flags in recorded:
-            current.append(self._frame(pid, code, instr, offsets, code_type))
+            got = byinstr.get((code, instr))
+            if got is None or got[0].validated != drain:
+                f = self._frame(pid, code, instr, offsets, code_type)
+                byinstr = self._by_instr.get(pid, {})  # (_frame may have started it, or over)
+                got = byinstr.get((code, instr))
+                if got is None or got[1] is not f:  # not named: an error frame
+                    got = (None, f)
+            current.append(got[1])
+            if infos_of.get(code, 0) is not None:
+                infos_of[code] = got[0]
             if flags & SEGMENT_END:
                 segments.append(tuple(current))
                 current = []
@@ -251,12 +279,17 @@ class PythonRuntime(Runtime):
             segments[-1] = segments[-1] + (TRUNCATED_FRAME,)
         built = RuntimeStack(tuple(segments), EVAL_FUNCTIONS, bool(truncated), self.frame_pointers)
         if sum(self._errors.values()) == errors:  # every frame named: kept for the next drains
-            addrs = tuple(dict.fromkeys(code for code, _, _ in recorded))
-            infos = tuple(self._info(pid, a, offsets, code_type) for a in addrs)
+            addrs = tuple(infos_of)
+            infos = tuple(infos_of.values())
             if None not in infos:
-                if len(self._stacks) >= MAX_STACKS_KEPT:
+                if self._nstacks >= MAX_STACKS_KEPT:
                     self._stacks.clear()
-                self._stacks[key] = (built, addrs, infos)
+                    self._nstacks = 0
+                    mine = None
+                if mine is None:
+                    mine = self._stacks[pid] = {}
+                mine[key] = (built, addrs, infos)
+                self._nstacks += 1
         return built
 
     def _info(self, pid: int, code: int, offsets: Offsets, code_type: int) -> Any:
@@ -276,12 +309,28 @@ class PythonRuntime(Runtime):
                 self.log.debug('pid %s: code object at 0x%x: %s', pid, code, e)
             return self._error(pid, code, 'bad_object')
         line = line_of(info, offsets, instr)
-        key = (pid, code, line)
-        f = self._frames.get(key)
+        key = (code, line)
+        mine = self._frames.get(pid)
+        if mine is None:
+            mine = self._frames[pid] = {}
+        f = mine.get(key)
         if f is None or f.function != info.name or f.source_file != info.filename:
-            if len(self._frames) > 200000:
+            if self._nframes > MAX_FRAMES_KEPT:
                 self._frames.clear()
-            f = self._frames[key] = Frame(info.name, 0, FRAME_CPYTHON, None, info.filename, line)
+                self._nframes = 0
+                mine = self._frames[pid] = {}
+            if key not in mine:
+                self._nframes += 1
+            f = mine[key] = Frame(info.name, 0, FRAME_CPYTHON, None, info.filename, line)
+        byinstr = self._by_instr.get(pid)
+        if byinstr is None or self._ninstr > MAX_FRAMES_KEPT:
+            if byinstr is not None:
+                self._by_instr.clear()
+                self._ninstr = 0
+            byinstr = self._by_instr[pid] = {}
+        if (code, instr) not in byinstr:
+            self._ninstr += 1
+        byinstr[(code, instr)] = (info, f)
         return f
 
     def _error(self, pid: int, code: int, reason: str) -> Frame:

@@ -131,6 +131,7 @@ class CodeCache:
         self.max_bytes = max_bytes
         self.nbytes = 0
         self._entries: 'OrderedDict[Tuple[int, int], CodeInfo]' = OrderedDict()
+        self._by_pid: Dict[int, set] = {}  # pid -> its code addresses cached: forget() costs its own
         self.drain = 0
 
     def __len__(self) -> int:
@@ -158,6 +159,7 @@ class CodeCache:
         info.validated = self.drain
         counts['code_objects_read'] = counts.get('code_objects_read', 0) + 1
         self._entries[key] = info
+        self._by_pid.setdefault(pid, set()).add(addr)
         self.nbytes += info.nbytes
         while self.nbytes > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))
@@ -167,7 +169,12 @@ class CodeCache:
         info = self._entries.pop(key, None)
         if info is not None:
             self.nbytes -= info.nbytes
+            addrs = self._by_pid.get(key[0])
+            if addrs is not None:
+                addrs.discard(key[1])
+                if not addrs:
+                    del self._by_pid[key[0]]
 
     def forget(self, pid: int) -> None:
-        for key in [k for k in self._entries if k[0] == pid]:
-            self._drop(key)
+        for addr in list(self._by_pid.get(pid, ())):
+            self._drop((pid, addr))
