@@ -18,7 +18,7 @@ import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...profile.model import CPU_SAMPLES, RawSample
-from ..program import EFAULT, MAX_STACK_DEPTH, clear_stacks, read_stack
+from ..program import EFAULT, MAX_STACK_DEPTH, clear_stacks, read_stack, thread_records_size
 from . import PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND, BatchReader, CommFilter, DrainPass
 
 TC_RECORD_MAX = 640
@@ -47,6 +47,8 @@ class OnCpuDrain:
         self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
         self._tc_cache: Dict[int, Tuple[bytes, int]] = {}  # thread-context record id -> (record, generation)
         self._tc_readers: tuple = ()  # BatchReader of tc_records0/1
+        self.tc_records_size = 0  # entries of each (program.thread_records_size)
+        self.tc_fill: Optional[float] = None  # records read at the last drain / tc_records_size
         # set by the receiver: decodes a record into what RawSample carries (link, context_attributes);
         # None: RawSample.link carries the record's bytes
         self.link_record: Optional[LinkRecord] = None
@@ -67,6 +69,7 @@ class OnCpuDrain:
         self.pystacks = program.pair('pystacks') + program.pair('pystacks_s') if program.python else ()
         self.tc_records = program.pair('tc_records') if c.span_links else ()
         self._tc_readers = tuple(BatchReader(t) for t in self.tc_records)
+        self.tc_records_size = thread_records_size(c)
         # 64 entries a call: 132 KB of buffers for the full-size maps (2 KB a stack)
         self._py_readers = tuple(BatchReader(t, 64) for t in self.pystacks)
         self.ku_maps = program.pair('ku_stacks') if self.kernel_unwind is not None else ()
@@ -95,6 +98,8 @@ class OnCpuDrain:
         return entries
 
     def drain(self, entries: list, p: DrainPass) -> None:
+        if self.tc_fill is not None:
+            p.map_fill['tc_records'] = self.tc_fill
         for tgid, tid, rawcomm, us, ks, cnt, py, kh, tc in entries:
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self.comm_filter.keep(comm):
@@ -148,11 +153,13 @@ class OnCpuDrain:
 
         cache = self._tc_cache
         reader = self._tc_readers[old & 1]
+        read = 0
         leaf = reader.table.Leaf
         size = ct.sizeof(leaf)
         at_len, at_data = leaf.len.offset, leaf.data.offset
         try:
             for keys, values, n in reader.take():
+                read += n
                 raw = ct.string_at(ct.addressof(values), size * n)  # one copy; no ctypes object per record
                 for i, k in enumerate(keys[:n]):
                     o = i * size
@@ -160,9 +167,11 @@ class OnCpuDrain:
                     cache[k if isinstance(k, int) else int(k.value)] = raw[o + at_data:o + at_data + length], old
         except OSError:  # a batch refused (not expected with 256 entries a call): BCC's way, whole map
             for k, v in reader.table.items_lookup_and_delete_batch():
+                read += 1
                 n = min(int(v.len), TC_RECORD_MAX)
                 cache[k if isinstance(k, int) else int(k.value)] = bytes(bytearray(v.data)[:n]), old
-        if len(cache) > 4 * int(self.config.thread_context_records):
+        self.tc_fill = read / float(max(1, self.tc_records_size))
+        if len(cache) > 4 * self.tc_records_size:
             horizon = old - MAX_RETRIES - 2
             for rid in [r for r, (_, g) in cache.items() if g < horizon]:
                 del cache[rid]
