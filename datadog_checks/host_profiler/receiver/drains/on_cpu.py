@@ -53,6 +53,9 @@ class OnCpuDrain:
         # None: RawSample.link carries the record's bytes
         self.link_record: Optional[LinkRecord] = None
         self._links: Dict[int, Tuple[Any, tuple]] = {}  # record id -> (link, attributes), in this pass
+        # records of this pass left as bytes in RawSample.link (no decoder, or it failed): the receiver
+        # decodes them; 0: every link is a SpanLink or None already
+        self.undecoded = 0
         self.ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
         # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
         self.verify_pairs: List[tuple] = []
@@ -84,6 +87,7 @@ class OnCpuDrain:
         self._old = old
         self._cache = {}
         self._links = {}
+        self.undecoded = 0
         entries = []
         # in chunks into buffers allocated once (BCC allocates for the whole map at every call)
         for k, v in self._count_readers[old & 1].items():
@@ -100,6 +104,7 @@ class OnCpuDrain:
     def drain(self, entries: list, p: DrainPass) -> None:
         if self.tc_fill is not None:
             p.map_fill['tc_records'] = self.tc_fill
+        links = self._links  # record id -> (link, attributes) of this pass (thread_link fills it)
         for tgid, tid, rawcomm, us, ks, cnt, py, kh, tc in entries:
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self.comm_filter.keep(comm):
@@ -118,7 +123,11 @@ class OnCpuDrain:
                 if truncated:
                     p.partial[PARTIAL_DEPTH_LIMIT] += cnt
             p.pairs.add((us, ks))
-            link, attributes = self.thread_link(tgid, tc) if tc else NO_LINK
+            if tc:
+                hit = links.get(tc)
+                link, attributes = hit if hit is not None else self.thread_link(tgid, tc)
+            else:
+                link, attributes = NO_LINK
             p.samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
                                        self.python_stack(py), link, attributes))
 
@@ -194,11 +203,13 @@ class OnCpuDrain:
                 hit = NO_LINK
             elif self.link_record is None:
                 hit = (record, ())
+                self.undecoded += 1
             else:
                 try:
                     hit = self.link_record(tgid, record)
                 except Exception:  # noqa: BLE001 - never fails the drain: the receiver decodes the bytes
                     hit = (record, ())
+                    self.undecoded += 1
             self._links[rid] = hit
         return hit
 
