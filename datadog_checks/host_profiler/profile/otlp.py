@@ -304,6 +304,7 @@ def _fill_samples(pb_profile: profiles_pb2.Profile, samples: Sequence[Any], t: _
     thread_attrs: Dict[Tuple[int, str], Tuple[int, int]] = {}
     link_index = t.link_index
     context_by_id = t.context_attributes_by_id
+    with_context: Dict[Tuple[Tuple[int, str], int], List[int]] = {}
     for s in samples:
         si = stack_by_id.get(id(s.frames))
         if si is None:
@@ -317,11 +318,18 @@ def _fill_samples(pb_profile: profiles_pb2.Profile, samples: Sequence[Any], t: _
             )
         msg = add()
         msg.stack_index = si
-        msg.attribute_indices.extend(attrs)
         ca = s.context_attributes
         if ca:  # thread-context attributes, under the keys of the process's key map
-            ci = context_by_id.get(id(ca))
-            msg.attribute_indices.extend(ci if ci is not None else t.context_attributes(ca))
+            # the thread's and the context's indices in one list per (thread, attribute set): one
+            # extend per sample instead of two (the samples of a span share both)
+            ck = (tk, id(ca))
+            both = with_context.get(ck)
+            if both is None:
+                ci = context_by_id.get(id(ca))
+                both = with_context[ck] = list(attrs) + (ci if ci is not None else t.context_attributes(ca))
+            msg.attribute_indices.extend(both)
+        else:
+            msg.attribute_indices.extend(attrs)
         msg.values.append(s.value)
         link = s.link
         if link is not None:
