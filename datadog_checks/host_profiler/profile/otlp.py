@@ -223,17 +223,13 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
     attribute_table = d.attribute_table
     add_attribute = attribute_table.add
     add_attribute()
-    blob = _attribute_blob(t.attributes)
-    if blob is not None:  # every value a str or an int (thread names and ids, thread-context attributes)
-        d.MergeFromString(blob)
-    else:
-        for key, value in t.attributes[1:]:
-            if type(value) is str:  # no AnyValue copied
-                a = add_attribute()
-                a.key_strindex = key
-                a.value.string_value = value
-            else:
-                add_attribute(key_strindex=key, value=any_value(value))
+    for key, value in t.attributes[1:]:
+        if type(value) is str:  # most of them (thread names, thread-context attributes): no AnyValue copied
+            a = add_attribute()
+            a.key_strindex = key
+            a.value.string_value = value
+        else:
+            add_attribute(key_strindex=key, value=any_value(value))
 
     mapping_table = d.mapping_table
     mapping_table.add()
@@ -290,43 +286,6 @@ def _fill_dictionary(d: profiles_pb2.ProfilesDictionary, t: _Tables) -> None:
                 pb = link_table.add()
                 pb.trace_id = link.trace_id
                 pb.span_id = link.span_id
-
-
-_VARINT_1 = [bytes([n]) for n in range(128)]
-
-
-def _varint(n: int) -> bytes:
-    """A protobuf varint of ``n`` >= 0."""
-    if n < 128:
-        return _VARINT_1[n]
-    out = bytearray()
-    while n >= 128:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _attribute_blob(attributes: List[Tuple[int, Any]]) -> Optional[bytes]:
-    """``ProfilesDictionary.attribute_table[1:]`` as protobuf bytes when every value is a str or an int,
-    else None. One entry per thread and per span's context attributes: three upb calls each (the
-    entry, its key, its AnyValue) against a few bytes operations, and upb parses the whole in one
-    call. KeyValueAndUnit: key_strindex = 1 (varint, omitted when 0), value = 2 (AnyValue:
-    string_value = 1, int_value = 3; set in a oneof: written even when empty or 0)."""
-    parts = []
-    append = parts.append
-    for key, value in attributes[1:]:
-        tv = type(value)
-        if tv is str:
-            raw = value.encode('utf-8')
-            any_value_ = b'\x0a' + _varint(len(raw)) + raw
-        elif tv is int:
-            any_value_ = b'\x18' + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement
-        else:
-            return None
-        body = (b'\x08' + _varint(key) if key else b'') + b'\x12' + _varint(len(any_value_)) + any_value_
-        append(b'\x32' + _varint(len(body)) + body)  # ProfilesDictionary.attribute_table = 6
-    return b''.join(parts)
 
 
 # ProfilesDictionary.link_table (field 4, length-delimited), 28 bytes: Link.trace_id (field 1, 16 bytes)
