@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Any, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, NamedTuple, Optional, Tuple
 
 # profile.frame.type values, as the OTel eBPF profiler names them.
 FRAME_KERNEL = 'kernel'
@@ -40,10 +40,13 @@ OFF_CPU_TIME = ValueType('off_cpu', 'nanoseconds')
 CPU_PERIOD = ValueType('cpu', 'nanoseconds')
 
 
-@dataclass(frozen=True)
-class SpanLink:
+class SpanLink(NamedTuple):
     """The span a sample ran in (the sampled thread's OTel thread context, OTEP 4947): an OTLP
-    ``Link``. Ids in W3C byte order (as in their hex form); never all zero (no span: no link)."""
+    ``Link``. Ids in W3C byte order (as in their hex form); never all zero (no span: no link).
+
+    A named tuple, not a frozen dataclass: every sample key that holds one is hashed at every drain
+    and merge, and a tuple's hash is computed in C (the dataclass's ``__hash__`` is a Python call
+    building a tuple, ~0.3 us); it is also built without one ``object.__setattr__`` per field."""
 
     trace_id: bytes  # 16 bytes
     span_id: bytes  # 8 bytes
@@ -57,9 +60,13 @@ class SpanLink:
         return SpanLink(bytes(trace_id), bytes(span_id))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RawSample:
-    """One aggregated key drained from the kernel: addresses only, leaf first."""
+    """One aggregated key drained from the kernel: addresses only, leaf first.
+
+    ``__init__`` is written out (the dataclass's sets each of the 12 fields with
+    ``object.__setattr__``, ~3x slower): one is built per aggregated key at every drain and again at
+    every collect, and a span splits a stack into one key per span (span links)."""
 
     pid: int  # tgid
     tid: int
@@ -76,6 +83,15 @@ class RawSample:
     link: Optional[SpanLink] = None  # the span the thread was in (thread context), if any
     # the thread context's attributes, keys resolved through the process's key map (OTEP 4947)
     context_attributes: Tuple[Tuple[str, str], ...] = ()
+
+    def __init__(self, pid: int, tid: int, comm: str, user_stack: Tuple[int, ...], kernel_stack: Tuple[int, ...],
+                 count: int, value_type: ValueType = CPU_SAMPLES, truncated: bool = False,
+                 user_stack_lost: bool = False, runtime_stack: Any = None, link: Optional[SpanLink] = None,
+                 context_attributes: Tuple[Tuple[str, str], ...] = ()) -> None:
+        self.__dict__.update(pid=pid, tid=tid, comm=comm, user_stack=user_stack, kernel_stack=kernel_stack,
+                             count=count, value_type=value_type, truncated=truncated,
+                             user_stack_lost=user_stack_lost, runtime_stack=runtime_stack, link=link,
+                             context_attributes=context_attributes)
 
 
 _RAW_FIELDS = frozenset(f.name for f in fields(RawSample))
@@ -183,7 +199,7 @@ class RuntimeStack(_CachedHash):
     _hash_fields = ('segments', 'interpreter_functions', 'truncated', 'native_ends_at_interpreter')
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Sample:
     frames: Tuple[Frame, ...]  # leaf first
     value: int
@@ -192,6 +208,13 @@ class Sample:
     truncated: bool = False
     link: Optional[SpanLink] = None  # same stack in two spans = two samples
     context_attributes: Tuple[Tuple[str, str], ...] = ()  # thread-context attributes: sample attributes
+
+    # written out, as RawSample's: one per sample of every profile built
+    def __init__(self, frames: Tuple[Frame, ...], value: int, thread_id: int = 0, thread_name: str = '',
+                 truncated: bool = False, link: Optional[SpanLink] = None,
+                 context_attributes: Tuple[Tuple[str, str], ...] = ()) -> None:
+        self.__dict__.update(frames=frames, value=value, thread_id=thread_id, thread_name=thread_name,
+                             truncated=truncated, link=link, context_attributes=context_attributes)
 
 
 @dataclass

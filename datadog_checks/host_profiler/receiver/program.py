@@ -95,6 +95,30 @@ def stat_flags() -> Dict[str, int]:
     return flags
 
 
+# Entries of each thread-context record map (tc_records0/1, bpf/thread_ctx.h) when
+# `thread_context_records` is 0 (the default): room for twice the samples a generation can hold
+# (samples_per_second x online CPUs x drain interval; a drain that runs late makes a longer
+# generation), a power of 2 in [TC_RECORDS_MIN, TC_RECORDS_MAX]. A drain's batch read walks every
+# bucket of the map whether used or not (4,096 fixed: ~65 us a drain for a few tens of records);
+# a record that finds the map full leaves its sample unlinked, counted as
+# otel_context.record_errors{reason:record_map_full}.
+TC_RECORDS_MIN = 256
+TC_RECORDS_MAX = 65536
+
+
+def thread_records_size(config) -> int:
+    """Entries of each ``tc_records`` map: ``config.thread_context_records``, or sized from the rate."""
+    n = int(getattr(config, 'thread_context_records', 0) or 0)
+    if n > 0:
+        return n
+    cpus = len(kernel.online_cpus()) or 1
+    per_generation = int(config.samples_per_second) * cpus * max(1.0, float(getattr(config, 'drain_interval', 1.0)))
+    size = TC_RECORDS_MIN
+    while size < 2 * per_generation and size < TC_RECORDS_MAX:
+        size *= 2
+    return size
+
+
 def read_stack(table, sid: int) -> Optional[Tuple[int, ...]]:
     """The addresses (leaf first) of one entry of a BPF stack map, or None if it is not there."""
     try:
@@ -261,7 +285,7 @@ class Program:
             'TASK_FSBASE_OFF': fsbase_offset() if self.python or c.span_links else 0,
             'THREAD_CTX': int(bool(c.span_links)),
             'TC_PROCS': max(1, int(c.thread_context_processes)),
-            'TC_RECORDS': max(1, int(c.thread_context_records)),
+            'TC_RECORDS': thread_records_size(c),
         }
         flags.update(stat_flags())
         flags['UNWIND_KERNEL'] = int(self.kernel_unwind is not None)

@@ -623,26 +623,31 @@ class Receiver:
         -> metrics."""
         t = self.telemetry
         out = samples
-        linked = 0
-        for i, s in enumerate(samples):
-            link = s.link
-            if link is None:
-                continue
-            if isinstance(link, bytes):
-                if out is samples:
-                    out = list(samples)
-                link, attributes = self.record_links(s.pid, link)
-                out[i] = s = with_fields(s, link=link, context_attributes=attributes)
+        sampler = self._sampler
+        if sampler is not None and not sampler.on_cpu.undecoded:  # the drain decoded every record
+            linked = sum([s.count for s in samples if s.link is not None])
+        else:
+            linked = 0
+            for i, s in enumerate(samples):
+                link = s.link
                 if link is None:
                     continue
-            linked += s.count
+                if isinstance(link, bytes):
+                    if out is samples:
+                        out = list(samples)
+                    link, attributes = self.record_links(s.pid, link)
+                    out[i] = s = with_fields(s, link=link, context_attributes=attributes)
+                    if link is None:
+                        continue
+                linked += s.count
         self.record_links.end_drain()
         t.count('otel_context.samples_linked', linked)
         t.count('otel_context.thread_context_reads', kernel.get('reads', 0))
-        for reason in ('torn', 'read_error', 'oversized', 'record_map_full'):
-            t.count('otel_context.record_errors', kernel.get(reason, 0), ['reason:' + reason])
-        # a record being written when sampled (valid != 1) is skipped in the kernel
-        t.count('otel_context.record_errors', kernel.get('not_valid', 0), ['reason:not_valid'])
+        # (declared: a zero need not be added)
+        for reason in ('torn', 'read_error', 'oversized', 'record_map_full', 'not_valid'):
+            n = kernel.get(reason, 0)
+            if n:  # not_valid: a record being written when sampled is skipped in the kernel
+                t.count('otel_context.record_errors', n, ['reason:' + reason])
         t.gauge('otel_context.thread_context_processes', self.thread_tls.processes)
         return out
 

@@ -103,7 +103,7 @@ class SamplerConfig:
     # processes runtimes/otel_thread_tls.py registers in `tc_procs`, copied with the sample
     span_links: bool = False
     thread_context_processes: int = 4096
-    thread_context_records: int = 4096  # distinct records per drain interval (each of two maps)
+    thread_context_records: int = 0  # distinct records per generation (each of two maps); 0: program.thread_records_size
     # auto: user stacks unwound in the kernel with stack-delta tables in BPF maps of at most this
     # many MiB (receiver/kernel_unwind.py); 0: every sample copied and unwound in user space
     kernel_unwind_memory_mb: int = 64

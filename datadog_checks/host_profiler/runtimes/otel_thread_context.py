@@ -65,6 +65,7 @@ class ThreadContext:
 _NO_TRACE = bytes(16)
 _NO_SPAN = bytes(8)
 _unpack_header = RECORD_HEADER.unpack_from
+_new_link = tuple.__new__  # SpanLink(t, s) without the named tuple's Python-level __new__
 
 
 def _parse(record: bytes) -> Tuple[Optional[SpanLink], Tuple[Tuple[int, str], ...], bool]:
@@ -164,8 +165,10 @@ class RecordLinks:
     def __init__(self, decoder: ThreadContextDecoder, context_of: Callable[[int], Any]) -> None:
         self.decoder = decoder
         self.context_of = context_of
-        self._current: Dict[Tuple[int, bytes], Tuple[Any, tuple, Any]] = {}
-        self._previous: Dict[Tuple[int, bytes], Tuple[Any, tuple, Any]] = {}
+        # (pid, record) -> ((link, attributes), the process context it was decoded with)
+        self._current: Dict[Tuple[int, bytes], Tuple[Tuple[Any, tuple], Any]] = {}
+        self._previous: Dict[Tuple[int, bytes], Tuple[Tuple[Any, tuple], Any]] = {}
+        self._key_map: Tuple[Any, Tuple[str, ...]] = (None, ())  # (process context, its key map), the last one
         self._attributes: Dict[tuple, tuple] = {}  # equal attribute tuples, one object
         self.decoded = 0  # records decoded (cache misses), for tests and benchmarks
 
@@ -177,14 +180,45 @@ class RecordLinks:
             hit = self._previous.get(key)
             if hit is not None:
                 self._current[key] = hit
-        if hit is not None and hit[2] is context:
-            return hit[0], hit[1]
+        if hit is not None and hit[1] is context:
+            return hit[0]
+        pair = self._decode(record, context)
+        self._current[key] = (pair, context)
+        self.decoded += 1
+        return pair
+
+    def _decode(self, record: bytes, context) -> Tuple[Optional[SpanLink], Tuple[Tuple[str, str], ...]]:
+        """(link, attributes) of a new record. What publishers write (a valid record with its ids and
+        no attribute or exactly one, every key in the key map) is decoded here with one unpack and no
+        intermediate objects; anything else goes through ``ThreadContextDecoder.decode``, which counts
+        what it ignores or shortens."""
+        n = len(record)
+        if 28 <= n <= MAX_RECORD_BYTES:
+            trace_id, span_id, valid, _flags, size = _unpack_header(record)
+            if valid == VALID and n >= 28 + size:
+                attributes: Optional[tuple] = None
+                if not size:
+                    attributes = ()
+                elif size == 2 + record[29]:  # exactly one entry, filling attrs-data
+                    key_map = self._key_map_of(context)
+                    index = record[28]
+                    if index < len(key_map):
+                        attributes = ((key_map[index], record[30:28 + size].decode('utf-8', 'replace')),)
+                        attributes = self._attributes.setdefault(attributes, attributes)
+                if attributes is not None:
+                    link = (_new_link(SpanLink, (trace_id, span_id))
+                            if trace_id != _NO_TRACE and span_id != _NO_SPAN else None)
+                    return link, attributes
         link, attributes = self.decoder.decode(record, context, 0)
         if attributes:
             attributes = self._attributes.setdefault(attributes, attributes)
-        self._current[key] = (link, attributes, context)
-        self.decoded += 1
         return link, attributes
+
+    def _key_map_of(self, context) -> Tuple[str, ...]:
+        cached = self._key_map
+        if cached[0] is not context:
+            cached = self._key_map = (context, context.attribute_key_map if context is not None else ())
+        return cached[1]
 
     def end_drain(self) -> None:
         """Forget the records no sample of the last two drains referred to."""

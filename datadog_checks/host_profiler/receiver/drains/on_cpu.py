@@ -18,7 +18,7 @@ import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ...profile.model import CPU_SAMPLES, RawSample
-from ..program import EFAULT, MAX_STACK_DEPTH, clear_stacks, read_stack
+from ..program import EFAULT, MAX_STACK_DEPTH, clear_stacks, read_stack, thread_records_size
 from . import PARTIAL_DEPTH_LIMIT, PARTIAL_UNWIND, BatchReader, CommFilter, DrainPass
 
 TC_RECORD_MAX = 640
@@ -48,10 +48,15 @@ class OnCpuDrain:
         self._py_cache: Dict[int, Tuple[tuple, int]] = {}  # Python stack id -> (stack, last generation)
         self._tc_cache: Dict[int, Tuple[bytes, int]] = {}  # thread-context record id -> (record, generation)
         self._tc_readers: tuple = ()  # BatchReader of tc_records0/1
+        self.tc_records_size = 0  # entries of each (program.thread_records_size)
+        self.tc_fill: Optional[float] = None  # records read at the last drain / tc_records_size
         # set by the receiver: decodes a record into what RawSample carries (link, context_attributes);
         # None: RawSample.link carries the record's bytes
         self.link_record: Optional[LinkRecord] = None
         self._links: Dict[int, Tuple[Any, tuple]] = {}  # record id -> (link, attributes), in this pass
+        # records of this pass left as bytes in RawSample.link (no decoder, or it failed): the receiver
+        # decodes them; 0: every link is a SpanLink or None already
+        self.undecoded = 0
         self.ku_stacks: Dict[int, Tuple[Tuple[int, ...], bool]] = {}
         # kernel_unwind_verify: (tgid, kernel stack, partial, user-space stack, truncated, count)
         self.verify_pairs: List[tuple] = []
@@ -68,6 +73,7 @@ class OnCpuDrain:
         self.pystacks = program.pair('pystacks') + program.pair('pystacks_s') if program.python else ()
         self.tc_records = program.pair('tc_records') if c.span_links else ()
         self._tc_readers = tuple(BatchReader(t) for t in self.tc_records)
+        self.tc_records_size = thread_records_size(c)
         # 64 entries a call: 132 KB of buffers for the full-size maps (2 KB a stack)
         self._py_readers = tuple(BatchReader(t, 64) for t in self.pystacks)
         self.ku_maps = program.pair('ku_stacks') if self.kernel_unwind is not None else ()
@@ -85,6 +91,7 @@ class OnCpuDrain:
         self._old = old
         self._cache = {}
         self._links = {}
+        self.undecoded = 0
         entries = []
         # in chunks into buffers allocated once (BCC allocates for the whole map at every call)
         for k, v in self._count_readers[old & 1].items():
@@ -99,6 +106,9 @@ class OnCpuDrain:
         return entries
 
     def drain(self, entries: list, p: DrainPass) -> None:
+        if self.tc_fill is not None:
+            p.map_fill['tc_records'] = self.tc_fill
+        links = self._links  # record id -> (link, attributes) of this pass (thread_link fills it)
         for tgid, tid, rawcomm, us, ks, cnt, py, kh, tc in entries:
             comm = rawcomm.split(b'\0', 1)[0].decode('utf-8', 'replace')
             if not self.comm_filter.keep(comm):
@@ -117,7 +127,11 @@ class OnCpuDrain:
                 if truncated:
                     p.partial[PARTIAL_DEPTH_LIMIT] += cnt
             p.pairs.add((us, ks))
-            link, attributes = self.thread_link(tgid, tc) if tc else NO_LINK
+            if tc:
+                hit = links.get(tc)
+                link, attributes = hit if hit is not None else self.thread_link(tgid, tc)
+            else:
+                link, attributes = NO_LINK
             p.samples.append(RawSample(tgid, tid, comm, ustack, kstack, cnt, CPU_SAMPLES, truncated, ulost,
                                        self.python_stack(py), link, attributes))
 
@@ -152,11 +166,13 @@ class OnCpuDrain:
 
         cache = self._tc_cache
         reader = self._tc_readers[old & 1]
+        read = 0
         leaf = reader.table.Leaf
         size = ct.sizeof(leaf)
         at_len, at_data = leaf.len.offset, leaf.data.offset
         try:
             for keys, values, n in reader.take():
+                read += n
                 raw = ct.string_at(ct.addressof(values), size * n)  # one copy; no ctypes object per record
                 for i, k in enumerate(keys[:n]):
                     o = i * size
@@ -164,9 +180,11 @@ class OnCpuDrain:
                     cache[k if isinstance(k, int) else int(k.value)] = raw[o + at_data:o + at_data + length], old
         except OSError:  # a batch refused (not expected with 256 entries a call): BCC's way, whole map
             for k, v in reader.table.items_lookup_and_delete_batch():
+                read += 1
                 n = min(int(v.len), TC_RECORD_MAX)
                 cache[k if isinstance(k, int) else int(k.value)] = bytes(bytearray(v.data)[:n]), old
-        if len(cache) > 4 * int(self.config.thread_context_records):
+        self.tc_fill = read / float(max(1, self.tc_records_size))
+        if len(cache) > 4 * self.tc_records_size:
             horizon = old - MAX_RETRIES - 2
             for rid in [r for r, (_, g) in cache.items() if g < horizon]:
                 del cache[rid]
@@ -189,11 +207,13 @@ class OnCpuDrain:
                 hit = NO_LINK
             elif self.link_record is None:
                 hit = (record, ())
+                self.undecoded += 1
             else:
                 try:
                     hit = self.link_record(tgid, record)
                 except Exception:  # noqa: BLE001 - never fails the drain: the receiver decodes the bytes
                     hit = (record, ())
+                    self.undecoded += 1
             self._links[rid] = hit
         return hit
 
