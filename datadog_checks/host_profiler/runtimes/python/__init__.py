@@ -44,7 +44,6 @@ EAGER_S = 0.5
 IDLE_LOOK_S = 1.0
 IDLE_AFTER_LOOKS = 3  # looks in a row that read nothing new
 MAX_STACKS_KEPT = 8192  # resolved stacks kept across drains (all dropped when full)
-MAX_FRAMES_KEPT = 200000  # frames kept by (code, line), and by (code, instruction) (each dropped when full)
 # per-process: the ones seen, by pid -> (start time, Interpreter or None, Offsets or None)
 
 
@@ -72,11 +71,6 @@ class PythonRuntime(Runtime):
         # in it is still the one cached (CodeCache checks each once per drain against reuse)
         self._stacks: Dict[int, Dict[Tuple[tuple, bool], Tuple[RuntimeStack, tuple, tuple]]] = {}
         self._nstacks = 0
-        # pid -> (code, instruction position) -> (CodeInfo, Frame): a frame met again (its stack
-        # differs elsewhere, e.g. by the leaf's position) costs a lookup while its CodeInfo passed
-        # this drain's reuse check, instead of the code cache, line table and frame lookups
-        self._by_instr: Dict[int, Dict[Tuple[int, int], Tuple[Any, Frame]]] = {}
-        self._ninstr = 0
         self._counts: Dict[str, int] = {}
         self._errors: Dict[str, int] = {}
         self._unsupported_logged: set = set()
@@ -187,7 +181,6 @@ class PythonRuntime(Runtime):
         self.codes.forget(pid)
         self._nframes -= len(self._frames.pop(pid, ()))
         self._nstacks -= len(self._stacks.pop(pid, ()))
-        self._ninstr -= len(self._by_instr.pop(pid, ()))
 
     def prefetch(self, sampler: Any) -> int:
         """Read the code objects of the Python stacks recorded since the last look, while their
@@ -245,8 +238,7 @@ class PythonRuntime(Runtime):
         hit = mine.get(key) if mine is not None else None
         if hit is not None:
             built, addrs, infos = hit
-            drain = self.codes.drain
-            if all(i.validated == drain or self._info(pid, a, offsets, code_type) is i for a, i in zip(addrs, infos)):
+            if all(self._info(pid, a, offsets, code_type) is i for a, i in zip(addrs, infos)):
                 return built
             del mine[key]
             self._nstacks -= 1
@@ -256,20 +248,8 @@ class PythonRuntime(Runtime):
         errors = sum(self._errors.values())
         segments = []
         current = []
-        drain = self.codes.drain
-        byinstr = self._by_instr.get(pid, {})
-        infos_of: Dict[int, Any] = {}  # code address -> its CodeInfo, in first-seen order
         for code, instr, flags in recorded:
-            got = byinstr.get((code, instr))
-            if got is None or got[0].validated != drain:
-                f = self._frame(pid, code, instr, offsets, code_type)
-                byinstr = self._by_instr.get(pid, {})  # (_frame may have started it, or over)
-                got = byinstr.get((code, instr))
-                if got is None or got[1] is not f:  # not named: an error frame
-                    got = (None, f)
-            current.append(got[1])
-            if infos_of.get(code, 0) is not None:
-                infos_of[code] = got[0]
+            current.append(self._frame(pid, code, instr, offsets, code_type))
             if flags & SEGMENT_END:
                 segments.append(tuple(current))
                 current = []
@@ -279,8 +259,8 @@ class PythonRuntime(Runtime):
             segments[-1] = segments[-1] + (TRUNCATED_FRAME,)
         built = RuntimeStack(tuple(segments), EVAL_FUNCTIONS, bool(truncated), self.frame_pointers)
         if sum(self._errors.values()) == errors:  # every frame named: kept for the next drains
-            addrs = tuple(infos_of)
-            infos = tuple(infos_of.values())
+            addrs = tuple(dict.fromkeys(code for code, _, _ in recorded))
+            infos = tuple(self._info(pid, a, offsets, code_type) for a in addrs)
             if None not in infos:
                 if self._nstacks >= MAX_STACKS_KEPT:
                     self._stacks.clear()
@@ -315,22 +295,13 @@ class PythonRuntime(Runtime):
             mine = self._frames[pid] = {}
         f = mine.get(key)
         if f is None or f.function != info.name or f.source_file != info.filename:
-            if self._nframes > MAX_FRAMES_KEPT:
+            if self._nframes > 200000:
                 self._frames.clear()
                 self._nframes = 0
                 mine = self._frames[pid] = {}
             if key not in mine:
                 self._nframes += 1
             f = mine[key] = Frame(info.name, 0, FRAME_CPYTHON, None, info.filename, line)
-        byinstr = self._by_instr.get(pid)
-        if byinstr is None or self._ninstr > MAX_FRAMES_KEPT:
-            if byinstr is not None:
-                self._by_instr.clear()
-                self._ninstr = 0
-            byinstr = self._by_instr[pid] = {}
-        if (code, instr) not in byinstr:
-            self._ninstr += 1
-        byinstr[(code, instr)] = (info, f)
         return f
 
     def _error(self, pid: int, code: int, reason: str) -> Frame:
